@@ -1,0 +1,59 @@
+# Two commands on a fresh machine: `make run` (a kiosk on simulated hardware) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CONFIG ?= config/sim.toml
+# Debian packages the test suite talks to (RIG.md): broker, serial PTYs, audio, PKI.
+APT_PACKAGES := mosquitto mosquitto-clients socat libportaudio2 alsa-utils openssl
+
+.PHONY: run test lint typecheck pytest bench deps venv clean help
+
+help:
+	@echo "make run    start the kiosk daemon on simulated hardware ($(CONFIG))"
+	@echo "make test   install what the tests need, then ruff, mypy --strict and pytest"
+	@echo "make bench  run the benchmarks and print their figures"
+
+$(VENV)/.stamp: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (found " + sys.version.split()[0] + ")")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@mkdir -p $(VENV)/typing/safehouse
+	@for d in device drivers services; do ln -sfn "$(CURDIR)/$$d" "$(VENV)/typing/safehouse/$$d"; done
+	@touch $@
+
+venv: $(VENV)/.stamp
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages: $$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing >/dev/null \
+	    || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing >/dev/null; } \
+	    || { echo "apt-get install failed for: $$missing"; exit 1; }; \
+	  else \
+	    echo "missing Debian packages; run: sudo apt-get install -y $$missing"; exit 1; \
+	  fi; \
+	fi
+
+run: venv
+	@mkdir -p .state
+	$(VENV)/bin/safehouse --config $(CONFIG) run
+
+lint: venv
+	$(VENV)/bin/ruff check device drivers services tests bench
+
+typecheck: venv
+	MYPYPATH=$(VENV)/typing $(VENV)/bin/mypy --strict -p safehouse.device -p safehouse.drivers -p safehouse.services
+
+pytest: venv deps
+	$(PY) -m pytest -q
+
+test: deps venv lint typecheck pytest
+
+bench: venv deps
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache .hypothesis

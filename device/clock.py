@@ -1,0 +1,76 @@
+"""Where time comes from: wall clock, monotonic clock, boot id, and whether NTP has synced.
+
+A Pi has no RTC: until NTP syncs, wall time may be 1970 or last shutdown's. Every event
+therefore carries ``clock_synced`` plus monotonic time and the boot id, so the precinct can
+order a kiosk's events even when its wall clock lied.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+_TIME_ERROR = 5  # adjtimex(2): clock not synchronised
+
+
+class Clock(Protocol):
+    def wall(self) -> float: ...
+    def mono(self) -> float: ...
+    def synced(self) -> bool: ...
+
+
+def read_boot_id() -> str:
+    """The kernel's boot id; a random stand-in if /proc is unavailable (never fails)."""
+    try:
+        return BOOT_ID.read_text().strip()
+    except OSError:
+        return str(uuid.uuid4())
+
+
+def _adjtimex_synced() -> bool | None:
+    """Ask the kernel directly (works with chrony/ntpd, not only systemd-timesyncd)."""
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        libc = ctypes.CDLL(name, use_errno=True)
+        buf = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only
+        state = int(libc.adjtimex(buf))
+    except (OSError, AttributeError):
+        return None
+    return None if state < 0 else state != _TIME_ERROR
+
+
+class SystemClock:
+    """The real clocks; ``synced()`` is cached briefly because every event asks."""
+
+    def __init__(self, *, cache_seconds: float = 10.0) -> None:
+        self._cache_seconds = cache_seconds
+        self._synced = False
+        self._checked_at = float("-inf")
+
+    def wall(self) -> float:
+        return time.time()
+
+    def mono(self) -> float:
+        return time.monotonic()
+
+    def synced(self) -> bool:
+        now = time.monotonic()
+        if now - self._checked_at >= self._cache_seconds:
+            kernel = _adjtimex_synced()
+            self._synced = TIMESYNC_FLAG.exists() or bool(kernel)
+            self._checked_at = now
+        return self._synced
+
+
+def iso_utc(wall: float) -> str:
+    """RFC 3339 UTC with milliseconds, the `ts` format of every payload."""
+    return datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,18 @@
+"""Ademco Contact ID event codes the kiosk uses, so precinct software can map our events.
+
+Only codes with a real Contact ID meaning are listed; lifecycle events (ack, resolved,
+escalated, help_coming) have none and carry ``code: null``.
+"""
+
+from __future__ import annotations
+
+PANIC = 120  # panic alarm
+DURESS = 121  # duress: silent alarm
+TAMPER = 137  # enclosure tamper
+AC_LOSS = 301
+PERIPHERAL_TROUBLE = 330  # system peripheral trouble: the light box lamp is dark
+COMM_TROUBLE = 350
+SENSOR_TROUBLE = 380  # sensor trouble: panic button stuck
+WRONG_CODE = 461  # wrong code entry (keypad lockout)
+MANUAL_TEST = 601  # manual trigger test report: a test alarm
+PERIODIC_TEST = 602

@@ -1,0 +1,145 @@
+"""What the control socket can be asked, answered from the core loop's snapshots.
+
+Handlers never change state themselves: they drive the (simulated) pins or submit an input
+and wait until the core has applied it and its event is durable, so an "accepted" answer
+means the alarm is on disk. Refusals carry the core's own reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from safehouse.device.alarm import OUTCOMES
+from safehouse.device.errors import HardwareError
+from safehouse.device.hardware import Hardware
+from safehouse.device.inputs import (
+    Input,
+    KeyPressed,
+    ResolveRequested,
+    TestAlarmRequested,
+    VolunteerAck,
+)
+from safehouse.device.loop import CoreLoop
+from safehouse.device.shell import EffectRunner
+from safehouse.device.state import CoreState
+from safehouse.device.status import alarm_view, status_view
+from safehouse.services.control import CommandRefused
+
+CONFIRM_TIMEOUT = 3.0
+MAX_HOLD = 600.0
+
+
+class Commands:
+    """The handler table for ``ControlServer``."""
+
+    def __init__(self, loop: CoreLoop, runner: EffectRunner, hardware: Hardware,
+                 static: Mapping[str, Any], link: Callable[[], Mapping[str, Any]]) -> None:
+        self._loop, self._runner, self._hw = loop, runner, hardware
+        self._static, self._link = dict(static), link
+        self._started = time.monotonic()
+
+    def table(self) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
+        return {
+            "status": self.status,
+            "press": self.press,
+            "release": self.release,
+            "keys": self.keys,
+            "test-alarm": self.test_alarm,
+            "ack": self.ack,
+            "resolve": self.resolve,
+        }
+
+    def status(self, _req: Mapping[str, Any]) -> dict[str, Any]:
+        now = time.monotonic()
+        return status_view(self._loop.state, self._runner, self._static, light=self._hw.light.pattern,
+                           uptime=now - self._started, now=now, link=self._link())
+
+    def press(self, req: Mapping[str, Any]) -> dict[str, Any]:
+        hold = req.get("hold")
+        if hold is not None and (not isinstance(hold, int | float) or not 0 <= hold <= MAX_HOLD):
+            raise CommandRefused(f"hold must be a number of seconds between 0 and {MAX_HOLD:g}")
+        policy = self._loop.state.policy
+        if policy.trigger == "hold" and (hold is None or 0 < hold < policy.hold_seconds):
+            raise CommandRefused("button.trigger is 'hold': use --hold SECONDS with at least "
+                                 f"{policy.hold_seconds:g} s (or 0 to hold until release)")
+        before = self._loop.state.alarms_raised
+        try:
+            self._hw.press()
+        except HardwareError as exc:
+            raise CommandRefused(str(exc)) from exc
+        state = self._loop.wait_until(lambda s, _n: s.button.pressed, CONFIRM_TIMEOUT)
+        if state is not None and policy.trigger == "hold" and hold:
+            state = self._loop.wait_until(lambda s, _n: s.alarms_raised > before or not s.button.pressed,
+                                          policy.hold_seconds + CONFIRM_TIMEOUT)
+        if hold is None:
+            self._hw.release()
+        elif hold > 0:
+            self._hw.release_after(float(hold))
+        if state is None:
+            raise CommandRefused(f"the press was not confirmed within {CONFIRM_TIMEOUT:g} s")
+        return self._accepted(state, new=state.alarms_raised > before)
+
+    def release(self, _req: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            self._hw.release()
+        except HardwareError as exc:
+            raise CommandRefused(str(exc)) from exc
+        state = self._loop.wait_until(lambda s, _n: not s.button.pressed, CONFIRM_TIMEOUT)
+        if state is None:
+            raise CommandRefused(f"the release was not confirmed within {CONFIRM_TIMEOUT:g} s")
+        return {"released": True}
+
+    def keys(self, req: Mapping[str, Any]) -> dict[str, Any]:
+        text = req.get("keys")
+        if not isinstance(text, str) or not text:
+            raise CommandRefused("keys must be a non-empty string of 0-9 * #")
+        if not self._hw.simulated:
+            raise CommandRefused("keys drives the simulated keypad only; this kiosk has real "
+                                 "hardware (device.hardware = \"pi\"): use the keypad")
+        before = self._runner.rejections["keypad"]
+        for key in text[:-1]:
+            self._loop.put(KeyPressed(key))
+        state = self._submit(KeyPressed(text[-1]))
+        rejected = self._runner.rejections["keypad"] - before
+        return {"sent": len(text), "rejected": rejected, "entry_length": len(state.keypad.entry),
+                "last_rejection": self._runner.last_rejection.get("keypad") if rejected else None}
+
+    def test_alarm(self, _req: Mapping[str, Any]) -> dict[str, Any]:
+        before = self._loop.state.alarms_raised
+        state = self._submit(TestAlarmRequested("cli"), refusal="test_alarm")
+        return self._accepted(state, new=state.alarms_raised > before)
+
+    def ack(self, req: Mapping[str, Any]) -> dict[str, Any]:
+        by = _text(req, "by", "technician")
+        state = self._submit(VolunteerAck(volunteer=by, source="cli"), refusal="ack")
+        return {"alarm": alarm_view(state, time.monotonic())}
+
+    def resolve(self, req: Mapping[str, Any]) -> dict[str, Any]:
+        outcome = _text(req, "outcome", "")
+        if outcome not in OUTCOMES:
+            raise CommandRefused(f"outcome must be one of {', '.join(OUTCOMES)}")
+        self._submit(ResolveRequested(outcome=outcome, by=_text(req, "by", "technician")),
+                     refusal="resolve")
+        return {"resolved": True, "outcome": outcome}
+
+    def _submit(self, inp: Input, refusal: str = "") -> CoreState:
+        before = self._runner.rejections[refusal]
+        state = self._loop.submit(inp, CONFIRM_TIMEOUT)
+        if state is None:
+            raise CommandRefused(f"the core did not apply the request within {CONFIRM_TIMEOUT:g} s")
+        if refusal and self._runner.rejections[refusal] > before:
+            raise CommandRefused(self._runner.last_rejection.get(refusal, "refused"))
+        return state
+
+    def _accepted(self, state: CoreState, *, new: bool) -> dict[str, Any]:
+        return {"accepted": True, "new_alarm": new, "durable": self._runner.pending == 0,
+                "alarm": alarm_view(state, time.monotonic())}
+
+
+def _text(req: Mapping[str, Any], key: str, default: str) -> str:
+    value = req.get(key, default)
+    if not isinstance(value, str) or len(value) > 64:
+        raise CommandRefused(f"{key} must be a string of at most 64 characters")
+    return value

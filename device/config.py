@@ -1,0 +1,189 @@
+"""Load the kiosk's TOML config into frozen dataclasses, or fail with every problem at once.
+
+Nothing downstream sees a dict: drivers and services get typed, immutable settings, so a
+typo in a key can only ever surface here, at start-up, before any pin or socket is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass
+from datetime import time
+from pathlib import Path
+from typing import Any
+
+from safehouse.device.config_schema import check_tree
+from safehouse.device.errors import ConfigError
+
+DEFAULT_PATH = Path("/etc/safehouse/config.toml")
+ENV_VAR = "SAFEHOUSE_CONFIG"
+EX_CONFIG = 78  # sysexits.h: configuration error
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    id: str
+    precinct: str
+    alliance: str
+    hardware: str
+    state_dir: Path
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    url: str
+    ca: str
+    cert: str
+    key: str
+    keepalive: int
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    socket: Path
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    red: int
+    blue: int
+    button: int
+    buzzer: int
+    status_led: int
+    tamper: int | None
+    lamp_ok: int | None
+
+
+@dataclass(frozen=True)
+class LightConfig:
+    active_high: bool
+    day_brightness: float
+    night_brightness: float
+    night_from: time
+    night_until: time
+
+
+@dataclass(frozen=True)
+class ButtonConfig:
+    debounce_ms: int
+    trigger: str
+    hold_seconds: float
+    stuck_after: float
+
+
+@dataclass(frozen=True)
+class AlarmConfig:
+    ack_timeout: float
+
+
+@dataclass(frozen=True)
+class KeypadConfig:
+    port: str
+    baud: int
+    entry_timeout: float
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    device: DeviceConfig
+    broker: BrokerConfig
+    control: ControlConfig
+    gpio: GpioConfig
+    light: LightConfig
+    button: ButtonConfig
+    alarm: AlarmConfig
+    keypad: KeypadConfig
+    logging: LoggingConfig
+
+    def as_dict(self) -> dict[str, Any]:
+        """The effective config as plain TOML-able values (for `config check` and digests)."""
+        out = asdict(self)
+        out.pop("source")
+        for section in out.values():
+            for name, value in list(section.items()):
+                if isinstance(value, Path):
+                    section[name] = str(value)
+                elif isinstance(value, time):
+                    section[name] = value.strftime("%H:%M")
+                elif value is None:
+                    del section[name]
+        return out
+
+
+def resolve_path(explicit: str | os.PathLike[str] | None) -> Path:
+    """--config wins, then $SAFEHOUSE_CONFIG, then /etc/safehouse/config.toml."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(ENV_VAR)
+    return Path(env) if env else DEFAULT_PATH
+
+
+def load(path: str | os.PathLike[str] | None = None, *, hardware: str | None = None) -> Config:
+    """Read and validate a config file; ``hardware`` overrides device.hardware (``run --sim``)."""
+    file = resolve_path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(file), [f"cannot read the file: {exc.strerror or exc}"]) from exc
+    try:
+        tree = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(file), [f"not valid TOML: {exc}"]) from exc
+    if hardware is not None:
+        tree.setdefault("device", {})["hardware"] = hardware
+    return from_tree(tree, source=str(file), base=file.parent)
+
+
+def from_tree(tree: dict[str, Any], *, source: str = "<config>", base: Path | None = None) -> Config:
+    """Validate a parsed tree; relative paths are taken from the config file's folder."""
+    values, problems = check_tree(tree)
+    if problems:
+        raise ConfigError(source, problems)
+    root = base or Path.cwd()
+
+    def path(p: str) -> Path:
+        return (root / p).resolve() if p and not os.path.isabs(p) else Path(p)
+
+    broker = dict(values["broker"])
+    for name in ("ca", "cert", "key"):
+        broker[name] = str(path(broker[name])) if broker[name] else ""
+    light = dict(values["light"])
+    for name in ("night_from", "night_until"):
+        hh, mm = light[name].split(":")
+        light[name] = time(int(hh), int(mm))
+    return Config(
+        source=source,
+        device=DeviceConfig(**{**values["device"], "state_dir": path(values["device"]["state_dir"])}),
+        broker=BrokerConfig(**broker),
+        control=ControlConfig(socket=path(values["control"]["socket"])),
+        gpio=GpioConfig(**values["gpio"]),
+        light=LightConfig(**light),
+        button=ButtonConfig(**values["button"]),
+        alarm=AlarmConfig(**values["alarm"]),
+        keypad=KeypadConfig(**values["keypad"]),
+        logging=LoggingConfig(**values["logging"]),
+    )
+
+
+def to_toml(values: dict[str, Any]) -> str:
+    """Render the effective config (flat tables of scalars) back as TOML for humans."""
+    lines: list[str] = []
+    for section, keys in values.items():
+        lines.append(f"[{section}]")
+        for name, value in keys.items():
+            if isinstance(value, bool):
+                rendered = "true" if value else "false"
+            elif isinstance(value, int | float):
+                rendered = repr(value)
+            else:
+                rendered = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            lines.append(f"{name} = {rendered}")
+        lines.append("")
+    return "\n".join(lines)

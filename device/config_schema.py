@@ -1,0 +1,204 @@
+"""The configuration schema as data, and the checker that walks a parsed TOML tree against it.
+
+The schema is one table of sections and keys so that the README's config reference, the
+checker and the defaults cannot drift apart. The checker never stops at the first fault: a
+technician on SSH fixes a file in one pass only if every problem is listed with its key path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+IDENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+BROKER_URL = re.compile(r"^(mqtts?)://([^:/\s]+)(?::(\d{1,5}))?$")
+
+Check = Callable[[Any], str | None]
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: its TOML type, default (None = required), check and reference text."""
+
+    kind: type
+    default: Any
+    doc: str
+    check: Check | None = None
+    optional: bool = False  # may be absent with no default (e.g. an unwired GPIO input)
+
+
+def in_range(lo: float, hi: float) -> Check:
+    def check(v: Any) -> str | None:
+        return None if lo <= v <= hi else f"must be between {lo} and {hi}, got {v!r}"
+
+    return check
+
+
+def one_of(*choices: object) -> Check:
+    def check(v: Any) -> str | None:
+        return None if v in choices else f"must be one of {', '.join(map(repr, choices))}, got {v!r}"
+
+    return check
+
+
+def matches(pattern: re.Pattern[str], what: str, allow_empty: bool = False) -> Check:
+    def check(v: Any) -> str | None:
+        if allow_empty and v == "":
+            return None
+        return None if pattern.match(v) else f"must be {what}, got {v!r}"
+
+    return check
+
+
+def _broker_url(v: Any) -> str | None:
+    if v == "":
+        return None
+    m = BROKER_URL.match(v)
+    if not m:
+        return f"must be '' (offline only) or mqtt://host[:port] or mqtts://host[:port], got {v!r}"
+    if m.group(3) and not 1 <= int(m.group(3)) <= 65535:
+        return f"port must be 1-65535, got {m.group(3)}"
+    return None
+
+
+BCM = in_range(0, 27)
+ID_TEXT = "1-64 characters of A-Z a-z 0-9 _ -"
+
+SCHEMA: Mapping[str, Mapping[str, Key]] = {
+    "device": {
+        "id": Key(str, None, "kiosk identity, also the MQTT client id", matches(IDENT, ID_TEXT)),
+        "precinct": Key(str, None, "precinct the kiosk reports to", matches(IDENT, ID_TEXT)),
+        "alliance": Key(str, "", "neighbourhood alliance id ('' = none)",
+                        matches(IDENT, ID_TEXT, allow_empty=True)),
+        "hardware": Key(str, "pi", "'pi' (real GPIO) or 'sim' (gpiozero MockFactory)",
+                        one_of("pi", "sim")),
+        "state_dir": Key(str, "/var/lib/safehouse", "durable state: event log, sequence numbers"),
+    },
+    "broker": {
+        "url": Key(str, "", "'' = offline only; mqtt://host:port or mqtts://host:port", _broker_url),
+        "ca": Key(str, "", "CA certificate (PEM) for mqtts"),
+        "cert": Key(str, "", "client certificate (PEM) for mqtts"),
+        "key": Key(str, "", "client private key (PEM) for mqtts"),
+        "keepalive": Key(int, 10, "MQTT keepalive in seconds", in_range(5, 600)),
+    },
+    "control": {
+        "socket": Key(str, "/run/safehouse/control.sock", "Unix control socket used by the CLI"),
+    },
+    "gpio": {
+        "red": Key(int, 17, "BCM pin of the red light channel", BCM),
+        "blue": Key(int, 27, "BCM pin of the blue light channel", BCM),
+        "button": Key(int, 22, "BCM pin of the panic button (to GND, pull-up)", BCM),
+        "buzzer": Key(int, 23, "BCM pin of the buzzer", BCM),
+        "status_led": Key(int, 24, "BCM pin of the technician's link LED", BCM),
+        "tamper": Key(int, None, "BCM pin of the enclosure tamper switch (absent = not wired)",
+                      BCM, optional=True),
+        "lamp_ok": Key(int, None, "BCM pin of the lamp current sensor (absent = not wired)",
+                       BCM, optional=True),
+    },
+    "light": {
+        "active_high": Key(bool, True, "false for relay boards that switch on a low level"),
+        "day_brightness": Key(float, 1.0, "beacon brightness by day (0-1)", in_range(0.0, 1.0)),
+        "night_brightness": Key(float, 0.4, "beacon brightness by night (0-1)", in_range(0.0, 1.0)),
+        "night_from": Key(str, "19:00", "local time the night brightness starts (HH:MM)",
+                          matches(HHMM, "HH:MM")),
+        "night_until": Key(str, "07:00", "local time the night brightness ends (HH:MM)",
+                           matches(HHMM, "HH:MM")),
+    },
+    "button": {
+        "debounce_ms": Key(int, 20, "level must hold this long to count (ms)", in_range(0, 500)),
+        "trigger": Key(str, "press", "'press' raises at once; 'hold' after hold_seconds",
+                       one_of("press", "hold")),
+        "hold_seconds": Key(float, 2.0, "hold time when trigger = 'hold'", in_range(0.1, 30.0)),
+        "stuck_after": Key(float, 30.0, "held longer than this = button_stuck fault (s)",
+                           in_range(1.0, 3600.0)),
+    },
+    "alarm": {
+        "ack_timeout": Key(float, 60.0, "seconds before an unacknowledged alarm escalates",
+                           in_range(1.0, 3600.0)),
+    },
+    "keypad": {
+        "port": Key(str, "", "serial port of the keypad ('' = none)"),
+        "baud": Key(int, 9600, "keypad baud rate", one_of(1200, 2400, 4800, 9600, 19200,
+                                                        38400, 57600, 115200)),
+        "entry_timeout": Key(float, 10.0, "a partial entry is dropped after this silence (s)",
+                             in_range(1.0, 120.0)),
+    },
+    "logging": {
+        "level": Key(str, "info", "debug | info | warning | error",
+                     one_of("debug", "info", "warning", "error")),
+    },
+}
+
+PIN_KEYS = ("red", "blue", "button", "buzzer", "status_led", "tamper", "lamp_ok")
+
+
+def _type_name(kind: type) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}[kind]
+
+
+def _coerce(kind: type, value: Any) -> tuple[bool, Any]:
+    """TOML distinguishes 5 from 5.0; a technician should not have to."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return True, float(value)
+    if kind is int and isinstance(value, bool):
+        return False, value
+    return isinstance(value, kind), value
+
+
+def check_tree(tree: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Return (effective values with defaults filled in, every problem found)."""
+    problems: list[str] = []
+    values: dict[str, dict[str, Any]] = {}
+    for section in tree:
+        if section not in SCHEMA:
+            problems.append(f"{section}: unknown section (known: {', '.join(SCHEMA)})")
+    for section, keys in SCHEMA.items():
+        raw = tree.get(section, {})
+        if not isinstance(raw, Mapping):
+            problems.append(f"{section}: must be a table ([{section}])")
+            raw = {}
+        for name in raw:
+            if name not in keys:
+                problems.append(f"{section}.{name}: unknown key (known: {', '.join(keys)})")
+        out: dict[str, Any] = {}
+        for name, key in keys.items():
+            path = f"{section}.{name}"
+            if name not in raw:
+                if key.default is None and not key.optional:
+                    problems.append(f"{path}: required, missing ({key.doc})")
+                out[name] = key.default
+                continue
+            ok, value = _coerce(key.kind, raw[name])
+            if not ok:
+                problems.append(f"{path}: must be {_type_name(key.kind)}, got {raw[name]!r}")
+                out[name] = key.default
+                continue
+            fault = key.check(value) if key.check else None
+            if fault:
+                problems.append(f"{path}: {fault}")
+            out[name] = value
+        values[section] = out
+    problems.extend(_cross_checks(values))
+    return values, problems
+
+
+def _cross_checks(values: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    problems: list[str] = []
+    owners: dict[int, str] = {}
+    for name in PIN_KEYS:
+        pin = values["gpio"].get(name)
+        if pin is None:
+            continue
+        if pin in owners:
+            problems.append(f"gpio.{name}: pin {pin} is already used by gpio.{owners[pin]}")
+        else:
+            owners[pin] = name
+    broker = values["broker"]
+    if str(broker.get("url", "")).startswith("mqtts://"):
+        for name in ("ca", "cert", "key"):
+            if not broker.get(name):
+                problems.append(f"broker.{name}: required when broker.url is mqtts://")
+    return problems

@@ -1,0 +1,123 @@
+"""`safehouse run`: build the kiosk from config, run it until SIGTERM/SIGINT, shut down cleanly.
+
+Start-up order follows what a citizen needs first: the event log (so nothing is accepted
+that cannot be recorded), the hardware (the sign lights up), the core loop, then the control
+socket. Shutdown runs in reverse and finishes well inside systemd's stop timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from safehouse.device import __version__
+from safehouse.device.clock import Clock, SystemClock, read_boot_id
+from safehouse.device.commands import Commands
+from safehouse.device.config import Config
+from safehouse.device.hardware import Hardware
+from safehouse.device.loop import CoreLoop
+from safehouse.device.shell import EffectRunner
+from safehouse.device.state import Policy, initial_state
+from safehouse.services.control import ControlServer
+from safehouse.services.eventlog import EventLog
+
+_LOG = logging.getLogger(__name__)
+
+
+def policy_from(config: Config) -> Policy:
+    return Policy(
+        ack_timeout=config.alarm.ack_timeout,
+        stuck_after=config.button.stuck_after,
+        trigger=config.button.trigger,
+        hold_seconds=config.button.hold_seconds,
+        entry_timeout=config.keypad.entry_timeout,
+    )
+
+
+class Daemon:
+    """The running kiosk; ``start()`` then ``wait()``/``stop()``, or use ``run()``."""
+
+    def __init__(self, config: Config, *, clock: Clock | None = None, pin_factory: Any = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.boot_id = read_boot_id()
+        self.stopping = threading.Event()
+        self._closers: list[Callable[[], None]] = []
+        try:
+            self._build(pin_factory)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, pin_factory: Any) -> None:
+        cfg = self.config
+        self.eventlog = EventLog(cfg.device.state_dir)
+        self._closers.append(self.eventlog.close)
+        self.loop: CoreLoop
+        self.hardware = Hardware(cfg, lambda inp: self.loop.put(inp), pin_factory=pin_factory)
+        self._closers.append(self.hardware.close)
+        self.runner = EffectRunner(light=self.hardware.light, sink=self.eventlog, clock=self.clock,
+                                   device_id=cfg.device.id, precinct=cfg.device.precinct,
+                                   boot_id=self.boot_id)
+        state = initial_state(policy_from(cfg))
+        self.loop = CoreLoop(state, self.runner, clock=self.clock)
+        self._closers.append(self.loop.stop)
+        self.hardware.light.play(state.light)
+        self.hardware.status_led.show(self.link()["state"])
+        static = {"device_id": cfg.device.id, "precinct": cfg.device.precinct,
+                  "hardware": cfg.device.hardware, "version": __version__, "boot_id": self.boot_id,
+                  "config": cfg.source, "state_dir": str(cfg.device.state_dir)}
+        commands = Commands(self.loop, self.runner, self.hardware, static, self.link)
+        self.control = ControlServer(cfg.control.socket, commands.table())
+        self._closers.append(self.control.close)
+
+    def link(self) -> dict[str, Any]:
+        """The uplink's state; without a broker URL the kiosk is offline by design."""
+        if not self.config.broker.url:
+            return {"state": "disabled", "broker": None}
+        return {"state": "offline", "broker": self.config.broker.url,
+                "reason": "this build records events locally; the MQTT uplink is not built in yet"}
+
+    def start(self) -> None:
+        self.loop.start()
+        self.control.start()
+        _LOG.info("safehouse %s running: device %s, precinct %s, hardware %s, control %s, last seq %d",
+                  __version__, self.config.device.id, self.config.device.precinct,
+                  self.config.device.hardware, self.config.control.socket, self.eventlog.last_seq)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def close(self) -> None:
+        """Stop everything in reverse order of start; safe to call more than once."""
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                closer()
+            except Exception:
+                _LOG.exception("shutdown step %r failed", closer)
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the process exit status."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.start()
+            while not self.stopping.wait(1.0):
+                pass
+            _LOG.info("stopping")
+        finally:
+            self.close()
+            for sig, handler in previous.items():
+                with contextlib.suppress(ValueError, TypeError):
+                    signal.signal(sig, handler)
+        _LOG.info("stopped cleanly")
+        return 0
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        _LOG.info("received %s", signal.Signals(signum).name)
+        self.stop()

@@ -1,0 +1,44 @@
+"""Effects: what ``decide()`` asks the imperative shell to do, as plain data.
+
+Keeping them data is what lets the alarm core be tested exhaustively without a pin, a disk
+or a clock: a test compares lists of these records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SetLight:
+    """Play this light box pattern (see drivers.patterns.PATTERNS)."""
+
+    pattern: str
+
+
+@dataclass(frozen=True)
+class Emit:
+    """Record an event durably and send it to the precinct.
+
+    ``event_id`` is chosen by the core so that later inputs (cmd/ack, resolve) can name the
+    alarm they refer to; the shell adds seq, wall time, monotonic time and boot id.
+    """
+
+    event_id: str
+    type: str
+    code: int | None
+    test: bool = False
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reject:
+    """An input was refused; the shell counts and logs it (never silent, never a crash)."""
+
+    what: str
+    reason: str
+
+
+Effect = SetLight | Emit | Reject

@@ -1,0 +1,123 @@
+"""The kiosk's hardware as one composite, built from config, wired to the core loop.
+
+Callbacks do exactly one thing — put a typed input on the core queue. Building is all or
+nothing: if the fifth device fails to open, the four already opened are closed before the
+error propagates, so a retry (or systemd's restart) never finds a pin still claimed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from typing import Any
+
+from safehouse.device.config import Config
+from safehouse.device.errors import HardwareError
+from safehouse.device.inputs import ButtonChanged, Input, LampChanged, TamperChanged
+from safehouse.drivers.lightbox import LightBox
+from safehouse.drivers.panic_button import LampSensor, PanicButton, TamperSwitch
+from safehouse.drivers.patterns import BrightnessSchedule
+from safehouse.drivers.pins import make_pin_factory
+from safehouse.drivers.status_led import StatusLed
+
+_LOG = logging.getLogger(__name__)
+
+
+class Hardware:
+    """Light box, status LED, panic button and the optional tamper and lamp inputs."""
+
+    def __init__(self, config: Config, put: Any, *, pin_factory: Any = None) -> None:
+        self.simulated = config.device.hardware == "sim"
+        self.pin_factory = pin_factory or make_pin_factory(config.device.hardware)
+        self._opened: list[Any] = []
+        self._closed = False
+        self._gpio = config.gpio
+        try:
+            self._build(config, put)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, what: str, build: Any) -> Any:
+        try:
+            device = build()
+        except HardwareError:
+            raise
+        except Exception as exc:
+            raise HardwareError(f"cannot open {what}: {exc}; check the [gpio] section") from exc
+        self._opened.append(device)
+        return device
+
+    def _build(self, config: Config, put: Any) -> None:
+        gpio, light, factory = config.gpio, config.light, self.pin_factory
+        schedule = BrightnessSchedule(day=light.day_brightness, night=light.night_brightness,
+                                      night_from=light.night_from, night_until=light.night_until)
+        self.light: LightBox = self._open(
+            f"the light box (gpio.red={gpio.red}, gpio.blue={gpio.blue})",
+            lambda: LightBox(gpio.red, gpio.blue, active_high=light.active_high,
+                             schedule=schedule, pin_factory=factory))
+        self.status_led: StatusLed = self._open(
+            f"the status LED (gpio.status_led={gpio.status_led})",
+            lambda: StatusLed(gpio.status_led, pin_factory=factory))
+        debounce = config.button.debounce_ms
+        self.button: PanicButton = self._open(
+            f"the panic button (gpio.button={gpio.button})",
+            lambda: PanicButton(gpio.button, debounce_ms=debounce, pin_factory=factory))
+        _wire(self.button, put, ButtonChanged(True), ButtonChanged(False))
+        if gpio.tamper is not None:
+            pin = gpio.tamper
+            tamper = self._open(f"the tamper switch (gpio.tamper={pin})",
+                                lambda: TamperSwitch(pin, debounce_ms=debounce, pin_factory=factory))
+            _wire(tamper, put, TamperChanged(True), TamperChanged(False))
+        if gpio.lamp_ok is not None:
+            pin = gpio.lamp_ok
+            lamp = self._open(f"the lamp sensor (gpio.lamp_ok={pin})",
+                              lambda: LampSensor(pin, debounce_ms=debounce, pin_factory=factory))
+            _wire(lamp, put, LampChanged(True), LampChanged(False))
+
+    # --- simulation panel: what `safehouse press/release` drive -----------------------------
+
+    def _sim_pin(self, number: int) -> Any:
+        if not self.simulated:
+            raise HardwareError("this kiosk runs on real hardware (device.hardware = \"pi\"): "
+                                "press the physical button instead")
+        return self.pin_factory.pin(number)
+
+    def press(self) -> None:
+        """Drive the simulated button pin low (the button shorts it to GND)."""
+        self._sim_pin(self._gpio.button).drive_low()
+
+    def release(self) -> None:
+        self._sim_pin(self._gpio.button).drive_high()
+
+    def release_after(self, seconds: float) -> None:
+        timer = threading.Timer(seconds, self._release_quietly)
+        timer.daemon = True
+        timer.start()
+
+    def _release_quietly(self) -> None:
+        with contextlib.suppress(Exception):
+            self.release()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for device in reversed(self._opened):
+            try:
+                device.close()
+            except Exception:
+                _LOG.exception("closing %r failed", device)
+        self._opened.clear()
+
+    def __enter__(self) -> Hardware:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _wire(device: Any, put: Any, on: Input, off: Input) -> None:
+    device.when_activated = lambda: put(on)
+    device.when_deactivated = lambda: put(off)

@@ -1,0 +1,87 @@
+"""Typed inputs to the core loop: the only thing a driver callback or a socket handler makes.
+
+Each is a small frozen record of what happened, never what to do about it; deciding is
+``decide()``'s job, so a callback can never race the state it would otherwise touch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ButtonChanged:
+    """The panic button's debounced level changed."""
+
+    pressed: bool
+
+
+@dataclass(frozen=True)
+class TamperChanged:
+    """The enclosure tamper switch's debounced level changed (open = someone opened the box)."""
+
+    open: bool
+
+
+@dataclass(frozen=True)
+class LampChanged:
+    """The lamp current sensor's debounced level changed (lit = current flows)."""
+
+    lit: bool
+
+
+@dataclass(frozen=True)
+class TestAlarmRequested:
+    """A technician or the precinct asked for a test alarm (marked test everywhere)."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    source: str
+
+
+@dataclass(frozen=True)
+class VolunteerAck:
+    """The volunteer on duty acknowledged the active alarm."""
+
+    volunteer: str
+    source: str = "keypad"
+
+
+@dataclass(frozen=True)
+class PrecinctAck:
+    """The precinct has the alarm (cmd/ack): the citizen should see that help is coming."""
+
+    event_id: str
+
+
+@dataclass(frozen=True)
+class ResolveRequested:
+    """The alarm ended with an outcome (assistance, false_alarm, police, ...)."""
+
+    outcome: str
+    by: str
+
+
+@dataclass(frozen=True)
+class KeyPressed:
+    """One keypad key (0-9 * #), from the serial keypad or `safehouse keys` in simulation."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passed: lets decide() fire deadlines (escalation, hold, stuck, entry timeout)."""
+
+
+Input = (
+    ButtonChanged
+    | TamperChanged
+    | LampChanged
+    | TestAlarmRequested
+    | VolunteerAck
+    | PrecinctAck
+    | ResolveRequested
+    | KeyPressed
+    | Tick
+)

@@ -1,0 +1,84 @@
+"""The core's whole state: one immutable value, replaced (never mutated) by ``decide()``.
+
+Immutability is what makes the Hypothesis stateful test cheap to trust: a state can be kept,
+compared and replayed, and no callback can change it behind the core loop's back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Phase(StrEnum):
+    """Where an alarm stands; RESOLVED is the transition back to no alarm at all."""
+
+    ACTIVE = "active"
+    ESCALATED = "escalated"
+    ACKNOWLEDGED = "acknowledged"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The timing rules decide() applies; built from config so tests can shrink them."""
+
+    ack_timeout: float = 60.0
+    stuck_after: float = 30.0
+    trigger: str = "press"  # "press" | "hold"
+    hold_seconds: float = 2.0
+    entry_timeout: float = 10.0
+    lamp_grace: float = 5.0  # a lamp dark this long while it should be lit is a fault
+
+
+@dataclass(frozen=True)
+class Alarm:
+    event_id: str
+    test: bool
+    started: float
+    phase: Phase = Phase.ACTIVE
+    presses: int = 1
+    ack_deadline: float | None = None
+    help_coming: bool = False
+    acknowledged_by: str | None = None
+
+
+@dataclass(frozen=True)
+class ButtonState:
+    pressed: bool = False
+    since: float | None = None
+    hold_fired: bool = False
+    stuck: bool = False
+
+
+@dataclass(frozen=True)
+class LampState:
+    lit: bool | None = None  # None: no lamp sensor wired, or not reported yet
+    dark_since: float | None = None
+    fault: bool = False
+
+
+@dataclass(frozen=True)
+class KeypadState:
+    entry: str = ""
+    last_key_at: float | None = None
+    rejected: int = 0
+
+
+@dataclass(frozen=True)
+class CoreState:
+    policy: Policy
+    run_id: uuid.UUID
+    emitted: int = 0
+    alarm: Alarm | None = None
+    button: ButtonState = ButtonState()
+    tamper_open: bool = False
+    lamp: LampState = LampState()
+    keypad: KeypadState = KeypadState()
+    light: str = "beacon"
+    alarms_raised: int = 0
+
+
+def initial_state(policy: Policy, run_id: uuid.UUID | None = None) -> CoreState:
+    """A fresh core; ``run_id`` seeds event ids so they stay unique across restarts."""
+    return CoreState(policy=policy, run_id=run_id or uuid.uuid4())

@@ -1,0 +1,38 @@
+"""The human rendering of `safehouse status`: short, aligned, most urgent first."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def render_status(s: Mapping[str, Any]) -> str:
+    alarm = s["alarm"]
+    if alarm["state"] == "idle":
+        alarm_line = "idle"
+    else:
+        parts = [alarm["state"].upper(), "TEST" if alarm["test"] else "", f"id {alarm['event_id']}",
+                 f"{alarm['age_s']:.0f} s", f"presses {alarm['presses']}"]
+        if alarm["acknowledged_by"]:
+            parts.append(f"acknowledged by {alarm['acknowledged_by']}")
+        if alarm["help_coming"]:
+            parts.append("precinct: help coming")
+        if alarm["escalates_in_s"] is not None:
+            parts.append(f"escalates in {alarm['escalates_in_s']:.0f} s")
+        alarm_line = ", ".join(p for p in parts if p)
+    link = s["link"]
+    link_line = link["state"] + (f" ({link['reason']})" if link.get("reason") else "")
+    faults = [name for name, on in (("BUTTON STUCK", s["button"]["stuck"]),
+                                    ("TAMPER OPEN", s["tamper_open"]),
+                                    ("LAMP DARK", s["lamp"]["fault"])) if on]
+    rows = [
+        ("device", f"{s['device_id']} (precinct {s['precinct']}, {s['hardware']} hardware, "
+                   f"v{s['version']})"),
+        ("alarm", alarm_line),
+        ("light", s["light"]),
+        ("faults", ", ".join(faults) or "none"),
+        ("link", link_line),
+        ("events", f"last seq {s['last_seq']}, {s['pending_events']} not yet durable"),
+        ("uptime", f"{s['uptime_s']:.0f} s"),
+    ]
+    return "\n".join(f"{k:<8} {v}" for k, v in rows)

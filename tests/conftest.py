@@ -1,0 +1,44 @@
+"""Shared fixtures: kiosk configs in short temp dirs, and the CI rule that nothing is skipped."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_tool(name: str) -> str:
+    """Path of a tool the test needs; in CI its absence fails the test, elsewhere it skips."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} is not installed (make test installs it: see APT_PACKAGES in the Makefile)"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A temp dir with a short path: Unix socket paths must stay under 108 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="sh-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def write_config(folder: Path, extra: str = "", **device: str) -> Path:
+    """A minimal sim kiosk config whose state and socket live in ``folder``."""
+    dev = {"id": "SH-TEST-0001", "precinct": "test", "hardware": "sim", **device}
+    lines = ["[device]"] + [f'{k} = "{v}"' for k, v in dev.items()]
+    lines += [f'state_dir = "{folder / "state"}"', "", "[control]", f'socket = "{folder / "ctl.sock"}"', ""]
+    path = folder / "config.toml"
+    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+    return path

@@ -1,0 +1,49 @@
+"""`make bench`: every benchmark in one run, printed as one table. Never fails the build.
+
+Usage: python -m bench [--quick]   (--quick: fewer samples, a 5 s idle window)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from bench import idle_process, press_latency
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def _row(r: dict[str, Any]) -> str:
+    base = r.get("baseline")
+    target = r.get("target")
+    ratio = f"{r['value'] / base:.1f}x" if base else "-"
+    verdict = "-" if target is None else ("PASS" if r["value"] <= target else "FAIL")
+    return (f"{r['figure']:<58} {r['value']:>9.3f} {r['unit']:<14} "
+            f"{'-' if base is None else f'{base:.3f}':>9} {ratio:>7} {'-' if target is None else target:>7} "
+            f"{verdict}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer samples, shorter windows")
+    args = parser.parse_args()
+    rows: list[dict[str, Any]] = []
+    rows += press_latency.run(200 if args.quick else 1000)
+    rows += idle_process.run(5.0 if args.quick else 30.0)
+    machine = (f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
+               f"Python {platform.python_version()}")
+    print(f"machine: {machine}")
+    print(f"{'figure':<58} {'value':>9} {'unit':<14} {'baseline':>9} {'ratio':>7} {'target':>7} verdict")
+    for r in rows:
+        print(_row(r))
+    OUT.mkdir(exist_ok=True)
+    (OUT / "bench.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""The daemon in-process on gpiozero's MockFactory: what the pins really do after a press."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from safehouse.device import config as configuration
+from safehouse.device.daemon import Daemon
+from safehouse.services.control import request
+from safehouse.services.eventlog import read_events
+from tests.conftest import write_config
+
+RED, BLUE, BUTTON, TAMPER, LAMP = 17, 27, 22, 5, 6
+
+
+@pytest.fixture
+def factory() -> Iterator[MockFactory]:
+    f = MockFactory(pin_class=MockPWMPin)
+    yield f
+    f.close()
+
+
+def start(folder: Path, factory: MockFactory, extra: str = "", **device: str) -> Daemon:
+    cfg = configuration.load(write_config(folder, extra, **device))
+    daemon = Daemon(cfg, pin_factory=factory)
+    daemon.start()
+    return daemon
+
+
+def wait_for(predicate: object, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+def test_a_press_on_the_button_pin_flashes_red_and_blue_at_4_hz_or_faster(
+        short_dir: Path, factory: MockFactory) -> None:
+    daemon = start(short_dir, factory)
+    try:
+        red, blue = factory.pin(RED), factory.pin(BLUE)
+        assert red.state > 0 and blue.state > 0  # the beacon: the 24-hour sign is lit
+        red.clear_states()
+        factory.pin(BUTTON).drive_low()
+        wait_for(lambda: daemon.loop.state.alarm is not None)
+        time.sleep(1.05)
+        factory.pin(BUTTON).drive_high()
+        red_ons = [s for prev, s in zip(red.states, red.states[1:], strict=False)
+                   if s.state == 1.0 and prev.state != 1.0]
+        assert len(red_ons) >= 4, red.states
+        assert red.state in (0.0, 1.0) and blue.state in (0.0, 1.0)
+        assert not (red.state == 1.0 and blue.state == 1.0)
+    finally:
+        daemon.close()
+
+
+def test_tamper_and_lamp_inputs_become_events(short_dir: Path, factory: MockFactory) -> None:
+    extra = f"[gpio]\ntamper = {TAMPER}\nlamp_ok = {LAMP}\n[button]\ndebounce_ms = 5\n"
+    daemon = start(short_dir, factory, extra)
+    try:
+        factory.pin(TAMPER).drive_high()  # lid switch opens: the pull-up reads high
+        wait_for(lambda: daemon.loop.state.tamper_open)
+        factory.pin(TAMPER).drive_low()
+        wait_for(lambda: not daemon.loop.state.tamper_open)
+        factory.pin(LAMP).drive_high()  # no lamp current: the sensor releases the line
+        wait_for(lambda: daemon.loop.state.lamp.lit is False)
+        types = [(e.type, e.code) for e in read_events(daemon.config.device.state_dir)]
+        assert types == [("tamper", 137), ("tamper_restored", 137)]
+    finally:
+        daemon.close()
+
+
+def test_sim_only_commands_are_refused_on_real_hardware(short_dir: Path, factory: MockFactory) -> None:
+    daemon = start(short_dir, factory, hardware="pi")  # real-hardware config, pins still mocked here
+    try:
+        sock = daemon.config.control.socket
+        with pytest.raises(OSError, match="keys drives the simulated keypad only"):
+            request(sock, "keys", keys="1234#")
+        with pytest.raises(OSError, match="press the physical button"):
+            request(sock, "press")
+        factory.pin(BUTTON).drive_low()  # ...while the physical button still works
+        wait_for(lambda: daemon.loop.state.alarm is not None)
+    finally:
+        daemon.close()
+    assert not daemon.config.control.socket.exists()
+    assert factory.pin(RED).state == 0 and factory.pin(BLUE).state == 0  # closed: lights off

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gpiozero.pins.mock import MockFactory, MockPWMPin
+
 from safehouse.device import config as configuration
 from safehouse.device.daemon import Daemon
 from safehouse.device.inputs import ResolveRequested

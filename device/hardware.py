@@ -18,7 +18,7 @@ from safehouse.device.inputs import ButtonChanged, Input, LampChanged, TamperCha
 from safehouse.drivers.lightbox import LightBox
 from safehouse.drivers.panic_button import LampSensor, PanicButton, TamperSwitch
 from safehouse.drivers.patterns import BrightnessSchedule
-from safehouse.drivers.pins import make_pin_factory
+from safehouse.drivers.pins import closed_at_boot, make_pin_factory
 from safehouse.drivers.status_led import StatusLed
 
 _LOG = logging.getLogger(__name__)
@@ -51,6 +51,11 @@ class Hardware:
 
     def _build(self, config: Config, put: Any) -> None:
         gpio, light, factory = config.gpio, config.light, self.pin_factory
+        if self.simulated:
+            # a healthy simulated kiosk: lid shut (switch closed to GND), lamp current flowing
+            for pin in (gpio.tamper, gpio.lamp_ok):
+                if pin is not None:
+                    closed_at_boot(factory, pin)
         schedule = BrightnessSchedule(day=light.day_brightness, night=light.night_brightness,
                                       night_from=light.night_from, night_until=light.night_until)
         self.light: LightBox = self._open(

@@ -162,6 +162,8 @@ def request(path: Path, cmd: str, *, timeout: float = 10.0, **args: Any) -> Any:
         sock.sendall((json.dumps({"cmd": cmd, **args}) + "\n").encode("utf-8"))
         with sock.makefile("rb") as f:
             line = f.readline(MAX_LINE * 16)
+    except ControlError:
+        raise
     except TimeoutError as exc:
         raise ControlError(f"the daemon on {path} did not answer {cmd!r} within {timeout:g} s") from exc
     except OSError as exc:

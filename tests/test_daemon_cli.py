@@ -113,7 +113,8 @@ def test_cli_without_a_daemon_names_the_socket_and_exits_1(short_dir: Path) -> N
     res = subprocess.run([*CLI, "--config", str(config), "status"], capture_output=True, text=True,
                          timeout=20, check=False)
     assert res.returncode == 1
-    assert res.stderr.strip() == f"safehouse: the safehouse daemon is not running (no answer on {short_dir}/ctl.sock)"
+    expected = f"safehouse: the safehouse daemon is not running (no answer on {short_dir}/ctl.sock)"
+    assert res.stderr.strip() == expected
 
 
 def test_help_answers_for_every_command() -> None:

@@ -12,6 +12,7 @@ from datetime import time as clock_time
 import pytest
 from gpiozero import PWMLED
 from gpiozero.pins.mock import MockFactory, MockPWMPin
+
 from safehouse.device.errors import HardwareError
 from safehouse.drivers.lightbox import LightBox
 from safehouse.drivers.patterns import PATTERNS, BrightnessSchedule
@@ -155,11 +156,14 @@ def test_close_is_idempotent_turns_off_and_releases_the_pins(factory: MockFactor
 
 def test_failing_to_open_blue_releases_red(factory: MockFactory) -> None:
     with PWMLED(BLUE, pin_factory=factory):
-        with pytest.raises(HardwareError, match="GPIO27"):
+        with pytest.raises(HardwareError, match="GPIO27") as err:
             LightBox(RED, BLUE, pin_factory=factory)
-        with LightBox(RED, 5, pin_factory=factory) as box:  # red was not left claimed
+        # While the error (and its traceback) lives, as when the daemon logs it, gpiozero's
+        # garbage collection cannot be what frees the red pin.
+        with LightBox(RED, 5, pin_factory=factory) as box:
             box.play("alarm")
             assert factory.pin(RED).state == 1.0
+        assert err.value.__traceback__ is not None
 
 
 def test_pattern_table_keeps_its_promises() -> None:

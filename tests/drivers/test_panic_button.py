@@ -12,8 +12,10 @@ import time
 
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
+
 from safehouse.drivers.debounce import DebouncedInput
 from safehouse.drivers.panic_button import LampSensor, PanicButton, TamperSwitch
+from safehouse.drivers.pins import closed_at_boot
 
 BUTTON = 22
 SETTLE = 0.1  # comfortably longer than the 20 ms debounce
@@ -58,20 +60,8 @@ def toggle(pin, times: int) -> float:
     return time.monotonic()
 
 
-class ClosedAtBootPin(MockPWMPin):
-    """A line whose contact to GND is already closed at power-up.
-
-    A plain mock pin jumps high when the driver enables the pull-up; a real closed contact
-    wins over the pull-up, so no edge ever happens and only the start-up level tells.
-    """
-
-    def _set_pull(self, value: str) -> None:
-        super()._set_pull(value)
-        self.drive_low()  # before the driver listens for edges: no callback fires
-
-
-def held_at_boot(factory: MockFactory, pin_number: int) -> ClosedAtBootPin:
-    return factory.pin(pin_number, pin_class=ClosedAtBootPin)
+def held_at_boot(factory: MockFactory, pin_number: int) -> MockPWMPin:
+    return closed_at_boot(factory, pin_number)
 
 
 def test_clean_press_and_release_are_reported_once_after_debounce(factory: MockFactory) -> None:
@@ -130,7 +120,8 @@ def test_button_held_at_boot_is_reported_once(factory: MockFactory) -> None:
 def test_button_held_at_boot_reaches_a_handler_assigned_late(factory: MockFactory) -> None:
     held_at_boot(factory, BUTTON)
     with PanicButton(BUTTON, pin_factory=factory) as button:
-        time.sleep(SETTLE)  # start-up level confirmed before anyone listens
+        time.sleep(SETTLE)
+        assert button.is_pressed, "start-up level not confirmed without a handler"
         rec = watch(button)
         assert rec.wait_for(1)
         time.sleep(SETTLE)
@@ -212,3 +203,21 @@ def test_lamp_sensor_reads_lit_while_its_output_pulls_low(factory: MockFactory) 
         pin.drive_high()
         assert rec.wait_for(2)
         assert rec.names == ["lit", "unlit"] and not lamp.is_lit
+
+
+def test_close_is_idempotent_silences_events_and_frees_the_pin(factory: MockFactory) -> None:
+    threads_before = threading.active_count()
+    button = PanicButton(BUTTON, pin_factory=factory)
+    rec = watch(button)
+    time.sleep(0.03)
+    button.close()
+    button.close()
+    assert threading.active_count() == threads_before
+    factory.pin(BUTTON).drive_low()
+    time.sleep(SETTLE)
+    assert rec.names == []
+    with PanicButton(BUTTON, pin_factory=factory) as again:  # the pin was released
+        rec = watch(again)
+        factory.pin(BUTTON).drive_high()  # no-op unless the new pull-up left it low
+        factory.pin(BUTTON).drive_low()
+        assert rec.wait_for(1)

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from gpiozero.pins.mock import MockFactory
+
 from safehouse.device.errors import HardwareError
 from safehouse.drivers.status_led import StatusLed
 

@@ -1,0 +1,185 @@
+"""The red-blue light box: one player thread looping the current pattern over two PWM LEDs.
+
+A citizen who presses the button must see the box react at once, so ``play()`` writes the
+first step itself (under the lock the player also holds) instead of waiting for the player
+to wake up. The player sleeps on an Event between steps and forever on steady patterns, so
+an idle kiosk costs no CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from gpiozero import PWMLED
+
+from safehouse.device.errors import HardwareError
+from safehouse.drivers.patterns import PATTERNS, BrightnessSchedule, Pattern, Step
+from safehouse.drivers.pins import opening
+
+_LOG = logging.getLogger(__name__)
+
+# A dimmable steady pattern (the beacon) re-reads the schedule this often; dusk need not be
+# caught to the second, and a once-a-minute wake-up is free.
+_RECHECK_SECONDS = 60.0
+_JOIN_SECONDS = 2.0
+
+
+class LightBox:
+    """Red and blue channels of the kiosk's light box, playing one named pattern at a time."""
+
+    def __init__(
+        self,
+        red: int,
+        blue: int,
+        *,
+        active_high: bool = True,
+        schedule: BrightnessSchedule | None = None,
+        pin_factory: Any = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._pins = (red, blue)
+        self._schedule = schedule or BrightnessSchedule()
+        self._clock = clock or datetime.now
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._closed = False
+        self._pattern: Pattern = PATTERNS["off"]
+        self._generation = 0
+        self._started = time.monotonic()
+        self._levels = (0.0, 0.0)
+        self._leds: list[Any] = []
+        try:
+            for what, pin in (("light box red channel", red), ("light box blue channel", blue)):
+                with opening(what, pin):
+                    self._leds.append(
+                        PWMLED(pin, active_high=active_high, pin_factory=pin_factory)
+                    )
+            self._thread = threading.Thread(
+                target=self._run, name=f"lightbox-{red}-{blue}", daemon=True
+            )
+            self._thread.start()
+        except BaseException:
+            self._close_leds()
+            raise
+
+    def __repr__(self) -> str:
+        return f"<LightBox red=GPIO{self._pins[0]} blue=GPIO{self._pins[1]} {self.pattern!r}>"
+
+    @property
+    def pattern(self) -> str:
+        return self._pattern.name
+
+    @property
+    def value(self) -> tuple[float, float]:
+        """The (red, blue) levels last written, brightness included."""
+        return self._levels
+
+    def play(self, name: str) -> None:
+        """Switch to pattern ``name``; its first step is on the pins when this returns.
+
+        Playing the pattern already shown is a no-op, so a re-pressed button does not
+        restart the alarm's rhythm.
+        """
+        pattern = PATTERNS.get(name)
+        if pattern is None:
+            raise ValueError(
+                f"unknown light pattern {name!r}; valid patterns: {', '.join(sorted(PATTERNS))}"
+            )
+        with self._lock:
+            if self._closed:
+                raise HardwareError(f"{self!r} is closed; build a new LightBox to use the pins")
+            if pattern is self._pattern:
+                return
+            self._pattern = pattern
+            self._generation += 1
+            self._started = time.monotonic()
+            self._write(pattern, pattern.steps[0])
+            self._wake.set()
+        _LOG.debug("light box pattern %s", name)
+
+    def close(self) -> None:
+        """Stop the player, switch both channels off and release the pins; safe to repeat."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._stopping.set()
+            self._wake.set()
+        thread = getattr(self, "_thread", None)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(_JOIN_SECONDS)
+            if thread.is_alive():
+                _LOG.warning("light box player did not stop within %.1f s", _JOIN_SECONDS)
+        with self._lock:
+            self._close_leds()
+
+    def __enter__(self) -> LightBox:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _close_leds(self) -> None:
+        for led in self._leds:
+            try:
+                led.off()
+                led.close()
+            except Exception:
+                _LOG.exception("closing %r failed", led)
+        self._leds.clear()
+        self._levels = (0.0, 0.0)
+
+    def _write(self, pattern: Pattern, step: Step) -> None:
+        """Set both channels; caller holds the lock.
+
+        The channel going down is written first, so alternating patterns never show both
+        colours at full level, not even for the microseconds between two pin writes.
+        """
+        scale = self._schedule.level_at(self._clock().time()) if pattern.dimmable else 1.0
+        levels = (step.red * scale, step.blue * scale)
+        order = sorted(range(2), key=lambda i: levels[i] - self._levels[i])
+        for i in order:
+            self._leds[i].value = levels[i]
+        self._levels = levels
+
+    def _run(self) -> None:
+        seen = -1
+        index = 0
+        deadline = 0.0
+        while True:
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self._wake.clear()
+                pattern = self._pattern
+                if self._generation != seen:
+                    # play() (or the constructor's "off") already wrote step 0.
+                    seen, index, deadline = self._generation, 0, self._started
+                else:
+                    index = (index + 1) % len(pattern.steps)
+                    try:
+                        self._write(pattern, pattern.steps[index])
+                    except Exception:
+                        _LOG.exception("light box could not write %s step %d", pattern.name, index)
+            timeout: float | None
+            if pattern.steady:
+                timeout = _RECHECK_SECONDS if pattern.dimmable else None
+            else:
+                now = time.monotonic()
+                deadline += pattern.steps[index].seconds
+                if deadline < now:  # we fell behind (stalled host): resynchronise, do not rush
+                    deadline = now + pattern.steps[index].seconds
+                timeout = deadline - now
+            self._wake.wait(timeout)

@@ -1,0 +1,83 @@
+"""Choose the gpiozero pin factory once, from config, and hand it to every driver.
+
+Drivers never fall back to gpiozero's global default factory: off a Pi that fallback raises
+``BadPinFactory`` from deep inside a constructor, and on a Pi it would silently ignore the
+``hardware = "sim"`` setting. Passing one explicit factory keeps the choice in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from gpiozero.pins import Factory
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from safehouse.device.errors import HardwareError
+
+_LOG = logging.getLogger(__name__)
+
+HARDWARE_CHOICES = ("pi", "sim")
+
+
+def make_pin_factory(hardware: str) -> Factory:
+    """Build the factory for ``hardware`` ("pi" or "sim", as in the config's device.hardware).
+
+    lgpio is imported only for "pi" so the firmware imports and its tests run on an x86 box
+    where lgpio cannot open a gpiochip.
+    """
+    if hardware == "sim":
+        _LOG.info("GPIO is simulated (gpiozero MockFactory with PWM pins)")
+        return MockFactory(pin_class=MockPWMPin)
+    if hardware == "pi":
+        try:
+            from gpiozero.pins.lgpio import LGPIOFactory
+
+            factory = LGPIOFactory()
+        except Exception as exc:
+            raise HardwareError(
+                f"cannot open the Raspberry Pi GPIO through lgpio/gpiochip ({exc}); "
+                'install lgpio (pip extra "pi") on a Pi, or set hardware = "sim" in [device] '
+                "of config.toml to run off a Pi"
+            ) from exc
+        _LOG.info("GPIO is real (gpiozero LGPIOFactory)")
+        return factory
+    raise ValueError(f"hardware must be one of {', '.join(HARDWARE_CHOICES)}, got {hardware!r}")
+
+
+@contextmanager
+def opening(what: str, pin: int) -> Iterator[None]:
+    """Turn any failure while claiming ``pin`` into a HardwareError a technician can act on.
+
+    gpiozero and lgpio raise a zoo of exceptions (pin in use, invalid pin, gpiochip busy);
+    the daemon should not need to know them, only which wire and which config key to check.
+    """
+    try:
+        yield
+    except HardwareError:
+        raise
+    except Exception as exc:
+        raise HardwareError(
+            f"{what} on GPIO{pin}: cannot open the pin ({type(exc).__name__}: {exc}); "
+            "check the [gpio] section of config.toml names the wired BCM pin and that no other "
+            "device or process (e.g. a second safehouse daemon) holds it"
+        ) from exc
+
+
+class ClosedAtBootPin(MockPWMPin):  # type: ignore[misc]
+    """A simulated line whose contact to GND is already closed at power-up.
+
+    A plain mock pin jumps high when a driver enables the pull-up; a real closed contact wins
+    over the pull-up, so no edge ever happens. The simulated kiosk uses it for a shut lid's
+    tamper switch and a lit lamp's sensor, so a healthy sim kiosk boots without faults.
+    """
+
+    def _set_pull(self, value: str) -> None:
+        super()._set_pull(value)
+        self.drive_low()  # before the driver listens for edges: no callback fires
+
+
+def closed_at_boot(factory: MockFactory, pin: int) -> MockPWMPin:
+    """Claim ``pin`` on a MockFactory as a contact closed to GND at power-up."""
+    return factory.pin(pin, pin_class=ClosedAtBootPin)

@@ -1,0 +1,97 @@
+"""The technician's link LED inside the enclosure.
+
+The public light box never admits the kiosk is offline (citizens must still press the
+button: the alarm works locally and is queued), so the uplink state goes to this small LED
+that only someone who opened the case can see.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from types import MappingProxyType, TracebackType
+from typing import Any
+
+from gpiozero import LED
+
+from safehouse.device.errors import HardwareError
+from safehouse.drivers.pins import opening
+
+_LOG = logging.getLogger(__name__)
+
+
+def _steady(on: bool) -> Callable[[Any], None]:
+    return lambda led: led.on() if on else led.off()
+
+
+def _blink(on_time: float, off_time: float) -> Callable[[Any], None]:
+    # gpiozero's blink thread sleeps on an Event between edges: no polling.
+    return lambda led: led.blink(on_time=on_time, off_time=off_time, background=True)
+
+
+_SHOWS: Mapping[str, Callable[[Any], None]] = MappingProxyType(
+    {
+        "online": _steady(True),
+        "connecting": _blink(0.125, 0.125),  # 4 Hz: trying right now
+        "offline": _blink(0.5, 1.5),  # slow: waiting for the next retry
+        "disabled": _steady(False),  # no broker configured: nothing to report
+    }
+)
+
+LINKS = tuple(_SHOWS)
+
+
+class StatusLed:
+    """Shows the MQTT link state as steady, fast-blink, slow-blink or off."""
+
+    def __init__(self, pin: int, *, pin_factory: Any = None) -> None:
+        self._pin = pin
+        self._lock = threading.Lock()
+        self._link = "disabled"
+        self._closed = False
+        with opening("status LED", pin):
+            self._led: Any = LED(pin, pin_factory=pin_factory)
+
+    def __repr__(self) -> str:
+        return f"<StatusLed GPIO{self._pin} {self._link!r}>"
+
+    @property
+    def link(self) -> str:
+        return self._link
+
+    def show(self, link: str) -> None:
+        """Display ``link``; showing the state already shown keeps the blink phase."""
+        action = _SHOWS.get(link)
+        if action is None:
+            raise ValueError(f"unknown link state {link!r}; valid states: {', '.join(LINKS)}")
+        with self._lock:
+            if self._closed:
+                raise HardwareError(f"{self!r} is closed; build a new StatusLed to use the pin")
+            if link == self._link:
+                return
+            action(self._led)
+            self._link = link
+        _LOG.debug("status LED shows %s", link)
+
+    def close(self) -> None:
+        """Stop any blink and release the pin; safe to repeat."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._led.off()  # stops a blink too; a released pin may keep its last level
+            finally:
+                self._led.close()
+
+    def __enter__(self) -> StatusLed:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

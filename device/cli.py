@@ -14,10 +14,11 @@ from typing import Any
 
 from safehouse.device import __version__
 from safehouse.device import config as configuration
+from safehouse.device.clock import iso_utc
 from safehouse.device.errors import ConfigError, SafehouseError
 from safehouse.device.status_text import render_status
 from safehouse.services.control import request
-from safehouse.services.eventlog import read_events
+from safehouse.services.outbox import open_readonly_stats, read_events
 
 EX_FAIL = 1
 
@@ -69,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     ev.add_argument("--json", action="store_true", help="one JSON object per line")
     ev.add_argument("--last", type=int, metavar="N", help="only the last N events")
+    ob = add("outbox", "what waits for the precinct: depth per lane, oldest age, last delivery", _outbox)
+    ob.add_argument("--json", action="store_true", help="machine-readable output")
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     chk = cfg_sub.add_parser("check", parents=[common], help="validate a config file and print the "
@@ -162,6 +165,26 @@ def _events(args: argparse.Namespace) -> int:
                     print(event.to_json() if args.json else event.summary(), flush=True)
     except (KeyboardInterrupt, BrokenPipeError):
         return 0
+    return 0
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    stats = open_readonly_stats(_load(args).device.state_dir)
+    if stats is None:
+        print("no outbox yet: the daemon has not run with this state_dir", file=sys.stderr)
+        return EX_FAIL
+    view = stats.as_dict()
+    if args.json:
+        print(json.dumps(view, indent=2, sort_keys=True))
+        return 0
+    print("pending  " + ", ".join(f"{lane} {n}" for lane, n in view["depth"].items()))
+    age = view["oldest_pending_age_s"]
+    print(f"oldest   {'-' if age is None else f'{age:.0f} s'}")
+    last = view["last_delivery"]
+    print(f"last delivery {'never' if last is None else iso_utc(last)}")
+    print(f"last seq {view['last_seq']}" + ("  NEAR FULL" if view["near_full"] else ""))
+    if any(view["dropped"].values()):
+        print(f"dropped  {view['dropped']}")
     return 0
 
 

@@ -26,6 +26,7 @@ from safehouse.device.shell import EffectRunner
 from safehouse.device.state import CoreState
 from safehouse.device.status import alarm_view, status_view
 from safehouse.services.control import CommandRefused
+from safehouse.services.outbox import Outbox
 
 CONFIRM_TIMEOUT = 3.0
 MAX_HOLD = 600.0
@@ -35,8 +36,8 @@ class Commands:
     """The handler table for ``ControlServer``."""
 
     def __init__(self, loop: CoreLoop, runner: EffectRunner, hardware: Hardware,
-                 static: Mapping[str, Any], link: Callable[[], Mapping[str, Any]]) -> None:
-        self._loop, self._runner, self._hw = loop, runner, hardware
+                 static: Mapping[str, Any], link: Callable[[], Mapping[str, Any]], outbox: Outbox) -> None:
+        self._loop, self._runner, self._hw, self._outbox = loop, runner, hardware, outbox
         self._static, self._link = dict(static), link
         self._started = time.monotonic()
 
@@ -49,12 +50,17 @@ class Commands:
             "test-alarm": self.test_alarm,
             "ack": self.ack,
             "resolve": self.resolve,
+            "outbox": self.outbox,
         }
 
     def status(self, _req: Mapping[str, Any]) -> dict[str, Any]:
         now = time.monotonic()
         return status_view(self._loop.state, self._runner, self._static, light=self._hw.light.pattern,
-                           uptime=now - self._started, now=now, link=self._link())
+                           uptime=now - self._started, now=now, link=self._link(),
+                           outbox=self._outbox.stats().as_dict())
+
+    def outbox(self, _req: Mapping[str, Any]) -> dict[str, Any]:
+        return self._outbox.stats().as_dict()
 
     def press(self, req: Mapping[str, Any]) -> dict[str, Any]:
         hold = req.get("hold")

@@ -37,6 +37,32 @@ class BrokerConfig:
     cert: str
     key: str
     keepalive: int
+    protocol: str
+    username: str
+    password: str
+    window: int
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    events_cap: int
+    telemetry_keep: int
+    delivered_retention: float
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    interval: float
+
+
+@dataclass(frozen=True)
+class AllianceConfig:
+    show_seconds: float
+
+
+@dataclass(frozen=True)
+class CommandsConfig:
+    freshness: float
 
 
 @dataclass(frozen=True)
@@ -101,11 +127,17 @@ class Config:
     alarm: AlarmConfig
     keypad: KeypadConfig
     logging: LoggingConfig
+    outbox: OutboxConfig
+    telemetry: TelemetryConfig
+    alliance: AllianceConfig
+    commands: CommandsConfig
 
     def as_dict(self) -> dict[str, Any]:
         """The effective config as plain TOML-able values (for `config check` and digests)."""
         out = asdict(self)
         out.pop("source")
+        if out["broker"]["password"]:
+            out["broker"]["password"] = "********"  # never echo a secret to a terminal or log
         for section in out.values():
             for name, value in list(section.items()):
                 if isinstance(value, Path):
@@ -169,6 +201,10 @@ def from_tree(tree: dict[str, Any], *, source: str = "<config>", base: Path | No
         alarm=AlarmConfig(**values["alarm"]),
         keypad=KeypadConfig(**values["keypad"]),
         logging=LoggingConfig(**values["logging"]),
+        outbox=OutboxConfig(**values["outbox"]),
+        telemetry=TelemetryConfig(**values["telemetry"]),
+        alliance=AllianceConfig(**values["alliance"]),
+        commands=CommandsConfig(**values["commands"]),
     )
 
 

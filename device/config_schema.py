@@ -82,7 +82,31 @@ SCHEMA: Mapping[str, Mapping[str, Key]] = {
         "ca": Key(str, "", "CA certificate (PEM) for mqtts"),
         "cert": Key(str, "", "client certificate (PEM) for mqtts"),
         "key": Key(str, "", "client private key (PEM) for mqtts"),
-        "keepalive": Key(int, 10, "MQTT keepalive in seconds", in_range(5, 600)),
+        "keepalive": Key(int, 10, "MQTT keepalive in seconds; the broker publishes the last will "
+                         "after 1.5 x keepalive", in_range(5, 600)),
+        "protocol": Key(str, "5", "MQTT protocol version: '5' or '3.1.1'", one_of("5", "3.1.1")),
+        "username": Key(str, "", "optional MQTT username (with mutual TLS the cert identifies the kiosk)"),
+        "password": Key(str, "", "optional MQTT password"),
+        "window": Key(int, 100, "QoS 1 messages in flight at once", in_range(1, 1000)),
+    },
+    "outbox": {
+        "events_cap": Key(int, 100_000, "pending events before non-alarm events are refused (a fault "
+                          "is raised at 90 %); alarms are always kept", in_range(100, 10_000_000)),
+        "telemetry_keep": Key(int, 1000, "newest pending telemetry messages kept while offline",
+                              in_range(1, 1_000_000)),
+        "delivered_retention": Key(float, 72.0, "hours delivered rows are kept for audit",
+                                   in_range(0.0, 24 * 365)),
+    },
+    "telemetry": {
+        "interval": Key(float, 60.0, "seconds between telemetry messages", in_range(1.0, 86_400.0)),
+    },
+    "alliance": {
+        "show_seconds": Key(float, 120.0, "how long a neighbour's alarm shows as the 'neighbor' light",
+                            in_range(1.0, 3600.0)),
+    },
+    "commands": {
+        "freshness": Key(float, 300.0, "precinct commands older than this (s) are refused "
+                         "(checked only while the clock is synchronised)", in_range(5.0, 86_400.0)),
     },
     "control": {
         "socket": Key(str, "/run/safehouse/control.sock", "Unix control socket used by the CLI"),

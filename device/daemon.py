@@ -23,8 +23,11 @@ from safehouse.device.hardware import Hardware
 from safehouse.device.loop import CoreLoop
 from safehouse.device.shell import EffectRunner
 from safehouse.device.state import Policy, initial_state
+from safehouse.device.wiring import build_uplink, config_digest, telemetry_timer
 from safehouse.services.control import ControlServer
-from safehouse.services.eventlog import EventLog
+from safehouse.services.outbox import Outbox
+from safehouse.services.topics import Topics
+from safehouse.services.uplink import Uplink
 
 _LOG = logging.getLogger(__name__)
 
@@ -36,6 +39,9 @@ def policy_from(config: Config) -> Policy:
         trigger=config.button.trigger,
         hold_seconds=config.button.hold_seconds,
         entry_timeout=config.keypad.entry_timeout,
+        command_freshness=config.commands.freshness,
+        neighbor_seconds=config.alliance.show_seconds,
+        device_id=config.device.id,
     )
 
 
@@ -56,39 +62,50 @@ class Daemon:
 
     def _build(self, pin_factory: Any) -> None:
         cfg = self.config
-        self.eventlog = EventLog(cfg.device.state_dir)
-        self._closers.append(self.eventlog.close)
+        self.started = self.clock.mono()
+        self.topics = Topics(cfg.device.precinct, cfg.device.id, cfg.device.alliance)
+        self.outbox = Outbox(cfg.device.state_dir, telemetry_keep=cfg.outbox.telemetry_keep,
+                             events_cap=cfg.outbox.events_cap,
+                             delivered_retention_h=cfg.outbox.delivered_retention)
+        self._closers.append(self.outbox.close)
         self.loop: CoreLoop
         self.hardware = Hardware(cfg, lambda inp: self.loop.put(inp), pin_factory=pin_factory)
         self._closers.append(self.hardware.close)
-        self.runner = EffectRunner(light=self.hardware.light, sink=self.eventlog, clock=self.clock,
+        self.uplink: Uplink | None = build_uplink(self, digest=config_digest(cfg))
+        self.runner = EffectRunner(light=self.hardware.light, sink=self.outbox, clock=self.clock,
                                    device_id=cfg.device.id, precinct=cfg.device.precinct,
-                                   boot_id=self.boot_id)
+                                   boot_id=self.boot_id, topics=self.topics, messenger=self.uplink)
         state = initial_state(policy_from(cfg))
         self.loop = CoreLoop(state, self.runner, clock=self.clock)
         self._closers.append(self.loop.stop)
         self.hardware.light.play(state.light)
         self.hardware.status_led.show(self.link()["state"])
+        if self.uplink is not None:
+            self._closers.append(self.uplink.close)  # closed before the loop: says offline "shutdown"
+        self.telemetry = telemetry_timer(self)
+        self._closers.append(self.telemetry.close)
         static = {"device_id": cfg.device.id, "precinct": cfg.device.precinct,
                   "hardware": cfg.device.hardware, "version": __version__, "boot_id": self.boot_id,
                   "config": cfg.source, "state_dir": str(cfg.device.state_dir)}
-        commands = Commands(self.loop, self.runner, self.hardware, static, self.link)
+        commands = Commands(self.loop, self.runner, self.hardware, static, self.link, self.outbox)
         self.control = ControlServer(cfg.control.socket, commands.table())
         self._closers.append(self.control.close)
 
     def link(self) -> dict[str, Any]:
         """The uplink's state; without a broker URL the kiosk is offline by design."""
-        if not self.config.broker.url:
+        if self.uplink is None:
             return {"state": "disabled", "broker": None}
-        return {"state": "offline", "broker": self.config.broker.url,
-                "reason": "this build records events locally; the MQTT uplink is not built in yet"}
+        return self.uplink.view()
 
     def start(self) -> None:
         self.loop.start()
+        if self.uplink is not None:
+            self.uplink.start()
+        self.telemetry.start()
         self.control.start()
         _LOG.info("safehouse %s running: device %s, precinct %s, hardware %s, control %s, last seq %d",
                   __version__, self.config.device.id, self.config.device.precinct,
-                  self.config.device.hardware, self.config.control.socket, self.eventlog.last_seq)
+                  self.config.device.hardware, self.config.control.socket, self.outbox.last_seq)
 
     def stop(self) -> None:
         self.stopping.set()

@@ -41,4 +41,24 @@ class Reject:
     reason: str
 
 
-Effect = SetLight | Emit | Reject
+@dataclass(frozen=True)
+class Reply:
+    """The one answer to a precinct command: a result or the reason it was refused."""
+
+    command: str
+    id: str | None
+    ok: bool
+    error: str | None
+    result: Mapping[str, Any]
+    response_topic: str | None = None
+    correlation: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Announce:
+    """A real alarm started: tell the alliance's neighbouring kiosks (if there is an alliance)."""
+
+    event_id: str
+
+
+Effect = SetLight | Emit | Reject | Reply | Announce

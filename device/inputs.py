@@ -70,6 +70,29 @@ class KeyPressed:
 
 
 @dataclass(frozen=True)
+class RemoteCommand:
+    """A message on ``cmd/{name}``, as received: decide() validates it (never the MQTT thread).
+
+    ``wall`` and ``clock_synced`` are stamped on arrival so the freshness check stays pure.
+    """
+
+    name: str
+    payload: bytes
+    retain: bool
+    wall: float
+    clock_synced: bool
+    response_topic: str | None = None
+    correlation: bytes | None = None
+
+
+@dataclass(frozen=True)
+class AllianceAlert:
+    """A neighbouring kiosk's alarm announcement (一呼百應), raw as received."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passed: lets decide() fire deadlines (escalation, hold, stuck, entry timeout)."""
 
@@ -83,5 +106,7 @@ Input = (
     | PrecinctAck
     | ResolveRequested
     | KeyPressed
+    | RemoteCommand
+    | AllianceAlert
     | Tick
 )

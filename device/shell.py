@@ -1,21 +1,26 @@
-"""The imperative shell: runs decide()'s effects against the real light box and event log.
+"""The imperative shell: runs decide()'s effects against the light box, the outbox and the uplink.
 
 Order matters and is kept: the light changes first (the citizen sees a reaction at once),
-then the event is written durably. An event that cannot be written is kept in memory and
-retried in order — a full disk delays an alarm's record, it never drops it.
+then the event is written durably, then the uplink is woken. An event that cannot be
+written is kept in memory and retried in order — a full disk delays an alarm's record, it
+never drops it. Only a non-alarm event refused at the outbox's hard cap is dropped, counted
+and logged as critical.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from safehouse.device import codes, messages
 from safehouse.device.clock import Clock, iso_utc
-from safehouse.device.effects import Effect, Emit, Reject, SetLight
+from safehouse.device.effects import Announce, Effect, Emit, Reject, Reply, SetLight
 from safehouse.device.errors import EventLogError
 from safehouse.device.events import Event
+from safehouse.services.outbox import OutboxFull
 
 _LOG = logging.getLogger(__name__)
 
@@ -27,19 +32,38 @@ class Light(Protocol):
 class EventSink(Protocol):
     @property
     def last_seq(self) -> int: ...
-    def append(self, fields: dict[str, object]) -> Event: ...
+    @property
+    def near_full(self) -> bool: ...
+    def append_event(self, fields: dict[str, object], topic: str) -> Event: ...
+
+
+class Messenger(Protocol):
+    """The uplink as the shell sees it (absent when the kiosk is offline by design)."""
+
+    def wake(self) -> None: ...
+    def send(self, topic: str, payload: bytes, correlation: bytes | None = None) -> None: ...
+
+
+class Topics(Protocol):
+    @property
+    def events(self) -> str: ...
+    @property
+    def alliance(self) -> str: ...
+    @property
+    def alliance_out(self) -> str: ...
+    def result(self, command: str) -> str: ...
 
 
 class EffectRunner:
     """Callable executor for ``CoreLoop``; returns False while emits wait for a retry."""
 
     def __init__(self, *, light: Light, sink: EventSink, clock: Clock, device_id: str,
-                 precinct: str, boot_id: str) -> None:
-        self._light = light
-        self._sink = sink
-        self._clock = clock
+                 precinct: str, boot_id: str, topics: Topics, messenger: Messenger | None = None) -> None:
+        self._light, self._sink, self._clock, self._topics = light, sink, clock, topics
+        self.messenger = messenger
         self._device = {"device_id": device_id, "precinct": precinct, "boot_id": boot_id}
         self._unwritten: deque[Emit] = deque()
+        self._was_near_full = False
         self.rejections: Counter[str] = Counter()
         self.last_rejection: dict[str, str] = {}
         self.listeners: list[Callable[[Event], None]] = []
@@ -65,6 +89,10 @@ class EffectRunner:
                     self.rejections[what] += 1
                     self.last_rejection[what] = reason
                     _LOG.warning("rejected %s: %s", what, reason)
+                case Reply():
+                    self._reply(effect)
+                case Announce(event_id=event_id):
+                    self._announce(event_id)
         return self._flush()
 
     def _set_light(self, pattern: str) -> None:
@@ -74,34 +102,63 @@ class EffectRunner:
             _LOG.exception("light box failed to play %r", pattern)
 
     def _flush(self) -> bool:
+        wrote = False
         while self._unwritten:
             emit = self._unwritten[0]
             try:
-                event = self._sink.append(self._fields(emit))
+                event = self._append(self._fields(emit.event_id, emit.type, emit.code, emit.test,
+                                                  dict(emit.data)))
             except EventLogError as exc:
-                _LOG.critical("event %s (%s) not yet durable, will retry: %s",
-                              emit.event_id, emit.type, exc)
+                _LOG.critical("event %s (%s) not yet durable, will retry: %s", emit.event_id, emit.type, exc)
+                self._wake(wrote)
                 return False
             self._unwritten.popleft()
-            self.last_event = event
-            _LOG.info("event %s", event.summary())
-            for listener in self.listeners:
-                try:
-                    listener(event)
-                except Exception:
-                    _LOG.exception("event listener failed on #%d", event.seq)
+            wrote = wrote or event is not None
+        self._wake(wrote)
         return True
 
-    def _fields(self, emit: Emit) -> dict[str, object]:
-        wall = self._clock.wall()
-        return {
-            **self._device,
-            "event_id": emit.event_id,
-            "type": emit.type,
-            "code": emit.code,
-            "ts": iso_utc(wall),
-            "clock_synced": self._clock.synced(),
-            "mono": round(self._clock.mono(), 6),
-            "test": emit.test,
-            "data": dict(emit.data),
-        }
+    def _wake(self, wrote: bool) -> None:
+        if wrote and self.messenger is not None:
+            self.messenger.wake()
+
+    def _append(self, fields: dict[str, object]) -> Event | None:
+        try:
+            event = self._sink.append_event(fields, self._topics.events)
+        except OutboxFull as exc:
+            self.rejections["outbox_full"] += 1
+            _LOG.critical("event %s (%s) DROPPED: %s", fields["event_id"], fields["type"], exc)
+            return None
+        self.last_event = event
+        _LOG.info("event %s", event.summary())
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                _LOG.exception("event listener failed on #%d", event.seq)
+        if self._sink.near_full and not self._was_near_full:
+            self._was_near_full = True
+            self._sink.append_event(self._fields(str(uuid.uuid4()), "outbox_near_full",
+                                                 codes.COMM_TROUBLE, False, {}), self._topics.events)
+        self._was_near_full = self._sink.near_full
+        return event
+
+    def _fields(self, event_id: str, type_: str, code: int | None, test: bool,
+                data: dict[str, object]) -> dict[str, object]:
+        return {**self._device, "event_id": event_id, "type": type_, "code": code,
+                "ts": iso_utc(self._clock.wall()), "clock_synced": self._clock.synced(),
+                "mono": round(self._clock.mono(), 6), "test": test, "data": data}
+
+    def _reply(self, reply: Reply) -> None:
+        if self.messenger is None:
+            return
+        payload = messages.result(reply, device_id=self._device["device_id"], wall=self._clock.wall())
+        self.messenger.send(self._topics.result(reply.command), payload)
+        if reply.response_topic:
+            self.messenger.send(reply.response_topic, payload, reply.correlation)
+
+    def _announce(self, event_id: str) -> None:
+        if self.messenger is None or not self._topics.alliance:
+            return
+        self.messenger.send(self._topics.alliance_out, messages.alliance_alert(
+            event_id, device_id=self._device["device_id"], precinct=self._device["precinct"],
+            alliance=self._topics.alliance, wall=self._clock.wall()))

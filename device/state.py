@@ -29,6 +29,9 @@ class Policy:
     hold_seconds: float = 2.0
     entry_timeout: float = 10.0
     lamp_grace: float = 5.0  # a lamp dark this long while it should be lit is a fault
+    command_freshness: float = 300.0  # precinct commands older than this are refused
+    neighbor_seconds: float = 120.0  # how long a neighbour's alarm shows on our light box
+    device_id: str = ""  # to ignore our own alliance alerts echoed back
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,10 @@ class CoreState:
     keypad: KeypadState = KeypadState()
     light: str = "beacon"
     alarms_raised: int = 0
+    seen_commands: tuple[str, ...] = ()
+    override: tuple[str, float] | None = None  # (pattern, until) set by cmd/light
+    neighbor_until: float | None = None
+    neighbor_alerts: int = 0
 
 
 def initial_state(policy: Policy, run_id: uuid.UUID | None = None) -> CoreState:

@@ -35,7 +35,8 @@ def alarm_view(state: CoreState, now: float) -> dict[str, Any]:
 
 
 def status_view(state: CoreState, runner: _Runner, static: Mapping[str, Any], *, light: str,
-                uptime: float, now: float, link: Mapping[str, Any]) -> dict[str, Any]:
+                uptime: float, now: float, link: Mapping[str, Any],
+                outbox: Mapping[str, Any]) -> dict[str, Any]:
     """``light`` is what the light box is really playing, not what the core asked for."""
     return {
         **static,
@@ -44,6 +45,7 @@ def status_view(state: CoreState, runner: _Runner, static: Mapping[str, Any], *,
         "light": light,
         "link": dict(link),
         "pending_events": runner.pending,
+        "outbox": dict(outbox),
         "last_seq": runner.last_seq,
         "button": {"pressed": state.button.pressed, "stuck": state.button.stuck,
                    "trigger": state.policy.trigger},
@@ -52,4 +54,6 @@ def status_view(state: CoreState, runner: _Runner, static: Mapping[str, Any], *,
         "keypad": {"entry_length": len(state.keypad.entry), "rejected": state.keypad.rejected},
         "rejections": dict(runner.rejections),
         "alarms_raised": state.alarms_raised,
+        "light_override": state.override[0] if state.override else None,
+        "neighbor_alerts": state.neighbor_alerts,
     }

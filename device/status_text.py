@@ -21,7 +21,18 @@ def render_status(s: Mapping[str, Any]) -> str:
             parts.append(f"escalates in {alarm['escalates_in_s']:.0f} s")
         alarm_line = ", ".join(p for p in parts if p)
     link = s["link"]
-    link_line = link["state"] + (f" ({link['reason']})" if link.get("reason") else "")
+    link_line = link["state"]
+    if link.get("broker"):
+        link_line += f" to {link['broker']} for {link.get('since_s', 0):.0f} s"
+    if link.get("reason"):
+        link_line += f" ({link['reason']})"
+    box = s["outbox"]
+    depth = box["depth"]
+    backlog = ", ".join(f"{lane} {n}" for lane, n in depth.items())
+    if box.get("oldest_pending_age_s") is not None:
+        backlog += f"; oldest waiting {box['oldest_pending_age_s']:.0f} s"
+    if box.get("near_full"):
+        backlog += "; NEAR FULL"
     faults = [name for name, on in (("BUTTON STUCK", s["button"]["stuck"]),
                                     ("TAMPER OPEN", s["tamper_open"]),
                                     ("LAMP DARK", s["lamp"]["fault"])) if on]
@@ -32,6 +43,7 @@ def render_status(s: Mapping[str, Any]) -> str:
         ("light", s["light"]),
         ("faults", ", ".join(faults) or "none"),
         ("link", link_line),
+        ("backlog", backlog),
         ("events", f"last seq {s['last_seq']}, {s['pending_events']} not yet durable"),
         ("uptime", f"{s['uptime_s']:.0f} s"),
     ]

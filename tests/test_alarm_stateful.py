@@ -27,7 +27,8 @@ from safehouse.device.inputs import (
 )
 from safehouse.device.shell import EffectRunner
 from safehouse.device.state import Phase, Policy, initial_state
-from safehouse.services.eventlog import EventLog, read_events
+from safehouse.services.outbox import Outbox
+from safehouse.services.topics import Topics
 
 ACK_TIMEOUT = 60.0
 
@@ -58,11 +59,12 @@ class AlarmMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="sh-hyp-"))
-        self.log = EventLog(self.dir)
+        self.log = Outbox(self.dir)
         self.clock = FakeClock()
         self.light = Light()
         self.runner = EffectRunner(light=self.light, sink=self.log, clock=self.clock,
-                                   device_id="SH-HYP", precinct="p", boot_id="b")
+                                   device_id="SH-HYP", precinct="p", boot_id="b",
+                                   topics=Topics("p", "SH-HYP"))
         self.state = initial_state(Policy(ack_timeout=ACK_TIMEOUT, stuck_after=30.0), uuid.uuid4())
         self.open_alarms = 0
 
@@ -106,7 +108,7 @@ class AlarmMachine(RuleBasedStateMachine):
 
     @invariant()
     def never_two_active_alarms(self) -> None:
-        events = list(read_events(self.dir))
+        events = self.log.events()
         opened = sum(e.type == "panic" for e in events)
         closed = sum(e.type == "resolved" for e in events)
         assert opened - closed == (1 if self.state.alarm else 0)
@@ -119,7 +121,7 @@ class AlarmMachine(RuleBasedStateMachine):
 
     @invariant()
     def seq_strictly_increasing_and_ids_unique(self) -> None:
-        events = list(read_events(self.dir))
+        events = self.log.events()
         assert [e.seq for e in events] == list(range(1, len(events) + 1))
         assert len({e.event_id for e in events}) == len(events)
 

@@ -12,7 +12,7 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 from safehouse.device import config as configuration
 from safehouse.device.daemon import Daemon
 from safehouse.services.control import request
-from safehouse.services.eventlog import read_events
+from safehouse.services.outbox import read_events
 from tests.conftest import write_config
 
 RED, BLUE, BUTTON, TAMPER, LAMP = 17, 27, 22, 5, 6

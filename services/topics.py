@@ -1,0 +1,68 @@
+"""The MQTT topic contract (v1), in one place: every topic the kiosk uses is built here.
+
+Root: ``safehouse/v1/{precinct}/{device_id}/``. A precinct console subscribes to
+``safehouse/v1/{precinct}/#``; a kiosk writes only under its own root (the broker ACL
+enforces it) and reads its own ``cmd/+`` and its alliance's alerts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+VERSION = "v1"
+
+
+@dataclass(frozen=True)
+class Topics:
+    precinct: str
+    device_id: str
+    alliance: str = ""
+
+    @property
+    def root(self) -> str:
+        return f"safehouse/{VERSION}/{self.precinct}/{self.device_id}/"
+
+    @property
+    def status(self) -> str:
+        return self.root + "status"
+
+    @property
+    def events(self) -> str:
+        return self.root + "events"
+
+    @property
+    def telemetry(self) -> str:
+        return self.root + "telemetry"
+
+    @property
+    def commands(self) -> str:
+        """Filter for commands: one level only, so our own ``cmd/x/result`` never comes back."""
+        return self.root + "cmd/+"
+
+    def result(self, command: str) -> str:
+        return self.root + f"cmd/{command}/result"
+
+    def evidence(self, event_id: str, name: str) -> str:
+        return self.root + f"evidence/{event_id}/{name}"
+
+    @property
+    def alliance_out(self) -> str:
+        return self.root + f"alliance/{self.alliance}/alert"
+
+    @property
+    def alliance_in(self) -> str:
+        return f"safehouse/{VERSION}/{self.precinct}/+/alliance/{self.alliance}/alert"
+
+    def command_name(self, topic: str) -> str | None:
+        """``cmd/{name}`` under our root → name; anything else → None."""
+        prefix = self.root + "cmd/"
+        if not topic.startswith(prefix):
+            return None
+        name = topic[len(prefix):]
+        return name if name and "/" not in name else None
+
+    def subscriptions(self) -> list[str]:
+        subs = [self.commands]
+        if self.alliance:
+            subs.append(self.alliance_in)
+        return subs

@@ -1,0 +1,230 @@
+"""The uplink: drains the outbox to the precinct's broker, in order, marking rows on PUBACK.
+
+One thread owns the connection's life: connect (jittered exponential backoff, 1 s → 60 s),
+birth message, subscriptions, then a bounded window of QoS 1 publishes taken from the
+outbox in drain order. A row is delivered only when its PUBACK arrives; on reconnect every
+undelivered row is sent again (receivers de-duplicate by ``event_id``). The core loop never
+waits on any of this: it appends to the outbox and calls ``wake()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from safehouse.services.mqtt_link import Incoming, LinkError, MqttLink, Tls, Will
+from safehouse.services.topics import Topics
+
+_LOG = logging.getLogger(__name__)
+BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
+OUTGOING_TTL = 60.0  # a command result or alliance alert older than this is stale: not sent
+
+
+class _Row(Protocol):
+    id: int
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+class Source(Protocol):
+    """What the uplink needs of the outbox."""
+
+    def pending(self, limit: int, *, exclude: set[int]) -> list[Any]: ...
+    def mark_delivered(self, ids: list[int]) -> None: ...
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    url: str
+    client_id: str
+    keepalive: int = 10
+    protocol: str = "5"
+    tls: Tls | None = None
+    username: str = ""
+    password: str = ""
+    window: int = 100
+    connect_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message that is not worth persisting (a command result, an alliance alert)."""
+
+    topic: str
+    payload: bytes
+    correlation: bytes | None = None
+    created: float = field(default_factory=time.monotonic)
+
+
+def backoff_delay(attempt: int, rng: random.Random) -> float:
+    """Jittered exponential backoff, so 2,100 kiosks don't reconnect in lockstep."""
+    ceiling = min(BACKOFF_MAX, BACKOFF_MIN * 2 ** min(attempt, 16))
+    return rng.uniform(ceiling / 2, ceiling)
+
+
+class Uplink:
+    def __init__(self, settings: LinkSettings, topics: Topics, source: Source, *,
+                 birth: Callable[[], bytes], offline: Callable[[str], bytes],
+                 on_command: Callable[[Incoming], None], on_alliance: Callable[[Incoming], None],
+                 on_state: Callable[[str], None] = lambda _s: None) -> None:
+        self.settings, self.topics, self._source = settings, topics, source
+        self._birth, self._offline = birth, offline
+        self._on_command, self._on_alliance, self._on_state = on_command, on_alliance, on_state
+        self._wake = threading.Event()
+        self.stopping = threading.Event()
+        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._outgoing: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
+        self._lost: str | None = None
+        self._link: MqttLink | None = None
+        self._in_flight: dict[int, int] = {}  # mid -> outbox row id
+        self._rng = random.Random()
+        self._lock = threading.Lock()
+        self.state, self.since, self.reason = "connecting", time.monotonic(), ""
+        self.delivered = 0
+        self._thread = threading.Thread(target=self._run, name="uplink", daemon=True)
+
+    # --- any thread -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """New rows in the outbox: called by the core loop after each durable append."""
+        self._wake.set()
+
+    def send(self, topic: str, payload: bytes, correlation: bytes | None = None) -> None:
+        """Publish once, not persisted (command results, alliance alerts); dropped if offline."""
+        self._outgoing.put(Outgoing(topic, payload, correlation))
+        self._wake.set()
+
+    def view(self) -> dict[str, Any]:
+        with self._lock:
+            return {"state": self.state, "broker": self.settings.url,
+                    "since_s": round(time.monotonic() - self.since, 1), "reason": self.reason,
+                    "in_flight": len(self._in_flight), "delivered": self.delivered}
+
+    def close(self, timeout: float = 2.0) -> None:
+        self.stopping.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # --- the uplink thread ----------------------------------------------------------------
+
+    def _set_state(self, state: str, reason: str = "") -> None:
+        with self._lock:
+            changed = state != self.state
+            if changed:
+                self.state, self.since = state, time.monotonic()
+            self.reason = reason
+        if changed:
+            try:
+                self._on_state(state)
+            except Exception:
+                _LOG.exception("link state listener failed")
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self.stopping.is_set():
+            try:
+                self._connect()
+            except LinkError as exc:
+                delay = backoff_delay(attempt, self._rng)
+                attempt += 1
+                _LOG.error("uplink: %s; retrying in %.1f s", exc, delay)
+                self._set_state("offline", str(exc))
+                self.stopping.wait(delay)
+                continue
+            attempt = 0
+            self._serve()
+        link = self._link
+        if link is not None:
+            link.close(last_words=(self.topics.status, self._offline("shutdown")))
+
+    def _connect(self) -> None:
+        s = self.settings
+        self._lost = None
+        self._in_flight.clear()
+        while not self._acks.empty():
+            self._acks.get_nowait()
+        link = MqttLink(s.url, s.client_id, keepalive=s.keepalive, protocol=s.protocol, tls=s.tls,
+                        username=s.username, password=s.password, max_inflight=s.window,
+                        will=Will(self.topics.status, self._offline("lost")),
+                        on_message=self._received, on_ack=self._acked, on_lost=self._lost_link)
+        self._set_state("connecting", "")
+        link.open(s.connect_timeout)
+        self._link = link
+        link.publish(self.topics.status, self._birth(), retain=True)
+        link.subscribe(self.topics.subscriptions())
+        self._set_state("online")
+        _LOG.info("uplink: online at %s", s.url)
+
+    def _serve(self) -> None:
+        link = self._link
+        assert link is not None
+        while not self.stopping.is_set():
+            if self._lost is not None:
+                _LOG.error("uplink: %s", self._lost)
+                self._set_state("offline", self._lost)
+                link.close()
+                self._link = None
+                return
+            self._settle_acks()
+            try:
+                self._fill_window(link)  # the precinct's events before anything ephemeral
+                self._send_outgoing(link)
+            except LinkError as exc:
+                self._lost = str(exc)
+                continue
+            self._wake.wait(1.0)
+            self._wake.clear()
+
+    def _settle_acks(self) -> None:
+        done: list[int] = []
+        while not self._acks.empty():
+            row_id = self._in_flight.pop(self._acks.get_nowait(), None)
+            if row_id is not None:
+                done.append(row_id)
+        if done:
+            self._source.mark_delivered(done)
+            with self._lock:
+                self.delivered += len(done)
+
+    def _fill_window(self, link: MqttLink) -> None:
+        room = self.settings.window - len(self._in_flight)
+        if room <= 0:
+            return
+        for row in self._source.pending(room, exclude=set(self._in_flight.values())):
+            mid = link.publish(row.topic, row.payload, retain=row.retain)
+            self._in_flight[mid] = row.id
+
+    def _send_outgoing(self, link: MqttLink) -> None:
+        while not self._outgoing.empty():
+            msg = self._outgoing.get_nowait()
+            if time.monotonic() - msg.created > OUTGOING_TTL:
+                _LOG.warning("uplink: dropped a stale message for %s (queued while offline)", msg.topic)
+                continue
+            link.publish(msg.topic, msg.payload, correlation=msg.correlation)
+
+    # --- paho's thread: hand over, nothing else -----------------------------------------
+
+    def _acked(self, mid: int) -> None:
+        self._acks.put(mid)
+        self._wake.set()
+
+    def _lost_link(self, reason: str) -> None:
+        self._lost = reason
+        self._wake.set()
+
+    def _received(self, msg: Incoming) -> None:
+        if self.topics.command_name(msg.topic) is not None:
+            self._on_command(msg)
+        elif self.topics.alliance and msg.topic.endswith(f"/alliance/{self.topics.alliance}/alert"):
+            self._on_alliance(msg)

@@ -70,6 +70,8 @@ class Commands:
         if policy.trigger == "hold" and (hold is None or 0 < hold < policy.hold_seconds):
             raise CommandRefused("button.trigger is 'hold': use --hold SECONDS with at least "
                                  f"{policy.hold_seconds:g} s (or 0 to hold until release)")
+        if self._loop.state.button.pressed:
+            raise CommandRefused("the button is already held down: `safehouse release` first")
         before = self._loop.state.alarms_raised
         try:
             self._hw.press()
@@ -80,7 +82,8 @@ class Commands:
             state = self._loop.wait_until(lambda s, _n: s.alarms_raised > before or not s.button.pressed,
                                           policy.hold_seconds + CONFIRM_TIMEOUT)
         if hold is None:
-            self._hw.release()
+            self._hw.release()  # a full press: answer once the release is confirmed too
+            self._loop.wait_until(lambda s, _n: not s.button.pressed, CONFIRM_TIMEOUT)
         elif hold > 0:
             self._hw.release_after(float(hold))
         if state is None:

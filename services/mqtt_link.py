@@ -10,6 +10,7 @@ reconnect is switched off so backoff (with jitter) lives in one place.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -60,7 +61,7 @@ class MqttLink:
     def __init__(self, url: str, client_id: str, *, keepalive: int = 10, protocol: str = "5",
                  tls: Tls | None = None, username: str = "", password: str = "",
                  will: Will | None = None, max_inflight: int = 100,
-                 on_message: Callable[[Incoming], None], on_ack: Callable[[int], None],
+                 on_message: Callable[[Incoming], None], on_ack: Callable[[int, str | None], None],
                  on_lost: Callable[[str], None]) -> None:
         parts = urlsplit(url)
         self.url = url
@@ -107,8 +108,9 @@ class MqttLink:
             self._open = False
             self._on_lost(f"connection lost: {reason}")
 
-    def _handle_publish(self, _c: Any, _u: Any, mid: int, _reason: Any, _props: Any) -> None:
-        self._on_ack(mid)
+    def _handle_publish(self, _c: Any, _u: Any, mid: int, reason: Any, _props: Any) -> None:
+        # MQTT 5 brokers refuse a publish (e.g. ACL: 135 Not authorized) in the PUBACK itself
+        self._on_ack(mid, str(reason) if getattr(reason, "is_failure", False) else None)
 
     def _handle_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         props = getattr(msg, "properties", None)
@@ -129,6 +131,9 @@ class MqttLink:
             raise LinkError(f"TLS handshake with {self.url} failed: {exc.reason or exc}") from exc
         except (OSError, ValueError) as exc:
             raise LinkError(f"cannot reach the broker at {self.url}: {exc}") from exc
+        sock = self._client.socket()
+        if isinstance(sock, socket.socket):  # paho leaves Nagle on: no 40 ms stall behind an ACK
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._client.loop_start()
         if not self._connack.wait(timeout):
             self.close()
@@ -145,7 +150,7 @@ class MqttLink:
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
                 response_topic: str | None = None, correlation: bytes | None = None) -> int:
-        """Queue one message; returns its mid (acknowledged later through ``on_ack``)."""
+        """Queue one message; returns its mid, acknowledged later through ``on_ack(mid, refusal)``."""
         props = None
         if self._v5 and correlation is not None:
             props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]

@@ -54,12 +54,10 @@ class Topics:
         return f"safehouse/{VERSION}/{self.precinct}/+/alliance/{self.alliance}/alert"
 
     def command_name(self, topic: str) -> str | None:
-        """``cmd/{name}`` under our root → name; anything else → None."""
+        """``cmd/{name}`` under our root → name (even an empty or bogus one, so it is answered
+        as unknown rather than dropped in silence); a topic outside ``cmd/`` → None."""
         prefix = self.root + "cmd/"
-        if not topic.startswith(prefix):
-            return None
-        name = topic[len(prefix):]
-        return name if name and "/" not in name else None
+        return topic[len(prefix):] if topic.startswith(prefix) else None
 
     def subscriptions(self) -> list[str]:
         subs = [self.commands]

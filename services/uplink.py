@@ -23,6 +23,7 @@ from safehouse.services.topics import Topics
 
 _LOG = logging.getLogger(__name__)
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
+STABLE_SESSION = 60.0  # a session this long resets the backoff
 OUTGOING_TTL = 60.0  # a command result or alliance alert older than this is stale: not sent
 
 
@@ -79,7 +80,7 @@ class Uplink:
         self._on_command, self._on_alliance, self._on_state = on_command, on_alliance, on_state
         self._wake = threading.Event()
         self.stopping = threading.Event()
-        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._acks: queue.SimpleQueue[tuple[int, str | None]] = queue.SimpleQueue()
         self._outgoing: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
         self._lost: str | None = None
         self._link: MqttLink | None = None
@@ -136,17 +137,25 @@ class Uplink:
             try:
                 self._connect()
             except LinkError as exc:
-                delay = backoff_delay(attempt, self._rng)
-                attempt += 1
-                _LOG.error("uplink: %s; retrying in %.1f s", exc, delay)
+                _LOG.error("uplink: %s", exc)
                 self._set_state("offline", str(exc))
-                self.stopping.wait(delay)
+                attempt = self._back_off(attempt)
                 continue
-            attempt = 0
+            started = time.monotonic()
             self._serve()
+            if time.monotonic() - started >= STABLE_SESSION:
+                attempt = 0  # a link that held is not a flapping one: retry quickly
+            if not self.stopping.is_set():
+                attempt = self._back_off(attempt)
         link = self._link
         if link is not None:
             link.close(last_words=(self.topics.status, self._offline("shutdown")))
+
+    def _back_off(self, attempt: int) -> int:
+        delay = backoff_delay(attempt, self._rng)
+        _LOG.info("uplink: reconnecting in %.1f s", delay)
+        self.stopping.wait(delay)
+        return attempt + 1
 
     def _connect(self) -> None:
         s = self.settings
@@ -170,13 +179,13 @@ class Uplink:
         link = self._link
         assert link is not None
         while not self.stopping.is_set():
+            self._settle_acks()
             if self._lost is not None:
                 _LOG.error("uplink: %s", self._lost)
                 self._set_state("offline", self._lost)
                 link.close()
                 self._link = None
                 return
-            self._settle_acks()
             try:
                 self._fill_window(link)  # the precinct's events before anything ephemeral
                 self._send_outgoing(link)
@@ -189,9 +198,15 @@ class Uplink:
     def _settle_acks(self) -> None:
         done: list[int] = []
         while not self._acks.empty():
-            row_id = self._in_flight.pop(self._acks.get_nowait(), None)
-            if row_id is not None:
-                done.append(row_id)
+            mid, refusal = self._acks.get_nowait()
+            row_id = self._in_flight.pop(mid, None)
+            if row_id is None:
+                continue
+            if refusal is not None:
+                # Not delivered: keep the row, reconnect with backoff, and say why in `status`.
+                self._lost = f"the broker refused a publish ({refusal}): check the broker ACL"
+                continue
+            done.append(row_id)
         if done:
             self._source.mark_delivered(done)
             with self._lock:
@@ -215,8 +230,8 @@ class Uplink:
 
     # --- paho's thread: hand over, nothing else -----------------------------------------
 
-    def _acked(self, mid: int) -> None:
-        self._acks.put(mid)
+    def _acked(self, mid: int, refusal: str | None) -> None:
+        self._acks.put((mid, refusal))
         self._wake.set()
 
     def _lost_link(self, reason: str) -> None:

@@ -42,3 +42,6 @@ def write_config(folder: Path, extra: str = "", **device: str) -> Path:
     path = folder / "config.toml"
     path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
     return path
+
+
+from tests.mqtt_fixtures import acl_broker, blackhole, broker, mqtt_dir, pki, tls_broker  # noqa: E402, F401

@@ -12,7 +12,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from bench import idle_process, press_latency
+from bench import idle_process, press_latency, uplink_bench
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -20,8 +20,9 @@ OUT = Path(__file__).resolve().parent / "out"
 def _row(r: dict[str, Any]) -> str:
     base = r.get("baseline")
     target = r.get("target")
-    ratio = f"{r['value'] / base:.1f}x" if base else "-"
-    verdict = "-" if target is None else ("PASS" if r["value"] <= target else "FAIL")
+    ratio = f"{r['value'] / base:.2f}x" if base else "-"
+    met = r["value"] >= target if r.get("higher_is_better") else r["value"] <= target
+    verdict = "-" if target is None else ("PASS" if met else "FAIL")
     return (f"{r['figure']:<58} {r['value']:>9.3f} {r['unit']:<14} "
             f"{'-' if base is None else f'{base:.3f}':>9} {ratio:>7} {'-' if target is None else target:>7} "
             f"{verdict}")
@@ -34,12 +35,16 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     rows += press_latency.run(200 if args.quick else 1000)
     rows += idle_process.run(5.0 if args.quick else 30.0)
+    rows += uplink_bench.run(100 if args.quick else 300, 2000 if args.quick else 10_000)
     machine = (f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
                f"Python {platform.python_version()}")
     print(f"machine: {machine}")
     print(f"{'figure':<58} {'value':>9} {'unit':<14} {'baseline':>9} {'ratio':>7} {'target':>7} verdict")
     for r in rows:
         print(_row(r))
+    notes = [f"  {r['figure']}: {r['note']}" for r in rows if r.get("note")]
+    if notes:
+        print("notes:\n" + "\n".join(notes))
     OUT.mkdir(exist_ok=True)
     (OUT / "bench.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
     return 0

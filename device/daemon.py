@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -30,6 +31,7 @@ from safehouse.services.topics import Topics
 from safehouse.services.uplink import Uplink
 
 _LOG = logging.getLogger(__name__)
+SWITCH_INTERVAL = 0.001
 
 
 def policy_from(config: Config) -> Policy:
@@ -98,6 +100,9 @@ class Daemon:
         return self.uplink.view()
 
     def start(self) -> None:
+        # Every thread here waits on I/O; a short GIL switch interval (default 5 ms) bounds how
+        # long an alarm's next hop (core → uplink → socket) can wait behind a busy thread.
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self.loop.start()
         if self.uplink is not None:
             self.uplink.start()

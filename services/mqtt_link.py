@@ -13,6 +13,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -120,8 +121,12 @@ class MqttLink:
 
     # --- the uplink's thread -------------------------------------------------------------------
 
-    def open(self, timeout: float = 10.0) -> None:
-        """Connect and wait for the broker's CONNACK; raise LinkError with the reason."""
+    def open(self, timeout: float = 10.0, cancel: threading.Event | None = None) -> None:
+        """Connect and wait for the broker's CONNACK; raise LinkError with the reason.
+
+        ``cancel`` (the daemon stopping) ends the wait early, so a broker that accepts TCP
+        but never answers cannot hold up a shutdown.
+        """
         try:
             self._client.connect(self._host, self._port, keepalive=self._keepalive)
         except ssl.SSLCertVerificationError as exc:
@@ -135,7 +140,11 @@ class MqttLink:
         if isinstance(sock, socket.socket):  # paho leaves Nagle on: no 40 ms stall behind an ACK
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._client.loop_start()
-        if not self._connack.wait(timeout):
+        deadline = time.monotonic() + timeout
+        while not self._connack.wait(0.1) and time.monotonic() < deadline:
+            if cancel is not None and cancel.is_set():
+                break
+        if not self._connack.is_set():
             self.close()
             raise LinkError(f"the broker at {self.url} accepted TCP but did not answer CONNECT "
                             f"within {timeout:g} s")

@@ -141,9 +141,16 @@ class Outbox:
                                 "it aside (its pending messages are then not sent) and restart") from exc
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction committed on exit (durable then); the caller holds the lock."""
+    def _write(self, *, fsync: bool = True) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction committed on exit (durable then); the caller holds the lock.
+
+        ``fsync=False`` commits without waiting for the disk (WAL, synchronous=NORMAL): only for
+        delivery marks, whose loss in a power cut merely re-sends rows the receivers de-duplicate
+        by event_id. The next FULL commit (any append) makes them durable too, in order.
+        """
         conn = self._connection()
+        if not fsync:
+            conn.execute("PRAGMA synchronous=NORMAL")
         try:
             conn.execute("BEGIN IMMEDIATE")
             yield conn
@@ -160,6 +167,9 @@ class Outbox:
                     "partition (df) and that the file is writable by the daemon's user"
                 ) from exc
             raise
+        finally:
+            if not fsync:
+                conn.execute("PRAGMA synchronous=FULL")
 
     # -- writing -------------------------------------------------------------------------
 
@@ -254,7 +264,7 @@ class Outbox:
         with self._lock:
             now = self._clock()
             lanes: list[int] = []
-            with self._write() as conn:
+            with self._write(fsync=False) as conn:
                 for start in range(0, len(wanted), _CHUNK):
                     chunk = wanted[start:start + _CHUNK]
                     marks = ",".join("?" * len(chunk))

@@ -168,7 +168,7 @@ class Uplink:
                         will=Will(self.topics.status, self._offline("lost")),
                         on_message=self._received, on_ack=self._acked, on_lost=self._lost_link)
         self._set_state("connecting", "")
-        link.open(s.connect_timeout)
+        link.open(s.connect_timeout, cancel=self.stopping)
         self._link = link
         link.publish(self.topics.status, self._birth(), retain=True)
         link.subscribe(self.topics.subscriptions())
@@ -214,8 +214,8 @@ class Uplink:
 
     def _fill_window(self, link: MqttLink) -> None:
         room = self.settings.window - len(self._in_flight)
-        if room <= 0:
-            return
+        if room <= 0 or (self._in_flight and room < self.settings.window // 4):
+            return  # refill in batches: each outbox read costs the same for 1 row or 25
         for row in self._source.pending(room, exclude=set(self._in_flight.values())):
             mid = link.publish(row.topic, row.payload, retain=row.retain)
             self._in_flight[mid] = row.id

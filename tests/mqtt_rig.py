@@ -12,6 +12,7 @@ in ``tests/mqtt_fixtures.py``.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json as jsonlib
 import os
 import selectors
@@ -383,6 +384,8 @@ class PublishRefused(ConnectionError):
 
 
 MessagePredicate = Callable[[Message], bool]
+# paho's matcher costs ~2 us; tests re-check the same few topics thousands of times
+_matches: Callable[[str, str], bool] = functools.lru_cache(maxsize=8192)(mqtt.topic_matches_sub)
 
 
 class Subscriber:
@@ -531,7 +534,7 @@ class Subscriber:
         """Messages received so far, in arrival order, optionally only those matching an MQTT filter."""
         with self._cond:
             found = list(self._messages)
-        return [m for m in found if topic_filter is None or mqtt.topic_matches_sub(topic_filter, m.topic)]
+        return [m for m in found if topic_filter is None or _matches(topic_filter, m.topic)]
 
     def json(self, topic_filter: str | None = None) -> list[Any]:
         """Payloads of ``messages(topic_filter)`` parsed as JSON."""
@@ -553,7 +556,7 @@ class Subscriber:
             match = lambda m: True  # noqa: E731
         elif isinstance(predicate, str):
             topic_filter = predicate
-            match = lambda m: mqtt.topic_matches_sub(topic_filter, m.topic)  # noqa: E731
+            match = lambda m: _matches(topic_filter, m.topic)  # noqa: E731
         else:
             match = predicate
         limit = self.timeout if timeout is None else timeout

@@ -241,3 +241,64 @@ def test_with_the_acl_a_kiosk_cannot_publish_into_another_kiosks_subtree(
     finally:
         proc.kill()
         console.close()
+
+
+def test_a_neighbours_alarm_shows_on_this_light_box_and_mqtt_311_works(short_dir: Path,
+                                                                       broker: Broker) -> None:
+    a_dir, b_dir = short_dir / "a", short_dir / "b"
+    a_dir.mkdir()
+    b_dir.mkdir()
+    a = DaemonProcess(kiosk_config(a_dir, broker.url, id="SH-A", alliance="street-7"), a_dir / "ctl.sock")
+    b = DaemonProcess(kiosk_config(b_dir, broker.url, 'protocol = "3.1.1"\n', id="SH-B",
+                                   alliance="street-7"), b_dir / "ctl.sock")
+    sub = broker.subscriber(["safehouse/v1/test/+/alliance/#"])
+    a.start()
+    b.start()
+    try:
+        deadline = time.monotonic() + 10
+        while b.status()["link"]["state"] != "online" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        a.ok("press")
+        [alert] = sub.wait_for("safehouse/v1/test/SH-A/alliance/street-7/alert")
+        assert validate("alliance", alert.payload)["device_id"] == "SH-A"
+        deadline = time.monotonic() + 5
+        while b.status()["light"] != "neighbor" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert b.status()["light"] == "neighbor"  # B, on MQTT 3.1.1, saw A's alarm
+        assert a.status()["light"] == "alarm"  # A ignores its own alert
+        b.ok("test-alarm")
+        time.sleep(0.5)
+        assert a.status()["light"] == "alarm" and a.status()["neighbor_alerts"] == 0  # tests stay local
+    finally:
+        a.kill()
+        b.kill()
+        sub.close()
+
+
+def test_outbox_command_shows_the_backlog_with_the_daemon_stopped(short_dir: Path, broker: Broker) -> None:
+    broker.stop()
+    proc = DaemonProcess(kiosk_config(short_dir, broker.url), short_dir / "ctl.sock").start()
+    try:
+        proc.ok("press")
+        assert "offline" in proc.ok("status")
+    finally:
+        proc.stop()
+    view = json.loads(proc.ok("outbox", "--json"))
+    assert view["depth"]["events"] >= 1 and view["last_seq"] == 1
+    assert view["oldest_pending_age_s"] is not None
+    text = proc.ok("outbox")
+    assert "pending  events 1" in text and "last delivery never" in text
+
+
+def test_a_broker_that_never_answers_is_reported_and_sigterm_still_stops_within_2_s(
+        short_dir: Path, blackhole: Any) -> None:
+    proc = DaemonProcess(kiosk_config(short_dir, blackhole.url), short_dir / "ctl.sock").start()
+    try:
+        proc.ok("press")  # the alarm is accepted and shown whatever the network does
+        assert proc.status()["light"] == "alarm"
+        assert proc.status()["link"]["state"] in ("connecting", "offline")
+        t0 = time.monotonic()
+        assert proc.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        proc.kill()

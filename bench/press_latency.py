@@ -38,7 +38,8 @@ def measure(presses: int, debounce_ms: int) -> list[float]:
     folder = Path(tempfile.mkdtemp(prefix="sh-bench-", dir="/tmp"))
     (folder / "c.toml").write_text(
         f'[device]\nid = "BENCH"\nprecinct = "b"\nhardware = "sim"\nstate_dir = "{folder}/state"\n'
-        f'[control]\nsocket = "{folder}/ctl.sock"\n[button]\ndebounce_ms = {debounce_ms}\n')
+        f'[control]\nsocket = "{folder}/ctl.sock"\n[button]\ndebounce_ms = {debounce_ms}\n'
+        '[camera]\nenabled = false\n[microphone]\nenabled = false\n')
     factory = MockFactory(pin_class=MockPWMPin)
     daemon = Daemon(configuration.load(folder / "c.toml"), pin_factory=factory)
     daemon.start()

@@ -13,9 +13,12 @@ from dataclasses import replace
 
 from safehouse.device import codes
 from safehouse.device.effects import Effect, SetLight
+from safehouse.device.evidence_apply import apply_eviction, apply_evidence
 from safehouse.device.inputs import (
     AllianceAlert,
     ButtonChanged,
+    EvidenceEvicted,
+    EvidenceReady,
     Input,
     KeyPressed,
     LampChanged,
@@ -116,6 +119,10 @@ def _handle(step: Step, inp: Input, now: float) -> None:
             apply_command(step, inp, now)
         case AllianceAlert():
             apply_alliance(step, inp, now)
+        case EvidenceReady():
+            apply_evidence(step, inp)
+        case EvidenceEvicted():
+            apply_eviction(step, inp)
         case TamperChanged(open=is_open):
             if is_open != step.state.tamper_open:
                 step.update(tamper_open=is_open)

@@ -14,6 +14,7 @@ from typing import Any
 
 from safehouse.device import __version__
 from safehouse.device import config as configuration
+from safehouse.device.cli_evidence import add_parser as add_evidence_parser
 from safehouse.device.clock import iso_utc
 from safehouse.device.errors import ConfigError, SafehouseError
 from safehouse.device.status_text import render_status
@@ -72,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--last", type=int, metavar="N", help="only the last N events")
     ob = add("outbox", "what waits for the precinct: depth per lane, oldest age, last delivery", _outbox)
     ob.add_argument("--json", action="store_true", help="machine-readable output")
+    sim = add("simulate", "sim only: break or mend a simulated part (camera raise|hang|none)", _simulate)
+    sim.add_argument("part", choices=["camera"])
+    sim.add_argument("fault", choices=["raise", "hang", "none"])
+    add_evidence_parser(sub, common)
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     chk = cfg_sub.add_parser("check", parents=[common], help="validate a config file and print the "
@@ -165,6 +170,12 @@ def _events(args: argparse.Namespace) -> int:
                     print(event.to_json() if args.json else event.summary(), flush=True)
     except (KeyboardInterrupt, BrokenPipeError):
         return 0
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    _call(args, "simulate", part=args.part, fault=args.fault)
+    print(f"simulated {args.part}: {args.fault}")
     return 0
 
 

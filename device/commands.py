@@ -36,8 +36,10 @@ class Commands:
     """The handler table for ``ControlServer``."""
 
     def __init__(self, loop: CoreLoop, runner: EffectRunner, hardware: Hardware,
-                 static: Mapping[str, Any], link: Callable[[], Mapping[str, Any]], outbox: Outbox) -> None:
+                 static: Mapping[str, Any], link: Callable[[], Mapping[str, Any]], outbox: Outbox,
+                 capture_parts: Callable[[], Mapping[str, Any]] = dict) -> None:
         self._loop, self._runner, self._hw, self._outbox = loop, runner, hardware, outbox
+        self._capture_parts = capture_parts
         self._static, self._link = dict(static), link
         self._started = time.monotonic()
 
@@ -51,6 +53,7 @@ class Commands:
             "ack": self.ack,
             "resolve": self.resolve,
             "outbox": self.outbox,
+            "simulate": self.simulate,
         }
 
     def status(self, _req: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,6 +61,19 @@ class Commands:
         return status_view(self._loop.state, self._runner, self._static, light=self._hw.light.pattern,
                            uptime=now - self._started, now=now, link=self._link(),
                            outbox=self._outbox.stats().as_dict())
+
+    def simulate(self, req: Mapping[str, Any]) -> dict[str, Any]:
+        """Sim only: break or mend a simulated part, for end-to-end tests and chaos runs."""
+        if not self._hw.simulated:
+            raise CommandRefused("simulate works on simulated hardware only")
+        part, fault = req.get("part"), req.get("fault")
+        camera = self._capture_parts().get("camera") if part == "camera" else None
+        if camera is None or not hasattr(camera, "fail"):
+            raise CommandRefused("part must be 'camera' (with camera.enabled = true)")
+        if fault not in ("raise", "hang", "none"):
+            raise CommandRefused("fault must be raise, hang or none")
+        camera.fail = None if fault == "none" else fault
+        return {"part": part, "fault": fault}
 
     def outbox(self, _req: Mapping[str, Any]) -> dict[str, Any]:
         return self._outbox.stats().as_dict()

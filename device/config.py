@@ -66,6 +66,31 @@ class CommandsConfig:
 
 
 @dataclass(frozen=True)
+class CameraConfig:
+    enabled: bool
+    offsets: tuple[float, ...]
+    width: int
+    height: int
+    quality: int
+    timeout: float
+
+
+@dataclass(frozen=True)
+class MicrophoneConfig:
+    enabled: bool
+    pre_roll: float
+    post_roll: float
+    device: str
+
+
+@dataclass(frozen=True)
+class EvidenceConfig:
+    quota_mb: float
+    hard_limit_mb: float
+    retention_days: float
+
+
+@dataclass(frozen=True)
 class ControlConfig:
     socket: Path
 
@@ -131,6 +156,9 @@ class Config:
     telemetry: TelemetryConfig
     alliance: AllianceConfig
     commands: CommandsConfig
+    camera: CameraConfig
+    microphone: MicrophoneConfig
+    evidence: EvidenceConfig
 
     def as_dict(self) -> dict[str, Any]:
         """The effective config as plain TOML-able values (for `config check` and digests)."""
@@ -142,6 +170,8 @@ class Config:
             for name, value in list(section.items()):
                 if isinstance(value, Path):
                     section[name] = str(value)
+                elif isinstance(value, tuple):
+                    section[name] = list(value)
                 elif isinstance(value, time):
                     section[name] = value.strftime("%H:%M")
                 elif value is None:
@@ -205,6 +235,9 @@ def from_tree(tree: dict[str, Any], *, source: str = "<config>", base: Path | No
         telemetry=TelemetryConfig(**values["telemetry"]),
         alliance=AllianceConfig(**values["alliance"]),
         commands=CommandsConfig(**values["commands"]),
+        camera=CameraConfig(**values["camera"]),
+        microphone=MicrophoneConfig(**values["microphone"]),
+        evidence=EvidenceConfig(**values["evidence"]),
     )
 
 
@@ -216,6 +249,8 @@ def to_toml(values: dict[str, Any]) -> str:
         for name, value in keys.items():
             if isinstance(value, bool):
                 rendered = "true" if value else "false"
+            elif isinstance(value, list):
+                rendered = "[" + ", ".join(repr(v) for v in value) + "]"
             elif isinstance(value, int | float):
                 rendered = repr(value)
             else:

@@ -104,6 +104,32 @@ SCHEMA: Mapping[str, Mapping[str, Key]] = {
         "show_seconds": Key(float, 120.0, "how long a neighbour's alarm shows as the 'neighbor' light",
                             in_range(1.0, 3600.0)),
     },
+    "camera": {
+        "enabled": Key(bool, True, "take snapshots when an alarm starts"),
+        "offsets": Key(tuple, (0.0, 1.0, 2.0), "seconds after the press of each snapshot",
+                       lambda v: None if 1 <= len(v) <= 10 and all(0 <= x <= 60 for x in v)
+                       and list(v) == sorted(v) else "must be 1-10 ascending numbers from 0 to 60"),
+        "width": Key(int, 1280, "snapshot width in pixels", in_range(160, 4056)),
+        "height": Key(int, 720, "snapshot height in pixels", in_range(120, 3040)),
+        "quality": Key(int, 85, "JPEG quality 1-95", in_range(1, 95)),
+        "timeout": Key(float, 5.0, "a snapshot not taken within this (s) counts as a camera failure",
+                       in_range(0.5, 60.0)),
+    },
+    "microphone": {
+        "enabled": Key(bool, True, "record an audio clip when an alarm starts"),
+        "pre_roll": Key(float, 10.0, "seconds kept from before the press (0 = microphone closed "
+                        "until an alarm)", in_range(0.0, 60.0)),
+        "post_roll": Key(float, 20.0, "seconds recorded after the press", in_range(1.0, 300.0)),
+        "device": Key(str, "", "sounddevice input device name ('' = the default input)"),
+    },
+    "evidence": {
+        "quota_mb": Key(float, 512.0, "evidence kept on disk; past it the oldest delivered goes first",
+                        in_range(1.0, 1_000_000.0)),
+        "hard_limit_mb": Key(float, 1024.0, "only past this is undelivered evidence evicted (a fault)",
+                             in_range(1.0, 1_000_000.0)),
+        "retention_days": Key(float, 30.0, "delivered evidence is deleted after this many days",
+                              in_range(0.0, 3650.0)),
+    },
     "commands": {
         "freshness": Key(float, 300.0, "precinct commands older than this (s) are refused "
                          "(checked only while the clock is synchronised)", in_range(5.0, 86_400.0)),
@@ -160,7 +186,8 @@ PIN_KEYS = ("red", "blue", "button", "buzzer", "status_led", "tamper", "lamp_ok"
 
 
 def _type_name(kind: type) -> str:
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}[kind]
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+            tuple: "a list of numbers"}[kind]
 
 
 def _coerce(kind: type, value: Any) -> tuple[bool, Any]:
@@ -169,6 +196,10 @@ def _coerce(kind: type, value: Any) -> tuple[bool, Any]:
         return True, float(value)
     if kind is int and isinstance(value, bool):
         return False, value
+    if kind is tuple:  # the only list kind: numbers, e.g. camera.offsets
+        ok = isinstance(value, list) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        return ok, tuple(float(v) for v in value) if ok else value
     return isinstance(value, kind), value
 
 
@@ -220,6 +251,8 @@ def _cross_checks(values: Mapping[str, Mapping[str, Any]]) -> list[str]:
             problems.append(f"gpio.{name}: pin {pin} is already used by gpio.{owners[pin]}")
         else:
             owners[pin] = name
+    if values["evidence"]["quota_mb"] > values["evidence"]["hard_limit_mb"]:
+        problems.append("evidence.quota_mb: must not exceed evidence.hard_limit_mb")
     broker = values["broker"]
     if str(broker.get("url", "")).startswith("mqtts://"):
         for name in ("ca", "cert", "key"):

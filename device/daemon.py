@@ -20,6 +20,7 @@ from safehouse.device import __version__
 from safehouse.device.clock import Clock, SystemClock, read_boot_id
 from safehouse.device.commands import Commands
 from safehouse.device.config import Config
+from safehouse.device.evidence_wiring import build_capture, evidence_store
 from safehouse.device.hardware import Hardware
 from safehouse.device.loop import CoreLoop
 from safehouse.device.shell import EffectRunner
@@ -80,6 +81,10 @@ class Daemon:
         state = initial_state(policy_from(cfg))
         self.loop = CoreLoop(state, self.runner, clock=self.clock)
         self._closers.append(self.loop.stop)
+        self.evidence = evidence_store(self)
+        self.capture = build_capture(self)
+        self._closers.append(self.capture.close)
+        self.runner.capturer = self.capture
         self.hardware.light.play(state.light)
         self.hardware.status_led.show(self.link()["state"])
         if self.uplink is not None:
@@ -89,7 +94,8 @@ class Daemon:
         static = {"device_id": cfg.device.id, "precinct": cfg.device.precinct,
                   "hardware": cfg.device.hardware, "version": __version__, "boot_id": self.boot_id,
                   "config": cfg.source, "state_dir": str(cfg.device.state_dir)}
-        commands = Commands(self.loop, self.runner, self.hardware, static, self.link, self.outbox)
+        commands = Commands(self.loop, self.runner, self.hardware, static, self.link, self.outbox,
+                            self.capture.parts)
         self.control = ControlServer(cfg.control.socket, commands.table())
         self._closers.append(self.control.close)
 
@@ -100,6 +106,7 @@ class Daemon:
         return self.uplink.view()
 
     def start(self) -> None:
+        self.capture.start()
         # Every thread here waits on I/O; a short GIL switch interval (default 5 ms) bounds how
         # long an alarm's next hop (core → uplink → socket) can wait behind a busy thread.
         sys.setswitchinterval(SWITCH_INTERVAL)

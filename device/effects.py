@@ -61,4 +61,13 @@ class Announce:
     event_id: str
 
 
-Effect = SetLight | Emit | Reject | Reply | Announce
+@dataclass(frozen=True)
+class Capture:
+    """An alarm started: take snapshots and an audio clip for it, off the core loop."""
+
+    alarm_id: str
+    test: bool
+    at: float  # monotonic time of the press
+
+
+Effect = SetLight | Emit | Reject | Reply | Announce | Capture

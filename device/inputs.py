@@ -6,7 +6,9 @@ Each is a small frozen record of what happened, never what to do about it; decid
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,23 @@ class AllianceAlert:
 
 
 @dataclass(frozen=True)
+class EvidenceReady:
+    """The capture for an alarm finished: what was stored, and what failed and why."""
+
+    alarm_id: str
+    test: bool
+    files: tuple[Mapping[str, Any], ...]
+    failures: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class EvidenceEvicted:
+    """Undelivered evidence had to be deleted past the hard disk limit (a loud fault)."""
+
+    alarm_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passed: lets decide() fire deadlines (escalation, hold, stuck, entry timeout)."""
 
@@ -108,5 +127,7 @@ Input = (
     | KeyPressed
     | RemoteCommand
     | AllianceAlert
+    | EvidenceReady
+    | EvidenceEvicted
     | Tick
 )

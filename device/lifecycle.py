@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from safehouse.device import codes
-from safehouse.device.effects import Announce, Effect, Emit, Reject
+from safehouse.device.effects import Announce, Capture, Effect, Emit, Reject
 from safehouse.device.state import Alarm, CoreState, Phase
 
 OUTCOMES = ("assistance", "false_alarm", "police", "cancelled")
@@ -64,6 +64,7 @@ def raise_alarm(step: Step, now: float, *, test: bool, source: str, trigger: str
     )
     if not test:
         step.effects.append(Announce(event_id))  # tell the alliance's neighbours
+    step.effects.append(Capture(event_id, test, now))
     return event_id
 
 

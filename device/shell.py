@@ -17,7 +17,7 @@ from typing import Protocol
 
 from safehouse.device import codes, messages
 from safehouse.device.clock import Clock, iso_utc
-from safehouse.device.effects import Announce, Effect, Emit, Reject, Reply, SetLight
+from safehouse.device.effects import Announce, Capture, Effect, Emit, Reject, Reply, SetLight
 from safehouse.device.errors import EventLogError
 from safehouse.device.events import Event
 from safehouse.services.outbox import OutboxFull
@@ -44,6 +44,10 @@ class Messenger(Protocol):
     def send(self, topic: str, payload: bytes, correlation: bytes | None = None) -> None: ...
 
 
+class Capturer(Protocol):
+    def request(self, alarm_id: str, test: bool, at: float) -> None: ...
+
+
 class Topics(Protocol):
     @property
     def events(self) -> str: ...
@@ -61,6 +65,7 @@ class EffectRunner:
                  precinct: str, boot_id: str, topics: Topics, messenger: Messenger | None = None) -> None:
         self._light, self._sink, self._clock, self._topics = light, sink, clock, topics
         self.messenger = messenger
+        self.capturer: Capturer | None = None
         self._device = {"device_id": device_id, "precinct": precinct, "boot_id": boot_id}
         self._unwritten: deque[Emit] = deque()
         self._was_near_full = False
@@ -79,6 +84,7 @@ class EffectRunner:
         return len(self._unwritten)
 
     def __call__(self, effects: Sequence[Effect]) -> bool:
+        captures: list[Capture] = []
         for effect in effects:
             match effect:
                 case SetLight(pattern=pattern):
@@ -93,7 +99,13 @@ class EffectRunner:
                     self._reply(effect)
                 case Announce(event_id=event_id):
                     self._announce(event_id)
-        return self._flush()
+                case Capture():
+                    captures.append(effect)
+        durable = self._flush()
+        for capture in captures:  # after the alarm is on disk and on its way: capture never delays it
+            if self.capturer is not None:
+                self.capturer.request(capture.alarm_id, capture.test, capture.at)
+        return durable
 
     def _set_light(self, pattern: str) -> None:
         try:

@@ -84,6 +84,7 @@ class CoreState:
     override: tuple[str, float] | None = None  # (pattern, until) set by cmd/light
     neighbor_until: float | None = None
     neighbor_alerts: int = 0
+    faulty: frozenset[str] = frozenset()  # capture parts that failed last time (camera, microphone)
 
 
 def initial_state(policy: Policy, run_id: uuid.UUID | None = None) -> CoreState:

@@ -322,10 +322,14 @@ class Outbox:
         rows: list[Row] = []
         skip = set(exclude)
         while len(rows) < limit:
-            want = limit - len(rows) + len(skip)
+            # rows in flight are left out in SQL, so their payloads are not read again each refill
+            excluded = sorted(skip)[:_CHUNK]
+            marks = ",".join("?" * len(excluded))
+            want = limit - len(rows) + len(skip) - len(excluded)
             with self._lock, self._reading() as conn:
                 found = conn.execute(f"SELECT {ROW_COLUMNS} FROM messages WHERE delivered IS NULL "
-                                     "ORDER BY lane, id LIMIT ?", (want,)).fetchall()
+                                     f"AND id NOT IN ({marks}) ORDER BY lane, id LIMIT ?",
+                                     (*excluded, want)).fetchall()
             lost: list[tuple[int, str]] = []
             for rid, lane, topic, payload, path, retain, key, created, event_id, seq in found:
                 if rid in skip:
@@ -354,6 +358,14 @@ class Outbox:
             now = self._clock()
             conn.executemany("UPDATE messages SET delivered = ?, error = ? "
                              "WHERE id = ? AND delivered IS NULL", [(now, error, rid) for rid, error in lost])
+
+    def pending_keys(self, prefix: str) -> int:
+        """Undelivered rows whose key starts with ``prefix`` (e.g. an alarm's evidence files)."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._lock, self._reading() as conn:
+            (count,) = conn.execute("SELECT COUNT(*) FROM messages WHERE delivered IS NULL "
+                                    "AND key LIKE ? ESCAPE '\\'", (pattern,)).fetchone()
+        return int(count)
 
     def events(self, since_seq: int = 0, limit: int | None = None) -> list[Event]:
         """Stored events with ``seq > since_seq`` by seq, delivered ones still retained included."""

@@ -117,3 +117,19 @@ def open_readonly_stats(state_dir: Path, *, events_cap: int = 100_000,
         raise EventLogError(f"cannot read the outbox {path}: {exc}") from exc
     finally:
         conn.close()
+
+
+def undelivered_prefixes(state_dir: Path) -> set[str]:
+    """The key prefixes (up to the first '/') of every undelivered row: an alarm's evidence
+    is delivered when its event id is not among them. Read-only; empty if no outbox yet."""
+    path = db_path(state_dir)
+    if not path.exists():
+        return set()
+    conn, _ = connect_readonly(path)
+    try:
+        rows = conn.execute("SELECT key FROM messages WHERE delivered IS NULL AND key IS NOT NULL")
+        return {key.split("/", 1)[0] for (key,) in rows}
+    except sqlite3.Error as exc:
+        raise EventLogError(f"cannot read the outbox {path}: {exc}") from exc
+    finally:
+        conn.close()

@@ -25,6 +25,7 @@ _LOG = logging.getLogger(__name__)
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
 STABLE_SESSION = 60.0  # a session this long resets the backoff
 OUTGOING_TTL = 60.0  # a command result or alliance alert older than this is stale: not sent
+EVIDENCE_LANE = 1  # outbox Lane.EVIDENCE: large files, sent one at a time
 
 
 class _Row(Protocol):
@@ -85,6 +86,8 @@ class Uplink:
         self._lost: str | None = None
         self._link: MqttLink | None = None
         self._in_flight: dict[int, int] = {}  # mid -> outbox row id
+        self._in_flight_lanes: dict[int, int] = {}  # mid -> lane
+        self._acked_rows: list[int] = []  # PUBACKed, not yet recorded in the outbox
         self._rng = random.Random()
         self._lock = threading.Lock()
         self.state, self.since, self.reason = "connecting", time.monotonic(), ""
@@ -147,6 +150,7 @@ class Uplink:
                 attempt = 0  # a link that held is not a flapping one: retry quickly
             if not self.stopping.is_set():
                 attempt = self._back_off(attempt)
+        self._record_acked()
         link = self._link
         if link is not None:
             link.close(last_words=(self.topics.status, self._offline("shutdown")))
@@ -159,8 +163,10 @@ class Uplink:
 
     def _connect(self) -> None:
         s = self.settings
+        self._record_acked()  # acknowledged on the previous connection: delivered
         self._lost = None
         self._in_flight.clear()
+        self._in_flight_lanes.clear()
         while not self._acks.empty():
             self._acks.get_nowait()
         link = MqttLink(s.url, s.client_id, keepalive=s.keepalive, protocol=s.protocol, tls=s.tls,
@@ -196,29 +202,49 @@ class Uplink:
             self._wake.clear()
 
     def _settle_acks(self) -> None:
-        done: list[int] = []
+        """Move PUBACKed rows out of the window; record them in the outbox in batches.
+
+        A batch is written when half a window has been acknowledged or nothing is left in
+        flight: one commit per ~50 rows instead of one per wake-up keeps a drain near the bare
+        publish rate. Until written, acknowledged rows stay excluded from ``pending``.
+        """
         while not self._acks.empty():
             mid, refusal = self._acks.get_nowait()
             row_id = self._in_flight.pop(mid, None)
+            self._in_flight_lanes.pop(mid, None)
             if row_id is None:
                 continue
             if refusal is not None:
                 # Not delivered: keep the row, reconnect with backoff, and say why in `status`.
                 self._lost = f"the broker refused a publish ({refusal}): check the broker ACL"
                 continue
-            done.append(row_id)
-        if done:
-            self._source.mark_delivered(done)
-            with self._lock:
-                self.delivered += len(done)
+            self._acked_rows.append(row_id)
+        if len(self._acked_rows) >= self.settings.window // 2 or not self._in_flight \
+                or self._lost is not None:
+            self._record_acked()
+
+    def _record_acked(self) -> None:
+        if not self._acked_rows:
+            return
+        done, self._acked_rows = self._acked_rows, []
+        self._source.mark_delivered(done)
+        with self._lock:
+            self.delivered += len(done)
 
     def _fill_window(self, link: MqttLink) -> None:
         room = self.settings.window - len(self._in_flight)
         if room <= 0 or (self._in_flight and room < self.settings.window // 4):
             return  # refill in batches: each outbox read costs the same for 1 row or 25
-        for row in self._source.pending(room, exclude=set(self._in_flight.values())):
+        heavy = sum(1 for lane in self._in_flight_lanes.values() if lane == EVIDENCE_LANE)
+        busy = set(self._in_flight.values()).union(self._acked_rows)
+        for row in self._source.pending(room, exclude=busy):
+            if row.lane == EVIDENCE_LANE:
+                if heavy >= 1:
+                    break  # one file at a time: an alarm queued next never waits behind a pile of them
+                heavy += 1
             mid = link.publish(row.topic, row.payload, retain=row.retain)
             self._in_flight[mid] = row.id
+            self._in_flight_lanes[mid] = row.lane
 
     def _send_outgoing(self, link: MqttLink) -> None:
         while not self._outgoing.empty():

@@ -1,0 +1,289 @@
+"""The kiosk microphone: a pre-roll ring fed by one reader thread, and clips cut from it.
+
+The reader does blocking ``InputStream.read()`` calls, never a callback stream: cffi
+callbacks need write+execute memory, which the unit's ``MemoryDenyWriteExecute=yes`` forbids.
+Every sample has a stream-frame index, and the time of index 0 is kept, so "the audio
+around time T" is exact. Before each read the reader waits until the block's last sample
+is due: a real microphone blocks that long anyway, the simulator's ALSA file plugin does
+not, and without pacing it would run ~2000x ahead into garbage.
+
+A broken or missing microphone never stops the kiosk: the reader records the fault, logs
+it once, and keeps reopening with a backoff; ``record()`` raises MicrophoneError instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from safehouse.device.errors import HardwareError
+from safehouse.drivers.ring_buffer import Clip, Collector, SampleRing
+
+_LOG = logging.getLogger(__name__)
+
+_JOIN_SECONDS = 2.0
+_FIRST_OPEN_WAIT = 5.0  # start() waits this long for the first open, so `fault` means something
+_BACKOFF = (1.0, 30.0)
+_GRACE = 5.0  # record() gives up this long after the clip should have been complete
+
+
+class MicrophoneError(HardwareError):
+    """No audio could be had; the message names the device and what to check."""
+
+
+class SoundDeviceMicrophone:
+    """Keeps the last ``pre_roll`` seconds; ``record()`` adds the post-roll and returns a clip.
+
+    With ``pre_roll == 0`` the device stays closed until a clip is asked for. ``device`` is a
+    sounddevice name or index (None or "" = the default input). ``restart_after`` (seconds of
+    stream time) closes and reopens the stream, which rewinds the simulator's file plugin.
+    """
+
+    def __init__(self, *, rate: int = 16000, pre_roll: float = 10.0, device: str | int | None = None,
+                 blocksize: int = 1600, clock: Callable[[], float] = time.monotonic,
+                 restart_after: float | None = None) -> None:
+        if rate <= 0 or blocksize <= 0 or pre_roll < 0:
+            raise ValueError(f"microphone: need rate > 0, blocksize > 0, pre_roll >= 0 "
+                             f"(got {rate}, {blocksize}, {pre_roll})")
+        self.rate, self.pre_roll, self.blocksize = rate, pre_roll, blocksize
+        self.device = None if device == "" else device
+        self._clock = clock
+        self._restart_frames = round(restart_after * rate) if restart_after else None
+        # one block more than the pre-roll: `at` may fall up to a block past the newest sample
+        self._ring = SampleRing(round(pre_roll * rate) + blocksize if pre_roll else 0)
+        self._lock = threading.Lock()
+        self._pending: list[Collector] = []
+        self._anchor: float | None = None  # clock time of stream-frame 0 while a stream is open
+        self._fault: str | None = None
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._attempted = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._blocks = 0  # blocks read in this object's life, to tell a relapse from a fault
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._name} pre_roll={self.pre_roll}s fault={self._fault!r}>"
+
+    @property
+    def _name(self) -> str:
+        return "the default input" if self.device is None else f"input {self.device!r}"
+
+    @property
+    def fault(self) -> str | None:
+        """Why the microphone is not capturing right now, or None when it is (or is idle)."""
+        return self._fault
+
+    @property
+    def is_running(self) -> bool:
+        """True between start() and close(): the reader thread is alive."""
+        return self._thread is not None and self._thread.is_alive() and not self._stopping.is_set()
+
+    @property
+    def is_capturing(self) -> bool:
+        """True while an input stream is open and delivering audio."""
+        return self._anchor is not None
+
+    @property
+    def started_at(self) -> float | None:
+        """Clock time of stream-frame 0 of the open stream (None while closed)."""
+        return self._anchor
+
+    @property
+    def buffer_bytes(self) -> int:
+        """Memory held by the pre-roll ring (clips being recorded allocate their own)."""
+        return self._ring.nbytes
+
+    def start(self) -> None:
+        """Start the reader; with a pre-roll, wait (briefly) for the first open attempt."""
+        if self._stopping.is_set():
+            raise MicrophoneError(f"microphone ({self._name}) is closed; make a new one")
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._main, name="microphone-reader", daemon=True)
+        self._thread.start()
+        if self.pre_roll > 0:
+            self._attempted.wait(_FIRST_OPEN_WAIT)
+
+    def record(self, post_roll: float, *, at: float | None = None) -> Clip:
+        """Block until ``post_roll`` s after ``at`` (default now) are captured; run off the core loop.
+
+        The clip starts up to ``pre_roll`` s before ``at``. If the stream fails midway the
+        audio gathered so far is returned; with none at all MicrophoneError says why.
+        """
+        if post_roll < 0:
+            raise ValueError(f"post_roll must be >= 0 seconds, got {post_roll}")
+        if self._thread is None:
+            raise MicrophoneError(f"microphone ({self._name}) is not started; call start() first")
+        if not self.is_running:
+            raise MicrophoneError(f"microphone ({self._name}) is closed" if self._stopping.is_set()
+                                  else f"microphone: {self._fault}")
+        now = self._clock()
+        at = now if at is None else at
+        job = Collector(at, round(self.pre_roll * self.rate), round(post_roll * self.rate))
+        with self._lock:
+            if self._stopping.is_set():
+                raise MicrophoneError(f"microphone ({self._name}) is closed")
+            if self._anchor is not None:
+                job.resolve(self._ring, self._frame_at(at))
+            if not job.done.is_set():
+                self._pending.append(job)
+        self._wake.set()  # opens an idle pre_roll=0 stream, or retries a failed one now
+        if not job.done.wait(max(at, now) + post_roll + _GRACE - now):
+            with self._lock:
+                if job in self._pending:
+                    self._pending.remove(job)
+            job.finish(f"no audio from {self._name} within {post_roll + _GRACE:.0f} s")
+        if job.error is not None and not job.filled:
+            raise MicrophoneError(f"microphone: {job.error}")
+        if job.error is not None:
+            _LOG.warning("microphone clip cut short at %.1f s: %s", job.filled / self.rate, job.error)
+        return job.clip(self.rate)
+
+    def close(self) -> None:
+        """Stop the reader and release the device; safe to repeat."""
+        self._stopping.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(_JOIN_SECONDS)
+            if thread.is_alive():
+                _LOG.warning("%r: reader did not stop within %.1f s", self, _JOIN_SECONDS)
+        self._finish_all("the microphone was closed")
+
+    def __enter__(self) -> SoundDeviceMicrophone:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # --- reader thread ------------------------------------------------------------------------
+
+    def _frame_at(self, t: float) -> int:
+        assert self._anchor is not None
+        return round((t - self._anchor) * self.rate)
+
+    def _main(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # a bug, not a device fault: say so loudly, release the waiters
+            _LOG.exception("microphone reader thread crashed")
+            self._fault = f"the microphone reader crashed ({exc!r}); restart the service"
+            self._finish_all(self._fault)
+        finally:
+            self._attempted.set()
+
+    def _run(self) -> None:
+        backoff, fresh = _BACKOFF[0], True
+        while not self._stopping.is_set():
+            if self.pre_roll == 0 and not self._pending:
+                self._wake.wait()  # on demand: closed until a record() arrives
+                self._wake.clear()
+                continue
+            self._wake.clear()
+            blocks = self._blocks
+            try:
+                restart = self._session(fresh)
+            except Exception as exc:
+                self._failed(exc)
+            else:
+                backoff, fresh = _BACKOFF[0], not restart
+                continue
+            finally:
+                self._attempted.set()
+            if self._blocks != blocks:
+                backoff = _BACKOFF[0]  # it worked for a while: a new fault starts a new backoff
+            fresh = True
+            self._wake.wait(backoff)  # a record() in the meantime retries at once
+            backoff = min(backoff * 2, _BACKOFF[1])
+
+    def _session(self, fresh: bool) -> bool:
+        stream = self._open(fresh)
+        try:
+            return self._pump(stream)
+        finally:
+            with self._lock:
+                self._anchor = None
+            stream.close(ignore_errors=True)
+
+    def _open(self, fresh: bool) -> Any:
+        import sounddevice  # lazy: no PortAudio needed to import us; ALSA_CONFIG_PATH set first
+
+        stream = sounddevice.InputStream(samplerate=self.rate, channels=1, dtype="int16",
+                                         device=self.device, blocksize=self.blocksize)
+        try:
+            stream.start()
+        except BaseException:
+            stream.close(ignore_errors=True)
+            raise
+        with self._lock:
+            if fresh:
+                self._ring.reset()
+            self._anchor = self._clock() - self._ring.end / self.rate
+        return stream
+
+    def _pump(self, stream: Any) -> bool:
+        """Read until told to stop; True if the stream is due a planned restart."""
+        read = 0
+        while not self._stopping.is_set():
+            assert self._anchor is not None
+            # Pacing: never hold a sample before its time (a real device blocks until then).
+            due = self._anchor + (self._ring.end + self.blocksize) / self.rate - self._clock()
+            if due > 0 and self._stopping.wait(due):
+                break
+            data, overflowed = stream.read(self.blocksize)
+            block = data.reshape(-1)
+            now = self._clock()
+            with self._lock:
+                for job in list(self._pending):
+                    if not job.resolved:
+                        job.resolve(self._ring, self._frame_at(job.at))
+                    if job.offer(block, self._ring.end):
+                        self._pending.remove(job)
+                self._ring.write(block)
+                if self._fault is not None:
+                    _LOG.info("microphone %s works again", self._name)
+                    self._fault = None
+                lag = now - (self._anchor + self._ring.end / self.rate)
+                if overflowed or lag > max(2 * self.blocksize / self.rate, 0.25):
+                    # samples were lost or the device runs slow: re-attach the mapping to now
+                    _LOG.debug("microphone %s: overflow=%s lag=%.3f s, re-anchored",
+                               self._name, overflowed, lag)
+                    self._anchor = now - self._ring.end / self.rate
+                idle = self.pre_roll == 0 and not self._pending
+                if idle:
+                    self._anchor = None  # a record() from now on waits for the next open
+            self._blocks += 1
+            self._attempted.set()
+            read += len(block)
+            if idle:
+                return False
+            if self._restart_frames is not None and read >= self._restart_frames:
+                return True
+        return False
+
+    def _failed(self, exc: BaseException) -> None:
+        if isinstance(exc, ImportError):
+            hint = "install the sounddevice package (pip)"
+        elif "PortAudio library not found" in str(exc):
+            hint = "install PortAudio (Debian: libportaudio2)"
+        else:
+            hint = "check microphone.device in config.toml (python3 -m sounddevice lists inputs)"
+        reason = f"{self._name}: {exc}; {hint}"
+        with self._lock:
+            first = reason != self._fault
+            self._fault = reason
+        if first:
+            _LOG.warning("microphone: %s; retrying with backoff up to %.0f s", reason, _BACKOFF[1])
+        self._finish_all(reason)
+
+    def _finish_all(self, reason: str) -> None:
+        with self._lock:
+            jobs, self._pending = self._pending, []
+        for job in jobs:
+            job.finish(reason)

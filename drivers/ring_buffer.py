@@ -1,0 +1,130 @@
+"""Audio bookkeeping for the microphone: a pre-roll ring, the clips being collected, WAV out.
+
+Both address samples by their *stream-frame index* (0 = first sample of the stream), not by
+position in an array, so a clip asked for at time T can be cut exactly from what the ring
+already holds plus what the reader thread delivers afterwards, and a test can compare the
+result with the source sample for sample. Neither class locks: the microphone's lock guards
+both, and the reader thread is the only writer.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import wave
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+Samples = npt.NDArray[np.int16]
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A finished recording: ``wav`` is a complete mono int16 WAV file."""
+
+    wav: bytes
+    frames: int
+    rate: int
+    pre_roll_frames: int
+    first_frame_index: int  # stream-frame index of the first sample (tests compare with the source)
+
+
+class SampleRing:
+    """The last ``capacity`` samples of a stream; ``start``..``end`` is what it can give back."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 0:
+            raise ValueError(f"ring capacity must be >= 0 samples, got {capacity}")
+        self._data: Samples = np.zeros(capacity, dtype=np.int16)
+        self.capacity = capacity
+        self.start = 0  # oldest index still held
+        self.end = 0  # index of the next sample to arrive = samples seen since reset()
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._data.nbytes)
+
+    def reset(self) -> None:
+        """Forget everything: a fresh stream after a gap starts again at index 0."""
+        self.start = self.end = 0
+
+    def write(self, block: Samples) -> None:
+        n = len(block)
+        if self.capacity:
+            tail = block[-self.capacity :]
+            pos = (self.end + n - len(tail)) % self.capacity
+            first = min(len(tail), self.capacity - pos)
+            self._data[pos : pos + first] = tail[:first]
+            self._data[: len(tail) - first] = tail[first:]
+        self.end += n
+        self.start = max(self.start, self.end - self.capacity)
+
+    def read(self, first: int, last: int) -> Samples:
+        """A copy of samples ``first``..``last`` (exclusive); both must lie in start..end."""
+        if not self.start <= first <= last <= self.end:
+            raise IndexError(f"samples {first}..{last} are not in the ring ({self.start}..{self.end})")
+        if first == last:
+            return np.zeros(0, dtype=np.int16)
+        pos = first % self.capacity
+        idx = (np.arange(last - first) + pos) % self.capacity
+        return self._data[idx]
+
+
+class Collector:
+    """One clip being gathered: pre-roll from the ring, then post-roll from the live stream.
+
+    It is *resolved* (its index range fixed) as soon as the stream's time mapping is known:
+    at once when the stream runs, else when it opens. The post-roll always has its full
+    length, counted from ``at`` or from the first sample after it that exists.
+    """
+
+    def __init__(self, at: float, pre_frames: int, post_frames: int) -> None:
+        self.at = at
+        self._pre = pre_frames
+        self._post = post_frames
+        self.first = self.anchor = self.last = 0
+        self.resolved = False
+        self.filled = 0
+        self.error: str | None = None
+        self.done = threading.Event()
+        self._data: Samples = np.zeros(0, dtype=np.int16)
+
+    def resolve(self, ring: SampleRing, at_frame: int) -> None:
+        self.anchor = max(at_frame, ring.start)
+        self.first = max(self.anchor - self._pre, ring.start)
+        self.last = self.anchor + self._post
+        self._data = np.zeros(self.last - self.first, dtype=np.int16)
+        held = ring.read(self.first, min(self.last, ring.end))
+        self._data[: len(held)] = held
+        self.filled = len(held)
+        self.resolved = True
+        if self.filled == len(self._data):
+            self.done.set()
+
+    def offer(self, block: Samples, block_first: int) -> bool:
+        """Take this block's part of the clip; True once the clip is complete."""
+        lo = max(block_first, self.first + self.filled)
+        hi = min(block_first + len(block), self.last)
+        if hi > lo:
+            self._data[lo - self.first : hi - self.first] = block[lo - block_first : hi - block_first]
+            self.filled = hi - self.first
+        if self.first + self.filled >= self.last:
+            self.done.set()
+        return self.done.is_set()
+
+    def finish(self, error: str) -> None:
+        """Stop waiting: the stream failed or closed; what was gathered stays usable."""
+        self.error = error
+        self.done.set()
+
+    def clip(self, rate: int) -> Clip:
+        out = io.BytesIO()
+        with wave.open(out, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes(self._data[: self.filled].astype("<i2").tobytes())
+        pre = min(self.anchor - self.first, self.filled)
+        return Clip(out.getvalue(), self.filled, rate, pre, self.first)

@@ -1,0 +1,112 @@
+"""A fake microphone for simulation: ALSA's ``file`` plugin reading a raw test signal.
+
+The real sounddevice -> PortAudio -> ALSA path runs; only the sound card is replaced by a
+file. PortAudio lists ALSA's devices once, when sounddevice is first imported (and needs the
+infile to exist then), so ``prepare_sim_audio()`` must run before that import. ALSA itself
+re-reads ALSA_CONFIG_PATH at every stream open, so switching from one of *our* configs to
+another later is fine (same device names, new infile): the last call wins for streams
+opened afterwards. Switching away from any other config is refused.
+
+The file plugin is not clocked (the microphone driver paces it) and returns garbage past the
+file's end, so the simulated microphone reopens its stream ``restart_after`` seconds in,
+which starts the file again from the top.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from safehouse.drivers.microphone import MicrophoneError, SoundDeviceMicrophone
+from safehouse.drivers.ring_buffer import Samples
+
+RATE = 16000
+_MARGIN = 2.0  # seconds of file left unread before a restart: PortAudio reads ahead a little
+
+_MARKER = "# Written by safehouse (drivers/sim_audio.py): a fake microphone reading a raw file."
+ASOUND_CONF = _MARKER + """
+pcm.fakemic {{ type plug
+  slave {{ pcm "fakemic_file" format S16_LE rate {rate} channels 1 }} }}
+pcm.fakemic_file {{ type file
+  slave.pcm {{ type null }}
+  file "/dev/null"
+  infile "{infile}"
+  format "raw" }}
+pcm.!default fakemic
+"""
+
+
+@dataclass(frozen=True)
+class SimAudio:
+    conf: Path  # the asound.conf that ALSA_CONFIG_PATH points at
+    raw: Path  # int16 / 16 kHz / mono samples, no header
+    seconds: float
+
+    @property
+    def restart_after(self) -> float:
+        """Stream time after which the simulated microphone must reopen (file length - margin)."""
+        return max(self.seconds - _MARGIN, self.seconds / 2)
+
+
+def chirp_signal(seconds: float, *, rate: int = RATE, seed: int = 1234) -> Samples:
+    """A slow 200 Hz -> 2 kHz chirp with a little seeded noise: audible, never repeating."""
+    n = round(seconds * rate)
+    t = np.arange(n) / rate
+    f0, f1 = 200.0, 2000.0
+    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t * t / (2 * max(seconds, 1e-9)))
+    noise = np.random.default_rng(seed).normal(0.0, 0.01, n)
+    return np.clip((0.3 * np.sin(phase) + noise) * 32767, -32768, 32767).astype(np.int16)
+
+
+def prepare_sim_audio(state_dir: Path, *, seconds: float = 120.0) -> SimAudio:
+    """Write ``state_dir/sim-audio/{mic.raw,asound.conf}`` and point ALSA_CONFIG_PATH at them.
+
+    Idempotent: a raw file of the right length is kept (it may be a test's own feed).
+    Raises MicrophoneError if sounddevice was already imported under an ALSA config not
+    written here: PortAudio would keep the devices it found then.
+    """
+    if seconds < 2 * _MARGIN:
+        raise ValueError(f"sim audio needs at least {2 * _MARGIN:.0f} s of signal, got {seconds}")
+    folder = Path(state_dir).absolute() / "sim-audio"
+    conf, raw = folder / "asound.conf", folder / "mic.raw"
+    current = os.environ.get("ALSA_CONFIG_PATH")
+    if "sounddevice" in sys.modules and current != str(conf) and not _ours(current):
+        raise MicrophoneError(
+            f"cannot switch the simulated microphone to {conf}: sounddevice is already loaded under "
+            f"ALSA_CONFIG_PATH={current!r}; call prepare_sim_audio() before anything imports "
+            "sounddevice, or reuse the directory prepared first")
+    folder.mkdir(parents=True, exist_ok=True)
+    if not raw.exists() or raw.stat().st_size != round(seconds * RATE) * 2:
+        _replace(raw, chirp_signal(seconds).astype("<i2").tobytes())
+    text = ASOUND_CONF.format(rate=RATE, infile=raw)
+    if not conf.exists() or conf.read_text(encoding="utf-8") != text:
+        _replace(conf, text.encode())
+    os.environ["ALSA_CONFIG_PATH"] = str(conf)
+    return SimAudio(conf, raw, seconds)
+
+
+def sim_microphone(state_dir: Path, *, pre_roll: float = 10.0, seconds: float = 120.0,
+                   **kwargs: Any) -> SoundDeviceMicrophone:
+    """The simulated kiosk's microphone: prepared fake device, restarted before the file ends."""
+    audio = prepare_sim_audio(state_dir, seconds=seconds)
+    return SoundDeviceMicrophone(pre_roll=pre_roll, rate=RATE, restart_after=audio.restart_after,
+                                 **kwargs)
+
+
+def _ours(conf: str | None) -> bool:
+    try:
+        return conf is not None and Path(conf).read_text(encoding="utf-8").startswith(_MARKER)
+    except OSError:
+        return False
+
+
+def _replace(path: Path, data: bytes) -> None:
+    # write aside, then rename: a stream that has the old file open keeps reading it intact
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

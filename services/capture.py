@@ -1,0 +1,210 @@
+"""Evidence capture for an alarm: snapshots and an audio clip, on worker threads, never the core.
+
+The alarm itself never waits for any of this: the core hands over a ``Capture`` effect and
+moves on. Each file is stored atomically, queued in the outbox's evidence lane as soon as it
+exists (so a later camera hang cannot hold back a clip already taken), and when the capture
+ends the core gets one ``EvidenceReady`` with the manifest and the reason for each failure.
+A part that hangs is abandoned after its timeout and tried again on the next alarm.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from safehouse.device.inputs import EvidenceEvicted, EvidenceReady, Input
+
+_LOG = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Store(Protocol):
+    def put(self, event_id: str, name: str, data: bytes, **meta: Any) -> Any: ...
+    def write_manifest(self, event_id: str, entries: list[Any], failures: Mapping[str, str],
+                       **extra: Any) -> dict[str, Any]: ...
+    def enforce(self, delivered: Callable[[str], bool]) -> Any: ...
+
+
+class Queue(Protocol):
+    """The outbox side: file references in the evidence lane, and delivery state by event."""
+
+    def append_file(self, topic: str, path: Any, key: str) -> int: ...
+    def pending_keys(self, prefix: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class CaptureSettings:
+    offsets: tuple[float, ...] = (0.0, 1.0, 2.0)
+    camera_timeout: float = 5.0
+    post_roll: float = 20.0
+    start_timeout: float = 10.0
+
+
+class PartTimeout(Exception):
+    """A camera or microphone call did not return in time; its thread is abandoned."""
+
+
+def call_with_timeout(fn: Callable[[], T], timeout: float, what: str) -> T:
+    """Run ``fn`` on its own daemon thread; give up waiting after ``timeout`` seconds."""
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"capture-{what}", daemon=True).start()
+    if not done.wait(timeout):
+        raise PartTimeout(f"{what} did not answer within {timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+class CaptureService:
+    def __init__(self, settings: CaptureSettings, *, camera: Any | None, microphone: Any | None,
+                 store: Store, queue: Queue, topic: Callable[[str, str], str],
+                 put: Callable[[Input], None], wake: Callable[[], None] = lambda: None) -> None:
+        self.settings = settings
+        self._camera, self._mic = camera, microphone
+        self._store, self._queue, self._topic, self._put, self._wake = store, queue, topic, put, wake
+        self._camera_ready = False
+        self._camera_lock = threading.Lock()
+        self.stopping = threading.Event()
+        self._workers: list[threading.Thread] = []
+
+    def parts(self) -> dict[str, Any]:
+        return {"camera": self._camera, "microphone": self._mic}
+
+    def start(self) -> None:
+        """Prepare the parts once (a camera configured at start-up captures faster)."""
+        if self._mic is not None:
+            try:
+                self._mic.start()
+            except Exception as exc:
+                _LOG.error("microphone could not start: %s (will retry at the next alarm)", exc)
+        if self._camera is not None:
+            threading.Thread(target=self._ensure_camera, name="camera-start", daemon=True).start()
+
+    def request(self, alarm_id: str, test: bool, at: float) -> None:
+        """Non-blocking: the capture runs on its own worker thread (nothing if nothing is enabled)."""
+        if self._camera is None and self._mic is None:
+            return
+        self._workers = [w for w in self._workers if w.is_alive()]
+        worker = threading.Thread(target=self._capture, args=(alarm_id, test, at),
+                                  name=f"capture-{alarm_id[:8]}", daemon=True)
+        self._workers.append(worker)
+        worker.start()
+
+    def _ensure_camera(self) -> str | None:
+        """Start the camera if needed; return why it cannot be used, or None."""
+        assert self._camera is not None
+        with self._camera_lock:
+            if self._camera_ready:
+                return None
+            try:
+                call_with_timeout(self._camera.start, self.settings.start_timeout, "camera start")
+            except Exception as exc:
+                _LOG.error("camera could not start: %s", exc)
+                return f"camera could not start: {exc}"
+            self._camera_ready = True
+            return None
+
+    def _capture(self, alarm_id: str, test: bool, at: float) -> None:
+        entries: list[Any] = []
+        failures: dict[str, str] = {}
+        audio = None
+        if self._mic is not None:
+            audio = threading.Thread(target=self._record_audio, args=(alarm_id, at, entries, failures),
+                                     name=f"audio-{alarm_id[:8]}", daemon=True)
+            audio.start()
+        if self._camera is not None:
+            self._snapshots(alarm_id, at, entries, failures)
+        if audio is not None:
+            audio.join(self.settings.post_roll + 30.0)
+            if audio.is_alive():
+                failures["microphone"] = "the audio clip was not finished in time"
+        try:
+            manifest = self._store.write_manifest(alarm_id, entries, failures, test=test)
+            files = tuple(manifest["files"])
+        except Exception as exc:
+            _LOG.exception("evidence manifest for %s could not be written", alarm_id)
+            failures["store"] = str(exc)
+            files = ()
+        self._put(EvidenceReady(alarm_id, test, files, dict(failures)))
+        self._enforce()
+
+    def _snapshots(self, alarm_id: str, at: float, entries: list[Any], failures: dict[str, str]) -> None:
+        assert self._camera is not None
+        reason = self._ensure_camera()
+        if reason is not None:
+            failures["camera"] = reason
+            return
+        for number, offset in enumerate(self.settings.offsets, start=1):
+            delay = at + offset - time.monotonic()
+            if delay > 0 and self.stopping.wait(delay):
+                return
+            try:
+                frame = call_with_timeout(self._camera.capture, self.settings.camera_timeout, "camera")
+            except Exception as exc:
+                failures["camera"] = f"snapshot {number}: {exc}"
+                if isinstance(exc, PartTimeout):
+                    with self._camera_lock:
+                        self._camera_ready = False  # restart it at the next alarm
+                return
+            self._keep(alarm_id, f"snapshot-{number}.jpg", frame.jpeg, entries, failures, "camera",
+                       content_type="image/jpeg", width=frame.width, height=frame.height,
+                       offset_s=offset)
+
+    def _record_audio(self, alarm_id: str, at: float, entries: list[Any],
+                      failures: dict[str, str]) -> None:
+        assert self._mic is not None
+        try:
+            clip = self._mic.record(self.settings.post_roll, at=at)
+        except Exception as exc:
+            failures["microphone"] = str(exc)
+            return
+        self._keep(alarm_id, "audio.wav", clip.wav, entries, failures, "microphone",
+                   content_type="audio/wav", duration_s=round(clip.frames / clip.rate, 3),
+                   rate=clip.rate, pre_roll_s=round(clip.pre_roll_frames / clip.rate, 3),
+                   first_frame=clip.first_frame_index)
+
+    def _keep(self, alarm_id: str, name: str, data: bytes, entries: list[Any],
+              failures: dict[str, str], part: str, **meta: Any) -> None:
+        try:
+            entry = self._store.put(alarm_id, name, data, **meta)
+            entries.append(entry)
+            self._queue.append_file(self._topic(alarm_id, name), entry.path, key=f"{alarm_id}/{name}")
+        except Exception as exc:
+            _LOG.exception("evidence %s/%s could not be stored", alarm_id, name)
+            failures[part] = f"{name} could not be stored: {exc}"
+            return
+        self._wake()
+
+    def _enforce(self) -> None:
+        try:
+            report = self._store.enforce(lambda event_id: self._queue.pending_keys(f"{event_id}/") == 0)
+        except Exception:
+            _LOG.exception("evidence quota could not be enforced")
+            return
+        if report.evicted_undelivered:
+            self._put(EvidenceEvicted(tuple(report.evicted_undelivered)))
+
+    def close(self, timeout: float = 1.0) -> None:
+        self.stopping.set()
+        for worker in self._workers:
+            worker.join(timeout)
+        for part in (self._camera, self._mic):
+            if part is not None:
+                try:
+                    part.close()
+                except Exception:
+                    _LOG.exception("closing %r failed", part)

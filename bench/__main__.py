@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import idle_process, press_latency, uplink_bench
+from bench import evidence_bench, idle_process, press_latency, uplink_bench
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -41,6 +41,7 @@ def main() -> int:
         ("press latency", lambda: press_latency.run(200 if args.quick else 1000)),
         ("idle process", lambda: idle_process.run(5.0 if args.quick else 30.0)),
         ("uplink", lambda: uplink_bench.run(100 if args.quick else 300, 2000 if args.quick else 10_000)),
+        ("evidence", lambda: evidence_bench.run(20 if args.quick else 60)),
     ]
     for name, suite in suites:
         try:

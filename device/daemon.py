@@ -85,6 +85,8 @@ class Daemon:
         self.capture = build_capture(self)
         self._closers.append(self.capture.close)
         self.runner.capturer = self.capture
+        if self.uplink is not None:
+            self.uplink.on_sent = self.capture.alarm_sent
         self.hardware.light.play(state.light)
         self.hardware.status_led.show(self.link()["state"])
         if self.uplink is not None:

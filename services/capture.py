@@ -42,6 +42,8 @@ class CaptureSettings:
     camera_timeout: float = 5.0
     post_roll: float = 20.0
     start_timeout: float = 10.0
+    hold_off: float = 0.05  # longest a capture waits for its alarm to be on the wire first
+    settle: float = 0.015  # then this long, for the alarm's last hops (socket, broker) to finish
 
 
 class PartTimeout(Exception):
@@ -80,25 +82,34 @@ class CaptureService:
         self._camera_lock = threading.Lock()
         self.stopping = threading.Event()
         self._workers: list[threading.Thread] = []
+        self._sent: dict[str, threading.Event] = {}  # alarm id -> its panic event was published
 
     def parts(self) -> dict[str, Any]:
         return {"camera": self._camera, "microphone": self._mic}
 
-    def start(self) -> None:
-        """Prepare the parts once (a camera configured at start-up captures faster)."""
-        if self._mic is not None:
-            try:
-                self._mic.start()
-            except Exception as exc:
-                _LOG.error("microphone could not start: %s (will retry at the next alarm)", exc)
+    def start(self, housekeeping: float = 3600.0) -> None:
+        """Prepare the parts once (a camera configured at start-up captures faster), and keep
+        the evidence quota and retention enforced hourly even when no alarm comes."""
+        threading.Thread(target=self._housekeeping, args=(housekeeping,), name="evidence-housekeeping",
+                         daemon=True).start()
+        if self._mic is not None:  # off the start-up path: a slow device must not delay READY
+            threading.Thread(target=self._start_microphone, name="microphone-start", daemon=True).start()
         if self._camera is not None:
             threading.Thread(target=self._ensure_camera, name="camera-start", daemon=True).start()
+
+    def _start_microphone(self) -> None:
+        assert self._mic is not None
+        try:
+            self._mic.start()
+        except Exception as exc:
+            _LOG.error("microphone could not start: %s (it retries by itself)", exc)
 
     def request(self, alarm_id: str, test: bool, at: float) -> None:
         """Non-blocking: the capture runs on its own worker thread (nothing if nothing is enabled)."""
         if self._camera is None and self._mic is None:
             return
         self._workers = [w for w in self._workers if w.is_alive()]
+        self._sent[alarm_id] = threading.Event()
         worker = threading.Thread(target=self._capture, args=(alarm_id, test, at),
                                   name=f"capture-{alarm_id[:8]}", daemon=True)
         self._workers.append(worker)
@@ -118,7 +129,20 @@ class CaptureService:
             self._camera_ready = True
             return None
 
+    def alarm_sent(self, event_id: str) -> None:
+        """The uplink put this event on the wire (any thread): its capture may start now."""
+        gate = self._sent.get(event_id)
+        if gate is not None:
+            gate.set()
+
     def _capture(self, alarm_id: str, test: bool, at: float) -> None:
+        # Capture starts once the alarm itself has left (or after hold_off, e.g. offline):
+        # JPEG encoding must not compete with the alarm's last hops for the CPU.
+        gate = self._sent.get(alarm_id)
+        if gate is not None:
+            gate.wait(self.settings.hold_off)
+        self._sent.pop(alarm_id, None)
+        self.stopping.wait(self.settings.settle)
         entries: list[Any] = []
         failures: dict[str, str] = {}
         audio = None
@@ -188,6 +212,10 @@ class CaptureService:
             failures[part] = f"{name} could not be stored: {exc}"
             return
         self._wake()
+
+    def _housekeeping(self, interval: float) -> None:
+        while not self.stopping.wait(interval):
+            self._enforce()
 
     def _enforce(self) -> None:
         try:

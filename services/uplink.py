@@ -75,10 +75,12 @@ class Uplink:
     def __init__(self, settings: LinkSettings, topics: Topics, source: Source, *,
                  birth: Callable[[], bytes], offline: Callable[[str], bytes],
                  on_command: Callable[[Incoming], None], on_alliance: Callable[[Incoming], None],
-                 on_state: Callable[[str], None] = lambda _s: None) -> None:
+                 on_state: Callable[[str], None] = lambda _s: None,
+                 on_sent: Callable[[str], None] = lambda _e: None) -> None:
         self.settings, self.topics, self._source = settings, topics, source
         self._birth, self._offline = birth, offline
         self._on_command, self._on_alliance, self._on_state = on_command, on_alliance, on_state
+        self.on_sent = on_sent  # told each event_id published (the capture waits for its alarm)
         self._wake = threading.Event()
         self.stopping = threading.Event()
         self._acks: queue.SimpleQueue[tuple[int, str | None]] = queue.SimpleQueue()
@@ -245,6 +247,8 @@ class Uplink:
             mid = link.publish(row.topic, row.payload, retain=row.retain)
             self._in_flight[mid] = row.id
             self._in_flight_lanes[mid] = row.lane
+            if row.event_id is not None:
+                self.on_sent(row.event_id)
 
     def _send_outgoing(self, link: MqttLink) -> None:
         while not self._outgoing.empty():

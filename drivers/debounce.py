@@ -13,11 +13,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 from gpiozero import DigitalInputDevice
 
+from safehouse.drivers.closing import Closing
 from safehouse.drivers.pins import opening
 
 _LOG = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ Callback = Callable[[], object]
 _JOIN_SECONDS = 2.0
 
 
-class DebouncedInput:
+class DebouncedInput(Closing):
     """A contact on ``pin``; by default wired to GND with the internal pull-up (active low).
 
     ``active_state`` names the pin level that counts as active when that differs from what
@@ -38,6 +38,9 @@ class DebouncedInput:
     noticed however the owner orders its set-up.
     """
 
+    NAME = "input"  # subclasses: what the owner calls it, for logs and errors
+    ACTIVE_STATE: bool | None = None  # subclasses: the level that means "active", if not the pull's
+
     def __init__(
         self,
         pin: int,
@@ -46,8 +49,10 @@ class DebouncedInput:
         active_state: bool | None = None,
         debounce_ms: float = 20,
         pin_factory: Any = None,
-        name: str = "input",
+        name: str | None = None,
     ) -> None:
+        name = name or self.NAME
+        active_state = self.ACTIVE_STATE if active_state is None else active_state
         if debounce_ms < 0:
             raise ValueError(f"{name} on GPIO{pin}: debounce_ms must be >= 0, got {debounce_ms}")
         if pull_up is None and active_state is None:
@@ -139,17 +144,6 @@ class DebouncedInput:
             if self._thread.is_alive():
                 _LOG.warning("%r: debouncer did not stop within %.1f s", self, _JOIN_SECONDS)
         self._device.close()
-
-    def __enter__(self) -> DebouncedInput:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _on_edge(self) -> None:
         # Runs on gpiozero's callback thread: note the edge and leave.

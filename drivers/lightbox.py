@@ -13,12 +13,12 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 
 from gpiozero import PWMLED
 
 from safehouse.device.errors import HardwareError
+from safehouse.drivers.closing import Closing
 from safehouse.drivers.patterns import PATTERNS, BrightnessSchedule, Pattern, Step
 from safehouse.drivers.pins import opening
 
@@ -30,7 +30,7 @@ _RECHECK_SECONDS = 60.0
 _JOIN_SECONDS = 2.0
 
 
-class LightBox:
+class LightBox(Closing):
     """Red and blue channels of the kiosk's light box, playing one named pattern at a time."""
 
     def __init__(
@@ -119,17 +119,6 @@ class LightBox:
                 _LOG.warning("light box player did not stop within %.1f s", _JOIN_SECONDS)
         with self._lock:
             self._close_leds()
-
-    def __enter__(self) -> LightBox:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _close_leds(self) -> None:
         for led in self._leds:

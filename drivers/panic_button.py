@@ -7,32 +7,13 @@ and carry the wiring default that makes a cut wire look like the alarming state.
 
 from __future__ import annotations
 
-from typing import Any
-
 from safehouse.drivers.debounce import Callback, DebouncedInput
 
 
 class PanicButton(DebouncedInput):
     """The citizen's button, between the pin and GND with the pull-up: pressed = low."""
 
-    def __init__(
-        self,
-        pin: int,
-        *,
-        pull_up: bool | None = True,
-        active_state: bool | None = None,
-        debounce_ms: float = 20,
-        pin_factory: Any = None,
-        name: str = "panic button",
-    ) -> None:
-        super().__init__(
-            pin,
-            pull_up=pull_up,
-            active_state=active_state,
-            debounce_ms=debounce_ms,
-            pin_factory=pin_factory,
-            name=name,
-        )
+    NAME = "panic button"
 
     @property
     def is_pressed(self) -> bool:
@@ -62,24 +43,8 @@ class TamperSwitch(DebouncedInput):
     open lid *and* a cut wire both read high = open (tamper is reported, not hidden).
     """
 
-    def __init__(
-        self,
-        pin: int,
-        *,
-        pull_up: bool | None = True,
-        active_state: bool | None = True,
-        debounce_ms: float = 20,
-        pin_factory: Any = None,
-        name: str = "tamper switch",
-    ) -> None:
-        super().__init__(
-            pin,
-            pull_up=pull_up,
-            active_state=active_state,
-            debounce_ms=debounce_ms,
-            pin_factory=pin_factory,
-            name=name,
-        )
+    NAME = "tamper switch"
+    ACTIVE_STATE = True
 
     @property
     def is_open(self) -> bool:
@@ -109,24 +74,7 @@ class LampSensor(DebouncedInput):
     flows, with the pull-up, so a cut wire reads high = not lit (a lamp fault, not a lie).
     """
 
-    def __init__(
-        self,
-        pin: int,
-        *,
-        pull_up: bool | None = True,
-        active_state: bool | None = None,
-        debounce_ms: float = 20,
-        pin_factory: Any = None,
-        name: str = "lamp sensor",
-    ) -> None:
-        super().__init__(
-            pin,
-            pull_up=pull_up,
-            active_state=active_state,
-            debounce_ms=debounce_ms,
-            pin_factory=pin_factory,
-            name=name,
-        )
+    NAME = "lamp sensor"
 
     @property
     def is_lit(self) -> bool:

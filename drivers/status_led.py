@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Any
 
 from gpiozero import LED
 
 from safehouse.device.errors import HardwareError
+from safehouse.drivers.closing import Closing
 from safehouse.drivers.pins import opening
 
 _LOG = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ _SHOWS: Mapping[str, Callable[[Any], None]] = MappingProxyType(
 LINKS = tuple(_SHOWS)
 
 
-class StatusLed:
+class StatusLed(Closing):
     """Shows the MQTT link state as steady, fast-blink, slow-blink or off."""
 
     def __init__(self, pin: int, *, pin_factory: Any = None) -> None:
@@ -85,13 +86,3 @@ class StatusLed:
             finally:
                 self._led.close()
 
-    def __enter__(self) -> StatusLed:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

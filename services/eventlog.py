@@ -19,6 +19,7 @@ from typing import Any
 
 from safehouse.device.errors import EventLogError
 from safehouse.device.events import Event
+from safehouse.services.fsync import fsync_dir
 
 _LOG = logging.getLogger(__name__)
 FILENAME = "events.jsonl"
@@ -27,14 +28,6 @@ _TAIL = 64 * 1024
 
 def log_path(state_dir: Path) -> Path:
     return state_dir / FILENAME
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _recover_tail(path: Path) -> int:
@@ -76,7 +69,7 @@ class EventLog:
             created = not self.path.exists()
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             if created:
-                _fsync_dir(state_dir)
+                fsync_dir(state_dir)
             self._seq = _recover_tail(self.path)
         except OSError as exc:
             raise EventLogError(

@@ -36,6 +36,7 @@ from typing import Any
 
 from safehouse.device.errors import EventLogError, SafehouseError
 from safehouse.device.events import Event
+from safehouse.services.fsync import fsync_dir
 from safehouse.services.outbox_read import open_readonly_stats, read_events
 from safehouse.services.outbox_schema import (
     FILENAME,
@@ -46,7 +47,6 @@ from safehouse.services.outbox_schema import (
     Row,
     db_path,
     ensure_schema,
-    fsync_dir,
     import_legacy_log,
     insert_event,
     meta_get,

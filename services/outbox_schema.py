@@ -21,6 +21,7 @@ from typing import Any
 from safehouse.device.errors import EventLogError
 from safehouse.device.events import Event
 from safehouse.services import eventlog
+from safehouse.services.fsync import fsync_dir
 
 _LOG = logging.getLogger(__name__)
 
@@ -127,14 +128,6 @@ def ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def meta_get(conn: sqlite3.Connection, key: str) -> Any:

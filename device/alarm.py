@@ -12,25 +12,36 @@ from __future__ import annotations
 from dataclasses import replace
 
 from safehouse.device import codes
-from safehouse.device.effects import Effect, SetLight
+from safehouse.device.effects import Effect, SetIndicator, SetLight, SetSound
 from safehouse.device.evidence_apply import apply_eviction, apply_evidence
 from safehouse.device.inputs import (
     AllianceAlert,
     ButtonChanged,
+    DaySummarised,
     EvidenceEvicted,
     EvidenceReady,
     Input,
     KeyPressed,
     LampChanged,
+    PinChecked,
     PrecinctAck,
     RemoteCommand,
     ResolveRequested,
+    RollcallStarted,
     TamperChanged,
     TestAlarmRequested,
     Tick,
     VolunteerAck,
 )
-from safehouse.device.keypad_entry import entry_deadline, expire_entry, on_key
+from safehouse.device.keypad_apply import (
+    apply_key,
+    apply_pin,
+    expire_rollcall,
+    sound_for,
+    start_rollcall,
+    summarise_day,
+)
+from safehouse.device.keypad_entry import entry_deadline, expire_entry
 from safehouse.device.lifecycle import (
     OUTCOMES,
     Step,
@@ -72,6 +83,12 @@ def decide(state: CoreState, inp: Input, now: float) -> tuple[CoreState, list[Ef
     if pattern != state.light:
         step.update(light=pattern)
         step.effects.insert(0, SetLight(pattern))  # lights react before anything is written
+    sound = sound_for(step.state)
+    if sound != state.sound:
+        step.update(sound=sound)
+        step.effects.insert(1 if pattern != state.light else 0, SetSound(sound))
+    if (step.state.rollcall is None) != (state.rollcall is None):
+        step.effects.append(SetIndicator(rollcall=step.state.rollcall is not None))
     return step.state, step.effects
 
 
@@ -95,6 +112,8 @@ def next_deadline(state: CoreState) -> float | None:
         candidates.append(state.override[1])
     if state.neighbor_until is not None:
         candidates.append(state.neighbor_until)
+    if state.rollcall is not None:
+        candidates.append(state.rollcall.deadline)
     return min(candidates) if candidates else None
 
 
@@ -129,11 +148,14 @@ def _handle(step: Step, inp: Input, now: float) -> None:
                 step.emit("tamper" if is_open else "tamper_restored", codes.TAMPER)
         case LampChanged(lit=lit):
             _lamp(step, lit, now)
-        case KeyPressed(key=key):
-            keypad, rejection = on_key(step.state.keypad, key, now)
-            step.update(keypad=keypad)
-            if rejection:
-                step.reject("keypad", rejection)
+        case KeyPressed():
+            apply_key(step, inp, now)
+        case PinChecked():
+            apply_pin(step, inp, now)
+        case RollcallStarted():
+            start_rollcall(step, inp, now)
+        case DaySummarised():
+            summarise_day(step, inp)
         case Tick():
             pass
 
@@ -192,6 +214,7 @@ def _expire(step: Step, now: float) -> None:
         step.update(lamp=replace(lamp, fault=True))
         step.emit("lamp_fault", codes.PERIPHERAL_TROUBLE, dark_s=round(now - dark_since, 3))
     expire_displays(step, now)
+    expire_rollcall(step, now)
     keypad, rejection = expire_entry(step.state.keypad, now, p.entry_timeout)
     if keypad is not step.state.keypad:
         step.update(keypad=keypad)

@@ -70,4 +70,35 @@ class Capture:
     at: float  # monotonic time of the press
 
 
-Effect = SetLight | Emit | Reject | Reply | Announce | Capture
+@dataclass(frozen=True)
+class Beep:
+    """A one-shot buzzer sound: click (key), ok, error."""
+
+    sound: str
+
+
+@dataclass(frozen=True)
+class SetSound:
+    """The repeating buzzer sound (chime until acknowledged, rollcall), or None for silence."""
+
+    sound: str | None
+
+
+@dataclass(frozen=True)
+class SetIndicator:
+    """The technician's status LED shows a roll-call in progress (on) or the link again (off)."""
+
+    rollcall: bool
+
+
+@dataclass(frozen=True)
+class VerifyPin:
+    """Check a typed PIN off the core loop (scrypt is slow on purpose); the answer comes back
+    as a ``PinChecked`` input carrying the same ``entry``."""
+
+    entry: int
+    pin: str = field(repr=False)
+    action: str
+
+
+Effect = SetLight | Emit | Reject | Reply | Announce | Capture | Beep | SetSound | SetIndicator | VerifyPin

@@ -112,6 +112,32 @@ class EvidenceEvicted:
 
 
 @dataclass(frozen=True)
+class PinChecked:
+    """The answer to a ``VerifyPin``: whose PIN it was (None: nobody's), and whether it was
+    their duress PIN. The PIN itself never comes back."""
+
+    entry: int
+    action: str
+    volunteer: str | None
+    duress: bool = False
+
+
+@dataclass(frozen=True)
+class RollcallStarted:
+    """The precinct's daily roll-call (cmd/rollcall or a configured local time)."""
+
+    source: str
+
+
+@dataclass(frozen=True)
+class DaySummarised:
+    """Local midnight passed: the finished day's counts, for a ``daily_summary`` event."""
+
+    date: str
+    counts: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passed: lets decide() fire deadlines (escalation, hold, stuck, entry timeout)."""
 
@@ -129,5 +155,8 @@ Input = (
     | AllianceAlert
     | EvidenceReady
     | EvidenceEvicted
+    | PinChecked
+    | RollcallStarted
+    | DaySummarised
     | Tick
 )

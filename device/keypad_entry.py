@@ -1,34 +1,58 @@
-"""The keypad entry buffer: collects keys until ``#``, clears on ``*`` alone, forgets on silence.
+"""The keypad grammar: keys → a complete entry (PIN and action), pure helpers for ``decide()``.
 
-Pure helpers used by ``decide()``. Until volunteers are enrolled (volunteers.toml, issue 5)
-no PIN can match, so every submitted entry is a counted rejection — never an action.
+The card a volunteer follows (README): ``PIN#`` acknowledge; ``PIN*1#`` check in for duty;
+``PIN*2#`` check out; ``PIN*3#`` resolve: assistance given; ``PIN*4#`` resolve: false alarm;
+``PIN*5#`` resolve: handed to police; ``PIN*6#`` log a clue; ``PIN*7#`` log a walk-in;
+``PIN*8#`` answer the roll-call; ``PIN*9#`` test alarm; ``*`` alone (or ``**``) clears; a
+partial entry is forgotten after ``entry_timeout`` seconds of silence.
+
+The PIN never leaves this module except inside a ``VerifyPin`` effect whose repr hides it.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import re
+from dataclasses import dataclass, replace
 
 from safehouse.device.state import KeypadState
 
 KEYS = frozenset("0123456789*#")
 MAX_ENTRY = 24
+ACTIONS = {"": "ack", "1": "duty_on", "2": "duty_off", "3": "resolve_assistance",
+           "4": "resolve_false_alarm", "5": "resolve_police", "6": "clue", "7": "walk_in",
+           "8": "rollcall", "9": "test_alarm"}
+_ENTRY = re.compile(r"^(\d{4,8})(?:\*(\d))?$")
 
 
-def on_key(keypad: KeypadState, key: str, now: float) -> tuple[KeypadState, str | None]:
-    """Return the new buffer and, when the key ends or spoils an entry, why it was refused."""
+@dataclass(frozen=True)
+class Entry:
+    """A complete, well-formed entry waiting for its PIN to be checked."""
+
+    pin: str = ""
+    action: str = ""
+
+    def __repr__(self) -> str:  # never show a PIN, not even in a traceback
+        return f"Entry(pin=<{len(self.pin)} digits>, action={self.action!r})"
+
+
+def on_key(keypad: KeypadState, key: str, now: float) -> tuple[KeypadState, Entry | None, str | None]:
+    """Apply one key: (new buffer, a finished entry or None, why it was refused or None)."""
     if key not in KEYS:
-        return replace(keypad, rejected=keypad.rejected + 1), f"not a keypad key: {key!r}"
+        return replace(keypad, rejected=keypad.rejected + 1), None, "not a keypad key"
     if key == "*" and (keypad.entry == "" or keypad.entry.endswith("*")):
-        return replace(keypad, entry="", last_key_at=None), None  # `*` alone (or `**`) clears
+        return replace(keypad, entry="", last_key_at=None), None, None  # `*` alone (or `**`) clears
     if key == "#":
-        if not keypad.entry:
-            return replace(keypad, last_key_at=None), None
-        cleared = replace(keypad, entry="", last_key_at=None, rejected=keypad.rejected + 1)
-        return cleared, "PIN not recognised (no volunteer is enrolled)"
+        typed, cleared = keypad.entry, replace(keypad, entry="", last_key_at=None)
+        if not typed:
+            return cleared, None, None
+        match = _ENTRY.match(typed)
+        if match is None or (match.group(2) or "") not in ACTIONS:
+            return replace(cleared, rejected=keypad.rejected + 1), None, "not a valid entry (see the card)"
+        return cleared, Entry(match.group(1), ACTIONS[match.group(2) or ""]), None
     if len(keypad.entry) >= MAX_ENTRY:
         cleared = replace(keypad, entry="", last_key_at=None, rejected=keypad.rejected + 1)
-        return cleared, f"entry longer than {MAX_ENTRY} keys dropped"
-    return replace(keypad, entry=keypad.entry + key, last_key_at=now), None
+        return cleared, None, f"entry longer than {MAX_ENTRY} keys dropped"
+    return replace(keypad, entry=keypad.entry + key, last_key_at=now), None, None
 
 
 def entry_deadline(keypad: KeypadState, timeout: float) -> float | None:

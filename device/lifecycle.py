@@ -57,11 +57,14 @@ def raise_alarm(step: Step, now: float, *, test: bool, source: str, trigger: str
         data["trigger"] = trigger
     code = codes.MANUAL_TEST if test else codes.PANIC
     event_id = step.emit("panic", code, test=test, **data)
-    deadline = now + step.state.policy.ack_timeout
-    step.update(
-        alarm=Alarm(event_id=event_id, test=test, started=now, ack_deadline=deadline),
-        alarms_raised=step.state.alarms_raised + 1,
-    )
+    alarm = Alarm(event_id=event_id, test=test, started=now, ack_deadline=now + step.state.policy.ack_timeout)
+    unstaffed = step.state.policy.escalate_unstaffed and not step.state.on_duty
+    if unstaffed:  # nobody to come out of the booth: waiting ack_timeout would only waste the minute
+        alarm = replace(alarm, phase=Phase.ESCALATED, ack_deadline=None)
+    step.update(alarm=alarm, alarms_raised=step.state.alarms_raised + 1)
+    if unstaffed:
+        step.emit("escalated", None, test=test, alarm_id=event_id, after_s=0.0,
+                  reason="nobody is on duty")
     if not test:
         step.effects.append(Announce(event_id))  # tell the alliance's neighbours
     step.effects.append(Capture(event_id, test, now))

@@ -11,7 +11,8 @@ from typing import Any
 
 from safehouse.device import lifecycle
 from safehouse.device.effects import Reply
-from safehouse.device.inputs import AllianceAlert, RemoteCommand
+from safehouse.device.inputs import AllianceAlert, RemoteCommand, RollcallStarted
+from safehouse.device.keypad_apply import start_rollcall
 from safehouse.device.lifecycle import Step
 from safehouse.device.remote import Command, CommandInvalid, parse, parse_alliance
 
@@ -68,6 +69,11 @@ def _execute(step: Step, cmd: Command, now: float) -> tuple[dict[str, Any], str 
             if step.state.alarm is not None:
                 return {}, "an alarm is already active"
             return {"event_id": lifecycle.raise_alarm(step, now, test=True, source="precinct")}, None
+        case "rollcall":
+            if start_rollcall(step, RollcallStarted("precinct"), now):
+                return {"window_s": step.state.policy.rollcall_window,
+                        "on_duty": sorted(step.state.on_duty)}, None
+            return {}, refusal()
         case "light":
             minutes = float(cmd.args["minutes"])
             if minutes == 0:

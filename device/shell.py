@@ -13,11 +13,24 @@ import logging
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Protocol
 
 from safehouse.device import codes, messages
 from safehouse.device.clock import Clock, iso_utc
-from safehouse.device.effects import Announce, Capture, Effect, Emit, Reject, Reply, SetLight
+from safehouse.device.effects import (
+    Announce,
+    Beep,
+    Capture,
+    Effect,
+    Emit,
+    Reject,
+    Reply,
+    SetIndicator,
+    SetLight,
+    SetSound,
+    VerifyPin,
+)
 from safehouse.device.errors import EventLogError
 from safehouse.device.events import Event
 from safehouse.services.outbox import OutboxFull
@@ -48,6 +61,19 @@ class Capturer(Protocol):
     def request(self, alarm_id: str, test: bool, at: float) -> None: ...
 
 
+class Buzzer(Protocol):
+    def play(self, sound: str) -> None: ...
+    def stop(self) -> None: ...
+
+
+class Indicator(Protocol):
+    def rollcall(self, on: bool) -> None: ...
+
+
+class Checker(Protocol):
+    def check(self, entry: int, pin: str, action: str) -> None: ...
+
+
 class Topics(Protocol):
     @property
     def events(self) -> str: ...
@@ -66,6 +92,9 @@ class EffectRunner:
         self._light, self._sink, self._clock, self._topics = light, sink, clock, topics
         self.messenger = messenger
         self.capturer: Capturer | None = None
+        self.buzzer: Buzzer | None = None
+        self.indicator: Indicator | None = None
+        self.pin_checker: Checker | None = None
         self._device = {"device_id": device_id, "precinct": precinct, "boot_id": boot_id}
         self._unwritten: deque[Emit] = deque()
         self._was_near_full = False
@@ -101,11 +130,40 @@ class EffectRunner:
                     self._announce(event_id)
                 case Capture():
                     captures.append(effect)
+                case Beep(sound=sound) | SetSound(sound=sound):
+                    self._sound(sound)
+                case SetIndicator(rollcall=on):
+                    if self.indicator is not None:
+                        self._guard("status LED", partial(self.indicator.rollcall, on))
+                case VerifyPin(entry=entry, pin=pin, action=action):
+                    self._verify(entry, pin, action)
         durable = self._flush()
         for capture in captures:  # after the alarm is on disk and on its way: capture never delays it
             if self.capturer is not None:
                 self.capturer.request(capture.alarm_id, capture.test, capture.at)
         return durable
+
+    def _sound(self, sound: str | None) -> None:
+        buzzer = self.buzzer
+        if buzzer is None:
+            return
+        if sound is None:
+            self._guard("buzzer", buzzer.stop)
+        else:
+            self._guard("buzzer", partial(buzzer.play, sound))
+
+    def _verify(self, entry: int, pin: str, action: str) -> None:
+        if self.pin_checker is None:
+            _LOG.warning("keypad entry %d not checked: no volunteer registry", entry)
+            return
+        self.pin_checker.check(entry, pin, action)
+
+    @staticmethod
+    def _guard(what: str, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except Exception:
+            _LOG.exception("%s failed", what)
 
     def _set_light(self, pattern: str) -> None:
         try:

@@ -7,7 +7,7 @@ compared and replayed, and no callback can change it behind the core loop's back
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -32,6 +32,10 @@ class Policy:
     command_freshness: float = 300.0  # precinct commands older than this are refused
     neighbor_seconds: float = 120.0  # how long a neighbour's alarm shows on our light box
     device_id: str = ""  # to ignore our own alliance alerts echoed back
+    escalate_unstaffed: bool = False  # an alarm while nobody is on duty escalates at once
+    lockout_after: int = 5  # wrong PINs before the keypad locks
+    lockout_seconds: float = 60.0  # first lockout; doubles while wrong PINs continue
+    rollcall_window: float = 300.0  # seconds the volunteer on duty has to answer a roll-call
 
 
 @dataclass(frozen=True)
@@ -63,9 +67,20 @@ class LampState:
 
 @dataclass(frozen=True)
 class KeypadState:
-    entry: str = ""
+    entry: str = field(default="", repr=False)  # holds a PIN while it is typed: never shown
     last_key_at: float | None = None
     rejected: int = 0
+    failures: int = 0  # wrong PINs since the last right one or lockout
+    lockouts: int = 0  # consecutive lockouts: each doubles the next
+    locked_until: float | None = None
+    entries: int = 0  # numbers each entry sent for checking
+
+
+@dataclass(frozen=True)
+class Rollcall:
+    started: float
+    deadline: float
+    source: str
 
 
 @dataclass(frozen=True)
@@ -85,8 +100,13 @@ class CoreState:
     neighbor_until: float | None = None
     neighbor_alerts: int = 0
     faulty: frozenset[str] = frozenset()  # capture parts that failed last time (camera, microphone)
+    on_duty: frozenset[str] = frozenset()  # volunteer ids checked in
+    rollcall: Rollcall | None = None
+    sound: str | None = None  # the repeating buzzer sound playing (chime, rollcall)
 
 
-def initial_state(policy: Policy, run_id: uuid.UUID | None = None) -> CoreState:
-    """A fresh core; ``run_id`` seeds event ids so they stay unique across restarts."""
-    return CoreState(policy=policy, run_id=run_id or uuid.uuid4())
+def initial_state(policy: Policy, run_id: uuid.UUID | None = None,
+                  on_duty: frozenset[str] = frozenset()) -> CoreState:
+    """A fresh core; ``run_id`` seeds event ids so they stay unique across restarts, and the
+    duty roster survives a restart (it is persisted with the daily counts)."""
+    return CoreState(policy=policy, run_id=run_id or uuid.uuid4(), on_duty=on_duty)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,12 +56,22 @@ class SimAudio:
 
 def chirp_signal(seconds: float, *, rate: int = RATE, seed: int = 1234) -> Samples:
     """A slow 200 Hz -> 2 kHz chirp with a little seeded noise: audible, never repeating."""
+    return np.concatenate(list(_chirp_chunks(seconds, rate=rate, seed=seed)))
+
+
+def _chirp_chunks(seconds: float, *, rate: int = RATE, seed: int = 1234,
+                  chunk: int = RATE) -> Iterator[Samples]:
+    """The chirp one second at a time: writing 120 s at once would briefly cost ~60 MB of
+    float64 temporaries, the daemon's peak memory; the phase is closed-form and the noise
+    generator sequential, so the chunks join into exactly the same signal."""
     n = round(seconds * rate)
-    t = np.arange(n) / rate
     f0, f1 = 200.0, 2000.0
-    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t * t / (2 * max(seconds, 1e-9)))
-    noise = np.random.default_rng(seed).normal(0.0, 0.01, n)
-    return np.clip((0.3 * np.sin(phase) + noise) * 32767, -32768, 32767).astype(np.int16)
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, chunk):
+        t = np.arange(start, min(n, start + chunk)) / rate
+        phase = 2 * np.pi * (f0 * t + (f1 - f0) * t * t / (2 * max(seconds, 1e-9)))
+        noise = rng.normal(0.0, 0.01, len(t))
+        yield np.clip((0.3 * np.sin(phase) + noise) * 32767, -32768, 32767).astype(np.int16)
 
 
 def prepare_sim_audio(state_dir: Path, *, seconds: float = 120.0) -> SimAudio:
@@ -82,7 +93,7 @@ def prepare_sim_audio(state_dir: Path, *, seconds: float = 120.0) -> SimAudio:
             "sounddevice, or reuse the directory prepared first")
     folder.mkdir(parents=True, exist_ok=True)
     if not raw.exists() or raw.stat().st_size != round(seconds * RATE) * 2:
-        _replace(raw, chirp_signal(seconds).astype("<i2").tobytes())
+        _replace_chunked(raw, (c.astype("<i2").tobytes() for c in _chirp_chunks(seconds)))
     text = ASOUND_CONF.format(rate=RATE, infile=raw)
     if not conf.exists() or conf.read_text(encoding="utf-8") != text:
         _replace(conf, text.encode())
@@ -103,6 +114,14 @@ def _ours(conf: str | None) -> bool:
         return conf is not None and Path(conf).read_text(encoding="utf-8").startswith(_MARKER)
     except OSError:
         return False
+
+
+def _replace_chunked(path: Path, chunks: Iterable[bytes]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        for chunk in chunks:
+            f.write(chunk)
+    os.replace(tmp, path)
 
 
 def _replace(path: Path, data: bytes) -> None:

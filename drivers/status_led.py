@@ -41,6 +41,7 @@ _SHOWS: Mapping[str, Callable[[Any], None]] = MappingProxyType(
 )
 
 LINKS = tuple(_SHOWS)
+_ROLLCALL = _blink(0.05, 0.45)  # short flashes twice a second: "answer the roll-call" (PIN*8#)
 
 
 class StatusLed(Closing):
@@ -50,6 +51,7 @@ class StatusLed(Closing):
         self._pin = pin
         self._lock = threading.Lock()
         self._link = "disabled"
+        self._rollcall = False
         self._closed = False
         with opening("status LED", pin):
             self._led: Any = LED(pin, pin_factory=pin_factory)
@@ -71,9 +73,22 @@ class StatusLed(Closing):
                 raise HardwareError(f"{self!r} is closed; build a new StatusLed to use the pin")
             if link == self._link:
                 return
-            action(self._led)
+            if not self._rollcall:  # a roll-call in progress keeps the LED until answered
+                action(self._led)
             self._link = link
         _LOG.debug("status LED shows %s", link)
+
+    @property
+    def is_rollcall(self) -> bool:
+        return self._rollcall
+
+    def rollcall(self, on: bool) -> None:
+        """Flash for the daily roll-call until it is answered or missed, then show the link."""
+        with self._lock:
+            if self._closed or on == self._rollcall:
+                return
+            self._rollcall = on
+            (_ROLLCALL if on else _SHOWS[self._link])(self._led)
 
     def close(self) -> None:
         """Stop any blink and release the pin; safe to repeat."""

@@ -94,3 +94,20 @@ def test_close_is_idempotent_and_stops_the_blink(factory: MockFactory) -> None:
     assert len(pin.states) == 1
     with pytest.raises(HardwareError):
         led.show("online")
+
+
+def test_rollcall_flashes_until_answered_then_the_link_shows_again(factory: MockFactory) -> None:
+    with StatusLed(LED_PIN, pin_factory=factory) as led:
+        led.show("online")
+        pin = factory.pin(LED_PIN)
+        led.rollcall(True)
+        led.show("offline")  # a link change during the roll-call does not hide it
+        pin.clear_states()
+        time.sleep(1.05)
+        states = pin.states
+        flashes = [s for prev, s in itertools.pairwise(states) if s.state and not prev.state]
+        assert len(flashes) >= 2 and led.is_rollcall
+        led.rollcall(False)
+        pin.clear_states()
+        time.sleep(0.3)
+        assert not led.is_rollcall and len(pin.states) <= 2  # back to offline's slow blink

@@ -21,6 +21,7 @@ from safehouse.device.inputs import (
     EvidenceEvicted,
     EvidenceReady,
     Input,
+    KeypadLink,
     KeyPressed,
     LampChanged,
     PinChecked,
@@ -37,6 +38,7 @@ from safehouse.device.keypad_apply import (
     apply_key,
     apply_pin,
     expire_rollcall,
+    keypad_link,
     sound_for,
     start_rollcall,
     summarise_day,
@@ -156,6 +158,8 @@ def _handle(step: Step, inp: Input, now: float) -> None:
             start_rollcall(step, inp, now)
         case DaySummarised():
             summarise_day(step, inp)
+        case KeypadLink():
+            keypad_link(step, inp)
         case Tick():
             pass
 

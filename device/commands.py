@@ -16,7 +16,6 @@ from safehouse.device.errors import HardwareError
 from safehouse.device.hardware import Hardware
 from safehouse.device.inputs import (
     Input,
-    KeyPressed,
     ResolveRequested,
     TestAlarmRequested,
     VolunteerAck,
@@ -29,6 +28,7 @@ from safehouse.services.control import CommandRefused
 from safehouse.services.outbox import Outbox
 
 CONFIRM_TIMEOUT = 3.0
+KEY_SETTLE = 0.3  # a PIN check takes tens of ms: `safehouse keys` then reports its outcome
 MAX_HOLD = 600.0
 
 
@@ -117,18 +117,22 @@ class Commands:
         return {"released": True}
 
     def keys(self, req: Mapping[str, Any]) -> dict[str, Any]:
+        """Type on the simulated keypad; the real serial driver reads them back."""
         text = req.get("keys")
-        if not isinstance(text, str) or not text:
-            raise CommandRefused("keys must be a non-empty string of 0-9 * #")
-        if not self._hw.simulated:
-            raise CommandRefused("keys drives the simulated keypad only; this kiosk has real "
-                                 "hardware (device.hardware = \"pi\"): use the keypad")
-        before = self._runner.rejections["keypad"]
-        for key in text[:-1]:
-            self._loop.put(KeyPressed(key))
-        state = self._submit(KeyPressed(text[-1]))
-        rejected = self._runner.rejections["keypad"] - before
-        return {"sent": len(text), "rejected": rejected, "entry_length": len(state.keypad.entry),
+        if not isinstance(text, str) or not text or len(text) > 64:
+            raise CommandRefused("keys must be 1-64 keys of 0-9 * #")
+        before, refused = self._loop.processed, self._runner.rejections["keypad"]
+        try:
+            self._hw.type_keys(text)
+        except HardwareError as exc:
+            raise CommandRefused(str(exc)) from exc
+        # let the driver deliver the keys, and the PIN check (if any) come back
+        self._loop.wait_until(lambda _s, n: n >= before + len(text), CONFIRM_TIMEOUT)
+        time.sleep(KEY_SETTLE)
+        state = self._loop.state
+        rejected = self._runner.rejections["keypad"] - refused
+        return {"sent": len(text), "entry_length": len(state.keypad.entry), "rejected": rejected,
+                "locked_for_s": _locked_for(state), "on_duty": sorted(state.on_duty),
                 "last_rejection": self._runner.last_rejection.get("keypad") if rejected else None}
 
     def test_alarm(self, _req: Mapping[str, Any]) -> dict[str, Any]:
@@ -161,6 +165,11 @@ class Commands:
     def _accepted(self, state: CoreState, *, new: bool) -> dict[str, Any]:
         return {"accepted": True, "new_alarm": new, "durable": self._runner.pending == 0,
                 "alarm": alarm_view(state, time.monotonic())}
+
+
+def _locked_for(state: CoreState) -> float:
+    until = state.keypad.locked_until
+    return round(max(0.0, until - time.monotonic()), 1) if until is not None else 0.0
 
 
 def _text(req: Mapping[str, Any], key: str, default: str) -> str:

@@ -126,6 +126,7 @@ class ButtonConfig:
 @dataclass(frozen=True)
 class AlarmConfig:
     ack_timeout: float
+    escalate_unstaffed: bool
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,22 @@ class KeypadConfig:
     port: str
     baud: int
     entry_timeout: float
+    volunteers: Path
+    lockout_after: int
+    lockout_seconds: float
+    rollcall_window: float
+    rollcall_times: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BuzzerConfig:
+    enabled: bool
+    tonal: bool
+    click: bool
+    ok: bool
+    error: bool
+    chime: bool
+    rollcall: bool
 
 
 @dataclass(frozen=True)
@@ -159,6 +176,7 @@ class Config:
     camera: CameraConfig
     microphone: MicrophoneConfig
     evidence: EvidenceConfig
+    buzzer: BuzzerConfig
 
     def as_dict(self) -> dict[str, Any]:
         """The effective config as plain TOML-able values (for `config check` and digests)."""
@@ -229,7 +247,8 @@ def from_tree(tree: dict[str, Any], *, source: str = "<config>", base: Path | No
         light=LightConfig(**light),
         button=ButtonConfig(**values["button"]),
         alarm=AlarmConfig(**values["alarm"]),
-        keypad=KeypadConfig(**values["keypad"]),
+        keypad=KeypadConfig(**{**values["keypad"], "volunteers": path(values["keypad"]["volunteers"])
+                               if values["keypad"]["volunteers"] else (root / "volunteers.toml").resolve()}),
         logging=LoggingConfig(**values["logging"]),
         outbox=OutboxConfig(**values["outbox"]),
         telemetry=TelemetryConfig(**values["telemetry"]),
@@ -238,6 +257,7 @@ def from_tree(tree: dict[str, Any], *, source: str = "<config>", base: Path | No
         camera=CameraConfig(**values["camera"]),
         microphone=MicrophoneConfig(**values["microphone"]),
         evidence=EvidenceConfig(**values["evidence"]),
+        buzzer=BuzzerConfig(**values["buzzer"]),
     )
 
 

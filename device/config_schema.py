@@ -168,6 +168,7 @@ SCHEMA: Mapping[str, Mapping[str, Key]] = {
     "alarm": {
         "ack_timeout": Key(float, 60.0, "seconds before an unacknowledged alarm escalates",
                            in_range(1.0, 3600.0)),
+        "escalate_unstaffed": Key(bool, True, "an alarm while nobody is on duty escalates at once"),
     },
     "keypad": {
         "port": Key(str, "", "serial port of the keypad ('' = none)"),
@@ -175,6 +176,23 @@ SCHEMA: Mapping[str, Mapping[str, Key]] = {
                                                         38400, 57600, 115200)),
         "entry_timeout": Key(float, 10.0, "a partial entry is dropped after this silence (s)",
                              in_range(1.0, 120.0)),
+        "volunteers": Key(str, "", "volunteers file ('' = volunteers.toml beside this config file)"),
+        "lockout_after": Key(int, 5, "wrong PINs before the keypad locks", in_range(2, 50)),
+        "lockout_seconds": Key(float, 60.0, "first lockout (s); doubles while wrong PINs continue",
+                               in_range(5.0, 3600.0)),
+        "rollcall_window": Key(float, 300.0, "seconds to answer a roll-call with PIN*8#",
+                               in_range(1.0, 3600.0)),
+        "rollcall_times": Key(list, (), "local times of a daily roll-call, e.g. [\"09:00\"]",
+                              lambda v: None if all(HHMM.match(t) for t in v) else "each must be HH:MM"),
+    },
+    "buzzer": {
+        "enabled": Key(bool, True, "false silences the buzzer entirely"),
+        "tonal": Key(bool, False, "true for a passive piezo driven with tones (TonalBuzzer)"),
+        "click": Key(bool, True, "a click on every key"),
+        "ok": Key(bool, True, "a chirp when an entry is accepted"),
+        "error": Key(bool, True, "three beeps when an entry is refused"),
+        "chime": Key(bool, True, "the chime that summons the volunteer until the alarm is acknowledged"),
+        "rollcall": Key(bool, True, "the roll-call chime"),
     },
     "logging": {
         "level": Key(str, "info", "debug | info | warning | error",
@@ -187,7 +205,7 @@ PIN_KEYS = ("red", "blue", "button", "buzzer", "status_led", "tamper", "lamp_ok"
 
 def _type_name(kind: type) -> str:
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-            tuple: "a list of numbers"}[kind]
+            tuple: "a list of numbers", list: "a list of strings"}[kind]
 
 
 def _coerce(kind: type, value: Any) -> tuple[bool, Any]:
@@ -200,6 +218,9 @@ def _coerce(kind: type, value: Any) -> tuple[bool, Any]:
         ok = isinstance(value, list) and all(
             isinstance(v, int | float) and not isinstance(v, bool) for v in value)
         return ok, tuple(float(v) for v in value) if ok else value
+    if kind is list:  # a list of strings, e.g. keypad.rollcall_times
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return ok, tuple(value) if ok else value
     return isinstance(value, kind), value
 
 

@@ -25,9 +25,13 @@ from safehouse.device.hardware import Hardware
 from safehouse.device.loop import CoreLoop
 from safehouse.device.shell import EffectRunner
 from safehouse.device.state import Policy, initial_state
+from safehouse.device.volunteers import VolunteerRegistry
 from safehouse.device.wiring import build_uplink, config_digest, telemetry_timer
 from safehouse.services.control import ControlServer
 from safehouse.services.outbox import Outbox
+from safehouse.services.pin_check import PinChecker
+from safehouse.services.schedule import ClockJobs
+from safehouse.services.stats import DailyStats
 from safehouse.services.topics import Topics
 from safehouse.services.uplink import Uplink
 
@@ -45,6 +49,10 @@ def policy_from(config: Config) -> Policy:
         command_freshness=config.commands.freshness,
         neighbor_seconds=config.alliance.show_seconds,
         device_id=config.device.id,
+        escalate_unstaffed=config.alarm.escalate_unstaffed,
+        lockout_after=config.keypad.lockout_after,
+        lockout_seconds=config.keypad.lockout_seconds,
+        rollcall_window=config.keypad.rollcall_window,
     )
 
 
@@ -78,9 +86,19 @@ class Daemon:
         self.runner = EffectRunner(light=self.hardware.light, sink=self.outbox, clock=self.clock,
                                    device_id=cfg.device.id, precinct=cfg.device.precinct,
                                    boot_id=self.boot_id, topics=self.topics, messenger=self.uplink)
-        state = initial_state(policy_from(cfg))
+        self.stats = DailyStats(cfg.device.state_dir)
+        self._closers.append(self.stats.close)
+        self.runner.listeners.append(lambda e: self.stats.record(e.type, e.data, test=e.test))
+        state = initial_state(policy_from(cfg), on_duty=frozenset(self.stats.on_duty()))
         self.loop = CoreLoop(state, self.runner, clock=self.clock)
         self._closers.append(self.loop.stop)
+        self.pin_checker = PinChecker(lambda: VolunteerRegistry.load(cfg.keypad.volunteers), self.loop.put)
+        self._closers.append(self.pin_checker.close)
+        self.clock_jobs = ClockJobs(self.stats, self.loop.put, rollcall_times=cfg.keypad.rollcall_times)
+        self._closers.append(self.clock_jobs.close)
+        self.runner.buzzer = self.hardware.buzzer
+        self.runner.indicator = self.hardware.status_led
+        self.runner.pin_checker = self.pin_checker
         self.evidence = evidence_store(self)
         self.capture = build_capture(self)
         self._closers.append(self.capture.close)
@@ -109,6 +127,8 @@ class Daemon:
 
     def start(self) -> None:
         self.capture.start()
+        self.pin_checker.start()
+        self.clock_jobs.start()
         # Every thread here waits on I/O; a short GIL switch interval (default 5 ms) bounds how
         # long an alarm's next hop (core → uplink → socket) can wait behind a busy thread.
         sys.setswitchinterval(SWITCH_INTERVAL)
@@ -136,6 +156,7 @@ class Daemon:
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; returns the process exit status."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hangup)
         try:
             self.start()
             while not self.stopping.wait(1.0):
@@ -148,6 +169,10 @@ class Daemon:
                     signal.signal(sig, handler)
         _LOG.info("stopped cleanly")
         return 0
+
+    def _on_hangup(self, _signum: int, _frame: FrameType | None) -> None:
+        _LOG.info("SIGHUP: re-reading the volunteers file")
+        self.pin_checker.reload()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         _LOG.info("received %s", signal.Signals(signum).name)

@@ -14,7 +14,16 @@ from typing import Any
 
 from safehouse.device.config import Config
 from safehouse.device.errors import HardwareError
-from safehouse.device.inputs import ButtonChanged, Input, LampChanged, TamperChanged
+from safehouse.device.inputs import (
+    ButtonChanged,
+    Input,
+    KeypadLink,
+    KeyPressed,
+    LampChanged,
+    TamperChanged,
+)
+from safehouse.drivers.buzzer import Buzzer
+from safehouse.drivers.keypad import Keypad
 from safehouse.drivers.lightbox import LightBox
 from safehouse.drivers.panic_button import LampSensor, PanicButton, TamperSwitch
 from safehouse.drivers.patterns import BrightnessSchedule
@@ -70,6 +79,23 @@ class Hardware:
             f"the panic button (gpio.button={gpio.button})",
             lambda: PanicButton(gpio.button, debounce_ms=debounce, pin_factory=factory))
         _wire(self.button, put, ButtonChanged(True), ButtonChanged(False))
+        buzzer = config.buzzer
+        if buzzer.enabled:
+            enabled = {"click": buzzer.click, "ok": buzzer.ok, "error": buzzer.error,
+                       "chime": buzzer.chime, "rollcall": buzzer.rollcall}
+            self.buzzer: Buzzer | None = self._open(
+                f"the buzzer (gpio.buzzer={gpio.buzzer})",
+                lambda: Buzzer(gpio.buzzer, pin_factory=factory, tonal=buzzer.tonal, enabled=enabled))
+        else:
+            self.buzzer = None
+        port = config.keypad.port or ("loop://" if self.simulated else "")
+        self.keypad: Keypad | None = None
+        if port:
+            self.keypad = self._open(f"the keypad (keypad.port={port!r})",
+                                     lambda: Keypad(port, baud=config.keypad.baud))
+            self.keypad.when_key = lambda key: put(KeyPressed(key))
+            self.keypad.when_lost = lambda reason: put(KeypadLink(False, reason))
+            self.keypad.when_restored = lambda: put(KeypadLink(True))
         if gpio.tamper is not None:
             pin = gpio.tamper
             tamper = self._open(f"the tamper switch (gpio.tamper={pin})",
@@ -92,6 +118,13 @@ class Hardware:
     def press(self) -> None:
         """Drive the simulated button pin low (the button shorts it to GND)."""
         self._sim_pin(self._gpio.button).drive_low()
+
+    def type_keys(self, keys: str) -> None:
+        """Sim only: bytes into the simulated serial keypad, read back by the real driver."""
+        if not self.simulated or self.keypad is None:
+            raise HardwareError("keys drives the simulated keypad only; this kiosk has real hardware "
+                                "(device.hardware = \"pi\"): use the keypad")
+        self.keypad.inject(keys.encode("utf-8", "replace"))
 
     def release(self) -> None:
         self._sim_pin(self._gpio.button).drive_high()

@@ -123,6 +123,14 @@ class PinChecked:
 
 
 @dataclass(frozen=True)
+class KeypadLink:
+    """The serial keypad was unplugged (connected False, with the reason) or is back."""
+
+    connected: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class RollcallStarted:
     """The precinct's daily roll-call (cmd/rollcall or a configured local time)."""
 
@@ -156,6 +164,7 @@ Input = (
     | EvidenceReady
     | EvidenceEvicted
     | PinChecked
+    | KeypadLink
     | RollcallStarted
     | DaySummarised
     | Tick

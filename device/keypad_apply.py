@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from safehouse.device import codes, lifecycle
 from safehouse.device.effects import Beep, VerifyPin
-from safehouse.device.inputs import DaySummarised, KeyPressed, PinChecked, RollcallStarted
+from safehouse.device.inputs import DaySummarised, KeypadLink, KeyPressed, PinChecked, RollcallStarted
 from safehouse.device.keypad_entry import on_key
 from safehouse.device.lifecycle import Step
 from safehouse.device.state import CoreState, Phase, Rollcall
@@ -147,6 +147,18 @@ def expire_rollcall(step: Step, now: float) -> None:
         step.update(rollcall=None)
         step.emit("rollcall_missed", None, source=rollcall.source,
                   window_s=round(rollcall.deadline - rollcall.started, 3), on_duty=sorted(step.state.on_duty))
+
+
+def keypad_link(step: Step, inp: KeypadLink) -> None:
+    """Unplugged → one ``keypad_lost`` fault; back → one ``keypad_restored``."""
+    lost = not inp.connected
+    if lost == step.state.keypad_lost:
+        return
+    step.update(keypad_lost=lost)
+    if lost:
+        step.emit("keypad_lost", codes.PERIPHERAL_TROUBLE, reason=inp.reason)
+    else:
+        step.emit("keypad_restored", codes.PERIPHERAL_TROUBLE)
 
 
 def summarise_day(step: Step, inp: DaySummarised) -> None:

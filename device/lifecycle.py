@@ -79,7 +79,7 @@ def volunteer_ack(step: Step, volunteer: str, source: str, now: float) -> bool:
     if alarm.phase is Phase.ACKNOWLEDGED:
         step.reject("ack", f"alarm already acknowledged by {alarm.acknowledged_by}")
         return False
-    step.update(alarm=replace(alarm, phase=Phase.ACKNOWLEDGED, acknowledged_by=volunteer))
+    step.update(alarm=replace(alarm, phase=Phase.ACKNOWLEDGED, acknowledged_by=volunteer, ack_deadline=None))
     step.emit(
         "ack", None, test=alarm.test, alarm_id=alarm.event_id, volunteer=volunteer,
         source=source, time_to_ack_s=round(now - alarm.started, 3),

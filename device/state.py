@@ -103,6 +103,7 @@ class CoreState:
     on_duty: frozenset[str] = frozenset()  # volunteer ids checked in
     rollcall: Rollcall | None = None
     sound: str | None = None  # the repeating buzzer sound playing (chime, rollcall)
+    keypad_lost: bool = False
 
 
 def initial_state(policy: Policy, run_id: uuid.UUID | None = None,

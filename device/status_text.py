@@ -35,12 +35,15 @@ def render_status(s: Mapping[str, Any]) -> str:
         backlog += "; NEAR FULL"
     faults = [name for name, on in (("BUTTON STUCK", s["button"]["stuck"]),
                                     ("TAMPER OPEN", s["tamper_open"]),
-                                    ("LAMP DARK", s["lamp"]["fault"])) if on]
+                                    ("LAMP DARK", s["lamp"]["fault"]),
+                                    ("KEYPAD UNPLUGGED", s["keypad"]["lost"]),
+                                    ("KEYPAD LOCKED", s["keypad"]["locked_for_s"] > 0)) if on]
     rows = [
         ("device", f"{s['device_id']} (precinct {s['precinct']}, {s['hardware']} hardware, "
                    f"v{s['version']})"),
         ("alarm", alarm_line),
         ("light", s["light"]),
+        ("on duty", ", ".join(s["on_duty"]) or "NOBODY (alarms escalate at once)"),
         ("faults", ", ".join(faults) or "none"),
         ("link", link_line),
         ("backlog", backlog),

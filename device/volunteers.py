@@ -238,8 +238,9 @@ class VolunteerRegistry:
 
 
 def volunteers_path(config: Config) -> Path:
-    """Where the kiosk's volunteers file lives: beside its config file."""
-    return Path(config.source).parent / FILE_NAME
+    """Where the kiosk's volunteers file lives: ``keypad.volunteers``, which defaults to
+    volunteers.toml beside the config file."""
+    return config.keypad.volunteers
 
 
 def hash_pin(pin: str, params: ScryptParams = DEFAULT_PARAMS) -> str:
@@ -420,7 +421,7 @@ def _map(func: Callable[[_T], _R], items: Sequence[_T], workers: int | None) -> 
     count = min(len(items), os.cpu_count() or 1, MAX_WORKERS) if workers is None else workers
     if count <= 1 or len(items) <= 1:
         return [func(item) for item in items]
-    with ThreadPoolExecutor(max_workers=count, thread_name_prefix="pin-check") as pool:
+    with ThreadPoolExecutor(max_workers=count, thread_name_prefix="pin-hash") as pool:
         return list(pool.map(func, items))
 
 

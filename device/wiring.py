@@ -73,7 +73,8 @@ def telemetry_timer(daemon: Daemon) -> TelemetryTimer:
                 "link": {"state": link["state"], "since_s": link.get("since_s")},
                 "light": daemon.hardware.light.pattern,
                 "alarm": state.alarm.phase.value if state.alarm else "idle",
-                "clock_synced": daemon.clock.synced(), "last_seq": stats.last_seq}
+                "clock_synced": daemon.clock.synced(), "last_seq": stats.last_seq,
+                "on_duty": sorted(state.on_duty)}
 
     def publish(readings: Mapping[str, Any]) -> None:
         payload = messages.telemetry(readings, device_id=cfg.device.id, precinct=cfg.device.precinct,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
@@ -15,7 +16,7 @@ from safehouse.services.control import request
 from safehouse.services.outbox import read_events
 from tests.conftest import write_config
 
-RED, BLUE, BUTTON, TAMPER, LAMP = 17, 27, 22, 5, 6
+RED, BLUE, BUTTON, BUZZER, TAMPER, LAMP = 17, 27, 22, 23, 5, 6
 
 
 @pytest.fixture
@@ -91,3 +92,46 @@ def test_sim_only_commands_are_refused_on_real_hardware(short_dir: Path, factory
         daemon.close()
     assert not daemon.config.control.socket.exists()
     assert factory.pin(RED).state == 0 and factory.pin(BLUE).state == 0  # closed: lights off
+
+
+def _ack_with(folder: Path, factory: MockFactory, pin: str) -> tuple[list[Any], list[str]]:
+    """Press, wait, type ``pin#`` on the simulated keypad; return the pins' level sequences."""
+    from safehouse.device.volunteers import add
+
+    config = write_config(folder, "[button]\ndebounce_ms = 0\n")
+    add(folder / "volunteers.toml", "v1", "V One", "4711", duress_pin="9110")
+    daemon = Daemon(configuration.load(config), pin_factory=factory)
+    daemon.start()
+    try:
+        for number in (RED, BLUE, BUZZER):
+            factory.pin(number).clear_states()
+        factory.pin(BUTTON).drive_low()
+        wait_for(lambda: daemon.loop.state.alarm is not None)
+        factory.pin(BUTTON).drive_high()
+        daemon.hardware.type_keys(pin + "#")
+        wait_for(lambda: daemon.loop.state.light == "acknowledged")
+        time.sleep(0.5)  # the ok chirp
+        levels = [[round(s.state, 2) for s in factory.pin(n).states] for n in (RED, BLUE, BUZZER)]
+        return levels, [e.type for e in read_events(daemon.config.device.state_dir)]
+    finally:
+        daemon.close()
+
+
+def test_a_duress_pin_looks_and_sounds_exactly_like_the_normal_pin(short_dir: Path) -> None:
+    (short_dir / "a").mkdir()
+    (short_dir / "b").mkdir()
+    normal_factory, duress_factory = MockFactory(pin_class=MockPWMPin), MockFactory(pin_class=MockPWMPin)
+    try:
+        normal, normal_events = _ack_with(short_dir / "a", normal_factory, "4711")
+        duress, duress_events = _ack_with(short_dir / "b", duress_factory, "9110")
+    finally:
+        normal_factory.close()
+        duress_factory.close()
+    # the alarm flashes for slightly different times, so compare what was shown, in order
+    def shown(levels: list[Any]) -> list[Any]:
+        return [level for i, level in enumerate(levels) if i == 0 or level != levels[i - 1]]
+
+    assert shown(normal[2]) == shown(duress[2])  # buzzer: chime, keys, ok — the same
+    assert normal[0][-1] == duress[0][-1] and normal[1][-1] == duress[1][-1]  # same light now
+    assert "duress" in duress_events and "duress" not in normal_events
+    assert normal_events.count("ack") == duress_events.count("ack") == 1

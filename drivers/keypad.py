@@ -1,0 +1,293 @@
+"""The volunteers' 12-key serial keypad (0-9 * #), read by one thread that survives unplugging.
+
+Keypads differ: some send one byte per key, some a whole line ("1234#\\r\\n"). Both arrive
+here as bytes, and every byte that is a key becomes one ``when_key`` call, in order; CR and
+LF are separators; anything else is line noise (or a wrong baud rate) and is only counted.
+Key values are PINs, so nothing here ever logs them: logs carry counts only.
+
+A keypad that is missing at start-up or pulled out later is reported once through
+``when_lost``; the reader then reopens the port with exponential backoff and reports
+``when_restored`` once it is back. The kiosk starts and raises alarms without its keypad.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from safehouse.device.errors import HardwareError
+from safehouse.drivers.closing import Closing
+
+_LOG = logging.getLogger(__name__)
+
+KEYS = frozenset(b"0123456789*#")
+SEPARATORS = frozenset(b"\r\n")
+_READ_TIMEOUT = 0.1  # seconds a read may block: bounds how long close() waits
+_JOIN_SECONDS = 2.0
+_INJECT_WAIT = 2.0
+
+KeyCallback = Callable[[str], object]
+LostCallback = Callable[[str], object]
+RestoredCallback = Callable[[], object]
+
+
+def _default_factory(*args: Any, **kwargs: Any) -> Any:
+    import serial  # lazily: the daemon without a keypad never needs pyserial loaded
+
+    return serial.serial_for_url(*args, **kwargs)
+
+
+class Keypad(Closing):
+    """A serial keypad on ``port`` (a device path, or ``loop://`` for the simulated one).
+
+    Handlers run on the reader thread and must return quickly (put an input on the core
+    queue). A loss that happens before ``when_lost`` is assigned (a keypad missing at boot)
+    is delivered as soon as a handler is assigned; ``when_restored`` only ever follows a
+    ``when_lost`` that was delivered.
+    """
+
+    def __init__(
+        self,
+        port: str,
+        *,
+        baud: int = 9600,
+        reopen_min: float = 0.5,
+        reopen_max: float = 30.0,
+        serial_factory: Callable[..., Any] | None = None,
+    ) -> None:
+        if not port:
+            raise ValueError("keypad port must name a serial device (e.g. /dev/ttyUSB0) or loop://")
+        if baud <= 0:
+            raise ValueError(f"keypad on {port}: baud must be > 0, got {baud!r}")
+        if not 0 < reopen_min <= reopen_max:
+            raise ValueError(
+                f"keypad on {port}: need 0 < reopen_min <= reopen_max, "
+                f"got reopen_min={reopen_min!r} reopen_max={reopen_max!r}"
+            )
+        self._port_name = port
+        self._baud = baud
+        self._reopen = (reopen_min, reopen_max)
+        self._factory = serial_factory or _default_factory
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._nudge = threading.Event()  # a handler was assigned or close() was called
+        self._opened = threading.Event()
+        self._closed = False
+        self._port: Any = None
+        self._keys = 0
+        self._rejected = 0
+        self._loss: str | None = None  # why the port is down, while it is
+        self._reported_down = False  # the owner was told (when_lost) and not yet restored
+        self._when_key: KeyCallback | None = None
+        self._when_lost: LostCallback | None = None
+        self._when_restored: RestoredCallback | None = None
+        self._thread = threading.Thread(target=self._run, name=f"keypad-{port}", daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        state = "connected" if self.is_connected else "disconnected"
+        return f"<Keypad {self._port_name} {state}>"
+
+    @property
+    def is_connected(self) -> bool:
+        return self._opened.is_set()
+
+    @property
+    def keys(self) -> int:
+        """Key bytes delivered (or offered to a missing handler) since start."""
+        return self._keys
+
+    @property
+    def rejected_bytes(self) -> int:
+        """Bytes that were neither a key nor CR/LF: noise, or a keypad at the wrong baud rate."""
+        return self._rejected
+
+    @property
+    def when_key(self) -> KeyCallback | None:
+        return self._when_key
+
+    @when_key.setter
+    def when_key(self, fn: KeyCallback | None) -> None:
+        self._when_key = fn
+
+    @property
+    def when_lost(self) -> LostCallback | None:
+        return self._when_lost
+
+    @when_lost.setter
+    def when_lost(self, fn: LostCallback | None) -> None:
+        self._when_lost = fn
+        self._nudge.set()  # deliver a loss nobody was listening for yet
+
+    @property
+    def when_restored(self) -> RestoredCallback | None:
+        return self._when_restored
+
+    @when_restored.setter
+    def when_restored(self, fn: RestoredCallback | None) -> None:
+        self._when_restored = fn
+        self._nudge.set()
+
+    def inject(self, data: bytes) -> None:
+        """Feed ``data`` to the simulated keypad; the real reader path decodes it."""
+        if not self._port_name.startswith("loop://"):
+            raise HardwareError(
+                f"keys can be injected only into the simulated keypad (port loop://), "
+                f"not into {self._port_name}"
+            )
+        if self._closed:
+            raise HardwareError(f"{self!r} is closed; build a new Keypad to inject keys")
+        if not self._opened.wait(_INJECT_WAIT):
+            raise HardwareError(f"the simulated keypad {self._port_name} did not open")
+        with self._lock:
+            port = self._port
+        if port is None:
+            raise HardwareError(f"the simulated keypad {self._port_name} is not open")
+        port.write(bytes(data))
+
+    def close(self) -> None:
+        """Stop the reader and close the port; safe to repeat."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._stopping.set()
+            self._nudge.set()
+            port = self._port
+        if port is not None:
+            # Wakes a blocked read at once (posix and loop://); the read timeout bounds it anyway.
+            with contextlib.suppress(Exception):
+                port.cancel_read()
+        if self._thread is not threading.current_thread():
+            self._thread.join(_JOIN_SECONDS)
+            if self._thread.is_alive():
+                _LOG.warning("%r: reader did not stop within %.1f s", self, _JOIN_SECONDS)
+        self._drop_port()
+
+    # -- reader thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        delay = self._reopen[0]
+        while not self._stopping.is_set():
+            try:
+                port = self._factory(self._port_name, baudrate=self._baud, timeout=_READ_TIMEOUT)
+            except Exception as exc:
+                self._down(exc, opening=True)
+                self._sleep(delay)
+                delay = min(delay * 2, self._reopen[1])
+                continue
+            with self._lock:
+                if self._stopping.is_set():
+                    port.close()
+                    return
+                self._port = port
+            self._opened.set()
+            delay = self._reopen[0]
+            _LOG.info("keypad on %s is open", self._port_name)
+            self._loss = None
+            self._report()
+            try:
+                self._read_until_error(port)
+            except Exception as exc:
+                if self._stopping.is_set():
+                    break
+                self._down(exc, opening=False)
+                self._drop_port()
+                self._sleep(delay)
+                delay = min(delay * 2, self._reopen[1])
+        self._drop_port()
+
+    def _read_until_error(self, port: Any) -> None:
+        noisy = False
+        while not self._stopping.is_set():
+            data = port.read(port.in_waiting or 1)
+            if data:
+                noisy = self._decode(data, noisy)
+            self._report()
+
+    def _decode(self, data: bytes, noisy: bool) -> bool:
+        rejected = 0
+        for byte in data:
+            if byte in KEYS:
+                self._keys += 1
+                self._deliver(chr(byte))
+            elif byte not in SEPARATORS:
+                rejected += 1
+        if rejected:
+            self._rejected += rejected
+            log = _LOG.debug if noisy else _LOG.warning
+            log(
+                "keypad on %s sent %d byte(s) that are not keys (%d in total); "
+                "check the keypad's baud rate (configured %d) and its cable",
+                self._port_name, rejected, self._rejected, self._baud,
+            )
+        return noisy or rejected > 0
+
+    def _deliver(self, key: str) -> None:
+        fn = self._when_key
+        if fn is None:
+            _LOG.debug("keypad on %s: a key arrived with no when_key handler", self._port_name)
+            return
+        try:
+            fn(key)
+        except Exception as exc:
+            # Not _LOG.exception: the message may hold the key (KeyError('7')). Type and place only.
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            _LOG.error(
+                "keypad on %s: the when_key handler raised %s at %s:%s in %s; reader keeps running",
+                self._port_name, type(exc).__name__, where.filename, where.lineno, where.name,
+            )
+
+    def _down(self, exc: BaseException, *, opening: bool) -> None:
+        self._opened.clear()
+        first = self._loss is None
+        what = "cannot open" if opening else "lost"
+        self._loss = f"keypad on {self._port_name} {what}: {type(exc).__name__}: {exc}"
+        if first:  # a traceback only for the unexpected: an unplug is an OSError
+            _LOG.warning("%s; retrying every %.1f-%.1f s", self._loss, *self._reopen,
+                         exc_info=not isinstance(exc, OSError))
+        self._report()
+
+    def _report(self) -> None:
+        """Tell the owner about a state change not yet reported, if a handler is there."""
+        if self._loss is not None and not self._reported_down:
+            lost = self._when_lost
+            if lost is not None:
+                self._reported_down = True
+                self._call("when_lost", lost, self._loss)
+        elif self._loss is None and self._reported_down:
+            restored = self._when_restored
+            if restored is not None:
+                self._reported_down = False
+                _LOG.info("keypad on %s is back", self._port_name)
+                self._call("when_restored", restored)
+
+    def _call(self, name: str, fn: Callable[..., object], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            _LOG.exception("keypad on %s: the %s handler raised; reader keeps running",
+                           self._port_name, name)
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait before the next reopen, delivering late-assigned handlers meanwhile."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0 and not self._stopping.is_set():
+            if self._nudge.wait(remaining):
+                self._nudge.clear()
+                self._report()
+
+    def _drop_port(self) -> None:
+        self._opened.clear()
+        with self._lock:
+            port, self._port = self._port, None
+        if port is not None:
+            try:
+                port.close()
+            except Exception:
+                _LOG.debug("keypad on %s: closing the port failed", self._port_name, exc_info=True)

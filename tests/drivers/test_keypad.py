@@ -1,0 +1,234 @@
+"""The keypad as a volunteer and a technician see it: over a real PTY pair (socat) and loop://."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from safehouse.device.errors import HardwareError
+from safehouse.drivers.keypad import Keypad
+from tests.serial_rig import SerialRig
+
+KEY_BYTES = b"0123456789*#"
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return predicate()
+
+
+class Recorder:
+    """What the daemon would see: keys, losses and restorations, in order."""
+
+    def __init__(self, keypad: Keypad) -> None:
+        self.lock = threading.Lock()
+        self.keys: list[str] = []
+        self.lost: list[str] = []
+        self.restored = 0
+        self.threads: set[str] = set()
+        keypad.when_key = self.on_key
+        keypad.when_lost = self.on_lost
+        keypad.when_restored = self.on_restored
+
+    def on_key(self, key: str) -> None:
+        with self.lock:
+            self.keys.append(key)
+            self.threads.add(threading.current_thread().name)
+
+    def on_lost(self, reason: str) -> None:
+        with self.lock:
+            self.lost.append(reason)
+
+    def on_restored(self) -> None:
+        with self.lock:
+            self.restored += 1
+
+    @property
+    def typed(self) -> str:
+        with self.lock:
+            return "".join(self.keys)
+
+
+@pytest.fixture
+def rig(short_dir: Path) -> Iterator[SerialRig]:
+    with SerialRig(short_dir) as serial_rig:
+        yield serial_rig
+
+
+def fast_keypad(port: str | Path) -> Keypad:
+    return Keypad(str(port), reopen_min=0.05, reopen_max=0.2)
+
+
+def test_single_keys_and_lines_arrive_in_order(rig: SerialRig, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with fast_keypad(rig.kiosk) as keypad:
+        seen = Recorder(keypad)
+        assert wait_for(lambda: keypad.is_connected)
+        for key in b"735":  # a keypad that sends one byte per key
+            rig.send(bytes([key]))
+        rig.send(b"1#\r\n")  # one that sends whole lines, CRLF ...
+        rig.send(b"*0\n9\r")  # ... LF or CR alone
+        assert wait_for(lambda: len(seen.typed) >= 8), seen.typed
+        time.sleep(0.05)
+        assert seen.keys == list("7351#*09")
+        assert keypad.keys == 8
+        assert keypad.rejected_bytes == 0
+        assert seen.lost == [] and seen.restored == 0
+        assert seen.threads == {f"keypad-{rig.kiosk}"}, "when_key must run on the reader thread"
+    assert "7351" not in caplog.text and "'7'" not in caplog.text, "key values (PINs) were logged"
+
+
+def test_noise_bytes_are_counted_and_never_reach_when_key(rig: SerialRig) -> None:
+    with fast_keypad(rig.kiosk) as keypad:
+        seen = Recorder(keypad)
+        assert wait_for(lambda: keypad.is_connected)
+        rig.send(b"\x00A\xff")
+        rig.send(b"4\x1b[B2\r\n")
+        assert wait_for(lambda: keypad.rejected_bytes == 6 and keypad.keys == 2)
+        time.sleep(0.05)
+        assert seen.keys == ["4", "2"]
+        assert keypad.rejected_bytes == 6
+
+
+def test_unplug_mid_entry_is_reported_once_and_replug_restores_keys(rig: SerialRig) -> None:
+    with fast_keypad(rig.kiosk) as keypad:
+        seen = Recorder(keypad)
+        assert wait_for(lambda: keypad.is_connected)
+        rig.send(b"12")
+        assert wait_for(lambda: seen.typed == "12")
+
+        rig.unplug()
+        assert wait_for(lambda: len(seen.lost) == 1)
+        assert not keypad.is_connected
+        time.sleep(1.0)  # several reopen attempts (every 0.05-0.2 s) while it stays down
+        assert len(seen.lost) == 1, f"when_lost repeated while unplugged: {seen.lost}"
+        assert str(rig.kiosk) in seen.lost[0], "the reason must name the port"
+        assert seen.restored == 0
+
+        rig.replug()
+        assert wait_for(lambda: seen.restored == 1)
+        assert keypad.is_connected
+        rig.send(b"34#")
+        assert wait_for(lambda: seen.typed == "1234#"), seen.typed
+        time.sleep(0.3)
+        assert (len(seen.lost), seen.restored) == (1, 1)
+
+
+def test_keypad_missing_at_start_is_reported_then_restored_when_plugged(short_dir: Path) -> None:
+    rig = SerialRig(short_dir)
+    keypad = fast_keypad(rig.kiosk)
+    try:
+        time.sleep(0.2)  # the first open has long failed: handlers assigned late must still hear it
+        seen = Recorder(keypad)
+        assert wait_for(lambda: len(seen.lost) == 1)
+        assert "kiosk" in seen.lost[0]
+        assert not keypad.is_connected
+        time.sleep(0.5)
+        assert len(seen.lost) == 1
+
+        with rig:
+            assert wait_for(lambda: seen.restored == 1)
+            rig.send(b"5\n")
+            assert wait_for(lambda: seen.typed == "5")
+        # Unplugged again on leaving the rig: a new loss, reported again.
+        assert wait_for(lambda: len(seen.lost) == 2)
+    finally:
+        keypad.close()
+
+
+def test_simulated_keypad_takes_injected_keys() -> None:
+    with Keypad("loop://") as keypad:
+        seen = Recorder(keypad)
+        keypad.inject(b"9#\r\n")
+        keypad.inject(b"*")
+        assert wait_for(lambda: seen.typed == "9#*")
+        assert keypad.is_connected
+        assert keypad.rejected_bytes == 0
+
+
+def test_inject_into_a_real_port_is_refused(short_dir: Path) -> None:
+    with Keypad(str(short_dir / "nothing"), reopen_min=0.05, reopen_max=0.1) as keypad, \
+            pytest.raises(HardwareError, match="only into the simulated keypad"):
+        keypad.inject(b"1")
+
+
+def test_a_failing_handler_does_not_stop_the_reader() -> None:
+    got: list[str] = []
+
+    def handler(key: str) -> None:
+        if key == "1":
+            raise KeyError(key)
+        got.append(key)
+
+    with Keypad("loop://") as keypad:
+        keypad.when_key = handler
+        keypad.inject(b"213")
+        assert wait_for(lambda: got == ["2", "3"])
+        assert keypad.keys == 3
+
+
+@pytest.mark.parametrize("plugged", [True, False], ids=["connected", "in-backoff"])
+def test_close_is_prompt_and_idempotent(short_dir: Path, plugged: bool) -> None:
+    with SerialRig(short_dir) as rig:
+        if not plugged:
+            rig.unplug()
+        # A long backoff: close() must not wait for the next reopen.
+        keypad = Keypad(str(rig.kiosk), reopen_min=20.0, reopen_max=30.0)
+        seen = Recorder(keypad)
+        assert wait_for(lambda: keypad.is_connected if plugged else len(seen.lost) == 1)
+        started = time.monotonic()
+        keypad.close()
+        took = time.monotonic() - started
+        keypad.close()
+        assert took < 1.0, f"close() took {took:.3f} s"
+        assert not keypad.is_connected
+
+
+def test_loop_close_is_prompt() -> None:
+    keypad = Keypad("loop://")
+    assert wait_for(lambda: keypad.is_connected)
+    started = time.monotonic()
+    keypad.close()
+    assert time.monotonic() - started < 1.0
+    with pytest.raises(HardwareError):
+        keypad.inject(b"1")
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="reopen_min"):
+        Keypad("loop://", reopen_min=5.0, reopen_max=1.0)
+    with pytest.raises(ValueError, match="baud"):
+        Keypad("loop://", baud=0)
+
+
+def test_arbitrary_byte_streams_deliver_only_keys_in_order() -> None:
+    with Keypad("loop://") as keypad:
+        seen = Recorder(keypad)
+        expected: list[str] = []
+        rejected = 0
+
+        @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(st.lists(st.binary(max_size=40), max_size=6))
+        def check(chunks: list[bytes]) -> None:
+            nonlocal rejected
+            for chunk in chunks:
+                keypad.inject(chunk)
+                expected.extend(chr(b) for b in chunk if b in KEY_BYTES)
+                rejected += sum(1 for b in chunk if b not in KEY_BYTES and b not in b"\r\n")
+            assert wait_for(lambda: keypad.keys == len(expected) and keypad.rejected_bytes == rejected)
+            assert seen.keys == expected
+            assert keypad.is_connected
+
+        check()
+        assert set(seen.typed) <= set(KEY_BYTES.decode())

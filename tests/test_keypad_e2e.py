@@ -1,0 +1,154 @@
+"""Volunteers on a real serial keypad (socat PTY pair) driving the real daemon."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import write_config
+from tests.daemon_proc import CLI, DaemonProcess
+from tests.mqtt_rig import Broker
+from tests.serial_rig import SerialRig
+
+ROOT = "safehouse/v1/test/SH-TEST-0001/"
+
+
+def enrol(config: Path, vid: str, pin: str, duress: str | None = None) -> None:
+    args = [*CLI, "--config", str(config), "volunteer", "add", vid, "--name", f"Volunteer {vid}",
+            "--pin-stdin"] + (["--duress"] if duress else [])
+    stdin = pin + "\n" + (duress + "\n" if duress else "")
+    res = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=30, check=False)
+    assert res.returncode == 0, res.stderr
+    assert pin not in res.stdout + res.stderr
+
+
+@pytest.fixture
+def rig(short_dir: Path) -> Iterator[SerialRig]:
+    (short_dir / "tty").mkdir()
+    with SerialRig(short_dir / "tty") as serial:
+        yield serial
+
+
+def kiosk(folder: Path, rig: SerialRig, extra: str = "") -> DaemonProcess:
+    config = write_config(folder, f'[keypad]\nport = "{rig.kiosk}"\nlockout_seconds = 5\n'
+                                  f'rollcall_window = 2\n{extra}', staffed=False)
+    enrol(config, "v042", "4711", duress="9110")
+    enrol(config, "v007", "2580")
+    return DaemonProcess(config, folder / "ctl.sock").start()
+
+
+def type_keys(rig: SerialRig, keys: str, *, linewise: bool = False) -> None:
+    if linewise:
+        rig.send(keys.encode() + b"\r\n")
+    else:
+        for key in keys:
+            rig.send(key.encode())
+    time.sleep(0.4)  # the PIN check takes a few ms; the answer is then in the event log
+
+
+def events(proc: DaemonProcess, type_: str | None = None) -> list[dict[str, Any]]:
+    return [e for e in proc.events() if type_ is None or e["type"] == type_]
+
+
+def test_pin_hash_acknowledges_and_the_card_codes_resolve_and_count(short_dir: Path, rig: SerialRig) -> None:
+    proc = kiosk(short_dir, rig)
+    try:
+        type_keys(rig, "2580*1#", linewise=True)  # v007 checks in
+        assert proc.status()["on_duty"] == ["v007"]
+        proc.ok("press")
+        time.sleep(1.0)
+        type_keys(rig, "4711#")
+        [ack] = events(proc, "ack")
+        assert ack["data"]["volunteer"] == "v042" and 0.9 <= ack["data"]["time_to_ack_s"] < 5
+        assert proc.status()["light"] == "acknowledged"
+        type_keys(rig, "4711*3#")
+        assert events(proc, "resolved")[0]["data"]["outcome"] == "assistance"
+        type_keys(rig, "2580*7#")
+        type_keys(rig, "2580*6#")
+        proc.ok("press")
+        type_keys(rig, "2580*5#")
+        assert events(proc, "resolved")[-1]["data"]["outcome"] == "police"
+        before = json.loads(proc.ok("stats", "--json"))
+        assert (before["alarms"], before["people_helped"], before["police"], before["clues"],
+                before["walk_ins"]) == (2, 2, 1, 1, 1)
+        proc.stop()
+        proc.start()
+        after = json.loads(proc.ok("stats", "--json"))
+        duty = ("duty_seconds", "duty_hours")  # duty time keeps running while v007 is on duty
+        assert {k: v for k, v in after.items() if k not in duty} == \
+            {k: v for k, v in before.items() if k not in duty}
+        assert after["duty_seconds"] >= before["duty_seconds"] > 0
+        assert proc.status()["on_duty"] == ["v007"]  # the roster survives a restart
+    finally:
+        proc.kill()
+
+
+def test_wrong_pins_lock_the_keypad_with_461_and_a_right_pin_is_refused_meanwhile(
+        short_dir: Path, rig: SerialRig) -> None:
+    proc = kiosk(short_dir, rig)
+    try:
+        proc.ok("press")
+        for _ in range(5):
+            type_keys(rig, "0000#", linewise=True)
+        [lock] = events(proc, "keypad_lockout")
+        assert lock["code"] == 461 and lock["data"]["locked_s"] == 5
+        assert proc.status()["keypad"]["locked_for_s"] > 3
+        type_keys(rig, "4711#")
+        assert events(proc, "ack") == []
+        time.sleep(5)
+        type_keys(rig, "4711#")
+        assert len(events(proc, "ack")) == 1
+        log = proc.log.read_text()
+        assert "4711" not in log and "0000" not in log  # PINs are never logged
+    finally:
+        proc.kill()
+
+
+def test_unplugged_mid_entry_is_reported_once_and_the_keypad_works_again(short_dir: Path,
+                                                                         rig: SerialRig) -> None:
+    proc = kiosk(short_dir, rig)
+    try:
+        proc.ok("press")
+        type_keys(rig, "47")
+        rig.unplug()
+        time.sleep(1.5)
+        assert proc.status()["keypad"]["lost"] is True
+        rig.plug()
+        time.sleep(2.0)
+        assert [e["type"] for e in events(proc) if e["type"].startswith("keypad_")] == \
+            ["keypad_lost", "keypad_restored"]
+        assert events(proc, "keypad_lost")[0]["code"] == 330
+        time.sleep(1.0)
+        type_keys(rig, "**4711#")  # `**` clears the half entry typed before the unplug
+        assert len(events(proc, "ack")) == 1
+    finally:
+        proc.kill()
+
+
+def test_rollcall_through_a_real_broker_answered_then_missed(short_dir: Path, rig: SerialRig,
+                                                             broker: Broker) -> None:
+    sub = broker.subscriber([ROOT + "events", ROOT + "cmd/+/result"])
+    proc = kiosk(short_dir, rig, f'[broker]\nurl = "{broker.url}"\n')
+    try:
+        type_keys(rig, "4711*1#")
+        ts = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        sub.publish(ROOT + "cmd/rollcall", json.dumps({"id": "rc-1", "ts": ts}))
+        [res] = sub.wait_for(ROOT + "cmd/rollcall/result")
+        assert json.loads(res.payload)["ok"] and proc.status()["rollcall"] is not None
+        type_keys(rig, "4711*8#")
+        [answered] = sub.wait_for(lambda m: b'"rollcall_answered"' in m.payload)
+        assert json.loads(answered.payload)["data"]["volunteer"] == "v042"
+        sub.publish(ROOT + "cmd/rollcall", json.dumps({"id": "rc-2", "ts": ts}))
+        [missed] = sub.wait_for(lambda m: b'"rollcall_missed"' in m.payload, timeout=6)
+        assert json.loads(missed.payload)["data"]["on_duty"] == ["v042"]
+        assert json.loads(proc.ok("stats", "--json"))["rollcalls_missed"] == 1
+    finally:
+        proc.kill()
+        sub.close()

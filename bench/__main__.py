@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import evidence_bench, idle_process, press_latency, uplink_bench
+from bench import evidence_bench, idle_process, keypad_bench, press_latency, uplink_bench
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -42,6 +42,7 @@ def main() -> int:
         ("idle process", lambda: idle_process.run(5.0 if args.quick else 30.0)),
         ("uplink", lambda: uplink_bench.run(100 if args.quick else 300, 2000 if args.quick else 10_000)),
         ("evidence", lambda: evidence_bench.run(20 if args.quick else 60)),
+        ("keypad", lambda: keypad_bench.run(30 if args.quick else 100)),
     ]
     for name, suite in suites:
         try:

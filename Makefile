@@ -37,7 +37,12 @@ deps:
 	  fi; \
 	fi
 
+# The simulated microphone needs PortAudio; without it the kiosk still runs (its evidence
+# reports the microphone missing), so `make run` only warns when it cannot install it.
 run: venv
+	@dpkg-query -W -f='$${Status}\n' libportaudio2 2>/dev/null | grep -q '^install ok installed' \
+	  || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libportaudio2 >/dev/null; } \
+	  || echo "warning: libportaudio2 missing (sudo apt-get install -y libportaudio2): no simulated microphone"
 	@mkdir -p .state
 	$(VENV)/bin/safehouse --config $(CONFIG) run
 

@@ -13,18 +13,22 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from types import FrameType
 from typing import Any
 
 from safehouse.device import __version__
+from safehouse.device.alarm import light_for
 from safehouse.device.clock import Clock, SystemClock, read_boot_id
 from safehouse.device.commands import Commands
 from safehouse.device.config import Config
 from safehouse.device.evidence_wiring import build_capture, evidence_store
 from safehouse.device.hardware import Hardware
+from safehouse.device.keypad_apply import sound_for
 from safehouse.device.loop import CoreLoop
+from safehouse.device.recovery import recover_alarm
 from safehouse.device.shell import EffectRunner
-from safehouse.device.state import Policy, initial_state
+from safehouse.device.state import CoreState, Policy, initial_state
 from safehouse.device.volunteers import VolunteerRegistry
 from safehouse.device.wiring import build_uplink, config_digest, telemetry_timer
 from safehouse.services.control import ControlServer
@@ -37,6 +41,7 @@ from safehouse.services.uplink import Uplink
 
 _LOG = logging.getLogger(__name__)
 SWITCH_INTERVAL = 0.001
+RECOVERY_WINDOW = 500  # events looked back through for an alarm left open
 
 
 def policy_from(config: Config) -> Policy:
@@ -90,6 +95,7 @@ class Daemon:
         self._closers.append(self.stats.close)
         self.runner.listeners.append(lambda e: self.stats.record(e.type, e.data, test=e.test))
         state = initial_state(policy_from(cfg), on_duty=frozenset(self.stats.on_duty()))
+        state = self._recover(state)
         self.loop = CoreLoop(state, self.runner, clock=self.clock)
         self._closers.append(self.loop.stop)
         self.pin_checker = PinChecker(lambda: VolunteerRegistry.load(cfg.keypad.volunteers), self.loop.put)
@@ -106,6 +112,8 @@ class Daemon:
         if self.uplink is not None:
             self.uplink.on_sent = self.capture.alarm_sent
         self.hardware.light.play(state.light)
+        if state.sound is not None and self.hardware.buzzer is not None:
+            self.hardware.buzzer.play(state.sound)
         self.hardware.status_led.show(self.link()["state"])
         if self.uplink is not None:
             self._closers.append(self.uplink.close)  # closed before the loop: says offline "shutdown"
@@ -118,6 +126,18 @@ class Daemon:
                             self.capture.parts)
         self.control = ControlServer(cfg.control.socket, commands.table())
         self._closers.append(self.control.close)
+
+    def _recover(self, state: CoreState) -> CoreState:
+        """Resume an alarm the previous run left open (see device/recovery.py)."""
+        recent = self.outbox.events(since_seq=max(0, self.outbox.last_seq - RECOVERY_WINDOW))
+        alarm = recover_alarm(recent, boot_id=self.boot_id, mono=self.clock.mono(), wall=self.clock.wall(),
+                              ack_timeout=self.config.alarm.ack_timeout)
+        if alarm is None:
+            return state
+        _LOG.warning("resuming alarm %s (%s) left open by the previous run", alarm.event_id,
+                     alarm.phase.value)
+        resumed = replace(state, alarm=alarm)
+        return replace(resumed, light=light_for(resumed), sound=sound_for(resumed))
 
     def link(self) -> dict[str, Any]:
         """The uplink's state; without a broker URL the kiosk is offline by design."""

@@ -104,12 +104,22 @@ def test_sigterm_stops_cleanly_within_2_s_and_removes_the_socket(kiosk: DaemonPr
     assert "stopped cleanly" in kiosk.log.read_text()
 
 
-def test_seq_continues_after_a_restart(kiosk: DaemonProcess) -> None:
+def test_an_alarm_open_at_a_crash_is_resumed_after_restart_and_seq_continues(kiosk: DaemonProcess) -> None:
     kiosk.ok("press")
+    alarm_id = kiosk.status()["alarm"]["event_id"]
     kiosk.stop(signal.SIGKILL)  # kill -9: the socket file stays behind and must not block a restart
     kiosk.start()
+    status = kiosk.status()
+    assert status["alarm"]["event_id"] == alarm_id and status["alarm"]["state"] in ("active", "escalated")
+    assert status["light"] == "alarm"  # the citizen still sees the alarm
+    kiosk.ok("ack", "--by", "v9")
+    kiosk.ok("resolve", "assistance")
     kiosk.ok("test-alarm")
-    assert [e["seq"] for e in kiosk.events()] == [1, 2]
+    events = kiosk.events()
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert [e["type"] for e in events if e["type"] != "escalated"] == ["panic", "ack", "resolved", "panic"]
+    assert next(e for e in events if e["type"] == "ack")["data"]["alarm_id"] == alarm_id
+    assert next(e for e in events if e["type"] == "resolved")["data"]["alarm_id"] == alarm_id
 
 
 def test_cli_without_a_daemon_names_the_socket_and_exits_1(short_dir: Path) -> None:

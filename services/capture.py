@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -80,9 +81,11 @@ class CaptureService:
         self._store, self._queue, self._topic, self._put, self._wake = store, queue, topic, put, wake
         self._camera_ready = False
         self._camera_lock = threading.Lock()
+        self._gate_lock = threading.Lock()
         self.stopping = threading.Event()
         self._workers: list[threading.Thread] = []
         self._sent: dict[str, threading.Event] = {}  # alarm id -> its panic event was published
+        self._sent_early: deque[str] = deque(maxlen=64)  # published before its capture was asked
 
     def parts(self) -> dict[str, Any]:
         return {"camera": self._camera, "microphone": self._mic}
@@ -109,7 +112,11 @@ class CaptureService:
         if self._camera is None and self._mic is None:
             return
         self._workers = [w for w in self._workers if w.is_alive()]
-        self._sent[alarm_id] = threading.Event()
+        gate = threading.Event()
+        with self._gate_lock:
+            self._sent[alarm_id] = gate
+            if alarm_id in self._sent_early:  # the uplink was faster than us: no need to wait
+                gate.set()
         worker = threading.Thread(target=self._capture, args=(alarm_id, test, at),
                                   name=f"capture-{alarm_id[:8]}", daemon=True)
         self._workers.append(worker)
@@ -131,9 +138,12 @@ class CaptureService:
 
     def alarm_sent(self, event_id: str) -> None:
         """The uplink put this event on the wire (any thread): its capture may start now."""
-        gate = self._sent.get(event_id)
-        if gate is not None:
-            gate.set()
+        with self._gate_lock:
+            gate = self._sent.get(event_id)
+            if gate is None:
+                self._sent_early.append(event_id)
+                return
+        gate.set()
 
     def _capture(self, alarm_id: str, test: bool, at: float) -> None:
         # Capture starts once the alarm itself has left (or after hold_off, e.g. offline):
@@ -141,7 +151,8 @@ class CaptureService:
         gate = self._sent.get(alarm_id)
         if gate is not None:
             gate.wait(self.settings.hold_off)
-        self._sent.pop(alarm_id, None)
+        with self._gate_lock:
+            self._sent.pop(alarm_id, None)
         self.stopping.wait(self.settings.settle)
         entries: list[Any] = []
         failures: dict[str, str] = {}

@@ -20,8 +20,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from safehouse.device.closing import Closing
 from safehouse.device.errors import HardwareError
-from safehouse.drivers.closing import Closing
 
 _LOG = logging.getLogger(__name__)
 

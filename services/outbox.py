@@ -31,9 +31,9 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from safehouse.device.closing import Closing
 from safehouse.device.errors import EventLogError, SafehouseError
 from safehouse.device.events import Event
 from safehouse.services.fsync import fsync_dir
@@ -70,7 +70,7 @@ class OutboxFull(SafehouseError, OSError):
     """A non-alarm event was refused: the events lane holds ``events_cap`` undelivered rows."""
 
 
-class Outbox:
+class Outbox(Closing):
     """The kiosk's durable, prioritised message queue; safe to share between two threads."""
 
     def __init__(self, state_dir: Path, *, telemetry_keep: int = 1000, events_cap: int = 100_000,
@@ -391,10 +391,3 @@ class Outbox:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-    def __enter__(self) -> Outbox:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

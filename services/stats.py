@@ -29,10 +29,11 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from datetime import time as dtime
 from pathlib import Path
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from safehouse.device.closing import Closing
 from safehouse.device.errors import EventLogError
 from safehouse.services.fsync import fsync_dir
 
@@ -226,7 +227,7 @@ def _add(conn: sqlite3.Connection, day: str, name: str, amount: float) -> None:
                  "ON CONFLICT(day, name) DO UPDATE SET value = value + excluded.value", (day, name, amount))
 
 
-class DailyStats:
+class DailyStats(Closing):
     """The daily counters in ``state_dir/stats.db``; one writer (the daemon), any number of readers."""
 
     def __init__(self, state_dir: Path, *, clock: Callable[[], float] = time.time,
@@ -406,13 +407,6 @@ class DailyStats:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-    def __enter__(self) -> DailyStats:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
 
 def read_day(state_dir: Path, date: str | None = None, *, clock: Callable[[], float] = time.time,

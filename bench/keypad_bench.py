@@ -25,7 +25,8 @@ from bench.uplink_bench import bare_round_trip
 from safehouse.device import config as configuration
 from safehouse.device.daemon import Daemon
 from safehouse.device.inputs import ResolveRequested
-from safehouse.device.volunteers import VolunteerRegistry, add
+from safehouse.device.volunteers import VolunteerRegistry
+from safehouse.device.volunteers_edit import add
 from safehouse.services.topics import Topics
 from tests.mqtt_rig import Broker
 

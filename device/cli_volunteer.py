@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from safehouse.device import config as configuration
-from safehouse.device.volunteers import InvalidPin, VolunteerRegistry, add, remove, volunteers_path
+from safehouse.device.volunteers import InvalidPin, VolunteerRegistry, volunteers_path
+from safehouse.device.volunteers_edit import add, remove
 
 EX_USAGE = 2
 PICKED_UP = "the running kiosk picks it up within a few seconds"

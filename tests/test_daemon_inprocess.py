@@ -96,7 +96,7 @@ def test_sim_only_commands_are_refused_on_real_hardware(short_dir: Path, factory
 
 def _ack_with(folder: Path, factory: MockFactory, pin: str) -> tuple[list[Any], list[str]]:
     """Press, wait, type ``pin#`` on the simulated keypad; return the pins' level sequences."""
-    from safehouse.device.volunteers import add
+    from safehouse.device.volunteers_edit import add
 
     config = write_config(folder, "[button]\ndebounce_ms = 0\n")
     add(folder / "volunteers.toml", "v1", "V One", "4711", duress_pin="9110")

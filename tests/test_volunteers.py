@@ -34,11 +34,9 @@ from safehouse.device.volunteers import (
     ScryptParams,
     UnknownVolunteer,
     VolunteerRegistry,
-    add,
-    hash_pin,
-    remove,
     volunteers_path,
 )
+from safehouse.device.volunteers_edit import add, hash_pin, remove
 from tests.conftest import write_config
 
 REPO = Path(__file__).resolve().parents[1]

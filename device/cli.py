@@ -75,9 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--last", type=int, metavar="N", help="only the last N events")
     ob = add("outbox", "what waits for the precinct: depth per lane, oldest age, last delivery", _outbox)
     ob.add_argument("--json", action="store_true", help="machine-readable output")
-    sim = add("simulate", "sim only: break or mend a simulated part (camera raise|hang|none)", _simulate)
-    sim.add_argument("part", choices=["camera"])
+    sim = add("simulate", "sim only: break or mend a simulated part (camera raise|hang|none; "
+              "core hang: the core loop stops answering, to prove the systemd watchdog)", _simulate)
+    sim.add_argument("part", choices=["camera", "core"])
     sim.add_argument("fault", choices=["raise", "hang", "none"])
+    sim.add_argument("--seconds", type=float, default=10.0, help="with core hang: how long")
     add_evidence_parser(sub, common)
     add_volunteer_parser(sub, common)
     add_stats_parser(sub, common)
@@ -178,7 +180,7 @@ def _events(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    _call(args, "simulate", part=args.part, fault=args.fault)
+    _call(args, "simulate", part=args.part, fault=args.fault, seconds=args.seconds)
     print(f"simulated {args.part}: {args.fault}")
     return 0
 

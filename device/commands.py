@@ -67,6 +67,12 @@ class Commands:
         if not self._hw.simulated:
             raise CommandRefused("simulate works on simulated hardware only")
         part, fault = req.get("part"), req.get("fault")
+        if part == "core":
+            seconds = req.get("seconds", 10)
+            if fault != "hang" or not isinstance(seconds, int | float) or not 0 < seconds <= 300:
+                raise CommandRefused("core takes fault 'hang' and 0 < seconds <= 300")
+            self._loop.stall(float(seconds))
+            return {"part": part, "fault": fault, "seconds": seconds}
         camera = self._capture_parts().get("camera") if part == "camera" else None
         if camera is None or not hasattr(camera, "fail"):
             raise CommandRefused("part must be 'camera' (with camera.enabled = true)")

@@ -35,6 +35,7 @@ from safehouse.services.control import ControlServer
 from safehouse.services.outbox import Outbox
 from safehouse.services.pin_check import PinChecker
 from safehouse.services.schedule import ClockJobs
+from safehouse.services.sdnotify import Watchdog, notify, watchdog_interval
 from safehouse.services.stats import DailyStats
 from safehouse.services.topics import Topics
 from safehouse.services.uplink import Uplink
@@ -173,15 +174,31 @@ class Daemon:
             except Exception:
                 _LOG.exception("shutdown step %r failed", closer)
 
+    def systemd_status(self) -> str:
+        """One line for `systemctl status`: the alarm and the link."""
+        alarm = self.loop.state.alarm
+        return (f"alarm {alarm.phase.value if alarm else 'idle'}, light {self.hardware.light.pattern}, "
+                f"link {self.link()['state']}, last seq {self.outbox.last_seq}")
+
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; returns the process exit status."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hangup)
+        interval = watchdog_interval()
+        watchdog = None
+        if interval is not None:
+            self.loop.idle_wake = min(self.loop.idle_wake, interval / 2)
+            watchdog = Watchdog(interval, self.loop.heartbeat_age, self.systemd_status)
+            self._closers.append(watchdog.close)
         try:
             self.start()
+            notify(f"READY=1\nSTATUS={self.systemd_status()}")  # drivers, outbox, socket: all up
+            if watchdog is not None:
+                watchdog.start()
             while not self.stopping.wait(1.0):
                 pass
             _LOG.info("stopping")
+            notify("STOPPING=1")
         finally:
             self.close()
             for sig, handler in previous.items():

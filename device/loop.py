@@ -42,6 +42,8 @@ class CoreLoop:
         self._processed = 0
         self._retrying = False
         self.heartbeat = clock.mono()
+        self.idle_wake = IDLE_WAKE  # the watchdog shortens it to stay under its own interval
+        self._stall: float | None = None
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -84,6 +86,10 @@ class CoreLoop:
             item = _get(self._queue, self._wait_time())
             if item is None:
                 return
+            if self._stall is not None:  # `safehouse simulate core-hang`: a wedged loop, on purpose
+                seconds, self._stall = self._stall, None
+                _LOG.warning("core loop stalled for %.1f s (simulated)", seconds)
+                self.stopping.wait(seconds)
             self.step(item[0])
             if item[1] is not None:
                 item[1].set()
@@ -106,8 +112,16 @@ class CoreLoop:
             self._processed += 1
             self._cond.notify_all()
 
+    def stall(self, seconds: float) -> None:
+        """Sim only: make the loop stop answering for ``seconds``, to prove the watchdog."""
+        self._stall = seconds
+        self.put(Tick())
+
+    def heartbeat_age(self) -> float:
+        return self._clock.mono() - self.heartbeat
+
     def _wait_time(self) -> float:
-        wake = IDLE_WAKE
+        wake = self.idle_wake
         deadline = next_deadline(self._state)
         if deadline is not None:
             wake = min(wake, max(0.0, deadline - self._clock.mono()))

@@ -17,15 +17,16 @@ CLI = [sys.executable, "-m", "safehouse.device.cli"]
 
 
 class DaemonProcess:
-    def __init__(self, config: Path, socket: Path) -> None:
-        self.config, self.socket = config, socket
+    def __init__(self, config: Path, socket: Path, env: dict[str, str] | None = None) -> None:
+        self.config, self.socket, self.env = config, socket, env
         self.log = config.parent / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> DaemonProcess:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([*CLI, "--config", str(self.config), "run"],
-                                         stdout=log, stderr=subprocess.STDOUT)
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         env={**os.environ, **(self.env or {})})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

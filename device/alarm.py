@@ -29,6 +29,7 @@ from safehouse.device.inputs import (
     RemoteCommand,
     ResolveRequested,
     RollcallStarted,
+    SelftestDone,
     TamperChanged,
     TestAlarmRequested,
     Tick,
@@ -53,7 +54,7 @@ from safehouse.device.lifecycle import (
     resolve,
     volunteer_ack,
 )
-from safehouse.device.remote_apply import apply_alliance, apply_command, expire_displays
+from safehouse.device.remote_apply import apply_alliance, apply_command, apply_selftest, expire_displays
 from safehouse.device.state import CoreState, Phase
 
 __all__ = ["OUTCOMES", "decide", "light_for", "next_deadline"]
@@ -160,6 +161,8 @@ def _handle(step: Step, inp: Input, now: float) -> None:
             summarise_day(step, inp)
         case KeypadLink():
             keypad_link(step, inp)
+        case SelftestDone():
+            apply_selftest(step, inp)
         case Tick():
             pass
 

@@ -15,4 +15,5 @@ COMM_TROUBLE = 350
 SENSOR_TROUBLE = 380  # sensor trouble: panic button stuck
 WRONG_CODE = 461  # wrong code entry (keypad lockout)
 MANUAL_TEST = 601  # manual trigger test report: a test alarm
-PERIODIC_TEST = 602
+PERIODIC_TEST = 602  # a self-test that passed
+TEST_WITH_TROUBLE = 608  # a self-test that found a fault

@@ -37,9 +37,11 @@ class Commands:
 
     def __init__(self, loop: CoreLoop, runner: EffectRunner, hardware: Hardware,
                  static: Mapping[str, Any], link: Callable[[], Mapping[str, Any]], outbox: Outbox,
-                 capture_parts: Callable[[], Mapping[str, Any]] = dict) -> None:
+                 capture_parts: Callable[[], Mapping[str, Any]] = dict,
+                 selftest: Callable[[str], list[dict[str, Any]]] | None = None) -> None:
         self._loop, self._runner, self._hw, self._outbox = loop, runner, hardware, outbox
         self._capture_parts = capture_parts
+        self._selftest = selftest
         self._static, self._link = dict(static), link
         self._started = time.monotonic()
 
@@ -54,6 +56,7 @@ class Commands:
             "resolve": self.resolve,
             "outbox": self.outbox,
             "simulate": self.simulate,
+            "selftest": self.selftest,
         }
 
     def status(self, _req: Mapping[str, Any]) -> dict[str, Any]:
@@ -80,6 +83,12 @@ class Commands:
             raise CommandRefused("fault must be raise, hang or none")
         camera.fail = None if fault == "none" else fault
         return {"part": part, "fault": fault}
+
+    def selftest(self, _req: Mapping[str, Any]) -> dict[str, Any]:
+        if self._selftest is None:
+            raise CommandRefused("selftest is not available")
+        checks = self._selftest("technician")
+        return {"ok": all(c["ok"] for c in checks), "checks": checks}
 
     def outbox(self, _req: Mapping[str, Any]) -> dict[str, Any]:
         return self._outbox.stats().as_dict()

@@ -24,6 +24,7 @@ from safehouse.device.commands import Commands
 from safehouse.device.config import Config
 from safehouse.device.evidence_wiring import build_capture, evidence_store
 from safehouse.device.hardware import Hardware
+from safehouse.device.inputs import SelftestDone
 from safehouse.device.keypad_apply import sound_for
 from safehouse.device.loop import CoreLoop
 from safehouse.device.recovery import recover_alarm
@@ -36,6 +37,7 @@ from safehouse.services.outbox import Outbox
 from safehouse.services.pin_check import PinChecker
 from safehouse.services.schedule import ClockJobs
 from safehouse.services.sdnotify import Watchdog, notify, watchdog_interval
+from safehouse.services.selftest import as_dicts, run_selftest
 from safehouse.services.stats import DailyStats
 from safehouse.services.topics import Topics
 from safehouse.services.uplink import Uplink
@@ -106,6 +108,7 @@ class Daemon:
         self.runner.buzzer = self.hardware.buzzer
         self.runner.indicator = self.hardware.status_led
         self.runner.pin_checker = self.pin_checker
+        self.runner.selftester = self.selftest_in_background
         self.evidence = evidence_store(self)
         self.capture = build_capture(self)
         self._closers.append(self.capture.close)
@@ -124,7 +127,7 @@ class Daemon:
                   "hardware": cfg.device.hardware, "version": __version__, "boot_id": self.boot_id,
                   "config": cfg.source, "state_dir": str(cfg.device.state_dir)}
         commands = Commands(self.loop, self.runner, self.hardware, static, self.link, self.outbox,
-                            self.capture.parts)
+                            self.capture.parts, self.selftest)
         self.control = ControlServer(cfg.control.socket, commands.table())
         self._closers.append(self.control.close)
 
@@ -173,6 +176,15 @@ class Daemon:
                 closer()
             except Exception:
                 _LOG.exception("shutdown step %r failed", closer)
+
+    def selftest(self, source: str) -> list[dict[str, Any]]:
+        """Run every check now (on the caller's thread) and record a selftest event (602/608)."""
+        checks = as_dicts(run_selftest(self))
+        self.loop.submit(SelftestDone(tuple(checks), source), 5.0)
+        return checks
+
+    def selftest_in_background(self, source: str) -> None:
+        threading.Thread(target=self.selftest, args=(source,), name="selftest", daemon=True).start()
 
     def systemd_status(self) -> str:
         """One line for `systemctl status`: the alarm and the link."""

@@ -101,4 +101,12 @@ class VerifyPin:
     action: str
 
 
-Effect = SetLight | Emit | Reject | Reply | Announce | Capture | Beep | SetSound | SetIndicator | VerifyPin
+@dataclass(frozen=True)
+class RunSelftest:
+    """The precinct asked for a self-test (cmd/selftest): run it off the loop."""
+
+    source: str
+
+
+Effect = (SetLight | Emit | Reject | Reply | Announce | Capture | Beep | SetSound | SetIndicator
+          | VerifyPin | RunSelftest)

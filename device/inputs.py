@@ -146,6 +146,14 @@ class DaySummarised:
 
 
 @dataclass(frozen=True)
+class SelftestDone:
+    """A self-test finished: each check's name, ok and detail."""
+
+    checks: tuple[Mapping[str, Any], ...]
+    source: str
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passed: lets decide() fire deadlines (escalation, hold, stuck, entry timeout)."""
 
@@ -167,5 +175,6 @@ Input = (
     | KeypadLink
     | RollcallStarted
     | DaySummarised
+    | SelftestDone
     | Tick
 )

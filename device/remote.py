@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 MAX_PAYLOAD = 64 * 1024
-COMMANDS = ("ack", "resolve", "test", "light", "ping", "rollcall")
+COMMANDS = ("ack", "resolve", "test", "light", "ping", "rollcall", "selftest")
 LIGHT_PATTERNS = ("beacon", "off", "test", "neighbor", "acknowledged", "help_coming", "alarm")
 MAX_LIGHT_MINUTES = 24 * 60
 
@@ -70,7 +70,8 @@ def parse(name: str, payload: bytes, *, retain: bool, wall: float, clock_synced:
 
 def _check_args(name: str, args: dict[str, Any]) -> None:
     allowed = {"ack": {"event_id"}, "resolve": {"event_id", "outcome"}, "test": set(),
-               "light": {"pattern", "minutes"}, "ping": set(), "rollcall": set()}[name]
+               "light": {"pattern", "minutes"}, "ping": set(), "rollcall": set(),
+               "selftest": set()}[name]
     unknown = sorted(set(args) - allowed)
     if unknown:
         raise CommandInvalid(f"unknown field(s) for {name}: {', '.join(unknown)}")

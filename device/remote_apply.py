@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from safehouse.device import lifecycle
-from safehouse.device.effects import Reply
-from safehouse.device.inputs import AllianceAlert, RemoteCommand, RollcallStarted
+from safehouse.device import codes, lifecycle
+from safehouse.device.effects import Reply, RunSelftest
+from safehouse.device.inputs import AllianceAlert, RemoteCommand, RollcallStarted, SelftestDone
 from safehouse.device.keypad_apply import start_rollcall
 from safehouse.device.lifecycle import Step
 from safehouse.device.remote import Command, CommandInvalid, parse, parse_alliance
@@ -74,6 +74,9 @@ def _execute(step: Step, cmd: Command, now: float) -> tuple[dict[str, Any], str 
                 return {"window_s": step.state.policy.rollcall_window,
                         "on_duty": sorted(step.state.on_duty)}, None
             return {}, refusal()
+        case "selftest":
+            step.effects.append(RunSelftest("precinct"))
+            return {"started": True, "result": "a selftest event follows"}, None
         case "light":
             minutes = float(cmd.args["minutes"])
             if minutes == 0:
@@ -94,6 +97,12 @@ def apply_alliance(step: Step, inp: AllianceAlert, now: float) -> None:
         return  # our own alert, echoed back by the broker
     step.update(neighbor_until=now + step.state.policy.neighbor_seconds,
                 neighbor_alerts=step.state.neighbor_alerts + 1)
+
+
+def apply_selftest(step: Step, inp: SelftestDone) -> None:
+    failed = [str(c["name"]) for c in inp.checks if not c["ok"]]
+    step.emit("selftest", codes.TEST_WITH_TROUBLE if failed else codes.PERIODIC_TEST, source=inp.source,
+              ok=not failed, failed=failed, checks=[dict(c) for c in inp.checks])
 
 
 def expire_displays(step: Step, now: float) -> None:

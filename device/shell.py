@@ -26,6 +26,7 @@ from safehouse.device.effects import (
     Emit,
     Reject,
     Reply,
+    RunSelftest,
     SetIndicator,
     SetLight,
     SetSound,
@@ -95,6 +96,7 @@ class EffectRunner:
         self.buzzer: Buzzer | None = None
         self.indicator: Indicator | None = None
         self.pin_checker: Checker | None = None
+        self.selftester: Callable[[str], None] | None = None  # starts a self-test off the loop
         self._device = {"device_id": device_id, "precinct": precinct, "boot_id": boot_id}
         self._unwritten: deque[Emit] = deque()
         self._was_near_full = False
@@ -137,6 +139,9 @@ class EffectRunner:
                         self._guard("status LED", partial(self.indicator.rollcall, on))
                 case VerifyPin(entry=entry, pin=pin, action=action):
                     self._verify(entry, pin, action)
+                case RunSelftest(source=source):
+                    if self.selftester is not None:
+                        self._guard("selftest", partial(self.selftester, source))
         durable = self._flush()
         for capture in captures:  # after the alarm is on disk and on its way: capture never delays it
             if self.capturer is not None:

@@ -148,3 +148,11 @@ def test_fuzz_every_command_gets_exactly_one_answer_and_never_crashes(name: str,
     assert len(replies) == 1
     if not replies[0].ok:
         assert replies[0].error and not any(isinstance(e, Emit) for e in effects)
+
+
+def test_cmd_selftest_starts_a_selftest_off_the_loop_and_answers_at_once() -> None:
+    from safehouse.device.effects import RunSelftest
+
+    _, reply, effects = run(fresh(), cmd("selftest", {"id": "st", "ts": ts()}))
+    assert reply.ok and reply.result["started"] is True
+    assert RunSelftest("precinct") in effects

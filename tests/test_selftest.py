@@ -1,0 +1,38 @@
+"""`safehouse selftest` on the simulated kiosk: passes when healthy, names a broken part."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import write_config
+from tests.daemon_proc import DaemonProcess
+
+FAST = "[camera]\nwidth = 640\nheight = 480\n[microphone]\npre_roll = 1.0\n"
+
+
+def test_selftest_passes_on_a_healthy_sim_kiosk_and_names_a_broken_camera(short_dir: Path) -> None:
+    proc = DaemonProcess(write_config(short_dir, FAST, capture=True), short_dir / "ctl.sock").start()
+    try:
+        result = json.loads(proc.ok("selftest", "--json"))
+        assert result["ok"] is True
+        names = [c["name"] for c in result["checks"]]
+        assert names == ["light box", "panic button", "microphone", "camera", "keypad", "broker",
+                         "disk", "clock", "outbox"]
+        proc.ok("simulate", "camera", "raise")
+        res = proc.cli("selftest")
+        assert res.returncode == 1 and "FAIL  camera" in res.stdout
+        assert "selftest FAILED: camera" in res.stdout
+        codes = [(e["code"], e["data"]["failed"]) for e in proc.events() if e["type"] == "selftest"]
+        assert codes == [(602, []), (608, ["camera"])]
+    finally:
+        proc.kill()
+
+
+def test_selftest_runs_standalone_when_the_daemon_is_stopped(short_dir: Path) -> None:
+    proc = DaemonProcess(write_config(short_dir, FAST, capture=True), short_dir / "ctl.sock")
+    res = proc.cli("selftest", "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert json.loads(res.stdout)["ok"] is True
+    assert [e["code"] for e in proc.events() if e["type"] == "selftest"] == [602]
+    assert not (short_dir / "ctl.sock").exists()  # the standalone kiosk closed again

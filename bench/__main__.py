@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import evidence_bench, idle_process, keypad_bench, press_latency, uplink_bench
+from bench import evidence_bench, idle_process, keypad_bench, press_latency, ready_time, uplink_bench
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -43,6 +43,7 @@ def main() -> int:
         ("uplink", lambda: uplink_bench.run(100 if args.quick else 300, 2000 if args.quick else 10_000)),
         ("evidence", lambda: evidence_bench.run(20 if args.quick else 60)),
         ("keypad", lambda: keypad_bench.run(30 if args.quick else 100)),
+        ("ready", lambda: ready_time.run(3 if args.quick else 5)),
     ]
     for name, suite in suites:
         try:

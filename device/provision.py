@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import grp
 import os
+import pwd
 import queue
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ from typing import Any
 
 from safehouse.device import config as configuration
 from safehouse.device.errors import ConfigError, SafehouseError
+from safehouse.services.fsync import fsync_dir
 
 CONFIG_REL = Path("etc/safehouse/config.toml")
 TLS_REL = Path("etc/safehouse/tls")
@@ -66,6 +68,7 @@ class FileWrite:
     data: bytes
     mode: int
     group: bool = False  # chgrp to GROUP when it exists
+    owner: bool = False  # chown to the daemon's user when it exists (the 0600 key it must read)
 
 
 @dataclass
@@ -118,7 +121,7 @@ def check_material(ca: Path, cert: Path, key: Path, *, openssl: str = "openssl",
     verify = _openssl("verify", "-no_check_time", "-CAfile", str(ca), str(cert), openssl=openssl)
     if verify.returncode != 0:
         detail = " ".join(line.strip() for line in (verify.stdout + verify.stderr).splitlines()
-                          if "error" in line.lower())[:300]
+                          if "error" in line.lower() and "verification failed" not in line)[:300]
         problems.append(f"{cert}: not signed by the CA {ca} ({detail or _why(verify)})")
     end = _openssl("x509", "-noout", "-enddate", "-in", str(cert), openssl=openssl).stdout.strip()
     not_after = end.partition("=")[2] or "unknown date"
@@ -183,7 +186,7 @@ def plan_config(req: Request) -> tuple[FileWrite, list[str]]:
 def plan_tls(req: Request) -> list[FileWrite]:
     ca, cert, key = installed_tls(req.root)
     return [FileWrite(ca, req.ca.read_bytes(), CERT_MODE), FileWrite(cert, req.cert.read_bytes(), CERT_MODE),
-            FileWrite(key, req.key.read_bytes(), KEY_MODE)]
+            FileWrite(key, req.key.read_bytes(), KEY_MODE, owner=True)]
 
 
 # --- writing ------------------------------------------------------------------------------------
@@ -195,21 +198,21 @@ def _group_id() -> int | None:
         return None
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+def _user_id() -> int | None:
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        return pwd.getpwnam(GROUP).pw_uid  # the daemon's user has the group's name (sysusers)
+    except KeyError:
+        return None
 
 
-def atomic_write(path: Path, data: bytes, mode: int, gid: int | None = None) -> None:
-    """Temp file in the same folder, mode and group set before the data lands, fsync, rename."""
+def atomic_write(path: Path, data: bytes, mode: int, gid: int | None = None,
+                 uid: int | None = None) -> None:
+    """Temp file in the same folder, mode and owner set before the data lands, fsync, rename."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(fd, mode)
-        if gid is not None:
-            os.fchown(fd, -1, gid)
+        if gid is not None or uid is not None:
+            os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -218,7 +221,7 @@ def atomic_write(path: Path, data: bytes, mode: int, gid: int | None = None) -> 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _make_dirs(folder: Path) -> None:
@@ -234,8 +237,10 @@ def write_files(files: Sequence[FileWrite], result: Result) -> None:
     gid = _group_id()
     if gid is None:
         result.notes.append(f"group '{GROUP}' does not exist: config group left as is")
+    uid = _user_id()
     for f in files:
         want_gid = gid if f.group else None
+        want_uid = uid if f.owner else None
         try:
             st = f.path.stat()
             same = f.path.read_bytes() == f.data
@@ -249,11 +254,14 @@ def write_files(files: Sequence[FileWrite], result: Result) -> None:
             if want_gid is not None and st.st_gid != want_gid:
                 os.chown(f.path, -1, want_gid)
                 fixes.append(f"group -> {GROUP}")
+            if want_uid is not None and st.st_uid != want_uid:
+                os.chown(f.path, want_uid, -1)
+                fixes.append(f"owner -> {GROUP}")
             if fixes:
                 result.changed.append(f"{f.path}: {', '.join(fixes)}")
             continue
         _make_dirs(f.path.parent)
-        atomic_write(f.path, f.data, f.mode, want_gid)
+        atomic_write(f.path, f.data, f.mode, want_gid, want_uid)
         result.changed.append(f"{f.path}: {'written' if st is None else 'replaced'} (mode {f.mode:o})")
 
 

@@ -266,6 +266,7 @@ def test_render_acl_writes_the_contract_rules_and_one_block_per_kiosk() -> None:
     assert rules == [
         "pattern write safehouse/v1/+/%u/#",
         "pattern read safehouse/v1/+/%u/cmd/#",
+        "pattern read safehouse/v1/+/%u/provision/#",
         "user SH-A", "topic read safehouse/v1/p1/+/alliance/a1/alert",
         "user SH-B", "topic read safehouse/v1/p1/+/alliance/a1/alert",
         # SH-C has no alliance: no block

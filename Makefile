@@ -62,3 +62,16 @@ bench: venv deps
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# Raspberry Pi OS install (`systemd/install.sh --help`): `sudo make install`, `sudo make uninstall`.
+# DESTDIR=/some/dir stages the files there instead (no apt, no systemctl); NO_APT=1 skips apt-get.
+DESTDIR ?=
+NO_APT ?= $(if $(DESTDIR),1,)
+
+.PHONY: install uninstall
+
+install:
+	DESTDIR='$(DESTDIR)' systemd/install.sh $(if $(NO_APT),--no-apt)
+
+uninstall:
+	DESTDIR='$(DESTDIR)' systemd/uninstall.sh

@@ -35,6 +35,7 @@ _LOG = logging.getLogger(__name__)
 _JOIN_SECONDS = 2.0
 # A tonal buzzer spans MID_TONE +- one octave (A5-A7, 880-3520 Hz): where piezo discs are loud.
 MID_TONE = "A6"
+SELFTEST_HZ = 1760.0  # A6: the tone the self-test listens for
 DEFAULT_NOTE = MID_TONE  # a beep without a note, on a tonal buzzer
 
 
@@ -76,6 +77,8 @@ SOUNDS: Mapping[str, tuple[Beep, ...]] = MappingProxyType(
         "chime": (Beep(0.15, 0.1, "E7"), Beep(0.15, 0.1, "E7"), Beep(0.15, 2.0, "E7")),
         # Duty roll call: two long falling tones, a 3 s pause; unlike the alarm in rhythm too.
         "rollcall": (Beep(0.4, 0.2, "E6"), Beep(0.4, 3.0, "C6")),
+        # Self-test: one steady 1760 Hz second for the microphone to find (acoustic loop).
+        "selftest": (Beep(1.0, 0.0, "A6"),),
     }
 )
 REPEATING = frozenset({"chime", "rollcall"})  # the others play once

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from safehouse.drivers.buzzer import SELFTEST_HZ
 from safehouse.services.capture import call_with_timeout
 
 _LOG = logging.getLogger(__name__)
@@ -86,21 +87,35 @@ def _button(daemon: Any) -> tuple[bool, str]:
 
 
 def _microphone(daemon: Any) -> tuple[bool, str]:
+    """The acoustic loop campus emergency stations run: play a tone, find it in the audio.
+
+    On a kiosk with a tonal buzzer the buzzer plays 1760 Hz for a second while the
+    microphone records, and the loudest frequency must be that tone. A plain buzzer or a
+    simulated kiosk (whose microphone hears a file, not the room) checks the audio arrives.
+    """
     mic = daemon.capture.parts().get("microphone")
     if mic is None:
         return True, "disabled in config" if not daemon.config.microphone.enabled else "unavailable"
-    clip = mic.record(0.5)
-    with wave.open(io.BytesIO(clip.wav)) as wav:
-        raw = wav.readframes(wav.getnframes())
+    buzzer = daemon.hardware.buzzer
+    loop = (buzzer is not None and daemon.config.buzzer.tonal and daemon.config.device.hardware == "pi")
+    if loop:
+        buzzer.play("selftest")
+    clip = mic.record(0.8)
     import numpy as np
 
-    samples = np.frombuffer(raw, dtype="<i2").astype(np.float64)
-    if len(samples) == 0:
+    with wave.open(io.BytesIO(clip.wav)) as wav:
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float64)
+    heard = samples[clip.pre_roll_frames:] if loop else samples
+    if len(heard) == 0:
         return False, "no audio"
-    rms = float(np.sqrt(np.mean(samples * samples)))
-    spectrum = np.abs(np.fft.rfft(samples))
-    peak_hz = float(np.argmax(spectrum[1:]) + 1) * clip.rate / len(samples)
-    return rms > 30.0, f"{len(samples) / clip.rate:.1f} s heard, level {rms:.0f}, loudest {peak_hz:.0f} Hz"
+    rms = float(np.sqrt(np.mean(heard * heard)))
+    spectrum = np.abs(np.fft.rfft(heard))
+    peak_hz = float(np.argmax(spectrum[1:]) + 1) * clip.rate / len(heard)
+    if loop:
+        ok = abs(peak_hz - SELFTEST_HZ) <= SELFTEST_HZ * 0.05 and rms > 30.0
+        return ok, f"buzzer tone {SELFTEST_HZ:.0f} Hz, heard loudest {peak_hz:.0f} Hz at level {rms:.0f}"
+    return rms > 30.0, (f"{len(heard) / clip.rate:.1f} s heard, level {rms:.0f}, loudest {peak_hz:.0f} Hz "
+                        "(no acoustic loop: needs a tonal buzzer on real hardware)")
 
 
 def _camera(daemon: Any) -> tuple[bool, str]:

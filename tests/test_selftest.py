@@ -36,3 +36,15 @@ def test_selftest_runs_standalone_when_the_daemon_is_stopped(short_dir: Path) ->
     assert json.loads(res.stdout)["ok"] is True
     assert [e["code"] for e in proc.events() if e["type"] == "selftest"] == [602]
     assert not (short_dir / "ctl.sock").exists()  # the standalone kiosk closed again
+
+
+def test_selftest_names_a_missing_microphone(short_dir: Path) -> None:
+    extra = FAST.replace("[microphone]\n", '[microphone]\ndevice = "no-such-microphone"\n')
+    proc = DaemonProcess(write_config(short_dir, extra, capture=True), short_dir / "ctl.sock").start()
+    try:
+        res = proc.cli("selftest")
+        assert res.returncode == 1 and "FAIL  microphone" in res.stdout and "no-such-microphone" in res.stdout
+        [event] = [e for e in proc.events() if e["type"] == "selftest"]
+        assert event["code"] == 608 and event["data"]["failed"] == ["microphone"]
+    finally:
+        proc.kill()

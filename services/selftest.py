@@ -14,6 +14,7 @@ import time
 import wave
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from safehouse.drivers.buzzer import SELFTEST_HZ
@@ -136,11 +137,22 @@ def _keypad(daemon: Any) -> tuple[bool, str]:
 
 
 def _broker(daemon: Any) -> tuple[bool, str]:
+    """A real round trip with the kiosk's own credentials, beside the uplink's own link."""
     link = daemon.link()
     if link["state"] == "disabled":
         return True, "no broker configured: offline by design"
+    from safehouse.device.provision import round_trip
+
+    broker, dev = daemon.config.broker, daemon.config.device
+    tls = broker.url.startswith("mqtts://")
+    try:
+        seconds = round_trip(broker.url, dev.id, dev.precinct, timeout=5.0,
+                             ca=Path(broker.ca) if tls else None, cert=Path(broker.cert) if tls else None,
+                             key=Path(broker.key) if tls else None)
+    except Exception as exc:
+        return False, f"round trip through {broker.url} failed: {exc}; uplink {link['state']}"
     ok = link["state"] == "online"
-    return ok, f"{link['state']} {link.get('broker')} for {link.get('since_s', 0):.0f} s" + (
+    return ok, f"round trip {seconds * 1000:.0f} ms; uplink {link['state']}" + (
         "" if ok else f": {link.get('reason') or 'connecting'}")
 
 

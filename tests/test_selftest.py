@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from tests.conftest import write_config
 from tests.daemon_proc import DaemonProcess
+from tests.mqtt_rig import Broker
 
 FAST = "[camera]\nwidth = 640\nheight = 480\n[microphone]\npre_roll = 1.0\n"
 
@@ -46,5 +48,20 @@ def test_selftest_names_a_missing_microphone(short_dir: Path) -> None:
         assert res.returncode == 1 and "FAIL  microphone" in res.stdout and "no-such-microphone" in res.stdout
         [event] = [e for e in proc.events() if e["type"] == "selftest"]
         assert event["code"] == 608 and event["data"]["failed"] == ["microphone"]
+    finally:
+        proc.kill()
+
+
+def test_selftest_round_trips_through_the_broker(short_dir: Path, broker: Broker) -> None:
+    config = write_config(short_dir, f'[broker]\nurl = "{broker.url}"\n')
+    proc = DaemonProcess(config, short_dir / "ctl.sock").start()
+    try:
+        time.sleep(1.0)
+        checks = {c["name"]: c for c in json.loads(proc.ok("selftest", "--json"))["checks"]}
+        assert checks["broker"]["ok"] and "round trip" in checks["broker"]["detail"]
+        broker.stop()
+        res = proc.cli("selftest", "--json")
+        checks = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
+        assert res.returncode == 1 and not checks["broker"]["ok"]
     finally:
         proc.kill()

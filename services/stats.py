@@ -18,7 +18,6 @@ sessions' time up to now. ``close_day()`` also marks the day summarised, once.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sqlite3
 import threading
@@ -26,16 +25,19 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, date, datetime, timedelta, tzinfo
-from datetime import time as dtime
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from safehouse.device.closing import Closing
 from safehouse.device.errors import EventLogError
 from safehouse.services.fsync import fsync_dir
+from safehouse.services.localday import date_of as _date_of
+from safehouse.services.localday import day_bounds as _day_bounds
+from safehouse.services.localday import local_zone, zone_name
+from safehouse.services.localday import next_midnight as _next_midnight
+from safehouse.services.localday import split_at_midnights as _split
 
 __all__ = ["COUNTERS", "EVENT_COUNTERS", "FILENAME", "DailyStats", "DayCounts", "DayReport", "check_date",
            "counters_for", "local_zone", "read_day", "zone_name"]
@@ -138,65 +140,6 @@ def check_date(text: str) -> str:
         raise ValueError(f"date {text!r} is not a calendar date written YYYY-MM-DD "
                          "(e.g. 2025-03-31)") from None
     return text
-
-
-def local_zone() -> tzinfo:
-    """The system's zone with its DST rules: $TZ, else /etc/localtime (what raspi-config sets)."""
-    name = os.environ.get("TZ", "").lstrip(":")
-    if name:
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            _LOG.warning("stats: TZ=%r is not a zone name; using /etc/localtime", name)
-    try:
-        target = Path("/etc/localtime").resolve()
-        if "zoneinfo" in target.parts:
-            key = "/".join(target.parts[target.parts.index("zoneinfo") + 1:])
-            try:
-                return ZoneInfo(key)
-            except (ZoneInfoNotFoundError, ValueError):
-                pass
-        with open("/etc/localtime", "rb") as f:
-            return ZoneInfo.from_file(f, key="localtime")
-    except (OSError, ValueError):
-        _LOG.warning("stats: no readable /etc/localtime; days follow UTC (set the zone: raspi-config)")
-        return UTC
-
-
-def zone_name(tz: tzinfo) -> str:
-    key = getattr(tz, "key", None)
-    return str(key) if key else str(tz.tzname(None) or tz)
-
-
-# -- local days ---------------------------------------------------------------------------
-
-def _date_of(ts: float, tz: tzinfo) -> date:
-    return datetime.fromtimestamp(ts, tz).date()
-
-
-def _midnight(day: date, tz: tzinfo) -> float:
-    """Wall time of the first instant of ``day`` in ``tz`` (a midnight in a DST gap: the jump)."""
-    return datetime.combine(day, dtime(0), tzinfo=tz).timestamp()
-
-
-def _next_midnight(now: float, tz: tzinfo) -> float:
-    day = _date_of(now, tz) + timedelta(days=1)
-    while (edge := _midnight(day, tz)) <= now:  # only in zones whose clocks go back over midnight
-        day += timedelta(days=1)
-    return edge
-
-
-def _split(start: float, end: float, tz: tzinfo) -> Iterator[tuple[str, float]]:
-    """``[start, end)`` cut at local midnights: (day, seconds) per day it touches."""
-    while start < end:
-        edge = min(end, _next_midnight(start, tz))
-        yield _date_of(start, tz).isoformat(), edge - start
-        start = edge
-
-
-def _day_bounds(day: str, tz: tzinfo) -> tuple[float, float]:
-    d = date.fromisoformat(day)
-    return _midnight(d, tz), _midnight(d + timedelta(days=1), tz)
 
 
 # -- queries shared by the writer and the read-only view -----------------------------------

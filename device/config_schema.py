@@ -75,7 +75,7 @@ SCHEMA: Mapping[str, Mapping[str, Key]] = {
                         matches(IDENT, ID_TEXT, allow_empty=True)),
         "hardware": Key(str, "pi", "'pi' (real GPIO) or 'sim' (gpiozero MockFactory)",
                         one_of("pi", "sim")),
-        "state_dir": Key(str, "/var/lib/safehouse", "durable state: event log, sequence numbers"),
+        "state_dir": Key(str, "/var/lib/safehouse", "durable state: outbox, evidence, daily counts"),
     },
     "broker": {
         "url": Key(str, "", "'' = offline only; mqtt://host:port or mqtts://host:port", _broker_url),

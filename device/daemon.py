@@ -1,8 +1,9 @@
 """`safehouse run`: build the kiosk from config, run it until SIGTERM/SIGINT, shut down cleanly.
 
-Start-up order follows what a citizen needs first: the event log (so nothing is accepted
-that cannot be recorded), the hardware (the sign lights up), the core loop, then the control
-socket. Shutdown runs in reverse and finishes well inside systemd's stop timeout.
+Start-up order follows what a citizen needs first: the outbox (so nothing is accepted that
+cannot be recorded, and an alarm left open by a crash is resumed), the hardware (the sign
+lights up), the core loop, the uplink, then the control socket; READY=1 goes to systemd last.
+Shutdown runs in reverse and finishes well inside systemd's stop timeout.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The event record every consumer sees: event log, CLI, and (later) the precinct over MQTT.
+"""The event record every consumer sees: the outbox, the CLI, and the precinct over MQTT.
 
 Field names are the MQTT contract's (DESIGN.md); changing one is a contract change.
 """

@@ -55,6 +55,7 @@ from safehouse.services.outbox_schema import (
     read_stats,
     retire_legacy_log,
 )
+from safehouse.services.sqlite_tx import immediate
 
 __all__ = ["ALARM_TYPES", "FILENAME", "Lane", "Outbox", "OutboxFull", "OutboxStats", "Row",
            "db_path", "open_readonly_stats", "read_events"]
@@ -152,24 +153,15 @@ class Outbox(Closing):
         if not fsync:
             conn.execute("PRAGMA synchronous=NORMAL")
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    _LOG.exception("outbox %s: rollback failed", self.path)
-            if isinstance(exc, sqlite3.Error):
-                raise EventLogError(
-                    f"cannot write the outbox {self.path}: {exc}; check free space on the state "
-                    "partition (df) and that the file is writable by the daemon's user"
-                ) from exc
-            raise
+            with immediate(conn, self._write_error, f"outbox {self.path}"):
+                yield conn
         finally:
             if not fsync:
                 conn.execute("PRAGMA synchronous=FULL")
+
+    def _write_error(self, exc: sqlite3.Error) -> EventLogError:
+        return EventLogError(f"cannot write the outbox {self.path}: {exc}; check free space on the state "
+                             "partition (df) and that the file is writable by the daemon's user")
 
     # -- writing -------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from safehouse.services.localday import day_bounds as _day_bounds
 from safehouse.services.localday import local_zone, zone_name
 from safehouse.services.localday import next_midnight as _next_midnight
 from safehouse.services.localday import split_at_midnights as _split
+from safehouse.services.sqlite_tx import immediate
 
 __all__ = ["COUNTERS", "EVENT_COUNTERS", "FILENAME", "DailyStats", "DayCounts", "DayReport", "check_date",
            "counters_for", "local_zone", "read_day", "zone_name"]
@@ -229,20 +230,9 @@ class DailyStats(Closing):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction, committed (on the disk: synchronous=FULL) before it returns."""
-        with self._reading() as conn:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    try:
-                        conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        _LOG.exception("stats %s: rollback failed", self.path)
-                if isinstance(exc, sqlite3.Error):
-                    raise self._error("write", exc) from exc
-                raise
+        with self._reading() as conn, immediate(conn, lambda exc: self._error("write", exc),
+                                                f"stats {self.path}"):
+            yield conn
 
     # -- counting ----------------------------------------------------------------------
 

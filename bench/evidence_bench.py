@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gpiozero.pins.mock import MockFactory, MockPWMPin
+from gpiozero.pins.mock import MockFactory
 
+from bench.kiosk import start_kiosk
 from bench.press_latency import BUTTON, percentile
-from safehouse.device import config as configuration
 from safehouse.device.daemon import Daemon
 from safehouse.device.inputs import ResolveRequested
 from safehouse.services.topics import Topics
@@ -27,21 +27,6 @@ from tests.mqtt_rig import Broker
 CAPTURE_ON = ("[camera]\noffsets = [0.0, 0.2]\n"
               "[microphone]\npre_roll = 10.0\npost_roll = 1.0\n")
 CAPTURE_OFF = "[camera]\nenabled = false\n[microphone]\nenabled = false\n"
-
-
-def _kiosk(folder: Path, broker: Broker, capture: str) -> tuple[Daemon, MockFactory]:
-    folder.mkdir()
-    (folder / "c.toml").write_text(
-        f'[device]\nid = "BENCH"\nprecinct = "b"\nhardware = "sim"\nstate_dir = "{folder}/state"\n'
-        f'[control]\nsocket = "{folder}/ctl.sock"\n[button]\ndebounce_ms = 0\n'
-        f'[broker]\nurl = "{broker.url}"\n{capture}')
-    factory = MockFactory(pin_class=MockPWMPin)
-    daemon = Daemon(configuration.load(folder / "c.toml"), pin_factory=factory)
-    daemon.start()
-    deadline = time.monotonic() + 10
-    while daemon.link()["state"] != "online" and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return daemon, factory
 
 
 def _presses(daemon: Daemon, factory: MockFactory, broker: Broker, n: int,
@@ -77,13 +62,13 @@ def run(presses: int = 60) -> list[dict[str, Any]]:
     broker = Broker(folder / "broker", mosquitto=shutil.which("mosquitto") or "/usr/sbin/mosquitto")
     broker.start()
     try:
-        daemon, factory = _kiosk(folder / "off", broker, CAPTURE_OFF)
+        daemon, factory = start_kiosk(folder / "off", broker.url, CAPTURE_OFF)
         try:
             off, _ = _presses(daemon, factory, broker, presses, capture=False)
         finally:
             daemon.close()
             factory.close()
-        daemon, factory = _kiosk(folder / "on", broker, CAPTURE_ON)
+        daemon, factory = start_kiosk(folder / "on", broker.url, CAPTURE_ON)
         try:
             on, snapshot = _presses(daemon, factory, broker, presses, capture=True)
             mic = daemon.capture.parts()["microphone"]

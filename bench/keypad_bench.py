@@ -20,10 +20,9 @@ import serial
 from gpiozero import Buzzer
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
+from bench.kiosk import NO_CAPTURE, start_kiosk
 from bench.press_latency import BUTTON, percentile
 from bench.uplink_bench import bare_round_trip
-from safehouse.device import config as configuration
-from safehouse.device.daemon import Daemon
 from safehouse.device.inputs import ResolveRequested
 from safehouse.device.volunteers import VolunteerRegistry
 from safehouse.device.volunteers_edit import add
@@ -95,20 +94,11 @@ def run(samples: int = 100) -> list[dict[str, Any]]:
 
 def _daemon_path(folder: Path, broker: Broker, volunteers: Path,
                  samples: int) -> tuple[list[float], list[float]]:
-    (folder / "c.toml").write_text(
-        f'[device]\nid = "BENCH"\nprecinct = "b"\nhardware = "sim"\nstate_dir = "{folder}/state"\n'
-        f'[control]\nsocket = "{folder}/ctl.sock"\n[button]\ndebounce_ms = 0\n'
-        f'[broker]\nurl = "{broker.url}"\n[keypad]\nvolunteers = "{volunteers}"\n'
-        '[camera]\nenabled = false\n[microphone]\nenabled = false\n[alarm]\nescalate_unstaffed = false\n')
-    factory = MockFactory(pin_class=MockPWMPin)
-    daemon = Daemon(configuration.load(folder / "c.toml"), pin_factory=factory)
     sub = broker.subscriber([Topics("b", "BENCH").events])
-    daemon.start()
+    daemon, factory = start_kiosk(folder, broker.url, f'[keypad]\nvolunteers = "{volunteers}"\n'
+                                  + NO_CAPTURE + "[alarm]\nescalate_unstaffed = false\n")
     clicks, acks = [], []
     try:
-        deadline = time.monotonic() + 10
-        while daemon.link()["state"] != "online" and time.monotonic() < deadline:
-            time.sleep(0.01)
         time.sleep(0.5)  # the keypad reader is up
         buzzer, button = factory.pin(BUZZER), factory.pin(BUTTON)
         for _ in range(samples):

@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-from gpiozero.pins.mock import MockFactory, MockPWMPin
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.kiosk import start_kiosk
 from bench.press_latency import BUTTON, percentile
-from safehouse.device import config as configuration
-from safehouse.device.daemon import Daemon
 from safehouse.device.inputs import ResolveRequested
 from safehouse.services.outbox import Outbox
 from safehouse.services.topics import Topics
@@ -55,22 +53,11 @@ def bare_round_trip(broker: Broker, samples: int) -> list[float]:
 
 
 def press_to_event(broker: Broker, folder: Path, presses: int) -> list[float]:
-    (folder / "c.toml").write_text(
-        f'[device]\nid = "BENCH"\nprecinct = "b"\nhardware = "sim"\nstate_dir = "{folder}/state"\n'
-        f'[control]\nsocket = "{folder}/ctl.sock"\n[button]\ndebounce_ms = 0\n'
-        f'[broker]\nurl = "{broker.url}"\n'
-        '[camera]\nenabled = false\n[microphone]\nenabled = false\n')
-    factory = MockFactory(pin_class=MockPWMPin)
-    daemon = Daemon(configuration.load(folder / "c.toml"), pin_factory=factory)
-    topic = Topics("b", "BENCH").events
-    sub = broker.subscriber([topic])
-    daemon.start()
+    sub = broker.subscriber([Topics("b", "BENCH").events])
+    daemon, factory = start_kiosk(folder, broker.url)
     button = factory.pin(BUTTON)
     out = []
     try:
-        deadline = time.monotonic() + 10
-        while daemon.link()["state"] != "online" and time.monotonic() < deadline:
-            time.sleep(0.01)
         for _ in range(presses):
             sub.clear()
             t0 = time.monotonic()

@@ -78,10 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     ob = add("outbox", "what waits for the precinct: depth per lane, oldest age, last delivery", _outbox)
     ob.add_argument("--json", action="store_true", help="machine-readable output")
     sim = add("simulate", "sim only: break or mend a simulated part (camera raise|hang|none; "
-              "core hang: the core loop stops answering, to prove the systemd watchdog)", _simulate)
-    sim.add_argument("part", choices=["camera", "core"])
-    sim.add_argument("fault", choices=["raise", "hang", "none"])
-    sim.add_argument("--seconds", type=float, default=10.0, help="with core hang: how long")
+              "core hang: the core loop stops answering, to prove the systemd watchdog; "
+              "clock jump --seconds ±S: step the kiosk's wall clock, clock none: undo)", _simulate)
+    sim.add_argument("part", choices=["camera", "core", "clock"])
+    sim.add_argument("fault", choices=["raise", "hang", "jump", "none"])
+    sim.add_argument("--seconds", type=float, default=None,
+                     help="core hang: how long (default 10); clock jump: by how much, e.g. -3600")
     add_evidence_parser(sub, common)
     add_volunteer_parser(sub, common)
     add_stats_parser(sub, common)
@@ -184,8 +186,11 @@ def _events(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    _call(args, "simulate", part=args.part, fault=args.fault, seconds=args.seconds)
-    print(f"simulated {args.part}: {args.fault}")
+    seconds = args.seconds if args.seconds is not None else (10.0 if args.part == "core" else 0.0)
+    answer = _call(args, "simulate", part=args.part, fault=args.fault, seconds=seconds)
+    offset = answer.get("offset_s") if isinstance(answer, dict) else None
+    print(f"simulated {args.part}: {args.fault}" + (f" (wall clock now off by {offset:+g} s)"
+                                                     if offset is not None else ""))
     return 0
 
 

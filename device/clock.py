@@ -71,6 +71,40 @@ class SystemClock:
         return self._synced
 
 
+class SimClock(SystemClock):
+    """Simulated hardware's wall clock: the system clock plus an offset that can be jumped.
+
+    A chaos run must step the kiosk's wall clock (±1 h, as an NTP step or an RTC-less boot
+    does) without touching the machine's own clock, which other programs share. The offset
+    lives in ``offset_file`` so a restarted daemon keeps the jumped time, as the real clock
+    would; monotonic time is never affected, exactly like a real step.
+    """
+
+    MAX_OFFSET = 366 * 86400.0
+
+    def __init__(self, offset_file: Path, *, cache_seconds: float = 10.0) -> None:
+        super().__init__(cache_seconds=cache_seconds)
+        self._file = offset_file
+        try:
+            self.offset = float(offset_file.read_text(encoding="ascii"))
+        except (OSError, ValueError):
+            self.offset = 0.0
+
+    def wall(self) -> float:
+        return time.time() + self.offset
+
+    def jump(self, seconds: float) -> float:
+        """Step the wall clock by ``seconds`` (0 to undo every jump); return the new offset."""
+        offset = self.offset + seconds if seconds else 0.0
+        if abs(offset) > self.MAX_OFFSET:
+            raise ValueError(f"the simulated clock may be off by at most {self.MAX_OFFSET:g} s")
+        tmp = self._file.with_suffix(".tmp")
+        tmp.write_text(repr(offset), encoding="ascii")
+        tmp.replace(self._file)
+        self.offset = offset
+        return offset
+
+
 def iso_utc(wall: float) -> str:
     """RFC 3339 UTC with milliseconds, the `ts` format of every payload."""
     return datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from safehouse.device.alarm import OUTCOMES
+from safehouse.device.clock import Clock
 from safehouse.device.errors import HardwareError
 from safehouse.device.hardware import Hardware
 from safehouse.device.inputs import (
@@ -38,7 +39,9 @@ class Commands:
     def __init__(self, loop: CoreLoop, runner: EffectRunner, hardware: Hardware,
                  static: Mapping[str, Any], link: Callable[[], Mapping[str, Any]], outbox: Outbox,
                  capture_parts: Callable[[], Mapping[str, Any]] = dict,
-                 selftest: Callable[[str], list[dict[str, Any]]] | None = None) -> None:
+                 selftest: Callable[[str], list[dict[str, Any]]] | None = None,
+                 clock: Clock | None = None) -> None:
+        self._clock = clock
         self._loop, self._runner, self._hw, self._outbox = loop, runner, hardware, outbox
         self._capture_parts = capture_parts
         self._selftest = selftest
@@ -76,6 +79,8 @@ class Commands:
                 raise CommandRefused("core takes fault 'hang' and 0 < seconds <= 300")
             self._loop.stall(float(seconds))
             return {"part": part, "fault": fault, "seconds": seconds}
+        if part == "clock":
+            return self._jump_clock(fault, req.get("seconds", 0))
         camera = self._capture_parts().get("camera") if part == "camera" else None
         if camera is None or not hasattr(camera, "fail"):
             raise CommandRefused("part must be 'camera' (with camera.enabled = true)")
@@ -83,6 +88,18 @@ class Commands:
             raise CommandRefused("fault must be raise, hang or none")
         camera.fail = None if fault == "none" else fault
         return {"part": part, "fault": fault}
+
+    def _jump_clock(self, fault: object, seconds: object) -> dict[str, Any]:
+        jump = getattr(self._clock, "jump", None)
+        if jump is None or fault not in ("jump", "none"):
+            raise CommandRefused("clock takes fault 'jump' (with seconds) or 'none'")
+        if fault == "jump" and (not isinstance(seconds, int | float) or not seconds):
+            raise CommandRefused("clock jump needs non-zero seconds, e.g. 3600 or -3600")
+        try:
+            offset = jump(float(seconds) if fault == "jump" and isinstance(seconds, int | float) else 0.0)
+        except (ValueError, OSError) as exc:
+            raise CommandRefused(str(exc)) from exc
+        return {"part": "clock", "fault": fault, "offset_s": offset}
 
     def selftest(self, _req: Mapping[str, Any]) -> dict[str, Any]:
         if self._selftest is None:

@@ -48,6 +48,7 @@ class OutboxConfig:
     events_cap: int
     telemetry_keep: int
     delivered_retention: float
+    alarm_reserve_mb: float
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,8 @@ SCHEMA: Mapping[str, Mapping[str, Key]] = {
                               in_range(1, 1_000_000)),
         "delivered_retention": Key(float, 72.0, "hours delivered rows are kept for audit",
                                    in_range(0.0, 24 * 365)),
+        "alarm_reserve_mb": Key(float, 4.0, "space set aside in state_dir, given back to alarm "
+                                "events the moment the disk is full (0 = none)", in_range(0.0, 1024.0)),
     },
     "telemetry": {
         "interval": Key(float, 60.0, "seconds between telemetry messages", in_range(1.0, 86_400.0)),

@@ -20,10 +20,10 @@ from typing import Any
 
 from safehouse.device import __version__
 from safehouse.device.alarm import light_for
-from safehouse.device.clock import Clock, SystemClock, read_boot_id
+from safehouse.device.clock import Clock, SimClock, SystemClock, read_boot_id
 from safehouse.device.commands import Commands
 from safehouse.device.config import Config
-from safehouse.device.evidence_wiring import build_capture, evidence_store
+from safehouse.device.evidence_wiring import MB, build_capture, evidence_store
 from safehouse.device.hardware import Hardware
 from safehouse.device.inputs import SelftestDone
 from safehouse.device.keypad_apply import sound_for
@@ -36,6 +36,7 @@ from safehouse.device.wiring import build_uplink, config_digest, telemetry_timer
 from safehouse.services.control import ControlServer
 from safehouse.services.outbox import Outbox
 from safehouse.services.pin_check import PinChecker
+from safehouse.services.reserve import SpaceReserve
 from safehouse.services.schedule import ClockJobs
 from safehouse.services.sdnotify import Watchdog, notify, watchdog_interval
 from safehouse.services.selftest import as_dicts, run_selftest
@@ -65,12 +66,16 @@ def policy_from(config: Config) -> Policy:
     )
 
 
+SIM_CLOCK_FILE = "sim-clock-offset"  # sim only: the simulated wall clock's offset (`simulate clock`)
+
+
 class Daemon:
     """The running kiosk; ``start()`` then ``wait()``/``stop()``, or use ``run()``."""
 
     def __init__(self, config: Config, *, clock: Clock | None = None, pin_factory: Any = None) -> None:
         self.config = config
-        self.clock = clock or SystemClock()
+        self.clock = clock or (SimClock(config.device.state_dir / SIM_CLOCK_FILE)
+                               if config.device.hardware == "sim" else SystemClock())
         self.boot_id = read_boot_id()
         self.stopping = threading.Event()
         self._closers: list[Callable[[], None]] = []
@@ -86,7 +91,7 @@ class Daemon:
         self.topics = Topics(cfg.device.precinct, cfg.device.id, cfg.device.alliance)
         self.outbox = Outbox(cfg.device.state_dir, telemetry_keep=cfg.outbox.telemetry_keep,
                              events_cap=cfg.outbox.events_cap,
-                             delivered_retention_h=cfg.outbox.delivered_retention)
+                             delivered_retention_h=cfg.outbox.delivered_retention, clock=self.clock.wall)
         self._closers.append(self.outbox.close)
         self.loop: CoreLoop
         self.hardware = Hardware(cfg, lambda inp: self.loop.put(inp), pin_factory=pin_factory)
@@ -95,7 +100,7 @@ class Daemon:
         self.runner = EffectRunner(light=self.hardware.light, sink=self.outbox, clock=self.clock,
                                    device_id=cfg.device.id, precinct=cfg.device.precinct,
                                    boot_id=self.boot_id, topics=self.topics, messenger=self.uplink)
-        self.stats = DailyStats(cfg.device.state_dir)
+        self.stats = DailyStats(cfg.device.state_dir, clock=self.clock.wall)
         self._closers.append(self.stats.close)
         self.runner.listeners.append(lambda e: self.stats.record(e.type, e.data, test=e.test))
         state = initial_state(policy_from(cfg), on_duty=frozenset(self.stats.on_duty()))
@@ -104,11 +109,15 @@ class Daemon:
         self._closers.append(self.loop.stop)
         self.pin_checker = PinChecker(lambda: VolunteerRegistry.load(cfg.keypad.volunteers), self.loop.put)
         self._closers.append(self.pin_checker.close)
-        self.clock_jobs = ClockJobs(self.stats, self.loop.put, rollcall_times=cfg.keypad.rollcall_times)
+        self.clock_jobs = ClockJobs(self.stats, self.loop.put, rollcall_times=cfg.keypad.rollcall_times,
+                                   clock=self.clock.wall)
         self._closers.append(self.clock_jobs.close)
         self.runner.buzzer = self.hardware.buzzer
         self.runner.indicator = self.hardware.status_led
         self.runner.pin_checker = self.pin_checker
+        self.reserve = SpaceReserve(cfg.device.state_dir, int(cfg.outbox.alarm_reserve_mb * MB))
+        self.reserve.arm()
+        self.runner.reserve = self.reserve
         self.runner.selftester = self.selftest_in_background
         self.evidence = evidence_store(self)
         self.capture = build_capture(self)
@@ -128,7 +137,7 @@ class Daemon:
                   "hardware": cfg.device.hardware, "version": __version__, "boot_id": self.boot_id,
                   "config": cfg.source, "state_dir": str(cfg.device.state_dir)}
         commands = Commands(self.loop, self.runner, self.hardware, static, self.link, self.outbox,
-                            self.capture.parts, self.selftest)
+                            self.capture.parts, self.selftest, clock=self.clock)
         self.control = ControlServer(cfg.control.socket, commands.table())
         self._closers.append(self.control.close)
 

@@ -24,7 +24,8 @@ SIM_AUDIO_SECONDS = 120.0  # the sim microphone's signal file; the stream rewind
 def evidence_store(daemon: Daemon) -> EvidenceStore:
     ev = daemon.config.evidence
     return EvidenceStore(daemon.config.device.state_dir / "evidence", quota_bytes=int(ev.quota_mb * MB),
-                         hard_limit_bytes=int(ev.hard_limit_mb * MB), retention_days=ev.retention_days)
+                         hard_limit_bytes=int(ev.hard_limit_mb * MB), retention_days=ev.retention_days,
+                         clock=daemon.clock.wall, has_room=daemon.reserve.floor_ok)
 
 
 def _camera(daemon: Daemon) -> Any | None:

@@ -3,7 +3,8 @@
 Order matters and is kept: the light changes first (the citizen sees a reaction at once),
 then the event is written durably, then the uplink is woken. An event that cannot be
 written is kept in memory and retried in order — a full disk delays an alarm's record, it
-never drops it. Only a non-alarm event refused at the outbox's hard cap is dropped, counted
+never drops it; first, though, the alarm reserve (services/reserve.py) is given back so the
+record is written at once. Only a non-alarm event refused at the outbox's hard cap is dropped, counted
 and logged as critical.
 """
 
@@ -37,6 +38,7 @@ from safehouse.device.events import Event
 from safehouse.services.outbox import OutboxFull
 
 _LOG = logging.getLogger(__name__)
+ALARM_CODES = frozenset({codes.PANIC, codes.DURESS})  # the uplink stops backing off for these
 
 
 class Light(Protocol):
@@ -54,7 +56,7 @@ class EventSink(Protocol):
 class Messenger(Protocol):
     """The uplink as the shell sees it (absent when the kiosk is offline by design)."""
 
-    def wake(self) -> None: ...
+    def wake(self, urgent: bool = False) -> None: ...
     def send(self, topic: str, payload: bytes, correlation: bytes | None = None) -> None: ...
 
 
@@ -69,6 +71,11 @@ class Buzzer(Protocol):
 
 class Indicator(Protocol):
     def rollcall(self, on: bool) -> None: ...
+
+
+class Reserve(Protocol):
+    def release(self) -> int: ...
+    def rearm_due(self) -> bool: ...
 
 
 class Checker(Protocol):
@@ -96,6 +103,8 @@ class EffectRunner:
         self.buzzer: Buzzer | None = None
         self.indicator: Indicator | None = None
         self.pin_checker: Checker | None = None
+        self.reserve: Reserve | None = None
+        self._storage_short = False  # a storage_full event went out; storage_restored is owed
         self.selftester: Callable[[str], None] | None = None  # starts a self-test off the loop
         self._device = {"device_id": device_id, "precinct": precinct, "boot_id": boot_id}
         self._unwritten: deque[Emit] = deque()
@@ -177,24 +186,48 @@ class EffectRunner:
             _LOG.exception("light box failed to play %r", pattern)
 
     def _flush(self) -> bool:
-        wrote = False
+        wrote, urgent, released = False, False, 0
         while self._unwritten:
             emit = self._unwritten[0]
             try:
                 event = self._append(self._fields(emit.event_id, emit.type, emit.code, emit.test,
                                                   dict(emit.data)))
             except EventLogError as exc:
+                freed = self.reserve.release() if self.reserve is not None else 0
+                if freed:
+                    released += freed
+                    continue  # room again: write it now, not at the next retry
                 _LOG.critical("event %s (%s) not yet durable, will retry: %s", emit.event_id, emit.type, exc)
-                self._wake(wrote)
+                self._wake(wrote, urgent)
                 return False
             self._unwritten.popleft()
             wrote = wrote or event is not None
-        self._wake(wrote)
+            urgent = urgent or (event is not None and emit.code in ALARM_CODES)
+        wrote = self._storage_events(released) or wrote
+        self._wake(wrote, urgent)
         return True
 
-    def _wake(self, wrote: bool) -> None:
+    def _storage_events(self, released: int) -> bool:
+        """``storage_full`` once the reserve was spent; ``storage_restored`` once it is back."""
+        if released:
+            self._storage_short = True
+            return self._emit_fault("storage_full", {"reserve_released_bytes": released})
+        if self._storage_short and self.reserve is not None and self.reserve.rearm_due():
+            self._storage_short = False
+            return self._emit_fault("storage_restored", {})
+        return False
+
+    def _emit_fault(self, type_: str, data: dict[str, object]) -> bool:
+        try:
+            return self._append(self._fields(str(uuid.uuid4()), type_, codes.PERIPHERAL_TROUBLE,
+                                             False, data)) is not None
+        except EventLogError as exc:
+            _LOG.critical("could not record %s: %s", type_, exc)
+            return False
+
+    def _wake(self, wrote: bool, urgent: bool = False) -> None:
         if wrote and self.messenger is not None:
-            self.messenger.wake()
+            self.messenger.wake(urgent)
 
     def _append(self, fields: dict[str, object]) -> Event | None:
         try:

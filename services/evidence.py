@@ -101,7 +101,9 @@ class EvidenceStore:
     """Snapshots and clips per alarm on the Pi's disk; safe to share between threads."""
 
     def __init__(self, root: Path, *, quota_bytes: int, hard_limit_bytes: int,
-                 retention_days: float = 30, clock: Callable[[], float] = time.time) -> None:
+                 retention_days: float = 30, clock: Callable[[], float] = time.time,
+                 has_room: Callable[[int], bool] = lambda _size: True) -> None:
+        """``has_room(size)``: whether ``size`` more bytes leave the alarm reserve's worth free."""
         if quota_bytes < 0 or hard_limit_bytes < 0:
             raise ValueError(f"evidence quota_bytes ({quota_bytes}) and hard_limit_bytes "
                              f"({hard_limit_bytes}) must be >= 0")
@@ -116,6 +118,7 @@ class EvidenceStore:
         self.hard_limit_bytes = hard_limit_bytes
         self.retention_days = retention_days
         self._clock = clock
+        self._has_room = has_room
         self._lock = threading.Lock()
 
     # -- writing -------------------------------------------------------------------------
@@ -168,6 +171,9 @@ class EvidenceStore:
         return doc
 
     def _write(self, root_fd: int | None, event_id: str, name: str, data: bytes, path: Path) -> None:
+        if not self._has_room(len(data)):
+            raise EvidenceError(f"not storing evidence {path}: the state partition is nearly full and "
+                                "its last megabytes are kept for alarm events (outbox.alarm_reserve_mb)")
         try:
             if root_fd is None:
                 raise FileNotFoundError(f"{self.root} is missing")

@@ -82,6 +82,7 @@ class Uplink:
         self._on_command, self._on_alliance, self._on_state = on_command, on_alliance, on_state
         self.on_sent = on_sent  # told each event_id published (the capture waits for its alarm)
         self._wake = threading.Event()
+        self._retry_now = threading.Event()  # an alarm waits: cut a reconnect backoff short
         self.stopping = threading.Event()
         self._acks: queue.SimpleQueue[tuple[int, str | None]] = queue.SimpleQueue()
         self._outgoing: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
@@ -101,8 +102,15 @@ class Uplink:
     def start(self) -> None:
         self._thread.start()
 
-    def wake(self) -> None:
-        """New rows in the outbox: called by the core loop after each durable append."""
+    def wake(self, urgent: bool = False) -> None:
+        """New rows in the outbox: called by the core loop after each durable append.
+
+        ``urgent`` (an alarm): if the link is down and backing off, try again now and restart
+        the backoff from its minimum. Alarms are rare and human-paced, so this cannot turn a
+        fleet's jittered reconnects into a stampede; it saves an alarm up to a minute's wait.
+        """
+        if urgent:
+            self._retry_now.set()
         self._wake.set()
 
     def send(self, topic: str, payload: bytes, correlation: bytes | None = None) -> None:
@@ -119,6 +127,7 @@ class Uplink:
     def close(self, timeout: float = 2.0) -> None:
         self.stopping.set()
         self._wake.set()
+        self._retry_now.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
 
@@ -160,11 +169,15 @@ class Uplink:
     def _back_off(self, attempt: int) -> int:
         delay = backoff_delay(attempt, self._rng)
         _LOG.info("uplink: reconnecting in %.1f s", delay)
-        self.stopping.wait(delay)
+        if self._retry_now.wait(delay) and not self.stopping.is_set():
+            _LOG.info("uplink: an alarm is waiting: reconnecting now")
+            self._retry_now.clear()
+            return 0
         return attempt + 1
 
     def _connect(self) -> None:
         s = self.settings
+        self._retry_now.clear()  # this attempt is the one an alarm asked for
         self._record_acked()  # acknowledged on the previous connection: delivered
         self._lost = None
         self._in_flight.clear()

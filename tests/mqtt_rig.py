@@ -248,14 +248,15 @@ class Blackhole:
     client's CONNECT goes out and no CONNACK ever comes back.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
+        """``port`` 0: the kernel picks one; a broker's port: it stands in for that broker."""
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._accepted = 0
         self._received = 0
-        self._port = 0
+        self._port = port
 
     @property
     def port(self) -> int:

@@ -1,0 +1,184 @@
+"""`make chaos`: the real kiosk against a real broker while everything around it breaks.
+
+Usage: python -m bench.chaos [--seed N] [--duration S] [--plan]
+
+For ``--duration`` seconds a citizen presses the panic button and a volunteer answers on
+the serial keypad, while a seeded schedule kills the daemon (-9), stops the broker, swaps it
+for a black hole, hangs the camera, pulls the keypad cable, fills ``state_dir`` and steps the
+wall clock ±1 h. Then everything is mended and the run waits for the kiosk to drain. The
+table says what the precinct received against what the kiosk accepted; the exit status is
+1 when an accepted alarm or a stored event was lost, reordered or given a second identity.
+Needs root (a tmpfs for state_dir), mosquitto and socat: ``make test`` installs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.chaos_plan import Step, describe, plan
+from bench.chaos_precinct import Precinct, Verdict, judge
+from bench.chaos_world import DEVICE, PRECINCT, World
+from safehouse.services.outbox_read import read_events
+from safehouse.services.topics import Topics
+
+_LOG = logging.getLogger("chaos")
+
+
+class People:
+    """The citizen and the volunteer: what they did and which alarms the kiosk accepted."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.presses = 0
+        self.accepted: dict[str, float] = {}  # alarm event_id -> monotonic time of its press
+
+    def act(self, step: Step) -> None:
+        w = self.world
+        match step.kind:
+            case "press":
+                at = time.monotonic()
+                res = w.call("press")
+                if res is not None:
+                    self.presses += 1
+                    if res["new_alarm"]:
+                        self.accepted[res["alarm"]["event_id"]] = at
+            case "wrong_pin":
+                w.keys(step.arg + "#")
+            case "ack":
+                if not w.keys(w.pin + "#"):
+                    w.call("ack", by="technician")  # the cable is out: the back-room console
+            case "resolve":
+                w.keys(f"{w.pin}*{step.arg}#")
+                time.sleep(0.5)
+                status = w.call("status")
+                if status is not None and status["alarm"]["state"] != "idle":
+                    w.call("resolve", outcome="false_alarm", by="technician")
+
+
+def _run_steps(steps: list[Step], t0: float, act: Callable[[Step], None], errors: list[str]) -> None:
+    for step in steps:
+        time.sleep(max(0.0, t0 + step.at - time.monotonic()))
+        try:
+            act(step)
+        except Exception as exc:  # a harness failure is reported, and fails the run
+            errors.append(f"{step.at:.1f}s {step.kind}: {type(exc).__name__}: {exc}")
+            _LOG.exception("step %s failed", step)
+
+
+def run(seed: int, duration: float, *, drain: float = 150.0, folder: Path | None = None,
+        keep: bool = False) -> tuple[bool, Verdict, str]:
+    """One chaos run: (passed, verdict, table); harness errors fail it too."""
+    people_steps, fault_steps = plan(seed, duration)
+    own = folder is None
+    folder = folder or Path(tempfile.mkdtemp(prefix="chaos-", dir="/tmp"))
+    world = World(folder)
+    errors: list[str] = []
+    precinct: Precinct | None = None
+    try:
+        world.start_broker()
+        precinct = Precinct(world.broker.port, Topics(PRECINCT, DEVICE).root)
+        precinct.start()
+        precinct.wait_connected()
+        world.start_kiosk()
+        people = People(world)
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=_run_steps, args=(steps, t0, act, errors), name=name)
+                   for name, steps, act in (("people", people_steps, people.act),
+                                            ("faults", fault_steps, world.apply))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        world.heal()
+        healed = time.monotonic()
+        stored = _wait_drained(world, precinct, people, drain)
+        drained = time.monotonic() - healed
+        verdict = judge(precinct, people.accepted, people.presses, stored)
+        table = _table(seed, duration, world, precinct, verdict, len(stored), drained, errors)
+        return verdict.passed and not errors, verdict, table
+    finally:
+        if precinct is not None:
+            precinct.close()
+        world.close()
+        if own and not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+        elif keep:
+            print(f"kept: {folder} (daemon.log, broker/mosquitto.log)")
+
+
+def _wait_drained(world: World, precinct: Precinct, people: People, limit: float) -> list[dict[str, object]]:
+    """Wait until the precinct holds every stored event and every accepted alarm (or ``limit``)."""
+    deadline = time.monotonic() + limit
+    while True:
+        stored = [{"event_id": e.event_id, "seq": e.seq} for e in read_events(world.state)]
+        seen = precinct.first_seen()
+        if (all(e["event_id"] in seen for e in stored) and all(a in seen for a in people.accepted)) \
+                or time.monotonic() > deadline:
+            return stored
+        time.sleep(0.5)
+
+
+def _table(seed: int, duration: float, world: World, precinct: Precinct, v: Verdict, stored: int,
+           drained: float, errors: list[str]) -> str:
+    faults = ", ".join(f"{k} {n}" for k, n in sorted(world.applied.items()) if not k.startswith("end_"))
+    not_taken = ", ".join(f"{k} {n}" for k, n in sorted(world.failed.items())) or "none"
+    rows = [
+        ("presses accepted", f"{v.presses}"),
+        ("alarms accepted (new alarm ids)", f"{v.alarms_accepted}"),
+        ("alarms delivered", f"{v.alarms_delivered}"),
+        ("LOST alarms", f"{len(v.lost_alarms)}"),
+        ("events stored by the kiosk / lost on the way", f"{stored} / {len(v.lost_events)}"),
+        ("duplicates (same event_id redelivered)", f"{v.duplicates}"),
+        ("one seq with two identities", f"{len(v.conflicts)}"),
+        ("out of order within the events lane", f"{v.out_of_order}"),
+        ("worst press -> delivery delay", f"{v.worst_delay:.2f} s"),
+        ("kiosk restarts after kill -9", f"{world.restarts}"),
+        ("kiosk start attempts refused", f"{world.start_failures}"),
+        ("alarms with evidence files received", f"{len(precinct.evidence)}"),
+        ("drain after healing", f"{drained:.1f} s"),
+        ("actions the kiosk could not take then", not_taken),
+        ("harness errors", f"{len(errors)}"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"chaos: seed {seed}, {duration:g} s, faults: {faults or 'none'}"]
+    lines += [f"  {name:<{width}}  {value}" for name, value in rows]
+    lines += [f"  lost alarm {a}" for a in v.lost_alarms] + [f"  lost event seq {s}" for s in v.lost_events]
+    lines += [f"  conflict {c}" for c in v.conflicts] + [f"  error {e}" for e in errors]
+    passed = v.passed and not errors
+    lines.append("verdict: " + ("PASS: nothing lost, nothing reordered" if passed else "FAIL"))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=1, help="the schedule's seed (default 1)")
+    parser.add_argument("--duration", type=float, default=180.0, help="seconds of chaos (default 180)")
+    parser.add_argument("--drain", type=float, default=150.0, help="longest wait for the drain (s)")
+    parser.add_argument("--plan", action="store_true", help="print the schedule and exit")
+    parser.add_argument("--keep", action="store_true", help="keep the run's folder (logs) for a post-mortem")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    args = parser.parse_args(argv)
+    if args.duration <= 0:
+        parser.error("--duration must be positive")
+    if args.plan:
+        people, faults = plan(args.seed, args.duration)
+        print(describe(sorted(people + faults)))
+        return 0
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(relativeCreated)9.0f ms %(name)s %(message)s")
+    passed, _verdict, table = run(args.seed, args.duration, drain=args.drain, keep=args.keep)
+    print(table)
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Everything a chaos run breaks, built from the same real parts as the tests.
+
+The kiosk is the real ``safehouse run`` on simulated hardware with its keypad on a socat
+serial pair; the precinct's broker is a real mosquitto with persistence on (as a precinct's
+must be: an alarm it acknowledged must survive its own restart); a black hole can take the
+broker's port; ``state_dir`` is a small tmpfs so it can really fill up. Faults are applied by
+PID, by socket command or by file, never by process name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import secrets
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.chaos_plan import Step
+from safehouse.services.control import ControlError, request
+from tests.conftest import IN_CI, require_tool, write_config
+from tests.daemon_proc import CLI, DaemonProcess
+from tests.mqtt_rig import Blackhole, Broker
+from tests.serial_rig import SerialRig
+
+_LOG = logging.getLogger("chaos")
+DEVICE, PRECINCT = "SH-CHAOS-0001", "chaos"
+VOLUNTEER = "chaos-v1"
+STATE_MB = 48  # the tmpfs behind state_dir: small enough to fill in a blink
+
+
+class World:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.broker = Broker(folder / "broker", log_types=("error", "warning", "notice"),
+                             extra=["persistence true", f"persistence_location {folder / 'broker'}/",
+                                    "autosave_interval 5"])
+        self.blackhole: Blackhole | None = None
+        (folder / "tty").mkdir()
+        self.keypad = SerialRig(folder / "tty")
+        self.state = folder / "state"
+        self.state.mkdir()
+        self.quota = _mount_tmpfs(self.state, STATE_MB)
+        self.pin = f"{secrets.randbelow(10**6):06d}"  # a throwaway PIN, made for this run only
+        self.daemon: DaemonProcess | None = None
+        self.restarts = 0
+        self.start_failures = 0
+        self.clock_offset = 0.0  # the jumps the kiosk's wall clock has taken
+        self.applied: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()  # people actions the kiosk could not take then
+        self._filler = self.state / "filler.bin"
+        self._lock = threading.Lock()  # the fault thread and the people thread share the daemon
+
+    # --- set up and tear down ------------------------------------------------------------
+
+    def start_broker(self) -> None:
+        """The broker first, so the precinct can subscribe before the kiosk's first event."""
+        self.broker.start()
+
+    def start_kiosk(self) -> None:
+        self.keypad.plug()
+        self.config = write_config(self.folder, _extra(self.broker.url, self.keypad.kiosk,
+                                                       self.folder / "volunteers.toml"),
+                                   capture=True, id=DEVICE, precinct=PRECINCT)
+        self._enrol()
+        self._start_daemon()
+        self.keys(f"{self.pin}*1#")  # the volunteer checks in for duty
+
+    def close(self) -> None:
+        if self.daemon is not None:
+            with contextlib.suppress(Exception):
+                self.daemon.stop(timeout=10)
+            self.daemon.kill()
+        if self.blackhole is not None:
+            self.blackhole.stop()
+        self.broker.stop()
+        self.keypad.unplug()
+        if self.quota:
+            subprocess.run(["umount", "-l", str(self.state)], check=False, capture_output=True)
+
+    def heal(self) -> None:
+        """Mend every fault still open (each ends before the run does; this is a safety net)."""
+        for kind in ("broker_blackhole", "broker_stop", "camera_hang", "keypad_unplug", "disk_full"):
+            self._end(kind)
+        if self.daemon is None or self.daemon.proc is None or self.daemon.proc.poll() is not None:
+            self._start_daemon()
+
+    def _enrol(self) -> None:
+        res = subprocess.run([*CLI, "--config", str(self.config), "volunteer", "add", VOLUNTEER,
+                              "--name", "Chaos Volunteer", "--pin-stdin"], input=self.pin + "\n",
+                             capture_output=True, text=True, timeout=60, check=False)
+        if res.returncode != 0:
+            raise RuntimeError(f"could not enrol the chaos volunteer: {res.stderr}")
+
+    def _start_daemon(self) -> None:
+        """Start the kiosk as systemd would (Restart=always): again and again until it runs."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.daemon = DaemonProcess(self.config, self.folder / "ctl.sock").start(timeout=30)
+                return
+            except pytest.fail.Exception as exc:
+                self.start_failures += 1
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the kiosk did not start for 60 s: {exc}") from None
+                _LOG.warning("the kiosk did not start; retrying in 1 s like systemd would")
+                time.sleep(1.0)
+
+    # --- the people's actions -------------------------------------------------------------
+
+    def call(self, cmd: str, **args: Any) -> Any:
+        """One control command; None (and counted) when the kiosk could not take it right now."""
+        try:
+            return request(self.folder / "ctl.sock", cmd, timeout=15.0, **args)
+        except ControlError as exc:
+            self.failed[cmd] += 1
+            _LOG.info("%s not taken: %s", cmd, exc)
+            return None
+
+    def keys(self, text: str) -> bool:
+        """Type on the real serial keypad, key by key; False while its cable is out."""
+        try:
+            for key in text:
+                self.keypad.send(key.encode())
+                time.sleep(0.01)
+        except (OSError, RuntimeError) as exc:
+            self.failed["keypad"] += 1
+            _LOG.info("keys not typed: %s", exc)
+            return False
+        return True
+
+    # --- faults ---------------------------------------------------------------------------
+
+    def apply(self, step: Step) -> None:
+        with self._lock:
+            if step.kind.startswith("end_"):
+                self._end(step.kind[4:])
+            else:
+                self._begin(step)
+            self.applied[step.kind] += 1
+
+    def _begin(self, step: Step) -> None:
+        match step.kind:
+            case "kill_daemon":
+                if self.daemon is not None:
+                    self.daemon.kill()  # SIGKILL by PID
+            case "broker_stop":
+                self.broker.stop()
+            case "broker_blackhole":
+                self.broker.stop()
+                self.blackhole = Blackhole(self.broker.port).start()
+            case "camera_hang":
+                self.call("simulate", part="camera", fault="hang")
+            case "keypad_unplug":
+                self.keypad.unplug()
+            case "disk_full":
+                _fill(self._filler)
+            case "clock_jump":
+                jumped = self.call("simulate", part="clock", fault="jump", seconds=float(step.arg))
+                if jumped is not None:
+                    self.clock_offset = float(jumped["offset_s"])
+
+    def _end(self, kind: str) -> None:
+        match kind:
+            case "kill_daemon":
+                self._start_daemon()
+                self.restarts += 1
+            case "broker_stop":
+                self.broker.start()
+            case "broker_blackhole":
+                if self.blackhole is not None:
+                    self.blackhole.stop()
+                    self.blackhole = None
+                self.broker.start()
+            case "camera_hang":
+                self.call("simulate", part="camera", fault="none")
+            case "keypad_unplug":
+                if not self.keypad.is_plugged:
+                    self.keypad.plug()
+            case "disk_full":
+                self._filler.unlink(missing_ok=True)
+
+
+def _extra(url: str, port: Path, volunteers: Path) -> str:
+    return "\n".join([
+        "[broker]", f'url = "{url}"', "keepalive = 5",
+        "[keypad]", f'port = "{port}"', f'volunteers = "{volunteers}"', "lockout_seconds = 5",
+        "[camera]", "enabled = true", "offsets = [0.0, 1.0]", "width = 320", "height = 240", "timeout = 2.0",
+        "[microphone]", "enabled = true", "pre_roll = 2.0", "post_roll = 3.0",
+        "[evidence]", "quota_mb = 8", "hard_limit_mb = 16",
+        "[telemetry]", "interval = 5",
+        ""])
+
+
+def _mount_tmpfs(path: Path, megabytes: int) -> bool:
+    """A size-limited tmpfs on ``path`` (root only); False, or a failure in CI, without it."""
+    require_tool("mount")
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m,mode=0700", "tmpfs", str(path)],
+                         capture_output=True, text=True, check=False)
+    if res.returncode == 0:
+        return True
+    message = f"cannot mount a {megabytes} MB tmpfs on state_dir (needs root): {res.stderr.strip()}"
+    if IN_CI:
+        raise RuntimeError(message)
+    _LOG.warning("%s; disk_full faults will fill the real disk's free space instead: skipped", message)
+    return False
+
+
+def _fill(path: Path) -> None:
+    """Write until the file system says ENOSPC, byte-exact, as a runaway log would."""
+    if not os.path.ismount(path.parent):
+        return  # never fill a real disk
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for size in (1 << 20, 65536, 4096, 512, 1):
+            chunk = b"\0" * size
+            try:
+                while True:
+                    os.write(fd, chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+    finally:
+        os.close(fd)

@@ -207,6 +207,7 @@ class Uplink:
                 link.close()
                 self._link = None
                 return
+            self._retry_now.clear()  # online: whatever asked for haste is being sent now
             try:
                 self._fill_window(link)  # the precinct's events before anything ephemeral
                 self._send_outgoing(link)

@@ -6,12 +6,14 @@ CONFIG ?= config/sim.toml
 # Debian packages the test suite talks to (RIG.md): broker, serial PTYs, audio, PKI.
 APT_PACKAGES := mosquitto mosquitto-clients socat libportaudio2 alsa-utils openssl
 
-.PHONY: run test lint typecheck pytest bench deps venv clean help
+.PHONY: run test lint typecheck pytest bench chaos fleet deps venv clean help
 
 help:
 	@echo "make run    start the kiosk daemon on simulated hardware ($(CONFIG))"
 	@echo "make test   install what the tests need, then ruff, mypy --strict and pytest"
-	@echo "make bench  run the benchmarks and print their figures"
+	@echo "make bench  run every benchmark; writes bench/report.md and bench/report.json"
+	@echo "make chaos  the kiosk under seeded faults (SEED=1 DURATION=180); exit 1 if anything was lost"
+	@echo "make fleet  2,100 simulated kiosks against one local mosquitto"
 
 $(VENV)/.stamp: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (found " + sys.version.split()[0] + ")")'
@@ -59,6 +61,15 @@ test: deps venv lint typecheck pytest
 
 bench: venv deps
 	$(PY) -m bench
+
+# The chaos run needs root (a size-limited tmpfs for state_dir), mosquitto and socat.
+SEED ?= 1
+DURATION ?= 180
+chaos: venv deps
+	$(PY) -m bench.chaos --seed $(SEED) --duration $(DURATION)
+
+fleet: venv deps
+	$(PY) -m bench.fleet
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,67 +1,72 @@
-"""`make bench`: every benchmark in one run, printed as one table. Never fails the build.
+"""`make bench`: every benchmark in one run, one report. Never fails the build.
 
-Usage: python -m bench [--quick]   (--quick: fewer samples, a 5 s idle window)
+Usage: python -m bench [--quick] [--only NAME ...]
+
+Prints the table and writes bench/report.md and bench/report.json (figure, value, baseline
+measured in the same run, ratio, target, verdict, and the machine). --quick takes fewer
+samples and shorter windows (a smoke run, not figures to quote).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from bench import evidence_bench, idle_process, keypad_bench, press_latency, ready_time, uplink_bench
+from bench import (
+    chaos,
+    evidence_bench,
+    fleet,
+    idle_process,
+    keypad_bench,
+    press_latency,
+    ready_time,
+    report,
+    uplink_bench,
+)
 
-OUT = Path(__file__).resolve().parent / "out"
+Suite = Callable[[], list[dict[str, Any]]]
 
 
-def _row(r: dict[str, Any]) -> str:
-    base = r.get("baseline")
-    target = r.get("target")
-    ratio = f"{r['value'] / base:.2f}x" if base else "-"
-    if target is None:
-        verdict = "-"
-    else:
-        met = r["value"] >= target if r.get("higher_is_better") else r["value"] <= target
-        verdict = "PASS" if met else "FAIL"
-    return (f"{r['figure']:<58} {r['value']:>9.3f} {r['unit']:<14} "
-            f"{'-' if base is None else f'{base:.3f}':>9} {ratio:>7} {'-' if target is None else target:>7} "
-            f"{verdict}")
+def suites(quick: bool) -> dict[str, Suite]:
+    return {
+        "press": lambda: press_latency.run(200 if quick else 1000),
+        "idle": lambda: idle_process.run(5.0 if quick else 30.0),
+        "uplink": lambda: uplink_bench.run(100 if quick else 300, 2000 if quick else 10_000),
+        "evidence": lambda: evidence_bench.run(20 if quick else 60),
+        "keypad": lambda: keypad_bench.run(30 if quick else 100),
+        "ready": lambda: ready_time.run(3 if quick else 5),
+        "fleet": lambda: fleet.run(300 if quick else 2100, 150, 50 if quick else 100, 100, 10.0,
+                                   fleet.DEFAULT_INTERVAL, fleet.DEFAULT_KEEPALIVE, 1),
+        "chaos": lambda: chaos.figures(seed=1, duration=40.0 if quick else 120.0),
+    }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    table = suites(False)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer samples, shorter windows")
+    parser.add_argument("--only", nargs="+", choices=sorted(table), metavar="NAME",
+                        help=f"run only these suites ({', '.join(table)})")
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
-    suites: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = [
-        ("press latency", lambda: press_latency.run(200 if args.quick else 1000)),
-        ("idle process", lambda: idle_process.run(5.0 if args.quick else 30.0)),
-        ("uplink", lambda: uplink_bench.run(100 if args.quick else 300, 2000 if args.quick else 10_000)),
-        ("evidence", lambda: evidence_bench.run(20 if args.quick else 60)),
-        ("keypad", lambda: keypad_bench.run(30 if args.quick else 100)),
-        ("ready", lambda: ready_time.run(3 if args.quick else 5)),
-    ]
-    for name, suite in suites:
+    for name, suite in suites(args.quick).items():
+        if args.only and name not in args.only:
+            continue
+        print(f"-- {name} ...", flush=True)
         try:
             rows += suite()
-        except Exception as exc:  # a broken benchmark is reported, never fails the build
+        except BaseException as exc:  # a broken benchmark is reported, never fails the build
+            if isinstance(exc, KeyboardInterrupt):
+                raise
             rows.append({"figure": f"{name}: NOT MEASURED ({type(exc).__name__}: {exc})",
                          "value": float("nan"), "unit": "", "target": None})
-    machine = (f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
-               f"Python {platform.python_version()}")
-    print(f"machine: {machine}")
-    print(f"{'figure':<58} {'value':>9} {'unit':<14} {'baseline':>9} {'ratio':>7} {'target':>7} verdict")
-    for r in rows:
-        print(_row(r))
-    notes = [f"  {r['figure']}: {r['note']}" for r in rows if r.get("note")]
-    if notes:
-        print("notes:\n" + "\n".join(notes))
-    OUT.mkdir(exist_ok=True)
-    (OUT / "bench.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    info = report.machine()
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items() if v))
+    print(report.text_table(rows))
+    md, js = report.write(rows, info)
+    print(f"report: {md} and {js}")
     return 0
 
 

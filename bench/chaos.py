@@ -74,9 +74,9 @@ def _run_steps(steps: list[Step], t0: float, act: Callable[[Step], None], errors
 
 
 def run(seed: int, duration: float, *, drain: float = 150.0, folder: Path | None = None,
-        keep: bool = False) -> tuple[bool, Verdict, str]:
+        keep: bool = False, fault_gap: tuple[float, float] = (2.0, 8.0)) -> tuple[bool, Verdict, str]:
     """One chaos run: (passed, verdict, table); harness errors fail it too."""
-    people_steps, fault_steps = plan(seed, duration)
+    people_steps, fault_steps = plan(seed, duration, fault_gap=fault_gap)
     own = folder is None
     folder = folder or Path(tempfile.mkdtemp(prefix="chaos-", dir="/tmp"))
     world = World(folder)
@@ -90,13 +90,13 @@ def run(seed: int, duration: float, *, drain: float = 150.0, folder: Path | None
         world.start_kiosk()
         people = People(world)
         t0 = time.monotonic()
-        threads = [threading.Thread(target=_run_steps, args=(steps, t0, act, errors), name=name)
-                   for name, steps, act in (("people", people_steps, people.act),
-                                            ("faults", fault_steps, world.apply))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        citizen = threading.Thread(target=_run_steps, args=(people_steps, t0, people.act, errors),
+                                   name="people")
+        citizen.start()
+        # Faults run on this (the main) thread: the broker dies with the thread that started it
+        # (PR_SET_PDEATHSIG in tests/mqtt_rig.py), so a short-lived thread must never start it.
+        _run_steps(fault_steps, t0, world.apply, errors)
+        citizen.join()
         world.heal()
         healed = time.monotonic()
         stored = _wait_drained(world, precinct, people, drain)
@@ -157,12 +157,31 @@ def _table(seed: int, duration: float, world: World, precinct: Precinct, v: Verd
     return "\n".join(lines)
 
 
+def figures(seed: int, duration: float) -> list[dict[str, object]]:
+    """The chaos run's rows for the benchmark report."""
+    passed, v, _table = run(seed, duration)
+    label = f"chaos (seed {seed}, {duration:g} s)"
+    return [
+        {"figure": f"{label}: alarms accepted", "value": v.alarms_accepted, "unit": "alarms"},
+        {"figure": f"{label}: alarms lost", "value": len(v.lost_alarms), "unit": "alarms", "target": 0},
+        {"figure": f"{label}: stored events lost", "value": len(v.lost_events), "unit": "events",
+         "target": 0},
+        {"figure": f"{label}: out of order in the events lane", "value": v.out_of_order, "unit": "events",
+         "target": 0},
+        {"figure": f"{label}: worst press -> delivery", "value": v.worst_delay, "unit": "s",
+         "note": "includes broker outages and black holes of up to 15 s"
+                 + ("" if passed else "; RUN FAILED")},
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=1, help="the schedule's seed (default 1)")
     parser.add_argument("--duration", type=float, default=180.0, help="seconds of chaos (default 180)")
     parser.add_argument("--drain", type=float, default=150.0, help="longest wait for the drain (s)")
+    parser.add_argument("--fault-gap", type=float, nargs=2, default=(2.0, 8.0), metavar=("MIN", "MAX"),
+                        help="seconds between one fault's start and the next (default 2 8)")
     parser.add_argument("--plan", action="store_true", help="print the schedule and exit")
     parser.add_argument("--keep", action="store_true", help="keep the run's folder (logs) for a post-mortem")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
@@ -170,12 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.duration <= 0:
         parser.error("--duration must be positive")
     if args.plan:
-        people, faults = plan(args.seed, args.duration)
+        people, faults = plan(args.seed, args.duration, fault_gap=tuple(args.fault_gap))
         print(describe(sorted(people + faults)))
         return 0
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(relativeCreated)9.0f ms %(name)s %(message)s")
-    passed, _verdict, table = run(args.seed, args.duration, drain=args.drain, keep=args.keep)
+    passed, _verdict, table = run(args.seed, args.duration, drain=args.drain, keep=args.keep,
+                                  fault_gap=tuple(args.fault_gap))
     print(table)
     return 0 if passed else 1
 

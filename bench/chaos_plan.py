@@ -58,21 +58,28 @@ def _people(rng: random.Random, duration: float, gap: tuple[float, float]) -> li
 
 
 def _faults(rng: random.Random, duration: float, gap: tuple[float, float]) -> list[Step]:
+    """Kinds are drawn from a shuffled bag, so every kind comes up once before any comes twice;
+    a kind whose resource is still broken waits in the bag for the next slot."""
     steps: list[Step] = []
     busy_until: dict[str, float] = {}
-    kinds = sorted(FAULTS)
+    bag: list[str] = []
     t = rng.uniform(*gap) / 2
     while t < duration:
-        kind = rng.choice(kinds)
-        resource, shortest, longest = FAULTS[kind]
-        hold = round(rng.uniform(shortest, longest), 3)
-        end = t + hold
-        if busy_until.get(resource, 0.0) <= t and end < duration:
-            arg = rng.choice(("+3600", "-3600")) if kind == "clock_jump" else ""
-            steps.append(Step(round(t, 3), kind, arg))
-            if hold:
-                steps.append(Step(round(end, 3), f"end_{kind}"))
-            busy_until[resource] = end + 0.5
+        if not bag:
+            bag = sorted(FAULTS)
+            rng.shuffle(bag)
+        free = [k for k in bag if busy_until.get(FAULTS[k][0], 0.0) <= t]
+        if free:
+            kind = free[0]
+            resource, shortest, longest = FAULTS[kind]
+            hold = round(rng.uniform(shortest, longest), 3)
+            if t + hold < duration:
+                bag.remove(kind)
+                arg = rng.choice(("+3600", "-3600")) if kind == "clock_jump" else ""
+                steps.append(Step(round(t, 3), kind, arg))
+                if hold:
+                    steps.append(Step(round(t + hold, 3), f"end_{kind}"))
+                busy_until[resource] = t + hold + 0.5
         t += rng.uniform(*gap)
     return sorted(steps)
 

@@ -10,9 +10,7 @@ PID, by socket command or by file, never by process name.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
-import os
 import secrets
 import subprocess
 import threading
@@ -25,8 +23,9 @@ import pytest
 
 from bench.chaos_plan import Step
 from safehouse.services.control import ControlError, request
-from tests.conftest import IN_CI, require_tool, write_config
+from tests.conftest import IN_CI, write_config
 from tests.daemon_proc import CLI, DaemonProcess
+from tests.disk_rig import TmpfsError, fill, mount_tmpfs, unmount
 from tests.mqtt_rig import Blackhole, Broker
 from tests.serial_rig import SerialRig
 
@@ -83,7 +82,7 @@ class World:
         self.broker.stop()
         self.keypad.unplug()
         if self.quota:
-            subprocess.run(["umount", "-l", str(self.state)], check=False, capture_output=True)
+            unmount(self.state)
 
     def heal(self) -> None:
         """Mend every fault still open (each ends before the run does; this is a safety net)."""
@@ -161,7 +160,8 @@ class World:
             case "keypad_unplug":
                 self.keypad.unplug()
             case "disk_full":
-                _fill(self._filler)
+                if self.quota:
+                    fill(self._filler)
             case "clock_jump":
                 jumped = self.call("simulate", part="clock", fault="jump", seconds=float(step.arg))
                 if jumped is not None:
@@ -200,32 +200,12 @@ def _extra(url: str, port: Path, volunteers: Path) -> str:
 
 
 def _mount_tmpfs(path: Path, megabytes: int) -> bool:
-    """A size-limited tmpfs on ``path`` (root only); False, or a failure in CI, without it."""
-    require_tool("mount")
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m,mode=0700", "tmpfs", str(path)],
-                         capture_output=True, text=True, check=False)
-    if res.returncode == 0:
-        return True
-    message = f"cannot mount a {megabytes} MB tmpfs on state_dir (needs root): {res.stderr.strip()}"
-    if IN_CI:
-        raise RuntimeError(message)
-    _LOG.warning("%s; disk_full faults will fill the real disk's free space instead: skipped", message)
-    return False
-
-
-def _fill(path: Path) -> None:
-    """Write until the file system says ENOSPC, byte-exact, as a runaway log would."""
-    if not os.path.ismount(path.parent):
-        return  # never fill a real disk
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    """A size-limited tmpfs on ``path``; without root, a failure in CI and a warning elsewhere."""
     try:
-        for size in (1 << 20, 65536, 4096, 512, 1):
-            chunk = b"\0" * size
-            try:
-                while True:
-                    os.write(fd, chunk)
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-    finally:
-        os.close(fd)
+        mount_tmpfs(path, megabytes)
+    except TmpfsError as exc:
+        if IN_CI:
+            raise
+        _LOG.warning("%s; disk_full faults are skipped", exc)
+        return False
+    return True

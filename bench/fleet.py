@@ -132,10 +132,10 @@ def storm(fleet: Fleet, observer: Observer, plan: list[tuple[float, str]],
 
 
 def run(kiosks: int, per_proc: int, doomed: int, alarms: int, window: float, interval: float,
-        keepalive: int, seed: int) -> list[dict[str, Any]]:
+        keepalive: int, seed: int, keep: bool = False) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     folder = Path(tempfile.mkdtemp(prefix="fleet-", dir="/tmp"))
-    broker = Broker(folder / "broker", log_types=("error", "warning"),
+    broker = Broker(folder / "broker", log_types=("error", "warning", "notice"),
                     extra=["max_connections -1", "sys_interval 1", "max_queued_messages 10000"])
     observer: Observer | None = None
     fleet: Fleet | None = None
@@ -158,6 +158,8 @@ def run(kiosks: int, per_proc: int, doomed: int, alarms: int, window: float, int
         loaded = storm(fleet, observer, plan)
         rate = observer.rate_since(rate_from)
         frozen_at = fleet.freeze_doomed()
+        if keep:  # to line up with the broker log's "has exceeded timeout" lines
+            print(f"froze the doomed kiosks at wall time {time.time():.3f}", file=sys.stderr)
         observer.wait(lambda: all(k in observer.lost for k in fleet.doomed_ids), keepalive * 3 + 30,
                       f"{doomed} last wills")
         wills = sorted(observer.lost[k] - frozen_at for k in fleet.doomed_ids)
@@ -170,7 +172,10 @@ def run(kiosks: int, per_proc: int, doomed: int, alarms: int, window: float, int
         if observer is not None:
             observer.close()
         broker.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        if keep:
+            print(f"kept: {folder} (broker/mosquitto.log)", file=sys.stderr)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _rows(kiosks: int, online: int, built: float, connect_s: float, idle: list[float], loaded: list[float],
@@ -183,7 +188,8 @@ def _rows(kiosks: int, online: int, built: float, connect_s: float, idle: list[f
          "target": kiosks, "higher_is_better": True},
         {"figure": "fleet: outboxes built (SQLite, one per kiosk)", "value": built, "unit": "s"},
         {"figure": "fleet: connect time, go -> last birth", "value": connect_s, "unit": "s"},
-        {"figure": "fleet: broker PUBLISH messages/s in+out, telemetry on", "value": rate["total"], "unit": "msg/s",
+        {"figure": "fleet: broker PUBLISH messages/s in+out, telemetry on", "value": rate["total"],
+         "unit": "msg/s",
          "note": f"received {rate['received']:.0f}/s, sent {rate['sent']:.0f}/s; "
                  f"telemetry every {interval:g} s"},
         {"figure": "fleet: storm alarm latency p50, fleet idle", "value": percentile(idle, 0.5),
@@ -216,11 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keepalive", type=int, default=DEFAULT_KEEPALIVE,
                         help=f"MQTT keepalive of each kiosk (default: the config's {DEFAULT_KEEPALIVE})")
     parser.add_argument("--seed", type=int, default=1, help="which kiosks raise the storm's alarms")
+    parser.add_argument("--keep", action="store_true", help="keep the run's folder (the broker's log)")
     args = parser.parse_args(argv)
     if not 0 < args.doomed < args.kiosks or not 0 < args.doomed <= args.per_proc <= 160:
         parser.error("need 0 < --doomed < --kiosks and --doomed <= --per-proc <= 160")
     rows = run(args.kiosks, args.per_proc, args.doomed, args.alarms, args.window, args.telemetry_interval,
-               args.keepalive, args.seed)
+               args.keepalive, args.seed, args.keep)
     machine = (f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
                f"Python {platform.python_version()}")
     print(f"machine: {machine}")

@@ -1,0 +1,49 @@
+"""A small disk that really fills: a size-limited tmpfs, and a filler that takes every free byte.
+
+Used by the storage tests and the chaos run. Mounting needs root; in CI (root) its absence
+fails, elsewhere it skips. The filler refuses to run anywhere but on such a mount, so it can
+never fill the machine's real disk.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from pathlib import Path
+
+
+class TmpfsError(RuntimeError):
+    """The tmpfs could not be mounted (not root, or no mount permission here)."""
+
+
+def mount_tmpfs(path: Path, megabytes: int) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m,mode=0700", "tmpfs", str(path)],
+                         capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise TmpfsError(f"cannot mount a {megabytes} MB tmpfs on {path} (needs root): {res.stderr.strip()}")
+
+
+def unmount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
+
+
+def fill(path: Path) -> int:
+    """Write ``path`` until the file system says ENOSPC, byte-exact, as a runaway log would."""
+    if not os.path.ismount(path.parent):
+        raise ValueError(f"{path.parent} is not a mount point: refusing to fill a real disk")
+    written = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for size in (1 << 20, 65536, 4096, 512, 1):
+            chunk = b"\0" * size
+            try:
+                while True:
+                    written += os.write(fd, chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+    finally:
+        os.close(fd)
+    return written

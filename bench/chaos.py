@@ -91,7 +91,7 @@ def run(seed: int, duration: float, *, drain: float = 150.0, folder: Path | None
         people = People(world)
         t0 = time.monotonic()
         citizen = threading.Thread(target=_run_steps, args=(people_steps, t0, people.act, errors),
-                                   name="people")
+                                   name="people", daemon=True)  # Ctrl-C must not wait for it
         citizen.start()
         # Faults run on this (the main) thread: the broker dies with the thread that started it
         # (PR_SET_PDEATHSIG in tests/mqtt_rig.py), so a short-lived thread must never start it.

@@ -108,7 +108,8 @@ class World:
             except pytest.fail.Exception as exc:
                 self.start_failures += 1
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"the kiosk did not start for 60 s: {exc}") from None
+                    last = "\n".join(str(exc).splitlines()[-3:])
+                    raise RuntimeError(f"the kiosk did not start for 60 s; its last words:\n{last}") from None
                 _LOG.warning("the kiosk did not start; retrying in 1 s like systemd would")
                 time.sleep(1.0)
 

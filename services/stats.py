@@ -197,9 +197,12 @@ class DailyStats(Closing):
             if version > SCHEMA_VERSION:
                 raise sqlite3.DatabaseError(f"schema version {version} is newer than this firmware's "
                                             f"{SCHEMA_VERSION}; upgrade the firmware or move the file aside")
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version != SCHEMA_VERSION:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                # Written only when it changes: an unchanged open writes nothing, so a kiosk
+                # whose disk is full still starts (its light box and alarms don't need counts).
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
             if created:
                 fsync_dir(state_dir)

@@ -6,6 +6,8 @@ daemon, and a real mosquitto with an independent subscriber. Needs root (CI is).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 
 from safehouse.services import reserve as reserve_module
 from safehouse.services.reserve import SpaceReserve
+from safehouse.services.stats import DailyStats
 from tests.conftest import IN_CI, write_config
 from tests.daemon_proc import DaemonProcess
 from tests.disk_rig import TmpfsError, fill, mount_tmpfs, unmount
@@ -55,6 +58,16 @@ def test_a_press_on_a_full_disk_is_durable_at_once_and_reaches_the_precinct(
                                                      timeout=15)]
         assert "kept for alarm events" in evidence["data"]["failures"]["camera"]  # not the reserve
         assert proc.status()["pending_events"] == 0
+        # A power cut with the disk still full and the reserve spent: the kiosk must come back and
+        # take the next alarm (SQLite may still write it into its WAL's old blocks; if not, it
+        # waits in memory) and deliver it once there is room.
+        proc.kill()
+        proc.start()
+        proc.ok("resolve", "false_alarm")  # the alarm open at the power cut was resumed
+        assert "accepted: new alarm" in proc.ok("press")
+        (small_disk / "runaway.log").unlink()
+        sub.wait_for(lambda m: m.json().get("type") == "panic", timeout=10, count=2)
+        assert proc.status()["pending_events"] == 0
     finally:
         proc.stop()
         sub.close()
@@ -81,3 +94,18 @@ def test_the_reserve_is_put_back_once_there_is_room_and_evidence_never_eats_it(
 def test_a_zero_reserve_is_off() -> None:
     reserve = SpaceReserve(Path("/nonexistent"), 0)
     assert not reserve.arm() and reserve.release() == 0 and reserve.floor_ok(10**12)
+
+
+def test_the_daily_counts_open_on_a_full_disk_after_a_power_cut(small_disk: Path) -> None:
+    """kill -9 leaves the WAL behind; reopening must not append to it, or a full disk stops the
+    kiosk from starting at all (found by the chaos run: 46 refused starts in a row)."""
+    crash = ("import os, sys; from pathlib import Path; from safehouse.services.stats import DailyStats; "
+             "s = DailyStats(Path(sys.argv[1])); s.record('walk_in', {}, test=False); os._exit(0)")
+    subprocess.run([sys.executable, "-c", crash, str(small_disk)], check=True, timeout=30)
+    assert (small_disk / "stats.db-wal").exists()
+    fill(small_disk / "runaway.log")
+    stats = DailyStats(small_disk)  # before the fix: "database or disk is full", exit 1, forever
+    try:
+        assert stats.on_duty() == []
+    finally:
+        stats.close()

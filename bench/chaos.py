@@ -139,7 +139,7 @@ def _table(seed: int, duration: float, world: World, precinct: Precinct, v: Verd
         ("duplicates (same event_id redelivered)", f"{v.duplicates}"),
         ("one seq with two identities", f"{len(v.conflicts)}"),
         ("out of order within the events lane", f"{v.out_of_order}"),
-        ("worst press -> delivery delay", f"{v.worst_delay:.2f} s"),
+        ("worst press -> delivery delay", f"{v.worst_delay:.2f} s (alarm {v.worst_alarm[:8] or '-'})"),
         ("kiosk restarts after kill -9", f"{world.restarts}"),
         ("kiosk start attempts refused", f"{world.start_failures}"),
         ("alarms with evidence files received", f"{len(precinct.evidence)}"),

@@ -351,6 +351,13 @@ class Outbox(Closing):
             conn.executemany("UPDATE messages SET delivered = ?, error = ? "
                              "WHERE id = ? AND delivered IS NULL", [(now, error, rid) for rid, error in lost])
 
+    def pending_alarms(self) -> int:
+        """Undelivered alarm events (panic, duress): the uplink keeps its retries short for them."""
+        with self._lock, self._reading() as conn:
+            (count,) = conn.execute("SELECT COUNT(*) FROM messages WHERE lane = 0 AND delivered IS NULL "
+                                    "AND type IN ('panic', 'duress')").fetchone()
+        return int(count)
+
     def pending_keys(self, prefix: str) -> int:
         """Undelivered rows whose key starts with ``prefix`` (e.g. an alarm's evidence files)."""
         pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

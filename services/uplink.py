@@ -1,6 +1,7 @@
 """The uplink: drains the outbox to the precinct's broker, in order, marking rows on PUBACK.
 
-One thread owns the connection's life: connect (jittered exponential backoff, 1 s → 60 s),
+One thread owns the connection's life: connect (jittered exponential backoff, 1 s → 60 s,
+at most 2 s while an alarm waits),
 birth message, subscriptions, then a bounded window of QoS 1 publishes taken from the
 outbox in drain order. A row is delivered only when its PUBACK arrives; on reconnect every
 undelivered row is sent again (receivers de-duplicate by ``event_id``). The core loop never
@@ -23,6 +24,7 @@ from safehouse.services.topics import Topics
 
 _LOG = logging.getLogger(__name__)
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
+ALARM_BACKOFF_MAX = 2.0  # while an alarm waits in the outbox, never back off longer than this
 STABLE_SESSION = 60.0  # a session this long resets the backoff
 OUTGOING_TTL = 60.0  # a command result or alliance alert older than this is stale: not sent
 EVIDENCE_LANE = 1  # outbox Lane.EVIDENCE: large files, sent one at a time
@@ -40,6 +42,7 @@ class Source(Protocol):
 
     def pending(self, limit: int, *, exclude: set[int]) -> list[Any]: ...
     def mark_delivered(self, ids: list[int]) -> None: ...
+    def pending_alarms(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -168,12 +171,26 @@ class Uplink:
 
     def _back_off(self, attempt: int) -> int:
         delay = backoff_delay(attempt, self._rng)
+        if delay > ALARM_BACKOFF_MAX and self._alarm_waiting():
+            delay = self._rng.uniform(ALARM_BACKOFF_MAX / 2, ALARM_BACKOFF_MAX)
         _LOG.info("uplink: reconnecting in %.1f s", delay)
         if self._retry_now.wait(delay) and not self.stopping.is_set():
             _LOG.info("uplink: an alarm is waiting: reconnecting now")
             self._retry_now.clear()
             return 0
         return attempt + 1
+
+    def _alarm_waiting(self) -> bool:
+        """An alarm queued before a restart, or during a connect attempt, keeps retries short.
+
+        Only kiosks with an undelivered alarm retry this often, and there are few at any time,
+        so a fleet's reconnects after a broker outage stay spread by the jittered backoff.
+        """
+        try:
+            return self._source.pending_alarms() > 0
+        except Exception:  # the outbox unreadable: back off as usual, the error shows elsewhere
+            _LOG.exception("uplink: could not count pending alarms")
+            return False
 
     def _connect(self) -> None:
         s = self.settings

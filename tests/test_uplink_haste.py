@@ -43,3 +43,23 @@ def test_a_press_while_backing_off_reaches_the_precinct_long_before_the_next_sch
     finally:
         proc.stop()
         sub.close()
+
+
+def test_an_alarm_left_undelivered_by_a_crash_keeps_the_retries_short(short_dir: Path,
+                                                                       broker: Broker) -> None:
+    config = write_config(short_dir, f'[broker]\nurl = "{broker.url}"\n')
+    broker.stop()
+    proc = DaemonProcess(config, short_dir / "ctl.sock").start()
+    try:
+        proc.ok("press")
+        proc.kill()  # the restarted kiosk writes no new alarm: only the outbox knows one waits
+        proc.log.write_text("")
+        proc.start()
+        deadline = time.monotonic() + 60
+        while len(DELAY.findall(proc.log.read_text())) < 6 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        delays = [float(d) for d in DELAY.findall(proc.log.read_text())]
+        assert len(delays) >= 6, "the uplink did not keep retrying"
+        assert max(delays) <= 2.0, f"an alarm waited out a long backoff: {delays}"
+    finally:
+        proc.kill()

@@ -24,10 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.chaos_plan import Step, describe, plan
-from bench.chaos_precinct import Precinct, Verdict, judge
+from bench.chaos_precinct import Verdict, alarms_with_evidence, console, first_seen, judge
 from bench.chaos_world import DEVICE, PRECINCT, World
 from safehouse.services.outbox_read import read_events
 from safehouse.services.topics import Topics
+from tests.mqtt_rig import Subscriber
 
 _LOG = logging.getLogger("chaos")
 
@@ -81,12 +82,11 @@ def run(seed: int, duration: float, *, drain: float = 150.0, folder: Path | None
     folder = folder or Path(tempfile.mkdtemp(prefix="chaos-", dir="/tmp"))
     world = World(folder)
     errors: list[str] = []
-    precinct: Precinct | None = None
+    precinct: Subscriber | None = None
+    root = Topics(PRECINCT, DEVICE).root
     try:
         world.start_broker()
-        precinct = Precinct(world.broker.port, Topics(PRECINCT, DEVICE).root)
-        precinct.start()
-        precinct.wait_connected()
+        precinct = console(world.broker, root)
         world.start_kiosk()
         people = People(world)
         t0 = time.monotonic()
@@ -99,10 +99,12 @@ def run(seed: int, duration: float, *, drain: float = 150.0, folder: Path | None
         citizen.join()
         world.heal()
         healed = time.monotonic()
-        stored = _wait_drained(world, precinct, people, drain)
+        stored = _wait_drained(world, precinct, root, people, drain)
         drained = time.monotonic() - healed
-        verdict = judge(precinct, people.accepted, people.presses, stored)
-        table = _table(seed, duration, world, precinct, verdict, len(stored), drained, errors)
+        received = precinct.messages()
+        verdict = judge(received, root, people.accepted, people.presses, stored)
+        table = _table(seed, duration, world, alarms_with_evidence(received, root), verdict, len(stored),
+                       drained, errors)
         return verdict.passed and not errors, verdict, table
     finally:
         if precinct is not None:
@@ -114,19 +116,20 @@ def run(seed: int, duration: float, *, drain: float = 150.0, folder: Path | None
             print(f"kept: {folder} (daemon.log, broker/mosquitto.log)")
 
 
-def _wait_drained(world: World, precinct: Precinct, people: People, limit: float) -> list[dict[str, object]]:
+def _wait_drained(world: World, precinct: Subscriber, root: str, people: People,
+                  limit: float) -> list[dict[str, object]]:
     """Wait until the precinct holds every stored event and every accepted alarm (or ``limit``)."""
     deadline = time.monotonic() + limit
     while True:
         stored = [{"event_id": e.event_id, "seq": e.seq} for e in read_events(world.state)]
-        seen = precinct.first_seen()
+        seen = first_seen(precinct.messages(), root)
         if (all(e["event_id"] in seen for e in stored) and all(a in seen for a in people.accepted)) \
                 or time.monotonic() > deadline:
             return stored
         time.sleep(0.5)
 
 
-def _table(seed: int, duration: float, world: World, precinct: Precinct, v: Verdict, stored: int,
+def _table(seed: int, duration: float, world: World, with_evidence: int, v: Verdict, stored: int,
            drained: float, errors: list[str]) -> str:
     faults = ", ".join(f"{k} {n}" for k, n in sorted(world.applied.items()) if not k.startswith("end_"))
     not_taken = ", ".join(f"{k} {n}" for k, n in sorted(world.failed.items())) or "none"
@@ -142,7 +145,7 @@ def _table(seed: int, duration: float, world: World, precinct: Precinct, v: Verd
         ("worst press -> delivery delay", f"{v.worst_delay:.2f} s (alarm {v.worst_alarm[:8] or '-'})"),
         ("kiosk restarts after kill -9", f"{world.restarts}"),
         ("kiosk start attempts refused", f"{world.start_failures}"),
-        ("alarms with evidence files received", f"{len(precinct.evidence)}"),
+        ("alarms with evidence files received", f"{with_evidence}"),
         ("drain after healing", f"{drained:.1f} s"),
         ("actions the kiosk could not take then", not_taken),
         ("harness errors", f"{len(errors)}"),

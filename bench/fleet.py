@@ -141,7 +141,7 @@ def run(kiosks: int, per_proc: int, doomed: int, alarms: int, window: float, int
     fleet: Fleet | None = None
     try:
         broker.start()
-        observer = Observer(broker.port, PRECINCT).start()
+        observer = Observer(broker, PRECINCT).start()
         built = time.monotonic()
         fleet = Fleet(folder, broker.url, kiosks, per_proc, doomed, keepalive)
         built = time.monotonic() - built

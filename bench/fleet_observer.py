@@ -1,23 +1,20 @@
 """The precinct's view of the fleet: births, last wills, alarms, and the broker's own counters.
 
-A single MQTT 5 subscriber on the precinct's wildcard, as a console would have, plus the
-broker's ``$SYS`` message counters (``sys_interval 1``) for messages per second. Times are
-``time.monotonic()``, which every process on this machine shares, so a latency is the
-observer's arrival time minus the worker's queueing time.
+One console on the precinct's wildcards (the test rig's ``Subscriber``, which stamps every
+arrival with ``time.monotonic()``), plus the broker's ``$SYS`` PUBLISH counters
+(``sys_interval 1``) for messages per second. Every process on this machine shares the
+monotonic clock, so a latency is the arrival time here minus the worker's queueing time.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 import sys
-import threading
 import time
 from collections.abc import Callable
-from typing import Any, Self
+from typing import Self
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from tests.mqtt_rig import Broker, Subscriber
 
 # PUBLISH packets only; $SYS/broker/messages/* would also count PINGREQ, PUBACK and the rest
 SYS_RECEIVED = "$SYS/broker/publish/messages/received"
@@ -25,64 +22,51 @@ SYS_SENT = "$SYS/broker/publish/messages/sent"
 
 
 class Observer:
-    def __init__(self, port: int, precinct: str) -> None:
-        self._port = port
+    def __init__(self, broker: Broker, precinct: str) -> None:
+        self._broker = broker
         self._root = f"safehouse/v1/{precinct}/"
         self.online: dict[str, float] = {}   # device -> first "online" status
         self.lost: dict[str, float] = {}     # device -> first "offline"/"lost" (its last will)
         self.events: dict[str, float] = {}   # event_id -> first arrival
         self._sys: dict[str, tuple[float, int]] = {}
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="fleet-precinct",
-                                   protocol=MQTTProtocolVersion.MQTTv5)
-        self._client.max_queued_messages_set(0)
-        self._client.on_connect = self._connected
-        self._client.on_message = self._message
-        self._client.on_socket_open = lambda _c, _u, sock: _nodelay(sock)
+        self._seen = 0  # messages already sorted into the views above
+        self._sub: Subscriber | None = None
 
     def start(self) -> Self:
-        self._client.connect("127.0.0.1", self._port, keepalive=30)
-        self._client.loop_start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the fleet observer could not subscribe within 10 s")
+        self._sub = self._broker.subscriber([self._root + "+/status", self._root + "+/events",
+                                             SYS_RECEIVED, SYS_SENT], client_id="fleet-precinct",
+                                            timeout=10.0)
         return self
 
     def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        if self._sub is not None:
+            self._sub.close()
 
-    def _connected(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if reason.is_failure:
-            return
-        client.subscribe([(self._root + "+/status", 1), (self._root + "+/events", 1),
-                          (SYS_RECEIVED, 0), (SYS_SENT, 0)])
-        self._ready.set()
-
-    def _message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        now = time.monotonic()
-        if msg.topic.startswith("$SYS/"):
-            with self._lock:
-                self._sys[msg.topic] = (now, int(msg.payload))
-            return
-        device, _, kind = msg.topic[len(self._root):].partition("/")
-        body = json.loads(msg.payload)
-        with self._lock:
+    def _update(self) -> None:
+        """Sort what arrived since the last call into online / lost / events / $SYS."""
+        assert self._sub is not None
+        messages = self._sub.messages()
+        for m in messages[self._seen:]:
+            if m.topic.startswith("$SYS/"):
+                self._sys[m.topic] = (m.received, int(m.payload))
+                continue
+            device, _, kind = m.topic[len(self._root):].partition("/")
+            body = json.loads(m.payload)
             if kind == "events":
-                self.events.setdefault(body["event_id"], now)
+                self.events.setdefault(body["event_id"], m.received)
             elif body.get("state") == "online":
-                self.online.setdefault(device, now)
+                self.online.setdefault(device, m.received)
             elif body.get("state") == "offline" and body.get("reason") == "lost":
-                self.lost.setdefault(device, now)
+                self.lost.setdefault(device, m.received)
+        self._seen = len(messages)
 
     def wait(self, done: Callable[[], bool], timeout: float, what: str) -> None:
         """Until ``done()``; says how far it got every 10 s, and in the error when it gives up."""
-        start = time.monotonic()
-        said = start
+        start = said = time.monotonic()
         while True:
-            with self._lock:
-                if done():
-                    return
+            self._update()
+            if done():
+                return
             now = time.monotonic()
             if now - said >= 10:
                 said = now
@@ -97,13 +81,13 @@ class Observer:
         return f"{len(self.online)} births, {len(self.lost)} wills, {len(self.events)} alarms seen"
 
     def sys_snapshot(self) -> dict[str, tuple[float, int]]:
-        """The broker's counters now (wait for their next 1 s update first)."""
+        """The broker's counters now (after their next 1 s update)."""
         time.sleep(1.1)
-        with self._lock:
-            return dict(self._sys)
+        self._update()
+        return dict(self._sys)
 
     def rate_since(self, before: dict[str, tuple[float, int]]) -> dict[str, float]:
-        """Messages/s the broker received and sent since ``before``."""
+        """PUBLISH messages/s the broker received and sent since ``before``."""
         now = self.sys_snapshot()
         rates = {}
         for name, topic in (("received", SYS_RECEIVED), ("sent", SYS_SENT)):
@@ -111,8 +95,3 @@ class Observer:
             rates[name] = (n1 - n0) / (t1 - t0) if t1 > t0 else float("nan")
         rates["total"] = rates["received"] + rates["sent"]
         return rates
-
-
-def _nodelay(sock: Any) -> None:
-    if isinstance(sock, socket.socket):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

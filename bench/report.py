@@ -59,10 +59,11 @@ def ratio(row: dict[str, Any]) -> float | None:
 
 
 def _fmt(x: Any) -> str:
-    if x is None:
+    """Up to three decimals, trailing zeros dropped; '-' for nothing."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     if isinstance(x, float):
-        return "-" if math.isnan(x) else f"{x:.3f}".rstrip("0").rstrip(".") if abs(x) < 1e6 else f"{x:.3g}"
+        return f"{x:.3f}".rstrip("0").rstrip(".")
     return str(x)
 
 

@@ -7,21 +7,26 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def require_tool(name: str) -> str:
-    """Path of a tool the test needs; in CI its absence fails the test, elsewhere it skips."""
-    path = shutil.which(name)
-    if path:
-        return path
-    message = f"{name} is not installed (make test installs it: see APT_PACKAGES in the Makefile)"
+def unavailable(message: str) -> NoReturn:
+    """Something real the test needs is missing: in CI that fails the test, elsewhere it skips."""
     if IN_CI:
         pytest.fail(message)
     pytest.skip(message)
+
+
+def require_tool(name: str) -> str:
+    """Path of a tool the test needs (see ``unavailable``)."""
+    path = shutil.which(name)
+    if path:
+        return path
+    unavailable(f"{name} is not installed (make test installs it: see APT_PACKAGES in the Makefile)")
 
 
 @pytest.fixture

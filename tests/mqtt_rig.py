@@ -403,8 +403,12 @@ class Subscriber:
     def __init__(self, port: int, topics: Sequence[str] = (), *, ca: Path | None = None,
                  cert: Path | None = None, key: Path | None = None, client_id: str | None = None,
                  protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5, username: str | None = None,
-                 password: str | None = None, keepalive: int = 60, timeout: float = 5.0) -> None:
+                 password: str | None = None, keepalive: int = 60, timeout: float = 5.0,
+                 session_expiry: int | None = None) -> None:
+        """``session_expiry`` (MQTT 5): keep a persistent session that long, as a precinct
+        console does, so QoS 1 messages published while it is away are handed over later."""
         self.port, self.topics, self.timeout = port, list(topics), timeout
+        self._session_expiry = session_expiry
         self.client_id = client_id or f"rig-{uuid.uuid4().hex[:8]}"
         self._v5 = protocol == MQTTProtocolVersion.MQTTv5
         self._cond = threading.Condition()
@@ -439,7 +443,12 @@ class Subscriber:
 
     def _connect(self, keepalive: int) -> None:
         try:
-            rc = self.client.connect(HOST, self.port, keepalive)
+            if self._session_expiry is None:
+                rc = self.client.connect(HOST, self.port, keepalive)
+            else:  # paho keeps clean_start and the properties for its own reconnects
+                props = Properties(PacketTypes.CONNECT)
+                props.SessionExpiryInterval = self._session_expiry
+                rc = self.client.connect(HOST, self.port, keepalive, clean_start=False, properties=props)
         except (OSError, ssl.SSLError) as exc:  # refused TCP, TLS handshake refused by either side
             raise ConnectFailed(f"connect() to {HOST}:{self.port} raised {exc!r}") from exc
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:  # e.g. 7: the broker's TLS alert came while sending CONNECT

@@ -17,7 +17,7 @@ import pytest
 from safehouse.services import reserve as reserve_module
 from safehouse.services.reserve import SpaceReserve
 from safehouse.services.stats import DailyStats
-from tests.conftest import IN_CI, write_config
+from tests.conftest import unavailable, write_config
 from tests.daemon_proc import DaemonProcess
 from tests.disk_rig import TmpfsError, fill, mount_tmpfs, unmount
 from tests.mqtt_rig import Broker
@@ -31,7 +31,7 @@ def small_disk(short_dir: Path) -> Iterator[Path]:
     try:
         mount_tmpfs(state, 16)
     except TmpfsError as exc:
-        pytest.fail(str(exc)) if IN_CI else pytest.skip(str(exc))
+        unavailable(str(exc))
     try:
         yield state
     finally:

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 SCHEMA = "safehouse/v1/event"
+# Someone may be in danger: kept even at the outbox's cap, and the uplink stops backing off for them.
+ALARM_TYPES = ("panic", "duress")
 
 
 @dataclass(frozen=True)

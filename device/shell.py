@@ -34,11 +34,10 @@ from safehouse.device.effects import (
     VerifyPin,
 )
 from safehouse.device.errors import EventLogError
-from safehouse.device.events import Event
+from safehouse.device.events import ALARM_TYPES, Event
 from safehouse.services.outbox import OutboxFull
 
 _LOG = logging.getLogger(__name__)
-ALARM_CODES = frozenset({codes.PANIC, codes.DURESS})  # the uplink stops backing off for these
 
 
 class Light(Protocol):
@@ -202,7 +201,7 @@ class EffectRunner:
                 return False
             self._unwritten.popleft()
             wrote = wrote or event is not None
-            urgent = urgent or (event is not None and emit.code in ALARM_CODES)
+            urgent = urgent or (event is not None and emit.type in ALARM_TYPES)
         wrote = self._storage_events(released) or wrote
         self._wake(wrote, urgent)
         return True

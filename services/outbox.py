@@ -35,7 +35,7 @@ from typing import Any
 
 from safehouse.device.closing import Closing
 from safehouse.device.errors import EventLogError, SafehouseError
-from safehouse.device.events import Event
+from safehouse.device.events import ALARM_TYPES, Event
 from safehouse.services.fsync import fsync_dir
 from safehouse.services.outbox_read import open_readonly_stats, read_events
 from safehouse.services.outbox_schema import (
@@ -62,7 +62,6 @@ __all__ = ["ALARM_TYPES", "FILENAME", "Lane", "Outbox", "OutboxFull", "OutboxSta
 
 _LOG = logging.getLogger(__name__)
 
-ALARM_TYPES = frozenset({"panic", "duress"})
 _PURGE_EVERY_S = 600.0
 _CHUNK = 500  # ids per statement, well under SQLite's bound-parameter limit
 
@@ -355,7 +354,8 @@ class Outbox(Closing):
         """Undelivered alarm events (panic, duress): the uplink keeps its retries short for them."""
         with self._lock, self._reading() as conn:
             (count,) = conn.execute("SELECT COUNT(*) FROM messages WHERE lane = 0 AND delivered IS NULL "
-                                    "AND type IN ('panic', 'duress')").fetchone()
+                                    f"AND type IN ({', '.join('?' * len(ALARM_TYPES))})",
+                                    ALARM_TYPES).fetchone()
         return int(count)
 
     def pending_keys(self, prefix: str) -> int:

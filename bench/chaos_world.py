@@ -38,9 +38,7 @@ STATE_MB = 48  # the tmpfs behind state_dir: small enough to fill in a blink
 class World:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.broker = Broker(folder / "broker", log_types=("error", "warning", "notice"),
-                             extra=["persistence true", f"persistence_location {folder / 'broker'}/",
-                                    "autosave_interval 5"])
+        self.broker = Broker(folder / "broker", log_types=("error", "warning", "notice"), persistence=True)
         self.blackhole: Blackhole | None = None
         (folder / "tty").mkdir()
         self.keypad = SerialRig(folder / "tty")

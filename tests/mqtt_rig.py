@@ -87,12 +87,16 @@ class Broker:
 
     def __init__(self, folder: Path, *, pki: Pki | None = None, acl_file: Path | None = None,
                  extra: Sequence[str] = (), port: int | None = None,
-                 log_types: Sequence[str] = DEFAULT_LOG_TYPES, mosquitto: str = "mosquitto") -> None:
+                 log_types: Sequence[str] = DEFAULT_LOG_TYPES, mosquitto: str = "mosquitto",
+                 persistence: bool = False) -> None:
+        """``persistence``: keep sessions and queued messages across a ``stop()``/``start()``, as a
+        precinct's broker must (a ``kill()`` still loses what was not saved yet)."""
         self.folder, self.pki, self.acl_file = folder, pki, acl_file
         self.extra, self.log_types = list(extra), list(log_types)
         self._fixed_port = port is not None
         self._port = port if port is not None else free_port()
         self._mosquitto = mosquitto
+        self.persistence = persistence
         self.config_path = folder / "mosquitto.conf"
         self.log_path = folder / "mosquitto.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -122,9 +126,12 @@ class Broker:
     def config_text(self) -> str:
         lines = ["# written by tests/mqtt_rig.py", "per_listener_settings false",
                  "user root",  # as root, mosquitto would drop to user mosquitto before reading its key
-                 "persistence false", "log_dest stderr", "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+                 f"persistence {'true' if self.persistence else 'false'}",
+                 "log_dest stderr", "log_timestamp_format %Y-%m-%dT%H:%M:%S",
                  "set_tcp_nodelay true"]  # as a precinct broker should: no 40 ms Nagle stalls
         lines += [f"log_type {kind}" for kind in self.log_types]
+        if self.persistence:
+            lines += [f"persistence_location {self.folder}/"]
         lines += [f"listener {self._port} {HOST}"]
         if self.pki is None:
             lines += ["allow_anonymous true"]

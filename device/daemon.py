@@ -94,7 +94,8 @@ class Daemon:
                              delivered_retention_h=cfg.outbox.delivered_retention, clock=self.clock.wall)
         self._closers.append(self.outbox.close)
         self.loop: CoreLoop
-        self.hardware = Hardware(cfg, lambda inp: self.loop.put(inp), pin_factory=pin_factory)
+        self.hardware = Hardware(cfg, lambda inp: self.loop.put(inp), pin_factory=pin_factory,
+                                 wall=self.clock.wall)
         self._closers.append(self.hardware.close)
         self.uplink: Uplink | None = build_uplink(self, digest=config_digest(cfg))
         self.runner = EffectRunner(light=self.hardware.light, sink=self.outbox, clock=self.clock,

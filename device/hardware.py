@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from safehouse.device.config import Config
@@ -36,12 +39,16 @@ _LOG = logging.getLogger(__name__)
 class Hardware:
     """Light box, status LED, panic button and the optional tamper and lamp inputs."""
 
-    def __init__(self, config: Config, put: Any, *, pin_factory: Any = None) -> None:
+    def __init__(self, config: Config, put: Any, *, pin_factory: Any = None,
+                 wall: Callable[[], float] = time.time) -> None:
         self.simulated = config.device.hardware == "sim"
         self.pin_factory = pin_factory or make_pin_factory(config.device.hardware)
         self._opened: list[Any] = []
         self._closed = False
         self._gpio = config.gpio
+        # The beacon dims by local wall time: the daemon's clock (a sim clock can jump), never a
+        # second reading of the system clock.
+        self._local_now = lambda: datetime.fromtimestamp(wall())
         try:
             self._build(config, put)
         except BaseException:
@@ -70,7 +77,8 @@ class Hardware:
         self.light: LightBox = self._open(
             f"the light box (gpio.red={gpio.red}, gpio.blue={gpio.blue})",
             lambda: LightBox(gpio.red, gpio.blue, active_high=light.active_high,
-                             schedule=schedule, pin_factory=factory))
+                             schedule=schedule, pin_factory=factory,
+                             clock=self._local_now))
         self.status_led: StatusLed = self._open(
             f"the status LED (gpio.status_led={gpio.status_led})",
             lambda: StatusLed(gpio.status_led, pin_factory=factory))

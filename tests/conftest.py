@@ -14,6 +14,23 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+# Tests whose meaning depends on the local hour or the time zone (beacon dimming, the local day of
+# the daily counts, roll-call times). `make test` reruns them under a night-time and a day-time TZ.
+LOCAL_TIME_TESTS = (
+    "tests/drivers/test_lightbox.py",
+    "tests/test_stats.py",
+    "tests/test_keypad_core.py",
+    "tests/test_sim_clock.py",
+    "tests/test_daemon_inprocess.py::test_the_idle_beacon_dims_by_the_daemons_clock_not_the_machines",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(LOCAL_TIME_TESTS):
+            item.add_marker(pytest.mark.local_time)
+
+
 def unavailable(message: str) -> NoReturn:
     """Something real the test needs is missing: in CI that fails the test, elsewhere it skips."""
     if IN_CI:

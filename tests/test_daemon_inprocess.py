@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from safehouse.device import config as configuration
+from safehouse.device.clock import SystemClock
 from safehouse.device.daemon import Daemon
 from safehouse.services.control import request
 from safehouse.services.outbox import read_events
@@ -60,6 +62,31 @@ def test_a_press_on_the_button_pin_flashes_red_and_blue_at_4_hz_or_faster(
         assert not (red.state == 1.0 and blue.state == 1.0)
     finally:
         daemon.close()
+
+
+class LocalHourClock(SystemClock):
+    """The real monotonic clock, and a wall clock stopped at a local hour of 1 June 2026."""
+
+    def __init__(self, hour: int) -> None:
+        super().__init__()
+        self._wall = datetime(2026, 6, 1, hour, 30).timestamp()  # naive: local, whatever the TZ
+
+    def wall(self) -> float:
+        return self._wall
+
+
+@pytest.mark.parametrize(("hour", "level"), [(23, 0.4), (3, 0.4), (12, 1.0), (7, 1.0)])
+def test_the_idle_beacon_dims_by_the_daemons_clock_not_the_machines(
+        short_dir: Path, factory: MockFactory, hour: int, level: float) -> None:
+    cfg = configuration.load(write_config(short_dir))
+    daemon = Daemon(cfg, clock=LocalHourClock(hour), pin_factory=factory)
+    daemon.start()
+    try:
+        assert (cfg.light.night_brightness, cfg.light.day_brightness) == (0.4, 1.0)
+        wait_for(lambda: max(factory.pin(RED).state, factory.pin(BLUE).state) > 0)
+        assert factory.pin(RED).state == pytest.approx(level)
+    finally:
+        daemon.stop()
 
 
 def test_tamper_and_lamp_inputs_become_events(short_dir: Path, factory: MockFactory) -> None:

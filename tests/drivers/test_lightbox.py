@@ -24,6 +24,9 @@ def at(hour: int, minute: int = 0) -> Callable[[], datetime]:
     return lambda: datetime(2024, 6, 1, hour, minute)
 
 
+NOON = at(12)  # every box gets a clock: the beacon dims at night, and CI runs at any hour
+
+
 def timeline(pin: MockPWMPin) -> list[tuple[float, float]]:
     """(seconds since clear_states(), level) for every level the pin went through."""
     t, out = 0.0, []
@@ -58,7 +61,7 @@ def record(factory: MockFactory, box: LightBox, name: str, seconds: float):
 
 
 def test_alarm_alternates_red_and_blue_fast_at_full_brightness(factory: MockFactory) -> None:
-    with LightBox(RED, BLUE, pin_factory=factory, clock=at(23)) as box:  # night: no dimming
+    with LightBox(RED, BLUE, pin_factory=factory, clock=at(23)) as box:  # night: the alarm is never dimmed
         red, blue, end = record(factory, box, "alarm", 0.6)
 
     red_on, blue_on = on_spans(red, end), on_spans(blue, end)
@@ -73,7 +76,7 @@ def test_alarm_alternates_red_and_blue_fast_at_full_brightness(factory: MockFact
 
 
 def test_help_coming_blinks_blue_alone_unlike_alarm(factory: MockFactory) -> None:
-    with LightBox(RED, BLUE, pin_factory=factory) as box:
+    with LightBox(RED, BLUE, pin_factory=factory, clock=NOON) as box:
         red, blue, end = record(factory, box, "help_coming", 1.2)
 
     assert all(level == 0.0 for _, level in red), "red must stay off"
@@ -116,7 +119,7 @@ def test_active_low_relay_board_inverts_pin_levels(factory: MockFactory) -> None
 
 
 def test_unknown_pattern_is_refused_with_the_valid_names(factory: MockFactory) -> None:
-    with LightBox(RED, BLUE, pin_factory=factory) as box:
+    with LightBox(RED, BLUE, pin_factory=factory, clock=NOON) as box:
         box.play("beacon")
         with pytest.raises(ValueError, match="disco") as err:
             box.play("disco")
@@ -126,7 +129,7 @@ def test_unknown_pattern_is_refused_with_the_valid_names(factory: MockFactory) -
 
 def test_play_puts_the_first_step_on_the_pins_at_once(factory: MockFactory) -> None:
     red = factory.pin(RED)
-    with LightBox(RED, BLUE, pin_factory=factory) as box:
+    with LightBox(RED, BLUE, pin_factory=factory, clock=NOON) as box:
         red.clear_states()
         box.play("alarm")
         assert red.state == 1.0 and factory.pin(BLUE).state == 0.0
@@ -137,7 +140,7 @@ def test_play_puts_the_first_step_on_the_pins_at_once(factory: MockFactory) -> N
 def test_close_is_idempotent_turns_off_and_releases_the_pins(factory: MockFactory) -> None:
     threads_before = threading.active_count()
     red, blue = factory.pin(RED), factory.pin(BLUE)
-    box = LightBox(RED, BLUE, pin_factory=factory)
+    box = LightBox(RED, BLUE, pin_factory=factory, clock=NOON)
     box.play("alarm")
     time.sleep(0.05)
     box.close()
@@ -149,7 +152,7 @@ def test_close_is_idempotent_turns_off_and_releases_the_pins(factory: MockFactor
     assert threading.active_count() == threads_before
     with pytest.raises(HardwareError):
         box.play("beacon")
-    with LightBox(RED, BLUE, pin_factory=factory) as again:  # pins were released
+    with LightBox(RED, BLUE, pin_factory=factory, clock=NOON) as again:  # pins were released
         again.play("beacon")
         assert red.state == 1.0
 
@@ -157,10 +160,10 @@ def test_close_is_idempotent_turns_off_and_releases_the_pins(factory: MockFactor
 def test_failing_to_open_blue_releases_red(factory: MockFactory) -> None:
     with PWMLED(BLUE, pin_factory=factory):
         with pytest.raises(HardwareError, match="GPIO27") as err:
-            LightBox(RED, BLUE, pin_factory=factory)
+            LightBox(RED, BLUE, pin_factory=factory, clock=NOON)
         # While the error (and its traceback) lives, as when the daemon logs it, gpiozero's
         # garbage collection cannot be what frees the red pin.
-        with LightBox(RED, 5, pin_factory=factory) as box:
+        with LightBox(RED, 5, pin_factory=factory, clock=NOON) as box:
             box.play("alarm")
             assert factory.pin(RED).state == 1.0
         assert err.value.__traceback__ is not None

@@ -8,42 +8,62 @@ Drivers never fall back to gpiozero's global default factory: off a Pi that fall
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from gpiozero.pins import Factory
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from safehouse.device.errors import HardwareError
+from safehouse.drivers.gpiochip import header_chip
 
 _LOG = logging.getLogger(__name__)
 
 HARDWARE_CHOICES = ("pi", "sim")
 
 
-def make_pin_factory(hardware: str) -> Factory:
+def make_pin_factory(hardware: str, *, sysfs: Path = Path("/sys"), dev: Path = Path("/dev")) -> Factory:
     """Build the factory for ``hardware`` ("pi" or "sim", as in the config's device.hardware).
 
     lgpio is imported only for "pi" so the firmware imports and its tests run on an x86 box
-    where lgpio cannot open a gpiochip.
+    where lgpio cannot open a gpiochip. The chip is the one whose label is the header's
+    (drivers/gpiochip.py), never gpiozero's guess by number. Each step fails with its own
+    HardwareError: loading lgpio, finding the header's chip, opening it.
     """
     if hardware == "sim":
         _LOG.info("GPIO is simulated (gpiozero MockFactory with PWM pins)")
         return MockFactory(pin_class=MockPWMPin)
     if hardware == "pi":
-        try:
-            from gpiozero.pins.lgpio import LGPIOFactory
-
-            factory = LGPIOFactory()
-        except Exception as exc:
-            raise HardwareError(
-                f"cannot open the Raspberry Pi GPIO through lgpio/gpiochip ({exc}); "
-                'install lgpio (pip extra "pi") on a Pi, or set hardware = "sim" in [device] '
-                "of config.toml to run off a Pi"
-            ) from exc
-        _LOG.info("GPIO is real (gpiozero LGPIOFactory)")
-        return factory
+        return _lgpio_factory(sysfs, dev)
     raise ValueError(f"hardware must be one of {', '.join(HARDWARE_CHOICES)}, got {hardware!r}")
+
+
+def _lgpio_factory(sysfs: Path, dev: Path) -> Factory:
+    try:
+        # `import lgpio` starts a thread that makes a FIFO .lgd-nfyN in the working directory
+        # (or $LG_WD): the unit gives it WorkingDirectory=/run/safehouse.
+        from gpiozero.pins.lgpio import LGPIOFactory
+    except Exception as exc:
+        hint = ("lgpio needs a writable working directory for its .lgd-nfy FIFO (the unit's "
+                f"WorkingDirectory=, here {os.getcwd()!r}); " if ".lgd-nfy" in str(exc) else "")
+        raise HardwareError(
+            f"cannot load lgpio for the Raspberry Pi GPIO ({type(exc).__name__}: {exc}); {hint}"
+            'install lgpio (apt python3-lgpio, or the pip extra "pi") on a Pi, or set '
+            'hardware = "sim" in [device] of config.toml to run off a Pi'
+        ) from exc
+    chip = header_chip(sysfs, dev)
+    try:
+        factory = LGPIOFactory(chip=chip)
+    except Exception as exc:
+        raise HardwareError(
+            f"cannot open the Raspberry Pi GPIO {dev / f'gpiochip{chip}'} through lgpio "
+            f"({type(exc).__name__}: {exc}); the daemon's user needs the gpio group and the unit "
+            "DeviceAllow=char-gpiochip rw"
+        ) from exc
+    _LOG.info("GPIO is real (gpiozero LGPIOFactory on gpiochip%d)", chip)
+    return factory
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from typing import Any
 
 from safehouse.device import __version__
 from safehouse.device import config as configuration
+from safehouse.device.cli_acl import add_parser as add_acl_parser
 from safehouse.device.cli_evidence import add_parser as add_evidence_parser
 from safehouse.device.cli_provision import add_parser as add_provision_parser
 from safehouse.device.cli_selftest import add_parser as add_selftest_parser
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     add_stats_parser(sub, common)
     add_selftest_parser(sub, common)
     add_provision_parser(sub, common)
+    add_acl_parser(sub, common)
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     chk = cfg_sub.add_parser("check", parents=[common], help="validate a config file and print the "

@@ -37,12 +37,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from safehouse.services.acl import render_acl
+from safehouse.services.acl import fleet_of, render_acl
 from tests.pki import Pki
 
 HOST = "127.0.0.1"  # the only address the rig ever talks to
 REPO = Path(__file__).resolve().parent.parent
-ACL_TEMPLATE = REPO / "config" / "mosquitto-acl.template"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: no dlopen in a child forked from threads
 DEFAULT_LOG_TYPES = ("all",)  # debug included: "Denied PUBLISH ..." is only logged at debug level
@@ -55,11 +54,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_acl(folder: Path, kiosks: Iterable[tuple[str, str, str]], console_user: str,
-              template: Path = ACL_TEMPLATE) -> Path:
-    """Render the repo's ACL template for ``kiosks`` into ``folder/mosquitto.acl``, as provisioning would."""
+def write_acl(folder: Path, kiosks: Iterable[tuple[str, str, str]], console_user: str) -> Path:
+    """Render the per-kiosk ACL for ``kiosks`` into ``folder/mosquitto.acl``, as ``safehouse acl render``
+    would, with ``console_user`` as the console of every precinct the kiosks are in."""
+    kiosk_list = list(kiosks)
+    fleet = fleet_of(kiosk_list, {precinct: [console_user] for _id, precinct, _a in kiosk_list})
     path = folder / "mosquitto.acl"
-    path.write_text(render_acl(template.read_text(encoding="utf-8"), kiosks, console_user), encoding="utf-8")
+    path.write_text(render_acl(fleet, source="tests/mqtt_rig.py"), encoding="utf-8")
     return path
 
 

@@ -1,0 +1,193 @@
+"""The fleet inventory (the Ansible YAML inventory ``deploy/ansible/site.yml`` runs on), read as data.
+
+Why here and not in Ansible: the precinct broker's ACL must list exactly the kiosks the
+playbook provisions, so ``safehouse acl render`` reads the very same file. This module takes
+the already-parsed tree (the CLI loads the YAML) and resolves it the way Ansible does for the
+variables we need: ``all`` < parent group < child group < host. A host is a kiosk when it
+resolves a ``device_id``; each kiosk needs a ``precinct`` and may have an ``alliance``. The
+group variable ``consoles`` (a list of certificate CNs) names the precinct console users of
+the precinct that group's kiosks are in.
+
+Every problem is collected with its path in the file and raised together as one
+``ConfigError``: a half-read inventory must never become a half-written ACL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from safehouse.device.errors import ConfigError
+
+# The kiosk config's rule for ids (device.config_schema.IDENT, repeated so services stay free
+# of the config layer; tests/test_acl.py checks they agree). It also keeps every ACL line
+# literal: no '+', '#', '/' or space can turn a grant into a wildcard.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ID_TEXT = "1-64 characters of A-Z a-z 0-9 _ -"
+# Variables that only make sense on a kiosk: a host with one of them but no device_id is a typo.
+_KIOSK_HINTS = ("precinct", "alliance", "broker_url", "safehouse_cert", "safehouse_key")
+_GROUP_KEYS = frozenset({"hosts", "vars", "children"})
+
+
+class Kiosk(NamedTuple):
+    """One kiosk as the inventory names it; ``alliance`` is ``""`` for none."""
+
+    device_id: str
+    precinct: str
+    alliance: str
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The kiosks (in inventory order) and, per precinct, its console users (sorted)."""
+
+    kiosks: tuple[Kiosk, ...]
+    consoles: Mapping[str, tuple[str, ...]]
+
+    @property
+    def precincts(self) -> list[str]:
+        return sorted({k.precinct for k in self.kiosks} | set(self.consoles))
+
+
+@dataclass
+class _Seen:
+    """Resolved variables of one host, and where each came from (for conflict messages)."""
+
+    values: dict[str, Any]
+    where: dict[str, str]
+
+
+def read_fleet(tree: Any, source: str) -> Fleet:
+    """Resolve ``tree`` (a parsed Ansible YAML inventory) into a ``Fleet``.
+
+    Raises ``ConfigError`` listing every problem: structure, bad or missing ids, a device id
+    or console name used twice, a host whose groups disagree on its precinct.
+    """
+    problems: list[str] = []
+    hosts: dict[str, _Seen] = {}
+    if not isinstance(tree, Mapping) or not tree:
+        raise ConfigError(source, ["the inventory must be a YAML mapping of groups (e.g. 'all:')"])
+    for name, group in tree.items():
+        _walk(group, {}, {}, str(name), hosts, problems)
+    kiosks, consoles = _kiosks(hosts, problems)
+    if problems:
+        raise ConfigError(source, problems)
+    return Fleet(tuple(kiosks), {p: tuple(sorted(users)) for p, users in sorted(consoles.items())})
+
+
+def _walk(group: Any, inherited: dict[str, Any], origin: dict[str, str], path: str,
+          hosts: dict[str, _Seen], problems: list[str]) -> None:
+    """Depth-first through one group: merge its vars over the inherited ones, visit hosts and children."""
+    if group is None:
+        return
+    if not isinstance(group, Mapping):
+        problems.append(f"{path}: a group must be a mapping of hosts/vars/children, got {_kind(group)}")
+        return
+    for key in group:
+        if key not in _GROUP_KEYS:
+            problems.append(f"{path}.{key}: unknown group key (expected hosts, vars, children)")
+    values, where = dict(inherited), dict(origin)
+    own = group.get("vars")
+    if own is not None and not isinstance(own, Mapping):
+        problems.append(f"{path}.vars: must be a mapping, got {_kind(own)}")
+    elif own:
+        values.update(own)
+        where.update({str(k): f"{path}.vars" for k in own})
+    for section in ("hosts", "children"):
+        content = group.get(section)
+        if content is not None and not isinstance(content, Mapping):
+            problems.append(f"{path}.{section}: must be a mapping, got {_kind(content)}")
+    for host, host_vars in _mapping(group.get("hosts")).items():
+        here = f"{path}.hosts.{host}"
+        if host_vars is not None and not isinstance(host_vars, Mapping):
+            problems.append(f"{here}: host variables must be a mapping, got {_kind(host_vars)}")
+            continue
+        merged, merged_where = dict(values), dict(where)
+        merged.update(host_vars or {})
+        merged_where.update({str(k): here for k in host_vars or {}})
+        _add_host(str(host), merged, merged_where, hosts, problems)
+    for child, sub in _mapping(group.get("children")).items():
+        _walk(sub, values, where, f"{path}.children.{child}", hosts, problems)
+
+
+def _add_host(host: str, values: dict[str, Any], where: dict[str, str], hosts: dict[str, _Seen],
+              problems: list[str]) -> None:
+    """A host listed in several groups must resolve the same kiosk identity in each."""
+    seen = hosts.get(host)
+    if seen is None:
+        hosts[host] = _Seen(values, where)
+        return
+    for key in ("device_id", "precinct", "alliance", "consoles"):
+        if key in values and key in seen.values and values[key] != seen.values[key]:
+            problems.append(f"host {host}: {key} is {seen.values[key]!r} in {seen.where[key]} but "
+                            f"{values[key]!r} in {where[key]}: give it one value")
+    for key, value in values.items():
+        seen.values.setdefault(key, value)
+        seen.where.setdefault(key, where.get(key, "?"))
+
+
+def _kiosks(hosts: dict[str, _Seen], problems: list[str]) -> tuple[list[Kiosk], dict[str, set[str]]]:
+    kiosks: list[Kiosk] = []
+    consoles: dict[str, set[str]] = {}
+    owner: dict[str, str] = {}
+    for host, seen in hosts.items():
+        v, w = seen.values, seen.where
+        if "device_id" not in v:
+            hints = [k for k in _KIOSK_HINTS if k in v]
+            if hints:
+                problems.append(f"host {host}: has {', '.join(hints)} but no device_id")
+            continue
+        device_id = _ident(v["device_id"], f"{w['device_id']}: device_id", problems)
+        precinct = None
+        if "precinct" in v:
+            precinct = _ident(v["precinct"], f"{w['precinct']}: precinct", problems)
+        else:
+            problems.append(f"host {host}: device_id {v['device_id']!r} has no precinct")
+        alliance: str | None = ""
+        if v.get("alliance") not in (None, ""):
+            alliance = _ident(v["alliance"], f"{w['alliance']}: alliance", problems)
+        users = _console_list(v.get("consoles"), w.get("consoles", host), problems)
+        if device_id is None or precinct is None or alliance is None:
+            continue
+        if device_id in owner:
+            problems.append(f"host {host}: device_id {device_id!r} is also host {owner[device_id]}'s: "
+                            "two kiosks would share one certificate name")
+            continue
+        owner[device_id] = host
+        kiosks.append(Kiosk(device_id, precinct, alliance))
+        consoles.setdefault(precinct, set()).update(users)
+    for precinct, users in consoles.items():
+        for user in sorted(users & set(owner)):
+            problems.append(f"console {user!r} of precinct {precinct} is also the device_id of host "
+                            f"{owner[user]}: that kiosk would get the console's rights")
+    return kiosks, consoles
+
+
+def _console_list(value: Any, where: str, problems: list[str]) -> set[str]:
+    if value is None:
+        return set()
+    if not isinstance(value, list):
+        problems.append(f"{where}: consoles must be a list of certificate names, got {_kind(value)}")
+        return set()
+    users = {_ident(user, f"{where}: consoles[{i}]", problems) for i, user in enumerate(value)}
+    return {u for u in users if u is not None}
+
+
+def _ident(value: Any, what: str, problems: list[str]) -> str | None:
+    if isinstance(value, str) and ID_PATTERN.match(value):
+        return value
+    if isinstance(value, str) and "{{" in value:
+        problems.append(f"{what} is a Jinja template ({value!r}): write the value itself")
+    else:
+        problems.append(f"{what} must be {ID_TEXT}, got {value!r}")
+    return None
+
+
+def _mapping(value: Any) -> Mapping[Any, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__

@@ -37,7 +37,7 @@ def _camera(daemon: Daemon) -> Any | None:
     size = {"width": cfg.camera.width, "height": cfg.camera.height, "quality": cfg.camera.quality}
     if cfg.device.hardware == "sim":
         return make_camera("sim", device_id=cfg.device.id, **size)
-    return make_camera("pi", **size)
+    return make_camera("pi", timeout=cfg.camera.timeout, **size)  # its waits fit inside this
 
 
 def _microphone(daemon: Daemon) -> Any | None:

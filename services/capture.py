@@ -191,9 +191,10 @@ class CaptureService:
                 frame = call_with_timeout(self._camera.capture, self.settings.camera_timeout, "camera")
             except Exception as exc:
                 failures["camera"] = f"snapshot {number}: {exc}"
-                if isinstance(exc, PartTimeout):
-                    with self._camera_lock:
-                        self._camera_ready = False  # restart it at the next alarm
+                # Start it again at the next alarm: a camera that failed has released itself
+                # (or is stuck, and start() says so at once); start() on a running one is a no-op.
+                with self._camera_lock:
+                    self._camera_ready = False
                 return
             self._keep(alarm_id, f"snapshot-{number}.jpg", frame.jpeg, entries, failures, "camera",
                        content_type="image/jpeg", width=frame.width, height=frame.height,

@@ -14,6 +14,7 @@ from typing import Any
 
 from safehouse.device import __version__
 from safehouse.device import config as configuration
+from safehouse.device.cli_accept import add_parser as add_accept_parser
 from safehouse.device.cli_acl import add_parser as add_acl_parser
 from safehouse.device.cli_evidence import add_parser as add_evidence_parser
 from safehouse.device.cli_provision import add_parser as add_provision_parser
@@ -80,15 +81,18 @@ def _parser() -> argparse.ArgumentParser:
     ob.add_argument("--json", action="store_true", help="machine-readable output")
     sim = add("simulate", "sim only: break or mend a simulated part (camera raise|hang|none; "
               "core hang: the core loop stops answering, to prove the systemd watchdog; "
-              "clock jump --seconds ±S: step the kiosk's wall clock, clock none: undo)", _simulate)
-    sim.add_argument("part", choices=["camera", "core", "clock"])
-    sim.add_argument("fault", choices=["raise", "hang", "jump", "none"])
+              "clock jump --seconds ±S: step the kiosk's wall clock, clock none: undo; "
+              "lid open|close; keypad|microphone unplug|replug: the technician's hands in "
+              "`safehouse accept`)", _simulate)
+    sim.add_argument("part", choices=["camera", "core", "clock", "lid", "keypad", "microphone"])
+    sim.add_argument("fault", choices=["raise", "hang", "jump", "none", "open", "close", "unplug", "replug"])
     sim.add_argument("--seconds", type=float, default=None,
                      help="core hang: how long (default 10); clock jump: by how much, e.g. -3600")
     add_evidence_parser(sub, common)
     add_volunteer_parser(sub, common)
     add_stats_parser(sub, common)
     add_selftest_parser(sub, common)
+    add_accept_parser(sub, common)
     add_provision_parser(sub, common)
     add_acl_parser(sub, common)
     cfg = sub.add_parser("config", help="configuration tools")

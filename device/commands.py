@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from safehouse.device import acceptance_probe, acceptance_sim
 from safehouse.device.alarm import OUTCOMES
 from safehouse.device.clock import Clock
 from safehouse.device.errors import HardwareError
@@ -60,6 +61,9 @@ class Commands:
             "outbox": self.outbox,
             "simulate": self.simulate,
             "selftest": self.selftest,
+            "snapshots": self.snapshots,
+            "record": self.record,
+            "parts": self.parts,
         }
 
     def status(self, _req: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,6 +85,8 @@ class Commands:
             return {"part": part, "fault": fault, "seconds": seconds}
         if part == "clock":
             return self._jump_clock(fault, req.get("seconds", 0))
+        if part in ("lid", "keypad", "microphone"):
+            return self._simulate_technician(str(part), fault)
         camera = self._capture_parts().get("camera") if part == "camera" else None
         if camera is None or not hasattr(camera, "fail"):
             raise CommandRefused("part must be 'camera' (with camera.enabled = true)")
@@ -88,6 +94,47 @@ class Commands:
             raise CommandRefused("fault must be raise, hang or none")
         camera.fail = None if fault == "none" else fault
         return {"part": part, "fault": fault}
+
+    def _simulate_technician(self, part: str, fault: object) -> dict[str, Any]:
+        """What `safehouse accept` asks a technician to do by hand: open the lid, pull cables."""
+        actions = {"lid": ("open", "close"), "keypad": ("unplug", "replug"),
+                   "microphone": ("unplug", "replug")}[part]
+        if fault not in actions:
+            raise CommandRefused(f"{part} takes {' or '.join(actions)}")
+        try:
+            if part == "lid":
+                self._hw.lid(fault == "open")
+            elif fault == "unplug":
+                acceptance_sim.unplug(part)
+            else:
+                acceptance_sim.replug(part)
+        except HardwareError as exc:
+            raise CommandRefused(str(exc)) from exc
+        return {"part": part, "fault": fault, "unplugged": acceptance_sim.unplugged()}
+
+    def snapshots(self, req: Mapping[str, Any]) -> dict[str, Any]:
+        """`safehouse accept`: ``count`` snapshots through the alarm camera, real JPEG sizes."""
+        count, timeout = req.get("count", 3), req.get("per_shot", 5.0)
+        if not isinstance(count, int) or not isinstance(timeout, int | float) or not 0 < timeout <= 60:
+            raise CommandRefused("count must be an integer and 0 < per_shot <= 60 (seconds)")
+        try:
+            return acceptance_probe.snapshots(self._capture_parts().get("camera"), count, float(timeout))
+        except ValueError as exc:
+            raise CommandRefused(str(exc)) from exc
+
+    def record(self, req: Mapping[str, Any]) -> dict[str, Any]:
+        """`safehouse accept`: record ``seconds`` through the alarm microphone; overflows counted."""
+        seconds = req.get("seconds", 60.0)
+        if not isinstance(seconds, int | float):
+            raise CommandRefused("seconds must be a number")
+        try:
+            return acceptance_probe.record(self._capture_parts().get("microphone"), float(seconds))
+        except (ValueError, HardwareError) as exc:
+            raise CommandRefused(str(exc)) from exc
+
+    def parts(self, _req: Mapping[str, Any]) -> dict[str, Any]:
+        """The microphone's and keypad's state, polled while a technician replugs them."""
+        return acceptance_probe.parts(self._capture_parts(), self._hw.keypad)
 
     def _jump_clock(self, fault: object, seconds: object) -> dict[str, Any]:
         jump = getattr(self._clock, "jump", None)

@@ -137,6 +137,16 @@ class Hardware:
     def release(self) -> None:
         self._sim_pin(self._gpio.button).drive_high()
 
+    def lid(self, is_open: bool) -> None:
+        """Sim only: open the enclosure lid (the switch opens, the pull-up reads high) or shut it."""
+        if self._gpio.tamper is None:
+            raise HardwareError("no tamper switch: gpio.tamper is not set in the config")
+        pin = self._sim_pin(self._gpio.tamper)
+        if is_open:
+            pin.drive_high()
+        else:
+            pin.drive_low()
+
     def release_after(self, seconds: float) -> None:
         timer = threading.Timer(seconds, self._release_quietly)
         timer.daemon = True

@@ -1,0 +1,281 @@
+"""`safehouse accept`, step by step: what is checked, in which order, and what counts as passing.
+
+Everything is asked of the daemon the service manager just restarted (its control socket,
+its recorded events, its journal), never of parts opened in this process: a check that runs
+outside the unit's sandbox proves nothing about the unit. The automatic steps come first,
+then the hands-on ones, then the journal of the whole run and whether the unit stayed up.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from safehouse.device.acceptance import Report, StepResult, scan_journal
+from safehouse.device.acceptance_console import Console, EventWatch, wait_for
+from safehouse.device.acceptance_service import ServiceManager
+from safehouse.device.config import Config
+from safehouse.device.errors import ControlError
+from safehouse.device.events import Event
+from safehouse.services.control import request
+
+_LOG = logging.getLogger(__name__)
+Call = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Options:
+    ready_timeout: float = 90.0
+    step_timeout: float = 120.0
+    record_seconds: float = 60.0
+    snapshots: int = 3
+    selftest_timeout: float = 120.0
+
+
+class Acceptance:
+    def __init__(self, config: Config, service: ServiceManager, console: Console, options: Options,
+                 wall: Callable[[], float], call: Call | None = None) -> None:
+        self.config, self.service, self.console, self.options = config, service, console, options
+        self._wall = wall
+        sock = config.control.socket
+        self._call: Call = call or (lambda cmd, timeout=30.0, **kw: request(sock, cmd, timeout=timeout, **kw))
+        self._watch: EventWatch | None = None
+        self._selftest: dict[str, Any] | None = None
+
+    # --- the run ----------------------------------------------------------------------------
+
+    def run(self, device: dict[str, Any]) -> Report:
+        report = Report(device={**device, "service": self.service.name}, started=self._wall())
+        say = self.console.say
+        say(f"safehouse accept: {self.service.name}; report follows at the end")
+        try:
+            if self._step(report, "restart", "restart, READY=1", self._restart).passed:
+                self._watch = EventWatch(self.config.device.state_dir)
+                for name, title, fn in self._automatic() + self._hands_on():
+                    self._step(report, name, title, fn)
+            else:
+                for name, title, _fn in self._automatic() + self._hands_on():
+                    report.steps.append(StepResult(name, title, "not run", "the kiosk did not start"))
+            self._step(report, "journal", "journal since the restart", self._journal)
+            self._step(report, "stayed-up", "unit stayed up", self._stayed_up)
+        finally:
+            if self._watch is not None:
+                self._watch.close()
+        report.finished = self._wall()
+        return report
+
+    def _automatic(self) -> list[tuple[str, str, Callable[[], StepResult]]]:
+        return [("selftest", "selftest through the daemon", self._run_selftest),
+                ("acoustic-loop", "buzzer -> microphone loop", self._loop),
+                ("snapshots", f"{self.options.snapshots} snapshots at the configured size", self._snapshots),
+                ("recording", f"{self.options.record_seconds:g} s recording, no overflows", self._record)]
+
+    def _hands_on(self) -> list[tuple[str, str, Callable[[], StepResult]]]:
+        return [("button", "panic button press and hold", self._button),
+                ("pin", "PIN typed on the keypad", self._pin),
+                ("lid", "enclosure lid (tamper)", self._lid),
+                ("keypad-replug", "keypad unplugged and replugged", self._keypad_replug),
+                ("mic-replug", "microphone unplugged and replugged", self._mic_replug)]
+
+    def _step(self, report: Report, name: str, title: str, fn: Callable[[], StepResult]) -> StepResult:
+        t0 = time.monotonic()
+        self.console.say(f"--- {title}")
+        try:
+            result = fn()
+        except ControlError as exc:
+            result = StepResult(name, title, "fail", f"the daemon did not answer: {exc}")
+        except Exception as exc:  # a bug here must not lose the report of the steps before it
+            _LOG.exception("acceptance step %s crashed", name)
+            result = StepResult(name, title, "fail", f"{type(exc).__name__}: {exc}")
+        result.name, result.title = name, title
+        result.seconds = round(time.monotonic() - t0, 1)
+        self.console.say(f"    {result.status.upper()}: {result.detail}")
+        report.steps.append(result)
+        return result
+
+    # --- automatic steps --------------------------------------------------------------------
+
+    def _restart(self) -> StepResult:
+        self.service.restart()
+        ok, detail = self.service.wait_ready(self.options.ready_timeout)
+        return StepResult("", "", "pass" if ok else "fail", detail)
+
+    def _run_selftest(self) -> StepResult:
+        result = self._call("selftest", timeout=self.options.selftest_timeout)
+        self._selftest = result
+        checks = result["checks"]
+        failed = [c for c in checks if not c["ok"]]
+        detail = (f"all {len(checks)} checks passed" if not failed else
+                  "; ".join(f"{c['name']}: {c['detail']}" for c in failed))
+        return StepResult("", "", "fail" if failed else "pass", detail, data={"checks": checks})
+
+    def _loop(self) -> StepResult:
+        if not self.config.microphone.enabled:
+            return StepResult("", "", "n/a", "microphone.enabled = false")
+        checks = (self._selftest or {}).get("checks", [])
+        mic = next((c for c in checks if c["name"] == "microphone"), None)
+        if mic is None:
+            return StepResult("", "", "fail", "the selftest did not run the microphone check")
+        tonal = self.config.buzzer.enabled and self.config.buzzer.tonal
+        status = "pass" if mic["ok"] else "fail"
+        if mic["ok"] and not tonal and self.config.device.hardware == "pi":
+            status = "warn"  # audio arrives, but nothing proved the microphone hears the room
+        return StepResult("", "", status, mic["detail"])
+
+    def _snapshots(self) -> StepResult:
+        cam = self.config.camera
+        if not cam.enabled:
+            return StepResult("", "", "n/a", "camera.enabled = false")
+        # `timeout` here is the socket's; the daemon waits camera.timeout per snapshot
+        result = self._call("snapshots", count=self.options.snapshots, per_shot=cam.timeout,
+                            timeout=cam.timeout * (self.options.snapshots + 2) + 10)
+        shots = result.get("shots", [])
+        if result.get("error"):
+            return StepResult("", "", "fail", result["error"], data=result)
+        wrong = [s for s in shots if s.get("error") or (s.get("width"), s.get("height"))
+                 != (cam.width, cam.height)]
+        sizes = ", ".join(s["error"] if s.get("error") else
+                          f"{s['width']}x{s['height']} {s['bytes']} B" for s in shots)
+        if wrong or len(shots) != self.options.snapshots:
+            return StepResult("", "", "fail", f"expected {self.options.snapshots} JPEGs of "
+                              f"{cam.width}x{cam.height}, got: {sizes or 'none'}", data=result)
+        return StepResult("", "", "pass", sizes, data=result)
+
+    def _record(self) -> StepResult:
+        if not self.config.microphone.enabled:
+            return StepResult("", "", "n/a", "microphone.enabled = false")
+        seconds = self.options.record_seconds
+        result = self._call("record", seconds=seconds, timeout=seconds * 2 + 30)
+        frames, expected, overflows = result["frames"], result["expected_frames"], result["overflows"]
+        detail = (f"{frames / result['rate']:.1f} s of {seconds:g} s from {result['device']} at "
+                  f"{result['rate']} Hz, level {result['level']:.0f}, overflows "
+                  f"{'not counted by this driver' if overflows is None else overflows}")
+        if frames < expected or (overflows or 0) > 0 or result["level"] <= 0:
+            return StepResult("", "", "fail", detail, data=result)
+        return StepResult("", "", "warn" if overflows is None else "pass", detail, data=result)
+
+    def _journal(self) -> StepResult:
+        lines = self.service.journal()
+        hits = scan_journal(lines)
+        if hits:
+            shown = " | ".join(line.strip()[:200] for line in hits[:5])
+            more = f" (+{len(hits) - 5} more)" if len(hits) > 5 else ""
+            return StepResult("", "", "fail", f"{len(hits)} known failure line(s): {shown}{more}",
+                              data={"hits": hits[:50], "lines": len(lines)})
+        return StepResult("", "", "pass", f"{len(lines)} lines, none with a known failure string",
+                          data={"lines": len(lines)})
+
+    def _stayed_up(self) -> StepResult:
+        ok, detail = self.service.still_up()
+        return StepResult("", "", "pass" if ok else "fail", detail)
+
+    # --- hands-on steps: the technician acts, the daemon's events answer ---------------------
+
+    def _event(self, after: int, type_: str, **data: Any) -> Callable[[], str | None]:
+        def check() -> str | None:
+            assert self._watch is not None
+            if self._watch.error:
+                raise ControlError(self._watch.error)
+            found: Event | None = self._watch.find(after, lambda e: e.type == type_ and all(
+                e.data.get(k) == v for k, v in data.items()))
+            return None if found is None else f"{type_} event seq {found.seq} ({found.ts})"
+        return check
+
+    def _ask(self, tag: str, instruction: str, check: Callable[[], str | None]) -> tuple[str, str]:
+        return wait_for(self.console, tag, instruction, self.options.step_timeout, check)
+
+    def _pair(self, first: tuple[str, str, str], second: tuple[str, str, str],
+              **data: Any) -> StepResult:
+        """Two prompts, each answered by its event (lid open/shut, cable out/in)."""
+        assert self._watch is not None
+        details = []
+        for tag, instruction, event in (first, second):
+            status, detail = self._ask(tag, instruction, self._event(self._watch.mark(), event, **data))
+            details.append(detail)
+            if status != "pass":
+                return StepResult("", "", status, f"{tag}: {detail}")
+        return StepResult("", "", "pass", "; ".join(details))
+
+    def _button(self) -> StepResult:
+        assert self._watch is not None
+        mark = self._watch.mark()
+        seen = self._event(mark, "panic")
+
+        def pressed_and_released() -> str | None:
+            got = seen()
+            if got is None or self._call("status")["button"]["pressed"]:
+                return None
+            return got + ", button released"
+        return StepResult("", "", *self._ask(
+            "button", "Press and HOLD the panic button for 3 s, then let go. This raises a REAL alarm "
+            "(Contact ID 120): tell the precinct first. The acceptance ends it afterwards.",
+            pressed_and_released))
+
+    def _pin(self) -> StepResult:
+        if self.config.keypad.port == "" and self.config.device.hardware == "pi":
+            self._end_alarm()
+            return StepResult("", "", "n/a", 'keypad.port = "": no keypad fitted')
+        assert self._watch is not None
+        mark, refused = self._watch.mark(), self._call("status")["rejections"].get("keypad", 0)
+        acked = self._event(mark, "ack", source="keypad")
+        told = [False]
+
+        def check() -> str | None:
+            got = acked()
+            now = self._call("status")["rejections"].get("keypad", 0)
+            if got is None and now > refused and not told[0]:
+                told[0] = True
+                self.console.say("    the kiosk refused that entry (a PIN not enrolled?): try again with an "
+                                 "enrolled volunteer's PIN (`safehouse volunteer list`)")
+            return got
+        try:
+            status, detail = self._ask("pin", "Type an enrolled volunteer's PIN and then # on the keypad, "
+                                       "to acknowledge the alarm.", check)
+        finally:
+            self._end_alarm()
+        return StepResult("", "", status, detail)
+
+    def _end_alarm(self) -> None:
+        if self._call("status")["alarm"]["state"] != "idle":
+            self._call("resolve", outcome="cancelled", by="acceptance")
+            self.console.say("    the acceptance's alarm was resolved (outcome cancelled, by acceptance)")
+
+    def _lid(self) -> StepResult:
+        if self.config.gpio.tamper is None:
+            return StepResult("", "", "n/a", "gpio.tamper is not set: no lid switch wired")
+        return self._pair(("lid-open", "Open the enclosure lid.", "tamper"),
+                          ("lid-close", "Close the enclosure lid again.", "tamper_restored"))
+
+    def _keypad_replug(self) -> StepResult:
+        if self.config.keypad.port == "" and self.config.device.hardware == "pi":
+            return StepResult("", "", "n/a", 'keypad.port = "": no keypad fitted')
+        return self._pair(("keypad-unplug", "Unplug the keypad's cable.", "keypad_lost"),
+                          ("keypad-replug", "Plug the keypad's cable back in.", "keypad_restored"))
+
+    def _mic_replug(self) -> StepResult:
+        mic = self.config.microphone
+        if not mic.enabled:
+            return StepResult("", "", "n/a", "microphone.enabled = false")
+        if mic.pre_roll == 0:
+            return StepResult("", "", "n/a", "microphone.pre_roll = 0: it is closed between alarms")
+
+        def state(want_fault: bool) -> Callable[[], str | None]:
+            def check() -> str | None:
+                m = self._call("parts")["microphone"]
+                if want_fault and m["fault"]:
+                    return f"the kiosk noticed: {m['fault']}"
+                if not want_fault and not m["fault"] and m["capturing"]:
+                    return "the kiosk hears it again"
+                return None
+            return check
+        details = []
+        for tag, text, check in (("mic-unplug", "Unplug the microphone.", state(True)),
+                                 ("mic-replug", "Plug the microphone back in.", state(False))):
+            status, detail = self._ask(tag, text, check)
+            details.append(detail)
+            if status != "pass":
+                return StepResult("", "", status, f"{tag}: {detail}")
+        return StepResult("", "", "pass", "; ".join(details))

@@ -1,0 +1,171 @@
+"""`safehouse accept` on a simulated kiosk, driven through its prompts like a technician would.
+
+The real CLI runs as a subprocess: it starts its own `safehouse run` (sim) with a NOTIFY_SOCKET
+it binds, waits for READY=1, and asks for hands-on steps on stdout. The test plays the
+technician: it answers each `>>> [TAG]` prompt with the `safehouse` command that does the
+same on simulated hardware (press, keys, simulate lid/keypad/microphone), or types s/f, or
+does nothing (the step times out). Then it reads the report the acceptance wrote.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import write_config
+
+CLI = [sys.executable, "-m", "safehouse.device.cli"]
+PIN = "2468"
+KIOSK = ("[camera]\nwidth = 640\nheight = 480\n[microphone]\npre_roll = 1.0\npost_roll = 1.0\n"
+         "[gpio]\ntamper = 5\n")
+TECHNICIAN: dict[str, Any] = {
+    "button": ["press", "--hold", "1"],
+    "pin": ["keys", f"{PIN}#"],
+    "lid-open": ["simulate", "lid", "open"],
+    "lid-close": ["simulate", "lid", "close"],
+    "keypad-unplug": ["simulate", "keypad", "unplug"],
+    "keypad-replug": ["simulate", "keypad", "replug"],
+    "mic-unplug": ["simulate", "microphone", "unplug"],
+    "mic-replug": ["simulate", "microphone", "replug"],
+}
+STEPS = ["restart", "selftest", "acoustic-loop", "snapshots", "recording", "button", "pin", "lid",
+         "keypad-replug", "mic-replug", "journal", "stayed-up"]
+
+
+def _cli(config: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, "--config", str(config), *args], input=stdin, capture_output=True,
+                          text=True, timeout=30, check=False)
+
+
+def _kiosk(folder: Path) -> Path:
+    config = write_config(folder, KIOSK, capture=True)
+    enrolled = _cli(config, "volunteer", "add", "v001", "--name", "Test Technician", "--pin-stdin",
+                    stdin=f"{PIN}\n")
+    assert enrolled.returncode == 0, enrolled.stderr
+    return config
+
+
+def _accept(config: Path, folder: Path, answers: dict[str, Any], *extra: str,
+            on_prompt: Any = None) -> tuple[int, str, list[str]]:
+    """Run `safehouse accept`, answering its prompts; return (exit status, stdout, prompts seen)."""
+    proc = subprocess.Popen([*CLI, "--config", str(config), "accept", "--report-dir", str(folder / "reports"),
+                             "--sim-log", str(folder / "journal.log"), "--record-seconds", "2",
+                             "--ready-timeout", "30", *extra],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    guard = threading.Timer(240, proc.kill)
+    guard.start()
+    out, prompts = [], []
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        for line in proc.stdout:
+            out.append(line)
+            found = re.match(r">>> \[([a-z-]+)\]", line)
+            if not found:
+                continue
+            tag = found.group(1)
+            prompts.append(tag)
+            if on_prompt is not None:
+                on_prompt(tag)
+            answer = answers.get(tag)
+            if isinstance(answer, list):
+                done = _cli(config, *answer)
+                assert done.returncode == 0, f"{answer}: {done.stderr}"
+            elif isinstance(answer, str):
+                proc.stdin.write(answer + "\n")
+                proc.stdin.flush()
+        return proc.wait(30), "".join(out), prompts
+    finally:
+        guard.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def _report(folder: Path) -> tuple[dict[str, Any], str]:
+    [json_path] = sorted((folder / "reports").glob("acceptance-*.json"))
+    [text_path] = sorted((folder / "reports").glob("acceptance-*.txt"))
+    return json.loads(json_path.read_text()), text_path.read_text()
+
+
+def test_accept_passes_a_healthy_kiosk_driven_through_every_prompt(short_dir: Path) -> None:
+    config = _kiosk(short_dir)
+    code, out, prompts = _accept(config, short_dir, TECHNICIAN, "--step-timeout", "30")
+    assert code == 0, out
+    assert prompts == list(TECHNICIAN)
+    report, text = _report(short_dir)
+    assert report["ok"] is True and report["failed"] == []
+    steps = {s["name"]: s for s in report["steps"]}
+    assert list(steps) == STEPS
+    assert all(s["status"] in ("pass", "warn") for s in steps.values()), steps
+    assert "READY=1 from pid" in steps["restart"]["detail"]
+    assert [c["name"] for c in steps["selftest"]["data"]["checks"]][:3] == ["light box", "panic button",
+                                                                           "microphone"]
+    shots = steps["snapshots"]["data"]["shots"]
+    assert [(s["width"], s["height"]) for s in shots] == [(640, 480)] * 3
+    assert steps["recording"]["data"]["frames"] == 2 * 16000
+    assert "panic event" in steps["button"]["detail"] and "released" in steps["button"]["detail"]
+    assert "ack event" in steps["pin"]["detail"]
+    assert "tamper event" in steps["lid"]["detail"] and "tamper_restored" in steps["lid"]["detail"]
+    assert "keypad_lost" in steps["keypad-replug"]["detail"]
+    assert "keypad_restored" in steps["keypad-replug"]["detail"]
+    assert "simulated: cable pulled" in steps["mic-replug"]["detail"]
+    assert "none with a known failure string" in steps["journal"]["detail"]
+    assert text.startswith("Safe House kiosk acceptance: ACCEPTED")
+    assert "every required step passed" in text and "SH-TEST-0001" in text
+    # what the precinct saw: the alarm, acknowledged on the keypad, resolved by the acceptance
+    events = [json.loads(line) for line in _cli(config, "events", "--json").stdout.splitlines()]
+    types = [e["type"] for e in events]
+    for expected in ("selftest", "panic", "ack", "resolved", "tamper", "tamper_restored",
+                     "keypad_lost", "keypad_restored"):
+        assert expected in types, types
+    [resolved] = [e for e in events if e["type"] == "resolved"]
+    assert resolved["data"]["outcome"] == "cancelled" and resolved["data"]["by"] == "acceptance"
+    assert not (short_dir / "ctl.sock").exists()  # the daemon it started is stopped again
+
+
+def test_accept_fails_naming_the_step_and_why(short_dir: Path) -> None:
+    """A known failure string in the journal, a step nobody does, a step skipped: exit 1."""
+    config = _kiosk(short_dir)
+    answers = {**TECHNICIAN, "keypad-unplug": None, "mic-unplug": "s"}
+
+    def journal_line(tag: str) -> None:
+        if tag == "lid-open":  # what the daemon logs under a unit whose working directory is read-only
+            with (short_dir / "journal.log").open("a") as log:
+                log.write("FileNotFoundError: [Errno 2] No such file or directory: '.lgd-nfy-3'\n")
+
+    code, out, prompts = _accept(config, short_dir, answers, "--step-timeout", "4", on_prompt=journal_line)
+    assert code == 1, out
+    assert "keypad-replug" not in prompts  # the unplug timed out: no replug prompt
+    report, text = _report(short_dir)
+    assert report["ok"] is False
+    assert report["failed"] == ["keypad-replug", "mic-replug", "journal"]
+    steps = {s["name"]: s for s in report["steps"]}
+    assert steps["keypad-replug"]["detail"] == "keypad-unplug: nothing seen within 4 s"
+    assert steps["mic-replug"]["status"] == "skip"
+    assert "lgd-nfy" in steps["journal"]["detail"]
+    assert steps["button"]["status"] == "pass"
+    assert text.startswith("Safe House kiosk acceptance: NOT ACCEPTED")
+    assert "FAILED: keypad unplugged and replugged: keypad-unplug: nothing seen within 4 s" in text
+    assert "lgd-nfy" in out.splitlines()[-3]
+
+
+def test_selftest_with_the_daemon_stopped_says_it_proves_nothing(short_dir: Path) -> None:
+    config = write_config(short_dir)
+    res = _cli(config, "selftest")
+    assert res.returncode == 0, res.stderr
+    warning = f"as user {getpass.getuser()} (uid {os.getuid()}), OUTSIDE the safehouse unit's sandbox"
+    assert warning in res.stderr and "NOT proof that the unit works" in res.stderr
+    assert res.stdout.splitlines()[-1].startswith("WARNING: the daemon is not running")
+    as_json = _cli(config, "selftest", "--json")
+    body = json.loads(as_json.stdout)
+    assert body["through_daemon"] is False and "NOT proof" in body["warning"]
+    refused = _cli(config, "selftest", "--daemon-only")
+    assert refused.returncode == 1 and "not running" in refused.stderr and refused.stdout == ""

@@ -1,13 +1,20 @@
 """The kiosk microphone: a pre-roll ring fed by one reader thread, and clips cut from it.
 
-The reader does blocking ``InputStream.read()`` calls, never a callback stream: cffi
-callbacks need write+execute memory, which the unit's ``MemoryDenyWriteExecute=yes`` forbids.
+PortAudio runs in a capture process (drivers/mic_child.py, seen through mic_source.py),
+which opens the device at 16 kHz if it can, else at the device's own rate (typical USB
+microphones only do 44.1/48 kHz) and the samples are resampled to 16 kHz; everything after
+this module sees 16 kHz mono int16 either way. If no block arrives for ``stall_after``
+seconds while the stream should be running (a USB microphone unplugged mid-stream can leave
+PortAudio looping inside its read, PortAudio #1037), the reader kills that process and
+starts a fresh one, which initialises PortAudio anew; the stall is reported like any other
+fault and counted in ``stalls``.
+
 Every sample has a stream-frame index, and the time of index 0 is kept, so "the audio
 around time T" is exact. Before each read the reader waits until the block's last sample
 is due: a real microphone blocks that long anyway, the simulator's ALSA file plugin does
 not, and without pacing it would run ~2000x ahead into garbage.
 
-A broken or missing microphone never stops the kiosk: the reader records the fault, logs
+A broken, missing or stalled microphone never stops the kiosk: the reader records the fault, logs
 it once, and keeps reopening with a backoff; ``record()`` raises MicrophoneError instead.
 """
 
@@ -20,8 +27,10 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from safehouse.device.errors import HardwareError
+from safehouse.drivers.mic_source import CaptureProcess, MicrophoneError, MicrophoneStalled
 from safehouse.drivers.ring_buffer import Clip, Collector, SampleRing
+
+__all__ = ["Clip", "MicrophoneError", "MicrophoneStalled", "SoundDeviceMicrophone"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -29,10 +38,7 @@ _JOIN_SECONDS = 2.0
 _FIRST_OPEN_WAIT = 5.0  # start() waits this long for the first open, so `fault` means something
 _BACKOFF = (1.0, 30.0)
 _GRACE = 5.0  # record() gives up this long after the clip should have been complete
-
-
-class MicrophoneError(HardwareError):
-    """No audio could be had; the message names the device and what to check."""
+_OPEN_TIMEOUT = 15.0  # a capture process that has not opened the device by then is killed
 
 
 class SoundDeviceMicrophone:
@@ -41,17 +47,20 @@ class SoundDeviceMicrophone:
     With ``pre_roll == 0`` the device stays closed until a clip is asked for. ``device`` is a
     sounddevice name or index (None or "" = the default input). ``restart_after`` (seconds of
     stream time) closes and reopens the stream, which rewinds the simulator's file plugin.
+    ``stall_after``: seconds without a block before the capture is declared stalled and
+    restarted (several blocks' worth; a real device delivers one every ``blocksize / rate`` s).
     """
 
     def __init__(self, *, rate: int = 16000, pre_roll: float = 10.0, device: str | int | None = None,
                  blocksize: int = 1600, clock: Callable[[], float] = time.monotonic,
-                 restart_after: float | None = None) -> None:
-        if rate <= 0 or blocksize <= 0 or pre_roll < 0:
-            raise ValueError(f"microphone: need rate > 0, blocksize > 0, pre_roll >= 0 "
-                             f"(got {rate}, {blocksize}, {pre_roll})")
+                 restart_after: float | None = None, stall_after: float = 5.0) -> None:
+        if rate <= 0 or blocksize <= 0 or pre_roll < 0 or stall_after <= 2 * blocksize / max(rate, 1):
+            raise ValueError(f"microphone: need rate > 0, blocksize > 0, pre_roll >= 0, stall_after "
+                             f"> two blocks (got {rate}, {blocksize}, {pre_roll}, {stall_after})")
         self.rate, self.pre_roll, self.blocksize = rate, pre_roll, blocksize
         self.device = None if device == "" else device
         self._clock = clock
+        self.stall_after = stall_after
         self._restart_frames = round(restart_after * rate) if restart_after else None
         # one block more than the pre-roll: `at` may fall up to a block past the newest sample
         self._ring = SampleRing(round(pre_roll * rate) + blocksize if pre_roll else 0)
@@ -64,6 +73,9 @@ class SoundDeviceMicrophone:
         self._attempted = threading.Event()
         self._thread: threading.Thread | None = None
         self._blocks = 0  # blocks read in this object's life, to tell a relapse from a fault
+        self._source: CaptureProcess | None = None  # the open capture process
+        self._opened: CaptureProcess | None = None  # the last one that opened the device
+        self._stalls = 0
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name} pre_roll={self.pre_roll}s fault={self._fault!r}>"
@@ -91,6 +103,32 @@ class SoundDeviceMicrophone:
     def started_at(self) -> float | None:
         """Clock time of stream-frame 0 of the open stream (None while closed)."""
         return self._anchor
+
+    @property
+    def device_name(self) -> str | None:
+        """PortAudio's name of the device last opened (None before the first open)."""
+        return self._opened.device_name if self._opened is not None else None
+
+    @property
+    def native_rate(self) -> int | None:
+        """The device's own sample rate, as PortAudio reports it (its default rate)."""
+        return self._opened.native_rate if self._opened is not None else None
+
+    @property
+    def device_rate(self) -> int | None:
+        """The rate the device is opened at: ``rate`` if it takes it, else resampled to ``rate``."""
+        return self._opened.device_rate if self._opened is not None else None
+
+    @property
+    def stalls(self) -> int:
+        """How many times the device stopped delivering and its capture was restarted."""
+        return self._stalls
+
+    def describe(self) -> dict[str, Any]:
+        """Device, rates and faults in one dict, for `safehouse status` and selftest."""
+        return {"device": self.device_name, "native_rate": self.native_rate,
+                "device_rate": self.device_rate, "rate": self.rate, "stalls": self._stalls,
+                "capturing": self.is_capturing, "fault": self._fault}
 
     @property
     def buffer_bytes(self) -> int:
@@ -147,6 +185,10 @@ class SoundDeviceMicrophone:
         """Stop the reader and release the device; safe to repeat."""
         self._stopping.set()
         self._wake.set()
+        with self._lock:
+            source = self._source
+        if source is not None:
+            source.kill()  # a read waiting for a slow (or stalled) device returns now
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(_JOIN_SECONDS)
@@ -190,6 +232,10 @@ class SoundDeviceMicrophone:
             try:
                 restart = self._session(fresh)
             except Exception as exc:
+                if self._stopping.is_set():
+                    break
+                if isinstance(exc, MicrophoneStalled) and self._blocks != blocks:
+                    self._stalls += 1  # it delivered, then stopped: the process is gone now
                 self._failed(exc)
             else:
                 backoff, fresh = _BACKOFF[0], not restart
@@ -203,31 +249,34 @@ class SoundDeviceMicrophone:
             backoff = min(backoff * 2, _BACKOFF[1])
 
     def _session(self, fresh: bool) -> bool:
-        stream = self._open(fresh)
+        source = self._open(fresh)
         try:
-            return self._pump(stream)
+            return self._pump(source)
         finally:
             with self._lock:
                 self._anchor = None
-            stream.close(ignore_errors=True)
+                self._source = None
+            source.close()
 
-    def _open(self, fresh: bool) -> Any:
-        import sounddevice  # lazy: no PortAudio needed to import us; ALSA_CONFIG_PATH set first
-
-        stream = sounddevice.InputStream(samplerate=self.rate, channels=1, dtype="int16",
-                                         device=self.device, blocksize=self.blocksize)
-        try:
-            stream.start()
-        except BaseException:
-            stream.close(ignore_errors=True)
-            raise
+    def _open(self, fresh: bool) -> CaptureProcess:
+        source = CaptureProcess(device=self.device, rate=self.rate, blocksize=self.blocksize,
+                                open_timeout=max(_OPEN_TIMEOUT, self.stall_after))
         with self._lock:
+            self._source = source
+            if self._opened is None or (source.device_name, source.device_rate) != (
+                    self._opened.device_name, self._opened.device_rate):
+                _LOG.info("microphone %s: %r, native %d Hz, opened at %d Hz%s", self._name,
+                          source.device_name, source.native_rate, source.device_rate,
+                          "" if source.device_rate == self.rate else f", resampled to {self.rate} Hz")
+            self._opened = source
+            if self._stopping.is_set():
+                source.kill()  # close() came while we were opening
             if fresh:
                 self._ring.reset()
             self._anchor = self._clock() - self._ring.end / self.rate
-        return stream
+        return source
 
-    def _pump(self, stream: Any) -> bool:
+    def _pump(self, source: CaptureProcess) -> bool:
         """Read until told to stop; True if the stream is due a planned restart."""
         read = 0
         while not self._stopping.is_set():
@@ -236,8 +285,7 @@ class SoundDeviceMicrophone:
             due = self._anchor + (self._ring.end + self.blocksize) / self.rate - self._clock()
             if due > 0 and self._stopping.wait(due):
                 break
-            data, overflowed = stream.read(self.blocksize)
-            block = data.reshape(-1)
+            block, overflowed = source.read(self.stall_after)
             now = self._clock()
             with self._lock:
                 for job in list(self._pending):
@@ -268,7 +316,10 @@ class SoundDeviceMicrophone:
         return False
 
     def _failed(self, exc: BaseException) -> None:
-        if isinstance(exc, ImportError):
+        if isinstance(exc, MicrophoneStalled):
+            hint = ("the capture was restarted (PortAudio re-initialised); if it keeps stalling, "
+                    "check the USB cable and power")
+        elif "No module named" in str(exc):
             hint = "install the sounddevice package (pip)"
         elif "PortAudio library not found" in str(exc):
             hint = "install PortAudio (Debian: libportaudio2)"

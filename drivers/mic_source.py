@@ -1,0 +1,123 @@
+"""One capture process (drivers/mic_child.py) seen from the daemon: 16 kHz blocks, or why not.
+
+``read(timeout)`` waits at most ``timeout`` seconds for the next block; a device that
+stops delivering raises MicrophoneStalled instead of hanging the reader, and ``close()``
+kills the process, which is the only safe way to end a read stuck inside PortAudio. A
+device opened at its native rate is resampled here, so callers always get ``rate`` Hz.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from safehouse.device.errors import HardwareError
+from safehouse.drivers.mic_child import BLOCK, ERROR, HEADER, OVERRUN, RECORD
+from safehouse.drivers.resample import Resampler
+from safehouse.drivers.ring_buffer import Samples
+
+_KILL_WAIT = 2.0
+
+
+class MicrophoneError(HardwareError):
+    """No audio could be had; the message names the device and what to check."""
+
+
+class MicrophoneStalled(MicrophoneError):
+    """The device stopped delivering audio while its stream should be running."""
+
+
+class CaptureProcess:
+    """Starts the capture process and waits (up to ``open_timeout`` s) for its device report."""
+
+    def __init__(self, *, device: str | int | None, rate: int, blocksize: int,
+                 open_timeout: float) -> None:
+        spec = {"device": device, "rate": rate, "blocksize": blocksize, "parent": os.getpid()}
+        # the environment as it is now: ALSA_CONFIG_PATH may have changed since the last open
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "safehouse.drivers.mic_child", json.dumps(spec)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=dict(os.environ), close_fds=True)
+        assert self._proc.stdout is not None
+        self._fd = self._proc.stdout.fileno()
+        self._buf = bytearray()
+        self.rate = rate
+        try:
+            tag, payload = self._record(open_timeout, "opening the device")
+            if tag != HEADER:
+                raise MicrophoneError(f"capture process said {tag} before its header")
+            header = json.loads(payload)
+        except BaseException:
+            self.close()
+            raise
+        self.device_name: str = header["device"]
+        self.native_rate: int = header["native_rate"]
+        self.device_rate: int = header["rate"]  # what the device runs at (resampled to `rate`)
+        self._resampler = Resampler(self.device_rate, rate) if self.device_rate != rate else None
+
+    def read(self, timeout: float) -> tuple[Samples, bool]:
+        """The next block at ``rate`` Hz and whether samples were lost before it."""
+        tag, payload = self._record(timeout, "reading")
+        if tag not in (BLOCK, OVERRUN):
+            raise MicrophoneError(f"capture process sent record type {tag} mid-stream")
+        block = np.frombuffer(payload, dtype="<i2").astype(np.int16)
+        if self._resampler is not None:
+            block = self._resampler.process(block)
+        return block, tag == OVERRUN
+
+    def close(self) -> None:
+        """Kill the process (a read stuck in PortAudio ends with it); safe from any thread."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        # still alive after SIGKILL: in uninterruptible sleep in the kernel's USB code, reaped later
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(_KILL_WAIT)
+        assert self._proc.stdout is not None
+        self._proc.stdout.close()
+
+    def kill(self) -> None:
+        """Make a blocked ``read()`` in another thread return (with MicrophoneError) now."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+
+    # --- framing ---------------------------------------------------------------------------
+
+    def _record(self, timeout: float, doing: str) -> tuple[int, bytes]:
+        deadline = time.monotonic() + timeout
+        head = self._exactly(RECORD.size, deadline, timeout, doing)
+        tag, length = RECORD.unpack(head)
+        payload = self._exactly(length, deadline, timeout, doing)
+        if tag == ERROR:
+            raise MicrophoneError(payload.decode(errors="replace"))
+        return tag, payload
+
+    def _exactly(self, n: int, deadline: float, timeout: float, doing: str) -> bytes:
+        while len(self._buf) < n:
+            left = deadline - time.monotonic()
+            ready = select.select([self._fd], [], [], max(0.0, left))[0] if left > 0 else []
+            if not ready:
+                raise MicrophoneStalled(f"no audio for {timeout:.1f} s while {doing}")
+            chunk = os.read(self._fd, max(65536, n - len(self._buf)))
+            if not chunk:
+                raise MicrophoneError(f"the capture process ended ({self._exit_status()})")
+            self._buf += chunk
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+    def _exit_status(self) -> str:
+        try:
+            code = self._proc.wait(_KILL_WAIT)
+        except subprocess.TimeoutExpired:
+            return "still running"
+        return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+
+    def __repr__(self) -> str:
+        return f"<CaptureProcess pid={self._proc.pid} rate={self.rate}>"
+

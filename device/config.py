@@ -94,6 +94,8 @@ class EvidenceConfig:
 @dataclass(frozen=True)
 class ControlConfig:
     socket: Path
+    max_clients: int = 16
+    idle_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,9 @@ def from_tree(tree: dict[str, Any], *, source: str = "<config>", base: Path | No
         source=source,
         device=DeviceConfig(**{**values["device"], "state_dir": path(values["device"]["state_dir"])}),
         broker=BrokerConfig(**broker),
-        control=ControlConfig(socket=path(values["control"]["socket"])),
+        control=ControlConfig(socket=path(values["control"]["socket"]),
+                              max_clients=values["control"]["max_clients"],
+                              idle_timeout=values["control"]["idle_timeout"]),
         gpio=GpioConfig(**values["gpio"]),
         light=LightConfig(**light),
         button=ButtonConfig(**values["button"]),

@@ -138,6 +138,11 @@ SCHEMA: Mapping[str, Mapping[str, Key]] = {
     },
     "control": {
         "socket": Key(str, "/run/safehouse/control.sock", "Unix control socket used by the CLI"),
+        "max_clients": Key(int, 16, "control socket connections at once (one more is kept for root); "
+                           "more are refused with a busy line", in_range(1, 256)),
+        "idle_timeout": Key(float, 10.0, "seconds a control client has to send a complete request "
+                            "line (after connecting or after its last answer) before it is closed",
+                            in_range(0.5, 3600.0)),
     },
     "gpio": {
         "red": Key(int, 17, "BCM pin of the red light channel", BCM),

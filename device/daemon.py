@@ -33,6 +33,7 @@ from safehouse.device.shell import EffectRunner
 from safehouse.device.state import CoreState, Policy, initial_state
 from safehouse.device.volunteers import VolunteerRegistry
 from safehouse.device.wiring import build_uplink, config_digest, telemetry_timer
+from safehouse.services.command_ids import CommandIds
 from safehouse.services.control import ControlServer
 from safehouse.services.outbox import Outbox
 from safehouse.services.pin_check import PinChecker
@@ -104,7 +105,11 @@ class Daemon:
         self.stats = DailyStats(cfg.device.state_dir, clock=self.clock.wall)
         self._closers.append(self.stats.close)
         self.runner.listeners.append(lambda e: self.stats.record(e.type, e.data, test=e.test))
+        self.command_ids = CommandIds(cfg.device.state_dir, clock=self.clock.wall)
+        self._closers.append(self.command_ids.close)
+        self.runner.command_ids = self.command_ids
         state = initial_state(policy_from(cfg), on_duty=frozenset(self.stats.on_duty()))
+        state = replace(state, seen_commands=tuple(self.command_ids.live()))  # a restart forgets no id
         state = self._recover(state)
         self.loop = CoreLoop(state, self.runner, clock=self.clock)
         self._closers.append(self.loop.stop)
@@ -139,7 +144,9 @@ class Daemon:
                   "config": cfg.source, "state_dir": str(cfg.device.state_dir)}
         commands = Commands(self.loop, self.runner, self.hardware, static, self.link, self.outbox,
                             self.capture.parts, self.selftest, clock=self.clock)
-        self.control = ControlServer(cfg.control.socket, commands.table())
+        self.control = ControlServer(cfg.control.socket, commands.table(),
+                                     max_clients=cfg.control.max_clients,
+                                     idle_timeout=cfg.control.idle_timeout)
         self._closers.append(self.control.close)
 
     def _recover(self, state: CoreState) -> CoreState:

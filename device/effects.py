@@ -102,6 +102,15 @@ class VerifyPin:
 
 
 @dataclass(frozen=True)
+class RememberCommand:
+    """A precinct command is about to act: record its id durably first, so a replay after a
+    restart is refused (``replayed``) until ``until`` (wall time), when it would be stale anyway."""
+
+    id: str
+    until: float
+
+
+@dataclass(frozen=True)
 class RunSelftest:
     """The precinct asked for a self-test (cmd/selftest): run it off the loop."""
 
@@ -109,4 +118,4 @@ class RunSelftest:
 
 
 Effect = (SetLight | Emit | Reject | Reply | Announce | Capture | Beep | SetSound | SetIndicator
-          | VerifyPin | RunSelftest)
+          | VerifyPin | RunSelftest | RememberCommand)

@@ -1,8 +1,11 @@
 """Apply precinct commands and neighbours' alliance alerts inside ``decide()``.
 
 A command is answered exactly once, whatever happens: a ``Reply`` effect carries either the
-result or the reason it was refused. Command ids already seen are answered as duplicates and
-never act twice (a broker may redeliver a QoS 1 message).
+result or the reason it was refused, with the command's id whenever it could be read. Command
+ids already executed are refused as ``replayed`` and never act twice (a broker may redeliver a
+QoS 1 message; an attacker may record and resend one). Before a command acts, a
+``RememberCommand`` effect records its id durably (services/command_ids.py), and the daemon
+loads those ids back at start, so a restart does not forget them within the freshness window.
 """
 
 from __future__ import annotations
@@ -10,13 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 from safehouse.device import codes, lifecycle
-from safehouse.device.effects import Reply, RunSelftest
+from safehouse.device.effects import RememberCommand, Reply, RunSelftest
 from safehouse.device.inputs import AllianceAlert, RemoteCommand, RollcallStarted, SelftestDone
 from safehouse.device.keypad_apply import start_rollcall
 from safehouse.device.lifecycle import Step
+from safehouse.device.ratelimit import clip, clip_text
 from safehouse.device.remote import Command, CommandInvalid, parse, parse_alliance
 
-SEEN_IDS = 512  # remembered command ids; commands older than the freshness window are refused anyway
+SEEN_IDS = 1024  # remembered command ids; commands older than the freshness window are refused anyway
 
 
 def apply_command(step: Step, inp: RemoteCommand, now: float) -> None:
@@ -24,19 +28,20 @@ def apply_command(step: Step, inp: RemoteCommand, now: float) -> None:
         step.effects.append(Reply(inp.name, cid, ok, error or None, result or {},
                                   inp.response_topic, inp.correlation))
         if not ok:
-            step.reject("command", f"cmd/{inp.name}: {error}")
+            step.reject("command", clip_text(f"cmd/{clip(inp.name, 64)}: {error}", 400))
 
     policy = step.state.policy
     try:
         cmd = parse(inp.name, inp.payload, retain=inp.retain, wall=inp.wall,
                     clock_synced=inp.clock_synced, freshness=policy.command_freshness)
     except CommandInvalid as exc:
-        reply(False, None, error=str(exc))
+        reply(False, exc.id, error=str(exc))
         return
     if cmd.id in step.state.seen_commands:
-        reply(False, cmd.id, error=f"duplicate command id {cmd.id!r}: already executed")
+        reply(False, cmd.id, error=f"replayed: command id {cmd.id!r} was already executed")
         return
     step.update(seen_commands=(*step.state.seen_commands, cmd.id)[-SEEN_IDS:])
+    step.effects.append(RememberCommand(cmd.id, cmd.until))  # on disk before the command acts
     result, error = _execute(step, cmd, now)
     reply(error is None, cmd.id, result, error or "")
 

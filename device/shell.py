@@ -26,6 +26,7 @@ from safehouse.device.effects import (
     Effect,
     Emit,
     Reject,
+    RememberCommand,
     Reply,
     RunSelftest,
     SetIndicator,
@@ -33,8 +34,9 @@ from safehouse.device.effects import (
     SetSound,
     VerifyPin,
 )
-from safehouse.device.errors import EventLogError
+from safehouse.device.errors import EventLogError, SafehouseError
 from safehouse.device.events import ALARM_TYPES, Event
+from safehouse.device.ratelimit import RateLimitedLog, clip_text
 from safehouse.services.outbox import OutboxFull
 
 _LOG = logging.getLogger(__name__)
@@ -50,6 +52,12 @@ class EventSink(Protocol):
     @property
     def near_full(self) -> bool: ...
     def append_event(self, fields: dict[str, object], topic: str) -> Event: ...
+
+
+class CommandMemory(Protocol):
+    """Where executed precinct command ids are kept across restarts (services/command_ids.py)."""
+
+    def remember(self, command_id: str, until: float) -> None: ...
 
 
 class Messenger(Protocol):
@@ -110,6 +118,8 @@ class EffectRunner:
         self._was_near_full = False
         self.rejections: Counter[str] = Counter()
         self.last_rejection: dict[str, str] = {}
+        self.command_ids: CommandMemory | None = None
+        self._rejected_log = RateLimitedLog(_LOG)  # rejected input can arrive by the thousand
         self.listeners: list[Callable[[Event], None]] = []
         self.last_event: Event | None = None
 
@@ -132,8 +142,10 @@ class EffectRunner:
                     self._unwritten.append(effect)
                 case Reject(what=what, reason=reason):
                     self.rejections[what] += 1
-                    self.last_rejection[what] = reason
-                    _LOG.warning("rejected %s: %s", what, reason)
+                    self.last_rejection[what] = clip_text(reason, 400)
+                    self._rejected_log.warning(what, "rejected %s: %s", what, clip_text(reason, 400))
+                case RememberCommand(id=command_id, until=until):
+                    self._remember(command_id, until)
                 case Reply():
                     self._reply(effect)
                 case Announce(event_id=event_id):
@@ -164,6 +176,19 @@ class EffectRunner:
             self._guard("buzzer", buzzer.stop)
         else:
             self._guard("buzzer", partial(buzzer.play, sound))
+
+    def _remember(self, command_id: str, until: float) -> None:
+        """Before the command acts. A failed write does not stop it (the precinct asked, and this
+        run still refuses a replay); it is logged, counted and shows in ``status``."""
+        if self.command_ids is None:
+            return
+        try:
+            self.command_ids.remember(command_id, until)
+        except (SafehouseError, OSError) as exc:
+            self.rejections["command_ids"] += 1
+            self.last_rejection["command_ids"] = str(exc)
+            _LOG.error("command id %r not stored (a replay after a restart would act again): %s",
+                       command_id, exc)
 
     def _verify(self, entry: int, pin: str, action: str) -> None:
         if self.pin_checker is None:

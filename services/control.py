@@ -1,29 +1,53 @@
 """The control socket: newline-delimited JSON over a Unix stream socket (mode 0660).
 
 One request per line ``{"cmd": NAME, ...args}``, one answer per line: ``{"ok": true,
-"result": ...}`` or ``{"ok": false, "error": MESSAGE}``. Garbage, unknown commands, oversized
-lines and handler errors all get an error answer and are counted; nothing a client sends can
-stop the server. Handlers run on the connection's thread and must only enqueue inputs or
-read snapshots — the core loop alone changes state.
+"result": ...}`` or ``{"ok": false, "error": MESSAGE}``. Garbage, nesting, unknown commands,
+oversized lines and handler errors all get an error answer and are counted; nothing a client
+sends can stop the server.
+
+Bounded, because a thread per connection let 1,100 connections take 1,024 fds and threads,
+100 % CPU, and keep the kiosk off its broker: one I/O thread (``selectors``) owns every
+socket, and a fixed pool of ``WORKERS`` threads runs the handlers (which may wait seconds
+for the core). At most ``max_clients`` connections are open; one more is kept for root and
+the daemon's own user (a technician's ``sudo safehouse status`` during a flood); any other
+connection gets one ``busy`` line and is closed at once. A connection that has not sent a
+complete line ``idle_timeout`` seconds after connecting or after its last answer (half a
+line, or nothing) is told so and closed. No thread wakes on a timer: the I/O thread sleeps
+until the next idle deadline (forever with no client), the workers until there is work.
+
+Handlers run on a worker and must only enqueue inputs or read snapshots — the core loop
+alone changes state.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
+import queue
+import random
 import socket
-import socketserver
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from safehouse.device import boundedjson
 from safehouse.device.errors import ControlError
+from safehouse.device.ratelimit import RateLimitedLog, clip
+from safehouse.services.control_io import Conn, IoLoop
 
 _LOG = logging.getLogger(__name__)
-MAX_LINE = 64 * 1024
+MAX_LINE = 16 * 1024  # requests are a command name and a few short arguments
+MAX_DEPTH = 4
+MAX_CLIENTS = 16
+IDLE_TIMEOUT = 10.0
+WORKERS = 4
+BUSY_RETRY = 5.0  # how long `request()` keeps retrying a busy daemon (within its timeout)
 SUN_PATH_MAX = 107  # bytes, Linux sockaddr_un minus the NUL
 
 Handler = Callable[[Mapping[str, Any]], Any]
@@ -33,80 +57,77 @@ class CommandRefused(Exception):
     """A handler's clean refusal: its message goes back to the client as the error."""
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    block_on_close = False
-    control: ControlServer
-
-
-class _Connection(socketserver.StreamRequestHandler):
-    server: _Server
-
-    def handle(self) -> None:
-        self.request.settimeout(300)
-        while True:
-            try:
-                line = self.rfile.readline(MAX_LINE + 1)
-            except (OSError, TimeoutError):
-                return
-            if not line:
-                return
-            if len(line) > MAX_LINE and not line.endswith(b"\n"):
-                self._send(self.server.control.reject(f"request longer than {MAX_LINE} bytes"))
-                return
-            if not line.strip():
-                continue
-            self._send(self.server.control.dispatch(line))
-
-    def _send(self, answer: Mapping[str, Any]) -> None:
-        try:
-            self.wfile.write((json.dumps(answer, default=str) + "\n").encode("utf-8"))
-            self.wfile.flush()
-        except OSError:
-            pass  # the client left; nothing to tell it
-
-
 class ControlServer:
     """Serves ``handlers`` on ``path``; ``close()`` removes the socket file."""
 
-    def __init__(self, path: Path, handlers: Mapping[str, Handler]) -> None:
+    def __init__(self, path: Path, handlers: Mapping[str, Handler], *, max_clients: int = MAX_CLIENTS,
+                 idle_timeout: float = IDLE_TIMEOUT, workers: int = WORKERS) -> None:
         self.path = path
         self.handlers = dict(handlers)
         self.errors: Counter[str] = Counter()
+        self._errors_lock = threading.Lock()
+        self._log = RateLimitedLog(_LOG)
         if len(os.fsencode(path)) > SUN_PATH_MAX:
             raise ControlError(f"control.socket path {path} is longer than {SUN_PATH_MAX} bytes; "
                                "choose a shorter path")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             _remove_stale(path)
-            self._server = _Server(str(path), _Connection)
+            listener.bind(str(path))
             os.chmod(path, 0o660)
+            listener.listen(128)
         except OSError as exc:
+            listener.close()
             raise ControlError(f"cannot listen on control socket {path}: {exc.strerror or exc}") from exc
-        self._server.control = self
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
-                                        name="control-socket", daemon=True)
-        self._closed = False
+        self._jobs: queue.SimpleQueue[tuple[Conn, bytes] | None] = queue.SimpleQueue()
+        self._io = IoLoop(listener, max_clients=max_clients, idle_timeout=idle_timeout,
+                          max_line=MAX_LINE, submit=lambda c, line: self._jobs.put((c, line)),
+                          log=self._log)
+        self._threads = [threading.Thread(target=self._io.run, name="control-io", daemon=True)]
+        self._threads += [threading.Thread(target=self._work, name=f"control-{i}", daemon=True)
+                          for i in range(max(1, workers))]
+        self._started = self._closed = False
+
+    @property
+    def io(self) -> IoLoop:
+        """Counters of the I/O side (accepted, refused, timed out), for tests and benches."""
+        return self._io
 
     def start(self) -> None:
-        self._thread.start()
+        self._started = True
+        for t in self._threads:
+            t.start()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            conn, line = job
+            try:
+                answer = self.dispatch(line)
+                data = (json.dumps(answer, default=str) + "\n").encode("utf-8")
+            except Exception as exc:  # dispatch answers everything; this is a last line of defence
+                _LOG.exception("control socket: answering failed")
+                data = (json.dumps({"ok": False, "error": f"internal error: {exc}"}) + "\n").encode()
+            self._io.answer(conn, data)
 
     def reject(self, error: str) -> dict[str, Any]:
-        self.errors[error.split(":")[0]] += 1
-        _LOG.warning("control socket: %s", error)
+        with self._errors_lock:
+            self.errors[error.split(":")[0]] += 1
+        self._log.warning(error.split(":")[0], "control socket: %s", error[:300])
         return {"ok": False, "error": error}
 
     def dispatch(self, line: bytes) -> dict[str, Any]:
         try:
-            request = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
-            return self.reject("bad request: not a JSON object on one line")
+            request = boundedjson.loads(line, max_bytes=MAX_LINE, max_depth=MAX_DEPTH, what="request")
+        except boundedjson.JsonRefused as exc:
+            return self.reject(f"bad request: {exc}")
         if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
             return self.reject('bad request: expected {"cmd": NAME, ...}')
         name = request["cmd"]
         handler = self.handlers.get(name)
         if handler is None:
-            return self.reject(f"unknown command: {name!r} (known: {', '.join(sorted(self.handlers))})")
+            known = ", ".join(sorted(self.handlers))
+            return self.reject(f"unknown command: {clip(name, 64)} (known: {known})")
         try:
             return {"ok": True, "result": handler(request)}
         except CommandRefused as exc:
@@ -119,10 +140,13 @@ class ControlServer:
         if self._closed:
             return
         self._closed = True
-        if self._thread.is_alive():
-            self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(1.0)
+        self._io.stop()
+        for _ in self._threads[1:]:
+            self._jobs.put(None)
+        if self._started:
+            for t in self._threads:
+                t.join(2.0)
+        self._io.close()
         self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> ControlServer:
@@ -148,7 +172,22 @@ def _remove_stale(path: Path) -> None:
 
 
 def request(path: Path, cmd: str, *, timeout: float = 10.0, **args: Any) -> Any:
-    """Send one command and return its result; raise ControlError with a one-line reason."""
+    """Send one command and return its result; raise ControlError with a one-line reason.
+
+    A daemon answering ``busy`` (all its client slots taken) is asked again for a few seconds.
+    """
+    deadline = time.monotonic() + min(timeout, BUSY_RETRY)
+    while True:
+        answer = _request_once(path, cmd, timeout, args)
+        error = str(answer.get("error", "unknown error"))
+        if answer.get("ok"):
+            return answer.get("result")
+        if not error.startswith("busy:") or time.monotonic() >= deadline:
+            raise ControlError(error)
+        time.sleep(random.uniform(0.05, 0.2))
+
+
+def _request_once(path: Path, cmd: str, timeout: float, args: Mapping[str, Any]) -> dict[str, Any]:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -159,7 +198,9 @@ def request(path: Path, cmd: str, *, timeout: float = 10.0, **args: Any) -> Any:
         except PermissionError as exc:
             raise ControlError(f"permission denied on {path}: run as root or a member of the "
                                "socket's group") from exc
-        sock.sendall((json.dumps({"cmd": cmd, **args}) + "\n").encode("utf-8"))
+        # a busy daemon closes at once: its one line is still there to read
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall((json.dumps({"cmd": cmd, **args}) + "\n").encode("utf-8"))
         with sock.makefile("rb") as f:
             line = f.readline(MAX_LINE * 16)
     except ControlError:
@@ -167,12 +208,12 @@ def request(path: Path, cmd: str, *, timeout: float = 10.0, **args: Any) -> Any:
     except TimeoutError as exc:
         raise ControlError(f"the daemon on {path} did not answer {cmd!r} within {timeout:g} s") from exc
     except OSError as exc:
+        if exc.errno == errno.ECONNRESET:
+            return {"ok": False, "error": "busy: the daemon closed the connection"}
         raise ControlError(f"control socket {path}: {exc.strerror or exc}") from exc
     finally:
         sock.close()
     if not line:
         raise ControlError(f"the daemon on {path} closed the connection without answering")
     answer = json.loads(line)
-    if not answer.get("ok"):
-        raise ControlError(str(answer.get("error", "unknown error")))
-    return answer.get("result")
+    return dict(answer) if isinstance(answer, dict) else {"ok": False, "error": "malformed answer"}

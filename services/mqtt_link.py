@@ -23,6 +23,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from safehouse.device.errors import SafehouseError
 
@@ -170,9 +171,13 @@ class MqttLink:
         return int(info.mid)
 
     def subscribe(self, filters: list[str]) -> None:
+        """QoS 1; on MQTT 5 with retain-as-published, so a retained command delivered live still
+        carries its retain flag and is refused (MQTT 3.1.1 brokers clear the flag on live delivery)."""
         if not filters:
             return
-        rc, _mid = self._client.subscribe([(f, 1) for f in filters])
+        options: list[tuple[str, Any]] = [
+            (f, SubscribeOptions(qos=1, retainAsPublished=True) if self._v5 else 1) for f in filters]
+        rc, _mid = self._client.subscribe(options)
         if rc != paho.MQTT_ERR_SUCCESS:
             raise LinkError(f"subscribe to {filters} failed: {paho.error_string(rc)}")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_tool
+from tests.sandbox_rig import parse_unit
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEMD = REPO / "systemd"
@@ -152,8 +153,9 @@ def test_selftest_timer_is_daily_spread_and_runs_the_selftest_command() -> None:
     assert ("ExecStart=/opt/safehouse/bin/safehouse --config /etc/safehouse/config.toml selftest"
             in service)
     assert "Type=oneshot" in service and "User=safehouse" in service
-    # RuntimeDirectory= here would delete the daemon's /run/safehouse when the self-test ends.
-    assert "RuntimeDirectory" not in service
+    # RuntimeDirectory=safehouse here would delete the daemon's /run/safehouse when the
+    # self-test ends: it has its own, for lgpio's FIFO.
+    assert parse_unit(service)["RuntimeDirectory"] == ["safehouse-selftest"]
 
 
 def test_sysusers_creates_the_user_in_the_device_groups(tmp_path: Path) -> None:

@@ -1,0 +1,149 @@
+"""The shipped unit's sandbox, rebuilt here, lets the real GPIO stack get as far as x86 allows.
+
+tests/sandbox_rig.py reads systemd/safehouse.service and rebuilds its file-system view (read-
+only /, its writable directories, its working directory, /proc with its ProtectProc=/
+ProcSubset=, its user with no capabilities). Inside, as that user:
+
+1. ``import lgpio`` (the real 0.2.2.0 wheel): its FIFO .lgd-nfyN needs a writable working dir;
+2. gpiozero's board detection (``get_pi_revision``, and ``LGPIOFactory()`` which starts with
+   it): it must *read* /proc/cpuinfo (x86 has no ``Revision`` line, so gpiozero says
+   PinUnknownPi; under ProcSubset=pid the file is gone and it dies on FileNotFoundError);
+3. the daemon itself, ``safehouse --config /etc/safehouse/config.toml run`` from the unit's
+   ExecStart with hardware = "pi": the view carries a Pi 4's GPIO labels in /sys, so the
+   firmware picks gpiochip0 and fails exactly at opening it (there is no /dev/gpiochip0 on
+   x86) with its HardwareError — not earlier at the FIFO or /proc.
+
+The same rehearsal on the unit as it was before issue 14 (cwd /, ProcSubset=pid) fails at
+the FIFO and at /proc, and so does each of those lines put back alone: a unit line that breaks
+a part breaks this test.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.sandbox_rig import Result, parse_unit, rehearse, stages
+
+REPO = Path(__file__).resolve().parents[1]
+UNIT = REPO / "systemd" / "safehouse.service"
+VENV_BIN = Path(sys.executable).parent
+
+PAYLOAD = r"""
+import json, os
+
+def stage(name, fn):
+    try:
+        out = "ok " + str(fn())
+    except BaseException as exc:
+        out = f"{type(exc).__name__}: {exc}"
+    print(json.dumps({name: out}), flush=True)
+
+def board():
+    from gpiozero.pins.local import get_pi_revision
+    return hex(get_pi_revision())
+
+def gpiozero_factory():
+    from gpiozero.pins.lgpio import LGPIOFactory
+    return LGPIOFactory()
+
+stage("who", lambda: f"uid={os.getuid()} cwd={os.getcwd()}")
+stage("lgpio", lambda: __import__("lgpio").__name__)
+stage("cpuinfo", lambda: len(open("/proc/cpuinfo").read()) > 0)
+stage("board", board)
+stage("gpiozero_factory", gpiozero_factory)
+"""
+
+CONFIG = """[device]
+id = "SH-REHEARSAL"
+precinct = "test"
+hardware = "pi"
+state_dir = "/var/lib/safehouse"
+
+[control]
+socket = "/run/safehouse/control.sock"
+
+[camera]
+enabled = false
+
+[microphone]
+enabled = false
+"""
+
+
+def exec_start(unit_text: str) -> list[str]:
+    """The unit's ExecStart, with this checkout's safehouse in place of /opt/safehouse's."""
+    command = parse_unit(unit_text)["ExecStart"][-1].split()
+    assert command[0] == "/opt/safehouse/bin/safehouse", command
+    return [str(VENV_BIN / "safehouse"), *command[1:]]
+
+
+def run(unit_text: str, tmp_path: Path) -> tuple[dict[str, str], Result]:
+    payload, daemon = rehearse(unit_text, tmp_path,
+                               [[str(VENV_BIN / "python"), "-c", PAYLOAD], exec_start(unit_text)],
+                               config_files={"config.toml": CONFIG}, fake_gpio_label="pinctrl-bcm2711")
+    assert payload.rc == 0, payload.stderr
+    return stages(payload), daemon
+
+
+def without(text: str, *prefixes: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.startswith(prefixes)) + "\n"
+
+
+def with_line(text: str, after: str, line: str) -> str:
+    return re.sub(rf"^({re.escape(after)}.*)$", rf"\1\n{line}", text, count=1, flags=re.M)
+
+
+# Before issue 14: no working directory (so /, read-only), and ProcSubset=pid.
+def before_issue_14(text: str) -> str:
+    return with_line(without(text, "WorkingDirectory=", "Environment=LG_WD="),
+                     "ProtectProc=", "ProcSubset=pid")
+
+
+def test_the_shipped_unit_lets_lgpio_gpiozero_and_the_daemon_reach_the_gpiochip(tmp_path: Path) -> None:
+    started = time.perf_counter()
+    seen, daemon = run(UNIT.read_text(), tmp_path)
+    who = seen["who"]
+    assert who.startswith("ok uid=") and "uid=0 " not in who and who.endswith("cwd=/run/safehouse"), who
+    assert seen["lgpio"] == "ok lgpio", seen
+    assert seen["cpuinfo"] == "ok True", seen
+    # x86's /proc/cpuinfo was read and has no Pi revision: gpiozero's own words for "not a Pi".
+    assert seen["board"].startswith("PinUnknownPi: unable to locate Pi revision"), seen
+    assert seen["gpiozero_factory"].startswith("PinUnknownPi"), seen
+    err = "\n".join(daemon.stderr)
+    assert daemon.rc == 1, err
+    assert "safehouse: cannot open the Raspberry Pi GPIO /dev/gpiochip0 through lgpio" in err, err
+    assert "can not open gpiochip" in err, err  # lgpio's gpiochip_open: as far as x86 goes
+    assert "lgd-nfy" not in err and "/proc" not in err
+    print(f"rehearsal of the shipped unit: {time.perf_counter() - started:.1f} s")
+
+
+def test_the_unit_as_it_was_stops_the_gpio_at_the_fifo_and_at_proc(tmp_path: Path) -> None:
+    seen, daemon = run(before_issue_14(UNIT.read_text()), tmp_path)
+    assert seen["who"].endswith("cwd=/"), seen
+    assert re.fullmatch(r"FileNotFoundError: \[Errno 2\] No such file or directory: '\.lgd-nfy-?\d+'",
+                        seen["lgpio"]), seen
+    assert seen["board"] == "FileNotFoundError: [Errno 2] No such file or directory: '/proc/cpuinfo'", seen
+    err = "\n".join(daemon.stderr)
+    assert daemon.rc == 1, err
+    assert "safehouse: cannot load lgpio for the Raspberry Pi GPIO (FileNotFoundError" in err, err
+    assert "lgpio needs a writable working directory for its .lgd-nfy FIFO" in err, err
+    assert "gpiochip0" not in err  # it never got there
+
+
+@pytest.mark.parametrize("change", ["no working directory", "ProcSubset=pid"])
+def test_each_old_line_alone_breaks_the_rehearsal(tmp_path: Path, change: str) -> None:
+    text = UNIT.read_text()
+    if change == "no working directory":
+        seen, daemon = run(without(text, "WorkingDirectory=", "Environment=LG_WD="), tmp_path)
+        assert seen["lgpio"].startswith("FileNotFoundError"), seen
+        assert "lgd-nfy" in "\n".join(daemon.stderr)
+    else:
+        seen, daemon = run(with_line(text, "ProtectProc=", "ProcSubset=pid"), tmp_path)
+        assert seen["lgpio"] == "ok lgpio", seen
+        assert seen["board"].endswith("'/proc/cpuinfo'") and seen["board"].startswith("FileNotFoundError")
+        assert seen["gpiozero_factory"].startswith("FileNotFoundError"), seen

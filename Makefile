@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= config/sim.toml
-# Debian packages the test suite talks to (RIG.md): broker, serial PTYs, audio, PKI.
-APT_PACKAGES := mosquitto mosquitto-clients socat libportaudio2 alsa-utils openssl tzdata
+# Debian packages the test suite talks to: broker, serial PTYs, audio (libasound2-dev + gcc build
+# the 48 kHz-only test microphone, tests/alsa_fixed_rate.c), PKI.
+APT_PACKAGES := mosquitto mosquitto-clients socat libportaudio2 alsa-utils libasound2-dev gcc openssl tzdata
 
 .PHONY: run test lint typecheck pytest pytest-tz bench chaos fleet deps venv clean help
 

@@ -1,0 +1,189 @@
+"""A microphone like people plug in: one that only does 48 (or 44.1) kHz, and one that stalls.
+
+The device is real ALSA (tests/alsa_fixed_rate.c, an ioplug PCM that refuses every rate but
+its own) under the real sounddevice -> PortAudio path, inside the driver's capture process.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from safehouse.drivers.microphone import Clip, SoundDeviceMicrophone
+from safehouse.drivers.resample import Resampler
+from tests import audio_rig
+
+RATE = 16000
+HZ = 440.0
+
+
+@pytest.fixture(autouse=True)
+def _portaudio() -> None:
+    audio_rig.sounddevice()
+
+
+def samples_of(clip: Clip) -> np.ndarray[Any, np.dtype[np.float64]]:
+    with wave.open(io.BytesIO(clip.wav)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, RATE)
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+
+
+def sine_fit(x: np.ndarray[Any, np.dtype[np.float64]], hz: float, rate: int) -> tuple[float, float]:
+    """Amplitude of the best ``hz`` sine through ``x``, and the rms of what it leaves over.
+
+    A dropped or repeated chunk shifts the phase for the rest of the clip, which leaves a
+    residual as loud as the tone: a small residual means every sample arrived in order.
+    """
+    t = np.arange(len(x)) / rate
+    basis = np.stack([np.sin(2 * np.pi * hz * t), np.cos(2 * np.pi * hz * t)], axis=1)
+    coef, *_ = np.linalg.lstsq(basis, x, rcond=None)
+    residual = x - basis @ coef
+    return float(np.hypot(*coef)), float(np.sqrt(np.mean(residual**2)))
+
+
+def peak_hz(x: np.ndarray[Any, np.dtype[np.float64]], rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spectrum)) * rate / len(x)
+
+
+# --- the resampler alone ------------------------------------------------------------------
+
+@pytest.mark.parametrize("source", [48000, 44100])
+def test_resampling_keeps_a_tone_in_pitch_and_level_across_any_blocks(source: int) -> None:
+    x = audio_rig.tone(2.0, HZ, source)
+    whole = Resampler(source, RATE).process(x)
+    r, pieces, pos, rng = Resampler(source, RATE), [], 0, np.random.default_rng(source)
+    while pos < len(x):
+        n = int(rng.integers(1, 5000))
+        pieces.append(r.process(x[pos : pos + n]))
+        pos += n
+    blocks = np.concatenate(pieces)
+    np.testing.assert_array_equal(blocks, whole)  # block boundaries change nothing
+    assert abs(len(whole) - 2 * RATE) <= 1
+    y = whole[1000:].astype(np.float64)  # past the filter's start-up
+    amplitude, residual = sine_fit(y, HZ, RATE)
+    assert abs(amplitude / (0.5 * 32767) - 1) < 0.005
+    assert residual < 0.002 * amplitude
+    assert abs(peak_hz(y, RATE) - HZ) < RATE / len(y)
+
+
+@pytest.mark.parametrize("source", [48000, 44100])
+def test_resampling_stops_what_would_fold_back_below_8_khz(source: int) -> None:
+    # 10 kHz cannot exist at 16 kHz; without the filter it would come back as a 6 kHz tone
+    y = Resampler(source, RATE).process(audio_rig.tone(1.0, 10_000, source))[1000:].astype(np.float64)
+    assert np.sqrt(np.mean(y**2)) < 0.5 * 32767 / np.sqrt(2) * 10 ** (-60 / 20)
+
+
+def test_resampling_at_the_same_rate_passes_samples_through() -> None:
+    x = audio_rig.noise(0.5)
+    np.testing.assert_array_equal(Resampler(RATE, RATE).process(x), x)
+
+
+# --- a 48 kHz-only device through the real path -------------------------------------------
+
+def test_a_48k_only_device_refuses_16k_as_the_old_driver_opened_it(tmp_path: Path) -> None:
+    """The fixture is honest: the open the old driver made fails the way the field saw it."""
+    raw = tmp_path / "tone48.raw"
+    audio_rig.tone(5, HZ, 48000).astype("<i2").tofile(raw)
+    script = """
+import sounddevice
+try:
+    sounddevice.InputStream(samplerate=16000, channels=1, dtype="int16", device="usbmic",
+                            blocksize=1600).start()
+except Exception as exc:
+    print("refused:", exc)
+else:
+    print("opened")
+print(sounddevice.query_devices("usbmic")["default_samplerate"])
+"""
+    with audio_rig.usb_mic(raw):
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             timeout=60, check=True, env=dict(os.environ))
+    assert "refused: Error opening InputStream: Invalid sample rate" in out.stdout
+    assert out.stdout.strip().endswith("48000.0")
+
+
+@pytest.mark.parametrize("native", [48000, 44100])
+def test_the_microphone_opens_it_at_its_own_rate_and_hears_440_hz_at_16k(
+        tmp_path: Path, native: int, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="safehouse.drivers.microphone")
+    raw = tmp_path / "tone.raw"
+    audio_rig.tone(30, HZ, native).astype("<i2").tofile(raw)
+    with audio_rig.usb_mic(raw, rate=native) as name, \
+            SoundDeviceMicrophone(pre_roll=0.5, device=name) as mic:
+        assert mic.fault is None and mic.is_capturing
+        time.sleep(0.6)
+        clip = mic.record(1.0)
+        info = mic.describe()
+    assert (mic.device_name, mic.native_rate, mic.device_rate, mic.rate) == (name, native, native, RATE)
+    assert info == {"device": name, "native_rate": native, "device_rate": native, "rate": RATE,
+                    "stalls": 0, "capturing": True, "fault": None}
+    got = samples_of(clip)
+    assert clip.rate == RATE and len(got) >= 1.4 * RATE
+    amplitude, residual = sine_fit(got[200:], HZ, RATE)  # 200: the resampler's start-up
+    assert abs(amplitude / (0.5 * 32767) - 1) < 0.01
+    assert residual < 0.01 * amplitude  # no chunk lost or repeated across ~15 blocks
+    assert abs(peak_hz(got, RATE) - HZ) < RATE / len(got)
+    assert f"opened at {native} Hz, resampled to 16000 Hz" in caplog.text
+
+
+def test_the_simulated_16k_microphone_is_not_resampled() -> None:
+    audio_rig.feed(audio_rig.noise(5, seed=21))
+    with SoundDeviceMicrophone(pre_roll=0) as mic:
+        mic.record(0.1)
+        assert mic.device_rate == RATE and mic.device_name == "default"
+
+
+# --- a device that stops delivering -------------------------------------------------------
+
+def test_a_stalled_device_is_noticed_restarted_and_counted(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="safehouse.drivers.microphone")
+    feed = audio_rig.FifoFeed(tmp_path / "mic.fifo", audio_rig.tone(1.0, HZ, 48000))
+    try:
+        with audio_rig.usb_mic(feed.path) as name, \
+                SoundDeviceMicrophone(pre_roll=0.5, device=name, stall_after=1.0) as mic:
+            assert mic.is_capturing and mic.fault is None
+            time.sleep(0.6)
+            assert mic.record(0.2).frames > 0
+            feed.flowing.clear()  # the device's reads now block inside libasound
+            paused = time.monotonic()
+            assert wait_for(lambda: mic.fault is not None, 10.0)
+            noticed = time.monotonic() - paused
+            assert mic.stalls == 1 and "no audio for 1.0 s" in (mic.fault or "")
+            assert "PortAudio re-initialised" in (mic.fault or "")
+            assert mic.is_running  # the reader thread itself never blocked
+            feed.flowing.set()  # plugged back in
+            assert wait_for(lambda: mic.fault is None, 10.0)
+            clip = mic.record(1.0)
+            assert mic.stalls == 1
+            begun = time.monotonic()
+        assert time.monotonic() - begun < 1.0  # close() is prompt
+    finally:
+        feed.close()
+    # up to ~1.4 s of audio sat in the pipes when the feed stopped, then 1 s without any
+    assert 1.0 <= noticed < 4.0
+    amplitude, residual = sine_fit(samples_of(clip)[-RATE // 2 :], HZ, RATE)
+    assert abs(amplitude / (0.5 * 32767) - 1) < 0.01 and residual < 0.01 * amplitude
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "no audio" in r.getMessage()]
+    assert len(warnings) == 1  # lost: said once
+    assert "works again" in caplog.text  # restored
+
+
+def wait_for(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True

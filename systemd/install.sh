@@ -26,9 +26,15 @@ Options:
   --no-pip            do not pip install the package (the venv is still created)
   --no-systemctl      do not run systemctl daemon-reload / enable
   --venv-python PATH  interpreter that creates the venv (default: /usr/bin/python3)
+  --import-check      prove the venv imports numpy, PIL, lgpio, picamera2 even with --no-pip
+  --no-import-check   skip that proof (it runs by default after pip install)
   -h, --help          show this help
 
 Debian packages installed: python3-venv python3-picamera2 python3-lgpio libportaudio2
+
+After pip install, the installer proves that the venv imports picamera2 and lgpio with the
+venv's own numpy and Pillow (a pip numpy 2 or Pillow shadowing apt's would break apt's
+picamera2) and fails the install, naming the module, when one does not import.
 EOF
 }
 
@@ -42,6 +48,11 @@ APT=1
 PIP=1
 SYSTEMCTL=1
 VENV_PYTHON=/usr/bin/python3
+IMPORT_CHECK=
+# What the kiosk's real hardware imports, in this order (numpy and Pillow first: picamera2 must
+# work with the ones the venv resolves). lgpio: 32-bit (armv7l) images have no PyPI wheel, so
+# apt's python3-lgpio is the one used there.
+IMPORT_MODULES=${SAFEHOUSE_IMPORT_CHECK:-numpy PIL lgpio picamera2}
 APT_PACKAGES="python3-venv python3-picamera2 python3-lgpio libportaudio2"
 
 while [ $# -gt 0 ]; do
@@ -55,6 +66,8 @@ while [ $# -gt 0 ]; do
         --no-apt) APT=0 ;;
         --no-pip) PIP=0 ;;
         --no-systemctl) SYSTEMCTL=0 ;;
+        --import-check) IMPORT_CHECK=1 ;;
+        --no-import-check) IMPORT_CHECK=0 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option: $1" ;;
     esac
@@ -104,6 +117,40 @@ if [ "$PIP" = 1 ]; then
 else
     say "creating the venv $OPT (--system-site-packages, without pip; --no-pip: package not installed)"
     "$VENV_PYTHON" -m venv --system-site-packages --without-pip "$OPT" || die "python3 -m venv failed"
+fi
+
+# 2b. Prove the venv can drive the camera and the GPIO before anything is enabled.
+[ -n "$IMPORT_CHECK" ] || IMPORT_CHECK=$PIP
+if [ "$IMPORT_CHECK" = 1 ]; then
+    say "checking that the venv imports: $IMPORT_MODULES"
+    # `import lgpio` makes a FIFO .lgd-nfyN in the working directory: use a throwaway one.
+    CHECK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/safehouse-check.XXXXXX")
+    if ! REPORT=$(cd "$CHECK_DIR" && "$OPT/bin/python" - $IMPORT_MODULES 2>&1 <<'PYEOF'
+import importlib
+import sys
+
+failed = []
+for name in sys.argv[1:]:
+    try:
+        module = importlib.import_module(name)
+    except Exception as exc:  # an ImportError, or numpy's ABI error raised from picamera2's deps
+        failed.append(name)
+        print(f"  cannot import {name}: {type(exc).__name__}: {exc}")
+    else:
+        version = getattr(module, "__version__", "")
+        print(f"  {' '.join(filter(None, [name, version]))} from {getattr(module, '__file__', '?')}")
+sys.exit(f"  not importable: {' '.join(failed)}" if failed else 0)
+PYEOF
+    ); then
+        rm -rf "$CHECK_DIR"
+        printf '%s\n' "$REPORT" >&2
+        die "the venv $OPT cannot import what the kiosk's hardware needs (above). picamera2 and \
+lgpio come from apt (python3-picamera2, python3-lgpio) and must import with the venv's numpy \
+and Pillow: a pip-installed numpy >= 2 or Pillow in the venv shadows apt's (see $OPT/bin/pip \
+list --local). On a 32-bit image PyPI has no lgpio wheel: apt-get install python3-lgpio."
+    fi
+    rm -rf "$CHECK_DIR"
+    printf '%s\n' "$REPORT"
 fi
 install -m 0644 "$SOURCE/README.md" "$OPT/README.md"
 install -d -m 0755 "$DESTDIR/usr/local/bin"

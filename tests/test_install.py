@@ -11,11 +11,13 @@ import shutil
 import stat
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
-from tests.conftest import require_tool
+from tests.conftest import require_tool, unavailable
 from tests.sandbox_rig import parse_unit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,3 +191,51 @@ def test_destdir_from_the_environment_and_a_bad_source(tmp_path: Path) -> None:
     res = subprocess.run(["bash", str(INSTALL), *FAST, "--source", str(tmp_path)], capture_output=True,
                          text=True, timeout=60, check=False, env=env)
     assert res.returncode != 0 and "is not a safehouse checkout" in res.stderr
+
+
+def install_with_check(destdir: Path, modules: str | None = None,
+                       pythonpath: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DESTDIR", "PYTHONPATH", "SAFEHOUSE_IMPORT_CHECK")}
+    if modules is not None:
+        env["SAFEHOUSE_IMPORT_CHECK"] = modules
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
+    return subprocess.run(["bash", str(INSTALL), "--destdir", str(destdir), *FAST, "--import-check"],
+                          capture_output=True, text=True, timeout=120, check=False, env=env, cwd=destdir)
+
+
+def test_the_import_proof_fails_the_install_naming_what_does_not_import(tmp_path: Path) -> None:
+    """This machine's interpreter has no picamera2 (as a venv without apt's would): no install."""
+    res = install_with_check(tmp_path)
+    assert res.returncode != 0, res.stdout
+    assert "checking that the venv imports: numpy PIL lgpio picamera2" in res.stdout
+    assert "cannot import picamera2: ModuleNotFoundError: No module named 'picamera2'" in res.stderr
+    assert "cannot import what the kiosk's hardware needs" in res.stderr
+    assert "apt-get install python3-lgpio" in res.stderr  # the 32-bit hint
+    assert "done." not in res.stdout
+    assert not (tmp_path / "etc/systemd/system/safehouse.service").exists()  # nothing enabled
+
+
+def test_the_import_proof_imports_the_real_lgpio_in_a_throwaway_directory(tmp_path: Path) -> None:
+    site = Path(sys.executable).parent.parent / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" \
+        / "site-packages"
+    if not (site / "lgpio.py").exists():
+        unavailable("lgpio is not installed in the test venv (the dev extra pins lgpio==0.2.2.0)")
+    res = install_with_check(tmp_path, modules="lgpio json", pythonpath=str(site))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"  lgpio from {site / 'lgpio.py'}" in res.stdout
+    assert "  json 2.0.9 from " in res.stdout
+    assert "done." in res.stdout
+    assert not list(tmp_path.glob(".lgd-nfy*")) and not list(REPO.glob(".lgd-nfy*"))  # its FIFO went away
+
+
+def test_the_pi_install_keeps_apts_pillow_and_numpy() -> None:
+    """Bookworm's python3-pil 9.4 and python3-numpy 1.24 satisfy the spec: pip adds no shadow."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    base = {Requirement(r).name: Requirement(r) for r in project["dependencies"]}
+    pi = {Requirement(r).name: Requirement(r) for r in project["optional-dependencies"]["pi"]}
+    assert base["pillow"].specifier.contains("9.4.0")
+    assert base["numpy"].specifier.contains("1.24.2") and pi["numpy"].specifier.contains("1.24.2")
+    assert not pi["numpy"].specifier.contains("2.0.0")  # apt's picamera2 is built against numpy 1.x
+    assert "lgpio" in pi and "lgpio" not in base

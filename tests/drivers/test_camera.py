@@ -13,11 +13,13 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from PIL import Image, ImageChops
 
+from safehouse.device import config, evidence_wiring
 from safehouse.device.errors import HardwareError
 from safehouse.drivers.camera import (
     Camera,
@@ -269,9 +271,21 @@ def test_sim_frames_are_fast() -> None:
     assert (time.perf_counter() - started) / 10 < 0.1  # ~5 ms on the project's x86 box
 
 
+def test_the_pi_camera_waits_inside_the_configured_camera_timeout() -> None:
+    """camera.timeout reaches the driver, whose own waits (frame, then release) fit inside it."""
+    tree = {"device": {"id": "SH-1", "precinct": "P", "hardware": "pi"},
+            "camera": {"timeout": 2.0, "width": 640, "height": 480}}
+    camera = evidence_wiring._camera(SimpleNamespace(config=config.from_tree(tree)))  # type: ignore[arg-type]
+    assert isinstance(camera, Picamera2Camera)
+    assert camera.frame_wait + camera.release_wait < 2.0 <= camera.close_wait
+    tree["device"]["hardware"] = "sim"
+    assert isinstance(evidence_wiring._camera(SimpleNamespace(config=config.from_tree(tree))),  # type: ignore[arg-type]
+                      SimCamera)
+
+
 def test_make_camera_builds_the_kind_asked_for() -> None:
     kwargs: dict[str, Any] = {"device_id": "SH-1", "width": 640, "height": 480}
-    simulated, real = make_camera("sim", **kwargs), make_camera("pi", **kwargs)
+    simulated, real = make_camera("sim", timeout=2.0, **kwargs), make_camera("pi", timeout=2.0, **kwargs)
     assert isinstance(simulated, SimCamera) and isinstance(real, Picamera2Camera)
     assert isinstance(simulated, Camera) and isinstance(real, Camera)
     simulated.close()

@@ -30,3 +30,19 @@ def test_real_camera_delivers_decodable_jpegs_of_the_configured_size() -> None:
             assert image.format == "JPEG"
             assert image.size == (640, 480) == (frame.width, frame.height)
         assert frames[0].taken_at < frames[1].taken_at
+
+
+@pytest.mark.hw_raspberrypi
+def test_real_camera_idles_at_the_capped_frame_rate_and_can_be_flushed() -> None:
+    """The idle cap reaches libcamera, and this picamera2 can clear a hung capture.
+
+    ``FrameDuration`` in the frame metadata is what the sensor really ran at (µs); a picamera2
+    older than 0.3.20 has no ``cancel_all_and_flush`` and would leave a hung camera stuck.
+    """
+    with Picamera2Camera(width=640, height=480, timeout=5.0) as camera:
+        camera.start()
+        camera.capture()
+        cam = camera._cam
+        assert hasattr(cam, "cancel_all_and_flush"), "upgrade python3-picamera2 to >= 0.3.20"
+        duration = cam.capture_metadata()["FrameDuration"]
+        assert abs(duration - 1_000_000 / camera.frame_rate) < 5_000, duration

@@ -44,6 +44,17 @@ def snapshot(camera: Picamera2Camera) -> Any:
     return call_with_timeout(camera.capture, TIMEOUT, "camera")
 
 
+def works_again(camera: Picamera2Camera) -> None:
+    """Once its overdue release returns, the camera opens again and delivers."""
+    for _ in range(100):
+        if not camera.stuck:
+            break
+        threading.Event().wait(0.02)
+    camera.start()
+    assert Image.open(io.BytesIO(snapshot(camera).jpeg)).size == (320, 240)
+    camera.close()
+
+
 def started(**kwargs: Any) -> Picamera2Camera:
     camera = Picamera2Camera(width=320, height=240, timeout=TIMEOUT, **kwargs)
     camera.start()
@@ -113,13 +124,7 @@ def test_a_stop_that_never_returns_leaves_the_camera_stuck_not_the_caller(
         call_with_timeout(camera.start, 0.5, "camera start")  # refused at once, no second open
     assert len(picamera2.cameras) == 1
     fake.resume()  # the kernel lets go after all
-    for _ in range(100):
-        if not camera.stuck:
-            break
-        threading.Event().wait(0.02)
-    camera.start()
-    assert Image.open(io.BytesIO(snapshot(camera).jpeg)).size == (320, 240)
-    camera.close()
+    works_again(camera)
 
 
 def test_close_is_bounded_when_stop_never_returns(picamera2: Picamera2Double) -> None:
@@ -149,13 +154,7 @@ def test_before_picamera2_0_3_20_a_hang_still_fails_in_time_and_says_what_to_upg
         with pytest.raises(CameraError, match="stuck"):
             camera.start()
         fake.resume()  # frames again: the old capture finishes, then the queued stop
-        for _ in range(100):
-            if not camera.stuck:
-                break
-            threading.Event().wait(0.02)
-        camera.start()
-        assert Image.open(io.BytesIO(snapshot(camera).jpeg)).size == (320, 240)
-        camera.close()
+        works_again(camera)
 
 
 def test_the_idle_camera_runs_at_5_fps_inside_the_advertised_range(picamera2: Picamera2Double) -> None:

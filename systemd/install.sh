@@ -125,6 +125,7 @@ if [ "$IMPORT_CHECK" = 1 ]; then
     say "checking that the venv imports: $IMPORT_MODULES"
     # `import lgpio` makes a FIFO .lgd-nfyN in the working directory: use a throwaway one.
     CHECK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/safehouse-check.XXXXXX")
+    # shellcheck disable=SC2086  # one argument per module name
     if ! REPORT=$(cd "$CHECK_DIR" && "$OPT/bin/python" - $IMPORT_MODULES 2>&1 <<'PYEOF'
 import importlib
 import sys

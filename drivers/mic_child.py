@@ -47,15 +47,26 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _choose_rate(sd: Any, index: int, target: int, native: int) -> tuple[int, str]:
-    """The first rate the device accepts: the target, then its own, then the usual ones."""
+    """The first rate the device accepts: the target, then its own, then the usual ones.
+
+    PortAudio prints every refusal to stderr ("Expression 'paInvalidSampleRate' failed");
+    an expected refusal must not fill the journal, so stderr is muted while we ask.
+    """
     refused = []
-    for rate in dict.fromkeys((target, native, *_FALLBACK_RATES)):
-        try:
-            sd.check_input_settings(device=index, channels=1, dtype="int16", samplerate=rate)
-        except Exception as exc:
-            refused.append(f"{rate} Hz: {exc}")
-            continue
-        return rate, ""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        for rate in dict.fromkeys((target, native, *_FALLBACK_RATES)):
+            try:
+                sd.check_input_settings(device=index, channels=1, dtype="int16", samplerate=rate)
+            except Exception as exc:
+                refused.append(f"{rate} Hz: {exc}")
+                continue
+            return rate, ""
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
     return 0, "; ".join(refused)
 
 

@@ -121,3 +121,14 @@ class CaptureProcess:
     def __repr__(self) -> str:
         return f"<CaptureProcess pid={self._proc.pid} rate={self.rate}>"
 
+
+def hint_for(exc: BaseException) -> str:
+    """What a technician should check, for a microphone fault."""
+    if isinstance(exc, MicrophoneStalled):
+        return ("the capture was restarted (PortAudio re-initialised); if it keeps stalling, "
+                "check the USB cable and power")
+    if "No module named" in str(exc):
+        return "install the sounddevice package (pip)"
+    if "PortAudio library not found" in str(exc):
+        return "install PortAudio (Debian: libportaudio2)"
+    return "check microphone.device in config.toml (python3 -m sounddevice lists inputs)"

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from safehouse.drivers.mic_source import CaptureProcess, MicrophoneError, MicrophoneStalled
+from safehouse.drivers.mic_source import CaptureProcess, MicrophoneError, MicrophoneStalled, hint_for
 from safehouse.drivers.ring_buffer import Clip, Collector, SampleRing
 
 __all__ = ["Clip", "MicrophoneError", "MicrophoneStalled", "SoundDeviceMicrophone"]
@@ -316,16 +316,7 @@ class SoundDeviceMicrophone:
         return False
 
     def _failed(self, exc: BaseException) -> None:
-        if isinstance(exc, MicrophoneStalled):
-            hint = ("the capture was restarted (PortAudio re-initialised); if it keeps stalling, "
-                    "check the USB cable and power")
-        elif "No module named" in str(exc):
-            hint = "install the sounddevice package (pip)"
-        elif "PortAudio library not found" in str(exc):
-            hint = "install PortAudio (Debian: libportaudio2)"
-        else:
-            hint = "check microphone.device in config.toml (python3 -m sounddevice lists inputs)"
-        reason = f"{self._name}: {exc}; {hint}"
+        reason = f"{self._name}: {exc}; {hint_for(exc)}"
         with self._lock:
             first = reason != self._fault
             self._fault = reason

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import threading
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import CancelledError
 from pathlib import Path
@@ -19,7 +20,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from safehouse.device import codes
+from safehouse.device.effects import Emit
+from safehouse.device.evidence_apply import apply_evidence
 from safehouse.device.inputs import EvidenceReady, Input
+from safehouse.device.lifecycle import Step
+from safehouse.device.state import Policy, initial_state
 from safehouse.drivers.camera import CameraError, Picamera2Camera
 from safehouse.services.capture import CaptureService, CaptureSettings, call_with_timeout
 from safehouse.services.evidence import EvidenceStore
@@ -176,7 +182,7 @@ def test_the_idle_camera_runs_at_5_fps_inside_the_advertised_range(picamera2: Pi
 
 
 class Evidence:
-    """The capture worker with the real store and outbox; what the core would be handed."""
+    """The capture worker with the real store and outbox, collecting what the core is handed."""
 
     def __init__(self, root: Path, camera: Picamera2Camera) -> None:
         self.ready: list[EvidenceReady] = []
@@ -201,7 +207,7 @@ class Evidence:
         return self.ready[-1]
 
 
-def test_the_alarm_after_a_hung_one_has_its_snapshot_again(picamera2: Picamera2Double,
+def test_a_hung_camera_is_one_camera_fault_and_the_next_alarm_restores_it(picamera2: Picamera2Double,
                                                            tmp_path: Path) -> None:
     evidence = Evidence(tmp_path, Picamera2Camera(width=320, height=240, timeout=TIMEOUT))
     try:
@@ -215,6 +221,12 @@ def test_the_alarm_after_a_hung_one_has_its_snapshot_again(picamera2: Picamera2D
         back = evidence.alarm("a3")
         assert back.failures == {}
         assert [f["content_type"] for f in back.files] == ["image/jpeg"]
+        step = Step(initial_state(Policy(), uuid.UUID(int=1)))  # what the core makes of them
+        for ready in evidence.ready:
+            apply_evidence(step, ready)
+        assert [(e.type, e.code) for e in step.effects if isinstance(e, Emit)] == [
+            ("evidence", None), ("evidence", None), ("camera_fault", codes.PERIPHERAL_TROUBLE),
+            ("evidence", None), ("camera_restored", codes.PERIPHERAL_TROUBLE)]
     finally:
         evidence.service.close()
         evidence.outbox.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -64,18 +65,92 @@ def test_fuzzed_commands_are_each_answered_and_the_kiosk_stays_up(short_dir: Pat
 
 def test_a_retained_command_replayed_at_connect_is_refused_not_executed(short_dir: Path,
                                                                           broker: Broker) -> None:
-    from datetime import UTC, datetime
-
     sub = broker.subscriber([ROOT + "cmd/+/result", ROOT + "events"])
-    body = json.dumps({"id": "stale-1", "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z")})
+    body = json.dumps({"id": "stale-1", "ts": "2026-01-01T00:00:00Z"})  # refused before ts is read
     sub.publish(ROOT + "cmd/test", body, retain=True)  # left on the broker before the kiosk connects
     proc = DaemonProcess(write_config(short_dir, f'[broker]\nurl = "{broker.url}"\n'),
                          short_dir / "ctl.sock").start()
     try:
         [msg] = sub.wait_for(ROOT + "cmd/test/result")
         result = validate("result", msg.payload)
-        assert result["ok"] is False and "retained" in result["error"]
+        assert result["ok"] is False and result["error"].startswith("retained:")
+        assert result["id"] == "stale-1"
         assert proc.status()["alarm"]["state"] == "idle" and sub.messages(ROOT + "events") == []
+    finally:
+        proc.kill()
+        sub.publish(ROOT + "cmd/test", b"", retain=True)
+        sub.close()
+
+
+# --- issue 12: replay after a restart, retained while connected, nesting, long names ------------
+
+def online_ts(sub: Any) -> str:
+    """The kiosk's own wall clock, from its birth message: what a precinct's fresh `ts` is."""
+    [msg] = sub.wait_for(lambda m: m.topic == ROOT + "status" and m.json()["state"] == "online")
+    return str(msg.json()["ts"])
+
+
+def send(sub: Any, name: str, body: dict[str, Any] | bytes, *, retain: bool = False) -> dict[str, Any]:
+    sub.clear()
+    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+    sub.publish(ROOT + f"cmd/{name}", payload, retain=retain)
+    [msg] = sub.wait_for(lambda m: m.topic == ROOT + f"cmd/{name}/result")
+    return validate("result", msg.payload)
+
+
+def test_a_command_replayed_after_a_restart_is_refused_as_replayed(short_dir: Path, broker: Broker) -> None:
+    config = write_config(short_dir, f'[broker]\nurl = "{broker.url}"\n')
+    sub = broker.subscriber([ROOT + "cmd/+/result", ROOT + "events", ROOT + "status"], timeout=10)
+    proc = DaemonProcess(config, short_dir / "ctl.sock").start()
+    try:
+        ts = online_ts(sub)
+        recorded = {"id": "replay-1", "ts": ts}
+        assert send(sub, "test", recorded)["ok"] is True
+        assert send(sub, "resolve", {"id": "resolve-1", "ts": ts, "outcome": "cancelled"})["ok"] is True
+        assert proc.stop() == 0
+        sub.clear()
+        proc.start()
+        online_ts(sub)
+        result = send(sub, "test", recorded)  # the same bytes, recorded off the wire
+        assert result["ok"] is False and result["error"].startswith("replayed:"), result
+        assert result["id"] == "replay-1"
+        assert proc.status()["alarm"]["state"] == "idle"
+        panics = [e for e in proc.events() if e["type"] == "panic"]
+        assert len(panics) == 1 and panics[0]["test"] is True
+    finally:
+        proc.kill()
+        sub.close()
+
+
+def test_live_retained_nested_and_oversized_commands_are_refused_with_their_id(short_dir: Path,
+                                                                                broker: Broker) -> None:
+    config = write_config(short_dir, f'[broker]\nurl = "{broker.url}"\n')
+    sub = broker.subscriber([ROOT + "cmd/#", ROOT + "status"], timeout=10)
+    proc = DaemonProcess(config, short_dir / "ctl.sock").start()
+    try:
+        ts = online_ts(sub)
+        result = send(sub, "test", {"id": "live-retained-1", "ts": ts}, retain=True)
+        assert result["ok"] is False and result["error"].startswith("retained:")
+        assert result["id"] == "live-retained-1"
+        sub.publish(ROOT + "cmd/test", b"", retain=True)
+        for depth in (3_000, 29_000):  # 6 KB and 58 KB: both used to get no answer at all
+            deep = b'{"id": "deep-%d", "ts": "%s", "a": ' % (depth, ts.encode()) \
+                + b"[" * depth + b"]" * depth + b"}"
+            result = send(sub, "ping", deep)
+            assert result["ok"] is False and result["error"].startswith("too_deep:")
+            assert result["id"] == f"deep-{depth}"
+        assert proc.status()["alarm"]["state"] == "idle"
+        log_before = proc.log.stat().st_size
+        name = "n" * 10_000
+        for i in range(50):
+            result = send(sub, name, {"id": f"long-{i}", "ts": ts})
+            assert result["error"].startswith("unknown_command:") and result["id"] == f"long-{i}"
+            assert len(result["error"]) < 400
+        proc.status()
+        grown = proc.log.read_bytes()[log_before:]
+        assert max(len(line) for line in grown.splitlines()) < 1000
+        assert len(grown) < 10_000, f"50 rejected commands logged {len(grown)} bytes"
+        assert b"Traceback" not in proc.log.read_bytes()
     finally:
         proc.kill()
         sub.close()

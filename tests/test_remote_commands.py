@@ -156,3 +156,54 @@ def test_cmd_selftest_starts_a_selftest_off_the_loop_and_answers_at_once() -> No
     _, reply, effects = run(fresh(), cmd("selftest", {"id": "st", "ts": ts()}))
     assert reply.ok and reply.result["started"] is True
     assert RunSelftest("precinct") in effects
+
+
+# --- issue 12: replays, retained commands, bounded parsing -------------------------------------
+
+def test_a_command_records_its_id_durably_before_it_acts() -> None:
+    from safehouse.device.effects import RememberCommand
+
+    _, reply, effects = run(fresh(), cmd("test", {"id": "t-1", "ts": ts()}))
+    kinds = [type(e).__name__ for e in effects]
+    assert reply.ok and kinds.index("RememberCommand") < kinds.index("Emit")
+    [remember] = [e for e in effects if isinstance(e, RememberCommand)]
+    assert remember == RememberCommand("t-1", WALL + 300.0)  # stale anyway once the window ends
+
+
+def test_ids_loaded_at_start_refuse_a_replay_as_replayed() -> None:
+    from dataclasses import replace
+
+    state = replace(fresh(), seen_commands=("from-before-the-restart",))
+    _, reply, effects = run(state, cmd("test", {"id": "from-before-the-restart", "ts": ts()}))
+    assert not reply.ok and (reply.error or "").startswith("replayed:")
+    assert reply.id == "from-before-the-restart" and not any(isinstance(e, Emit) for e in effects)
+
+
+def test_every_rejection_echoes_the_id_when_it_can_be_read() -> None:
+    deep = b'{"id": "deep-1", "ts": "x", "a": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+    cases = [
+        (cmd("ping", deep), "too_deep", "deep-1"),
+        (cmd("ping", b'{"id": "big-1", "pad": "' + b"x" * MAX_PAYLOAD + b'"}'), "too_large", "big-1"),
+        (cmd("ping", b'{"id": "cut-1", "ts": '), "not_json", "cut-1"),
+        (cmd("ping", b'{"id": "bin-1"}\xff'), "not_json", "bin-1"),
+        (cmd("test", {"id": "ret-1", "ts": ts()}, retain=True), "retained", "ret-1"),
+        (cmd("ping", {"id": "old-1", "ts": ts(-3600)}), "stale", "old-1"),
+        (cmd("x" * 10_000, {"id": "name-1", "ts": ts()}), "unknown_command", "name-1"),
+        (cmd("light", {"id": "arg-1", "ts": ts(), "pattern": "disco", "minutes": 1}), "bad_args", "arg-1"),
+        (cmd("ping", {"id": 5, "ts": ts()}), "bad_id", None),
+        (cmd("ping", {"id": "i" * 65, "ts": ts()}), "bad_id", None),
+    ]
+    for inp, reason, cid in cases:
+        _, reply, effects = run(fresh(), inp)
+        assert not reply.ok and (reply.error or "").startswith(reason + ":"), (reason, reply.error)
+        assert reply.id == cid, (reason, reply.id)
+        assert len(reply.error or "") < 400, reason  # a 10,000-character name is not quoted whole
+        [reject] = [e for e in effects if type(e).__name__ == "Reject"]
+        assert len(reject.reason) <= 500
+
+
+def test_a_deeply_nested_alliance_alert_is_a_counted_rejection_not_an_exception() -> None:
+    for payload in (b"[" * 50_000, b'{"device_id": "SH-2", "event_id": ' + b"{" * 3000, b"x" * 10_000):
+        state, effects = decide(fresh(), AllianceAlert(payload), 10.0)
+        assert state.light == "beacon"
+        assert [type(e).__name__ for e in effects] == ["Reject"]

@@ -1,0 +1,136 @@
+"""The control socket of a real daemon under abuse: client limit, idle timeout, nesting, no threads.
+
+The daemon runs as a subprocess (tests/daemon_proc.py) and is asked with the real CLI. The
+16 connections that fill its slots come from a process running as another user (uid 65534,
+in the socket's group), as a compromised program in the group would: root's `safehouse
+status` still gets the slot kept for root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import unavailable, write_config
+from tests.daemon_proc import DaemonProcess
+
+NOBODY = 65534
+
+
+def control_config(folder: Path, **control: object) -> Path:
+    path = write_config(folder)
+    lines = "".join(f"\n{k} = {v}" for k, v in control.items())
+    sock_line = f'socket = "{folder / "ctl.sock"}"'
+    path.write_text(path.read_text().replace(sock_line, sock_line + lines))
+    return path
+
+
+def threads_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no Threads line")
+
+
+def read_line(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def connect(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(path))
+    return sock
+
+
+@pytest.fixture
+def daemon(short_dir: Path) -> DaemonProcess:
+    proc = DaemonProcess(control_config(short_dir, idle_timeout=2.0), short_dir / "ctl.sock").start()
+    yield proc  # type: ignore[misc]
+    proc.kill()
+
+
+def test_a_17th_client_is_refused_at_once_while_root_still_gets_status(short_dir: Path,
+                                                                       daemon: DaemonProcess) -> None:
+    if os.geteuid() != 0:
+        unavailable("needs root: the 16 clients run as another user (uid 65534)")
+    os.chmod(short_dir, 0o750)  # the socket's group (root here) may reach the 0660 socket
+    report_r, report_w = os.pipe()
+    release_r, release_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a member of the socket's group, not root
+        code = 1
+        try:
+            os.setgroups([0])
+            os.setuid(NOBODY)
+            held = [connect(daemon.socket) for _ in range(16)]
+            extra = connect(daemon.socket)
+            os.write(report_w, read_line(extra) or b"EOF\n")
+            os.read(release_r, 1)
+            for sock in held:
+                sock.sendall(b'{"cmd": "status"}\n')
+                os.write(report_w, b"ok\n" if json.loads(read_line(sock))["ok"] else b"refused\n")
+            code = 0
+        finally:
+            os._exit(code)
+    with os.fdopen(report_r, "rb") as report:
+        line = report.readline()
+        answer = json.loads(line)
+        assert answer["ok"] is False and answer["error"].startswith("busy: 16 clients"), line
+        status = daemon.cli("status", "--json")  # root: the kept slot
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["alarm"]["state"] == "idle"
+        os.write(release_w, b"x")
+        held = [report.readline() for _ in range(16)]
+    assert held == [b"ok\n"] * 16  # the 16 held connections were served all along
+    assert os.waitpid(pid, 0)[1] == 0
+    assert "Traceback" not in daemon.log.read_text()
+
+
+def test_half_line_clients_are_timed_out_without_a_thread_each(daemon: DaemonProcess) -> None:
+    assert daemon.proc is not None
+    before = threads_of(daemon.proc.pid)
+    clients = [connect(daemon.socket) for _ in range(100)]
+    for sock in clients:
+        with contextlib.suppress(BrokenPipeError):  # the refused ones are closed already
+            sock.sendall(b'{"cmd": "sta')
+    assert threads_of(daemon.proc.pid) <= before  # 500 such clients once took 511 threads
+    answers = [read_line(sock) for sock in clients]
+    busy = [a for a in answers if a.startswith(b'{"ok": false, "error": "busy:')]
+    timed_out = [a for a in answers if b'"timeout: no complete request line within 2 s"' in a]
+    assert len(busy) == 100 - 17 and len(timed_out) == 17  # 16 + the slot kept for root
+    for sock in clients:
+        with contextlib.suppress(ConnectionResetError):  # closed with our half line unread
+            assert sock.recv(10) == b""  # closed after its one line
+        sock.close()
+    assert daemon.status()["alarm"]["state"] == "idle"
+
+
+def test_nested_json_on_the_socket_gets_an_error_line_and_the_connection_stays_usable(
+        daemon: DaemonProcess) -> None:
+    with connect(daemon.socket) as sock:
+        sock.sendall(b'{"cmd": "status", "x": ' + b"[" * 8000 + b"]" * 8000 + b"}\n")
+        answer = json.loads(read_line(sock))
+        assert answer["ok"] is False and "too_deep" in answer["error"]
+        sock.sendall(b"[" * 20_000 + b"\n")  # over the 16 KiB line limit: answered, then closed
+        answer = json.loads(read_line(sock))
+        assert answer["ok"] is False and answer["error"].startswith("too_long:")
+        assert sock.recv(10) == b""
+    with connect(daemon.socket) as sock:
+        sock.sendall(b'{"cmd": ' + b"{" * 100 + b'\n{"cmd": "status"}\n')
+        assert json.loads(read_line(sock))["error"].startswith("bad request: too_deep")
+        assert json.loads(read_line(sock))["ok"] is True
+    log = daemon.log.read_text()
+    assert "Traceback" not in log and "RecursionError" not in log
+    assert max(len(line) for line in log.splitlines()) < 1000

@@ -10,6 +10,7 @@ does nothing (the step times out). Then it reads the report the acceptance wrote
 from __future__ import annotations
 
 import getpass
+import io
 import json
 import os
 import re
@@ -19,6 +20,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from safehouse.device.acceptance import scan_journal
+from safehouse.device.acceptance_probe import jpeg_size
+from safehouse.device.acceptance_service import AcceptanceError, Systemd
 from tests.conftest import write_config
 
 CLI = [sys.executable, "-m", "safehouse.device.cli"]
@@ -172,3 +178,71 @@ def test_selftest_with_the_daemon_stopped_says_it_proves_nothing(short_dir: Path
     assert body["through_daemon"] is False and "NOT proof" in body["warning"]
     refused = _cli(config, "selftest", "--daemon-only")
     assert refused.returncode == 1 and "not running" in refused.stderr and refused.stdout == ""
+
+
+class Systemctl:
+    """What systemctl/journalctl print on a Pi (systemd is not PID 1 here, so they cannot run)."""
+
+    def __init__(self, states: list[str], journal: str = "") -> None:
+        self.calls: list[list[str]] = []
+        self._states, self._journal = states, journal
+
+    def __call__(self, argv: Any) -> subprocess.CompletedProcess[str]:
+        argv = list(argv)
+        self.calls.append(argv)
+        out = ""
+        if argv[:2] == ["systemctl", "show"]:
+            out = self._states.pop(0) if len(self._states) > 1 else self._states[0]
+        elif "--show-cursor" in argv:
+            out = "-- cursor: s=0af3;i=1c2\n"
+        elif argv[0] == "journalctl":
+            out = self._journal
+        return subprocess.CompletedProcess(argv, 0, out, "")
+
+
+def _show(active: str, sub: str, pid: int = 812, restarts: int = 0) -> str:
+    return (f"ActiveState={active}\nSubState={sub}\nResult=success\nStatusText=alarm idle, link online\n"
+            f"MainPID={pid}\nNRestarts={restarts}\n")
+
+
+def test_systemd_restart_waits_for_ready_and_reads_the_journal_from_before_the_restart() -> None:
+    line = "safehouse.service: DeviceAllow=/dev/dma_heap rw: /dev/dma_heap is not a device, ignoring."
+    tool = Systemctl([_show("activating", "start", pid=0), _show("active", "running")], journal=line + "\n")
+    unit = Systemd("safehouse", run=tool)
+    unit.restart()
+    assert unit.wait_ready(10) == (True, "READY=1 seen by systemd: alarm idle, link online")
+    assert tool.calls[1:3] == [["systemctl", "daemon-reload"],
+                               ["systemctl", "restart", "--no-block", "safehouse"]]
+    assert scan_journal(unit.journal()) == [line]
+    assert "--after-cursor=s=0af3;i=1c2" in tool.calls[-1]
+    assert unit.still_up() == (True, "the same process (MainPID 812) ran the whole acceptance, no restarts")
+    tool._states = [_show("active", "running", pid=977, restarts=1)]
+    up, why = unit.still_up()
+    assert not up and "restarted or stopped during the acceptance" in why
+
+
+def test_systemd_unit_that_fails_to_start_is_reported_not_waited_for() -> None:
+    failed = _show("activating", "auto-restart").replace("Result=success", "Result=exit-code")
+    unit = Systemd("safehouse", run=Systemctl([failed]))
+    unit.restart()
+    ok, why = unit.wait_ready(30)
+    assert not ok and why == ("the unit failed (activating/auto-restart, result exit-code); "
+                              "journalctl -u safehouse -e says why")
+
+
+def test_systemd_without_systemctl_says_so() -> None:
+    def missing(argv: Any) -> subprocess.CompletedProcess[str]:
+        raise FileNotFoundError(2, "No such file or directory", argv[0])
+
+    with pytest.raises(AcceptanceError, match=r"journalctl failed: .*\(is this a systemd machine\?\)"):
+        Systemd("safehouse", run=missing).restart()
+
+
+def test_jpeg_size_is_read_from_the_frame_header() -> None:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (320, 176), (200, 30, 30)).save(buf, "JPEG", quality=80, progressive=True)
+    assert jpeg_size(buf.getvalue()) == (320, 176)
+    assert jpeg_size(b"\x89PNG\r\n") is None
+    assert jpeg_size(buf.getvalue()[:20]) is None

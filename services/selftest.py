@@ -107,16 +107,31 @@ def _microphone(daemon: Any) -> tuple[bool, str]:
     with wave.open(io.BytesIO(clip.wav)) as wav:
         samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float64)
     heard = samples[clip.pre_roll_frames:] if loop else samples
+    device = _mic_device(mic)
     if len(heard) == 0:
-        return False, "no audio"
+        return False, device + "no audio"
     rms = float(np.sqrt(np.mean(heard * heard)))
     spectrum = np.abs(np.fft.rfft(heard))
     peak_hz = float(np.argmax(spectrum[1:]) + 1) * clip.rate / len(heard)
     if loop:
         ok = abs(peak_hz - SELFTEST_HZ) <= SELFTEST_HZ * 0.05 and rms > 30.0
-        return ok, f"buzzer tone {SELFTEST_HZ:.0f} Hz, heard loudest {peak_hz:.0f} Hz at level {rms:.0f}"
-    return rms > 30.0, (f"{len(heard) / clip.rate:.1f} s heard, level {rms:.0f}, loudest {peak_hz:.0f} Hz "
-                        "(no acoustic loop: needs a tonal buzzer on real hardware)")
+        return ok, device + (f"buzzer tone {SELFTEST_HZ:.0f} Hz, heard loudest {peak_hz:.0f} Hz "
+                             f"at level {rms:.0f}")
+    return rms > 30.0, device + (f"{len(heard) / clip.rate:.1f} s heard, level {rms:.0f}, loudest "
+                                 f"{peak_hz:.0f} Hz (no acoustic loop: needs a tonal buzzer on real "
+                                 "hardware)")
+
+
+def _mic_device(mic: Any) -> str:
+    """Which device the clip came from and at what rate: a USB microphone that only does
+    44.1/48 kHz is opened at that rate and resampled, and the technician sees so."""
+    name = getattr(mic, "device_name", None)
+    if name is None:
+        return ""
+    used = mic.device_rate
+    how = "" if used == mic.rate else f", resampled to {mic.rate} Hz"
+    stalls = f", restarted after {mic.stalls} stall(s)" if mic.stalls else ""
+    return f"{name!r} (native {mic.native_rate} Hz, opened at {used} Hz{how}{stalls}): "
 
 
 def _camera(daemon: Any) -> tuple[bool, str]:

@@ -7,6 +7,7 @@ its own) under the real sounddevice -> PortAudio path, inside the driver's captu
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import subprocess
@@ -22,6 +23,8 @@ import pytest
 from safehouse.drivers.microphone import Clip, SoundDeviceMicrophone
 from safehouse.drivers.resample import Resampler
 from tests import audio_rig
+from tests.conftest import write_config
+from tests.daemon_proc import DaemonProcess
 
 RATE = 16000
 HZ = 440.0
@@ -135,6 +138,25 @@ def test_the_microphone_opens_it_at_its_own_rate_and_hears_440_hz_at_16k(
     assert residual < 0.01 * amplitude  # no chunk lost or repeated across ~15 blocks
     assert abs(peak_hz(got, RATE) - HZ) < RATE / len(got)
     assert f"opened at {native} Hz, resampled to 16000 Hz" in caplog.text
+
+
+def test_selftest_names_the_usb_microphone_and_its_rates(short_dir: Path) -> None:
+    """What the technician reads from `safehouse selftest --json` on a kiosk with such a mic."""
+    raw = short_dir / "tone.raw"
+    audio_rig.tone(60, HZ, 48000).astype("<i2").tofile(raw)
+    extra = '[camera]\nenabled = false\n[microphone]\npre_roll = 1.0\ndevice = "usbmic"\n'
+    with audio_rig.usb_mic(raw):
+        env = {"ALSA_CONFIG_PATH": os.environ["ALSA_CONFIG_PATH"]}
+        proc = DaemonProcess(write_config(short_dir, extra, capture=True), short_dir / "ctl.sock",
+                             env=env).start()
+    try:
+        checks = {c["name"]: c for c in json.loads(proc.ok("selftest", "--json"))["checks"]}
+    finally:
+        proc.kill()
+    mic = checks["microphone"]
+    assert mic["ok"] is True, mic
+    assert mic["detail"].startswith("'usbmic' (native 48000 Hz, opened at 48000 Hz, resampled to 16000 Hz): ")
+    assert "loudest 440 Hz" in mic["detail"]
 
 
 def test_the_simulated_16k_microphone_is_not_resampled() -> None:

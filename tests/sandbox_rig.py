@@ -8,7 +8,8 @@ this rig reads the unit file and reproduces, as root in new mount and PID namesp
 - ``StateDirectory=``/``RuntimeDirectory=``/``CacheDirectory=``/``LogsDirectory=``/
   ``ReadWritePaths=``: temp dirs bound read-write at those paths, owned by the unit's user;
   ``ConfigurationDirectory=``: a temp dir (holding the test's config) bound read-only;
-- ``PrivateTmp=``: fresh /tmp and /var/tmp;
+- ``PrivateTmp=``: fresh /tmp and /var/tmp; ``ProtectHome=yes``: /home and /run/user emptied
+  (not /root: a test machine's interpreter may live there, as pyenv's does);
 - ``ProtectProc=``/``ProcSubset=``: a new /proc mounted with hidepid=/subset=;
 - ``User=``/``Group=``/``SupplementaryGroups=``: the user is added to /etc/passwd and
   /etc/group *inside the view* (an overlay: the host's /etc is never written), and the
@@ -72,6 +73,7 @@ class UnitView:
     umask: int
     protect_system: str
     private_tmp: bool
+    protect_home: bool = False
     proc_options: list[str] = field(default_factory=list)
 
     @classmethod
@@ -101,7 +103,8 @@ class UnitView:
                    writable=writable, readonly_config=config,
                    working_directory=last("WorkingDirectory") or None, environment=env,
                    umask=int(last("UMask", "0022"), 8), protect_system=last("ProtectSystem", "no"),
-                   private_tmp=last("PrivateTmp", "no") in ("yes", "true", "1"), proc_options=proc)
+                   private_tmp=last("PrivateTmp", "no") in ("yes", "true", "1"),
+                   protect_home=last("ProtectHome", "no") in ("yes", "true", "1"), proc_options=proc)
 
 
 def require_sandbox() -> None:
@@ -193,6 +196,8 @@ def _shell(view: UnitView, scratch: Path, commands: list[list[str]], config_file
         lines += [f"mount -o remount,bind,ro {q(p)}" for p in overlays]
         lines += [f"mount -o remount,bind,ro {q(p)}" for p in view.readonly_config]
         lines.append("mount -o remount,bind,ro /sys")
+    if view.protect_home:
+        lines += [f"[ ! -d {d} ] || mount -t tmpfs -o ro,mode=0755 home {d}" for d in ("/home", "/run/user")]
     if view.private_tmp:
         lines += ["mount -t tmpfs -o mode=1777 tmp /tmp", "mount -t tmpfs -o mode=1777 vartmp /var/tmp"]
     lines.append(f"mount -t proc -o {','.join(['nosuid', 'nodev', 'noexec', *view.proc_options])} proc /proc")

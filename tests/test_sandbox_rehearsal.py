@@ -31,6 +31,7 @@ from tests.sandbox_rig import Result, parse_unit, rehearse, stages
 
 REPO = Path(__file__).resolve().parents[1]
 UNIT = REPO / "systemd" / "safehouse.service"
+SELFTEST = REPO / "systemd" / "safehouse-selftest.service"
 VENV_BIN = Path(sys.executable).parent
 
 PAYLOAD = r"""
@@ -51,7 +52,15 @@ def gpiozero_factory():
     from gpiozero.pins.lgpio import LGPIOFactory
     return LGPIOFactory()
 
+def write(path):
+    with open(path, "w") as f:
+        f.write("x")
+    os.unlink(path)
+    return "written"
+
 stage("who", lambda: f"uid={os.getuid()} cwd={os.getcwd()}")
+stage("root_fs", lambda: write("/usr/.safehouse-probe"))
+stage("state_dir", lambda: write("/var/lib/safehouse/.probe"))
 stage("lgpio", lambda: __import__("lgpio").__name__)
 stage("cpuinfo", lambda: len(open("/proc/cpuinfo").read()) > 0)
 stage("board", board)
@@ -109,6 +118,8 @@ def test_the_shipped_unit_lets_lgpio_gpiozero_and_the_daemon_reach_the_gpiochip(
     seen, daemon = run(UNIT.read_text(), tmp_path)
     who = seen["who"]
     assert who.startswith("ok uid=") and "uid=0 " not in who and who.endswith("cwd=/run/safehouse"), who
+    assert seen["root_fs"].startswith("OSError: [Errno 30] Read-only file system"), seen  # strict
+    assert seen["state_dir"] == "ok written", seen
     assert seen["lgpio"] == "ok lgpio", seen
     assert seen["cpuinfo"] == "ok True", seen
     # x86's /proc/cpuinfo was read and has no Pi revision: gpiozero's own words for "not a Pi".
@@ -147,3 +158,13 @@ def test_each_old_line_alone_breaks_the_rehearsal(tmp_path: Path, change: str) -
         assert seen["lgpio"] == "ok lgpio", seen
         assert seen["board"].endswith("'/proc/cpuinfo'") and seen["board"].startswith("FileNotFoundError")
         assert seen["gpiozero_factory"].startswith("FileNotFoundError"), seen
+
+
+def test_the_selftest_unit_lets_lgpio_and_gpiozero_work_too(tmp_path: Path) -> None:
+    """The daily self-test runs in its own unit: the same GPIO stack must get as far there."""
+    (payload,) = rehearse(SELFTEST.read_text(), tmp_path, [[str(VENV_BIN / "python"), "-c", PAYLOAD]])
+    assert payload.rc == 0, payload.stderr
+    seen = stages(payload)
+    assert seen["who"].endswith("cwd=/run/safehouse-selftest") and "uid=0 " not in seen["who"], seen
+    assert seen["lgpio"] == "ok lgpio", seen
+    assert seen["board"].startswith("PinUnknownPi: unable to locate Pi revision"), seen

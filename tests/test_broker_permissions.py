@@ -1,0 +1,229 @@
+"""The precinct broker as shipped, proved cell by cell: who may write and read every topic family.
+
+A real mosquitto runs ``config/mosquitto-precinct.conf`` (``tests.mqtt_rig.PrecinctBroker``:
+only paths, port and logging differ) with the ACL ``safehouse acl render`` writes for a fleet
+inventory in the Ansible format, and real certificates from ``tests/pki.py``.
+
+How a cell is decided, never by sleeping and hoping (mosquitto 2 drops a denied publish in
+silence for MQTT 3.1.1 and grants a denied subscription, then withholds the messages):
+- write: the subject publishes to the topic; it is allowed when the auditor (a test-only user
+  appended to the ACL with ``readwrite #``) receives it. The wait is bounded by the auditor's own
+  echo: it is queued behind anything the subject's (already acknowledged) publishes produced.
+- read: the subject subscribes to ``#``; the auditor publishes to the topic; it is allowed when
+  the subject receives it. The wait is bounded by a positive control, a message the auditor
+  then sends on a topic the subject may read (one sender's messages arrive in order); for a
+  subject that may read nothing, by its own QoS 1 round trip (its PUBACK is queued behind any
+  message routed to it before).
+The expected matrix below is written out by hand from the contract (docs/mqtt.md), not derived
+from the renderer, so the test can disagree with it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from paho.mqtt.enums import MQTTProtocolVersion
+
+from safehouse.services.acl import render_acl
+from safehouse.services.inventory import read_fleet
+from tests.mqtt_fixtures import mosquitto_path, require_tool
+from tests.mqtt_rig import ConnectFailed, PrecinctBroker, Subscriber
+from tests.pki import Pki, make_pki
+
+P, Q = "safehouse/v1/p1", "safehouse/v1/p2"
+V311, V5 = MQTTProtocolVersion.MQTTv311, MQTTProtocolVersion.MQTTv5
+NOT_AUTHORIZED = 135
+
+INVENTORY = """\
+all:
+  children:
+    kiosks:
+      children:
+        p1:
+          vars: {precinct: p1, consoles: [console-p1]}
+          hosts:
+            kiosk-a.lan: {device_id: SH-A, alliance: a1}
+            kiosk-b.lan: {device_id: SH-B, alliance: a1}
+        p2:
+          vars: {precinct: p2, consoles: [console-p2]}
+          hosts:
+            kiosk-c.lan: {device_id: SH-C, alliance: a1}
+"""
+AUDITOR = "auditor"  # test-only observer and writer, appended to the rendered ACL
+CERTS = ("SH-A", "SH-B", "SH-C", "SH-X", "console-p1", "console-p2", AUDITOR)
+
+# Subjects that connect: (certificate CN, client id asked for). "spoof" is SH-A's certificate
+# asking for SH-B's client id: the broker makes it SH-A, so it has exactly SH-A's rights.
+SUBJECTS = {"A": ("SH-A", "SH-A"), "B": ("SH-B", "SH-B"), "console": ("console-p1", "console-p1"),
+            "stranger": ("SH-X", "SH-X"), "spoof": ("SH-A", "SH-B")}
+A_ = {"A", "spoof"}  # SH-A's certificate, whatever client id it asked for
+
+# topic -> (who may write it, who may read it), among the subjects above.
+MATRIX: dict[str, tuple[set[str], set[str]]] = {
+    f"{P}/SH-A/status": (A_, {"console"}),
+    f"{P}/SH-A/events": (A_, {"console"}),
+    f"{P}/SH-A/telemetry": (A_, {"console"}),
+    f"{P}/SH-A/evidence/e1/snapshot-1.jpg": (A_, {"console"}),
+    f"{P}/SH-A/cmd/ping/result": (A_, {"console", *A_}),
+    f"{P}/SH-A/provision/check": (A_, {"console", *A_}),
+    f"{P}/SH-A/alliance/a1/alert": (A_, {"console", "B", *A_}),
+    f"{P}/SH-A/cmd/ack": ({"console"}, {"console", *A_}),  # a forged ack: A's cert may not write it
+    f"{P}/SH-A/cmd/resolve": ({"console"}, {"console", *A_}),
+    f"{P}/SH-A/alliance/a2/alert": (set(), {"console"}),  # an alliance A is not part of
+    f"{P}/SH-B/events": ({"B"}, {"console"}),
+    f"{P}/SH-B/cmd/ack": ({"console"}, {"console", "B"}),
+    f"{P}/SH-B/cmd/ping/result": ({"B"}, {"console", "B"}),
+    f"{P}/SH-B/alliance/a1/alert": ({"B"}, {"console", "B", *A_}),
+    f"{P}/SH-X/events": (set(), {"console"}),  # a certificate the inventory does not list
+    f"{Q}/SH-A/events": (set(), set()),  # A's id under another precinct
+    f"{Q}/SH-C/events": (set(), set()),
+    f"{Q}/SH-C/cmd/ping": (set(), set()),  # another precinct's kiosk: not console-p1's to command
+    f"{Q}/SH-C/alliance/a1/alert": (set(), set()),  # same alliance name, other precinct
+    f"{P}/SH-A": (set(), {"console"}),
+    "safehouse/v1/other": (set(), set()),
+    "elsewhere/topic": (set(), set()),
+}
+# For each subject that may read something: a topic it may read, for the positive control.
+CONTROL = {"A": f"{P}/SH-A/cmd/ping", "spoof": f"{P}/SH-A/cmd/ping", "B": f"{P}/SH-B/cmd/ping",
+           "console": f"{P}/SH-A/status"}
+
+
+@dataclass
+class World:
+    pki: Pki
+    broker: PrecinctBroker
+
+    def connect(self, cn: str, client_id: str | None = None, topics: tuple[str, ...] = (),
+                protocol: MQTTProtocolVersion = V311) -> Subscriber:
+        pair = self.pki.client(cn)
+        return Subscriber(self.broker.port, topics, ca=self.pki.ca.cert, cert=pair.cert, key=pair.key,
+                          client_id=client_id or cn, protocol=protocol)
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    openssl = require_tool("openssl")
+    folder = Path(tempfile.mkdtemp(prefix="sh-perm-", dir="/tmp"))
+    try:
+        pki = make_pki(folder / "pki", clients=CERTS, openssl=openssl)
+        fleet = read_fleet(yaml.safe_load(INVENTORY), "inventory.yml")
+        acl = folder / "safehouse.acl"
+        acl.write_text(render_acl(fleet) + f"\nuser {AUDITOR}\ntopic readwrite #\n", encoding="utf-8")
+        broker = PrecinctBroker(folder / "broker", pki=pki, acl_file=acl, mosquitto=mosquitto_path())
+        with broker:
+            yield World(pki, broker)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _writes(world: World, subject: str, protocol: MQTTProtocolVersion) -> set[str]:
+    cn, client_id = SUBJECTS[subject]
+    with world.connect(AUDITOR, f"auditor-w-{subject}", ("#",)) as auditor, \
+            world.connect(cn, client_id, protocol=protocol) as who:
+        for topic in MATRIX:
+            who.publish(topic, f"w {subject} {topic}", check=False)  # waits for the PUBACK
+        auditor.publish("audit/echo", b"echo")
+        auditor.wait_for("audit/echo")
+        return {m.topic for m in auditor.messages() if m.payload == f"w {subject} {m.topic}".encode()}
+
+
+def _reads(world: World, subject: str, protocol: MQTTProtocolVersion) -> set[str]:
+    cn, client_id = SUBJECTS[subject]
+    with world.connect(cn, client_id, ("#",), protocol=protocol) as who, \
+            world.connect(AUDITOR, f"auditor-r-{subject}") as auditor:
+        for topic in MATRIX:
+            auditor.publish(topic, f"r {topic}")
+        if subject in CONTROL:
+            auditor.publish(CONTROL[subject], b"control")
+            who.wait_for(lambda m: m.payload == b"control")
+        else:  # it may read nothing: its own round trip is queued behind anything routed to it
+            who.publish(f"{P}/{cn}/status", b"round trip", check=False)
+        return {m.topic for m in who.messages() if m.payload == f"r {m.topic}".encode()}
+
+
+@pytest.mark.parametrize("protocol", [V311, V5], ids=["mqtt311", "mqtt5"])
+@pytest.mark.parametrize("subject", list(SUBJECTS))
+def test_every_topic_family_is_written_and_read_only_by_whom_the_contract_says(
+        world: World, subject: str, protocol: MQTTProtocolVersion) -> None:
+    wrote, read = _writes(world, subject, protocol), _reads(world, subject, protocol)
+    assert {t: t in wrote for t in MATRIX} == {t: subject in w for t, (w, _r) in MATRIX.items()}
+    assert {t: t in read for t in MATRIX} == {t: subject in r for t, (_w, r) in MATRIX.items()}
+
+
+def _code(reason: object) -> int:
+    assert reason is not None, "no PUBACK reason code"
+    return int(reason.value)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("who", ["no certificate", "another CA", "plain TCP"])
+def test_a_client_without_a_precinct_certificate_cannot_connect_so_reads_and_writes_nothing(
+        world: World, who: str) -> None:
+    pki, port = world.pki, world.broker.port
+    with world.connect(AUDITOR, "auditor-refusals", ("#",)) as auditor:
+        with pytest.raises(ConnectFailed):
+            if who == "no certificate":
+                Subscriber(port, ("#",), ca=pki.ca.cert, client_id="SH-A", timeout=3.0)
+            elif who == "another CA":
+                pair = pki.other_ca_client  # CN SH-A, a name the ACL knows: only the signer is wrong
+                Subscriber(port, ("#",), ca=pki.ca.cert, cert=pair.cert, key=pair.key, client_id="SH-A",
+                           timeout=3.0)
+            else:
+                Subscriber(port, ("#",), client_id="SH-A", timeout=3.0)
+        auditor.publish("audit/echo", b"echo")
+        assert [m.topic for m in auditor.wait_for()] == ["audit/echo"]  # nothing got through
+
+
+def test_a_forged_ack_from_the_kiosks_own_certificate_never_reaches_the_kiosk(world: World) -> None:
+    ack = f"{P}/SH-A/cmd/ack"
+    with world.connect("SH-A", topics=(f"{P}/SH-A/cmd/+",), protocol=V5) as kiosk, \
+            world.connect("SH-B", protocol=V5) as neighbour, \
+            world.connect("console-p1", protocol=V5) as console:
+        forged = b'{"id":"forged-1","ts":"2026-11-29T12:00:00Z","event_id":"e1"}'
+        assert _code(kiosk.publish(ack, forged, check=False)) == NOT_AUTHORIZED
+        assert _code(neighbour.publish(ack, forged, check=False)) == NOT_AUTHORIZED
+        real = b'{"id":"real-1","ts":"2026-11-29T12:00:00Z","event_id":"e1"}'
+        console.publish(ack, real)
+        assert [m.payload for m in kiosk.wait_for(ack)] == [real]  # the console's, and only it
+
+
+def test_a_certificate_cannot_take_over_another_kiosks_client_id(world: World) -> None:
+    """SH-A's certificate asking for client id SH-B: the broker names it SH-A, so SH-B stays on."""
+    with world.connect("SH-B", topics=(f"{P}/SH-B/cmd/+",), protocol=V5) as real_b, \
+            world.connect("SH-A", protocol=V5) as real_a, world.connect("console-p1", protocol=V5) as console:
+        for _ in range(3):
+            with world.connect("SH-A", client_id="SH-B", protocol=V5):
+                pass  # connected (CONNACK success), as SH-A
+        console.publish(f"{P}/SH-B/cmd/ping", b"still there?")
+        assert [m.payload for m in real_b.wait_for(f"{P}/SH-B/cmd/ping")] == [b"still there?"]
+        assert real_b.disconnects == [] and real_b.ready_count == 1  # never kicked off
+        # The thief is SH-A to the broker: it took SH-A's own session (a stolen certificate can
+        # only disturb the kiosk it was stolen from), never SH-B's.
+        log = world.broker.wait_for_log("Client SH-A already connected, closing old connection")
+        assert "Client SH-B already connected" not in log
+        real_a.wait_ready(2, timeout=5.0)
+
+
+def test_the_largest_evidence_payload_passes_and_one_byte_over_the_limit_does_not(world: World) -> None:
+    limit = int(next(line.split()[1] for line in world.broker.conf.read_text().splitlines()
+                     if line.startswith("message_size_limit ")))
+    largest_wav = (60 + 300) * 16000 * 2 + 44  # microphone.pre_roll and post_roll maxima, 16-bit mono
+    assert largest_wav < limit
+    evidence = f"{P}/+/evidence/#"
+    with world.connect("console-p1", topics=(evidence,)) as console, \
+            world.connect("SH-A", protocol=V5) as kiosk:
+        kiosk.publish(f"{P}/SH-A/evidence/e1/audio.wav", b"\0" * largest_wav)
+        # paho answers PUBACK 149 (packet too large) by dropping the link and re-sending for ever,
+        # so the oversized one goes from a throw-away connection, and the broker's log says when.
+        with world.connect("SH-B", protocol=V5) as other:
+            other.publish(f"{P}/SH-B/evidence/e2/audio.wav", b"\1" * (limit + 1), wait=False)
+            world.broker.wait_for_log("Dropped too large PUBLISH from SH-B")
+        kiosk.publish(f"{P}/SH-A/evidence/e1/end", b"end")
+        console.wait_for(lambda m: m.payload == b"end")
+        assert [(m.topic.split("/")[3], len(m.payload)) for m in console.messages()] == [
+            ("SH-A", largest_wav), ("SH-A", 3)]

@@ -41,7 +41,8 @@ class Console:
         self._answers.put("eof")
 
     def say(self, text: str) -> None:
-        print(text, file=self._out, flush=True)
+        self._out.write(text + "\n")
+        self._out.flush()
 
     def prompt(self, tag: str, text: str) -> None:
         self.say(f">>> [{tag}] {text}")
@@ -65,7 +66,6 @@ class EventWatch:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.error: str | None = None
-        self._caught_up = threading.Event()
         self._thread = threading.Thread(target=self._follow, args=(state_dir,), name="accept-events",
                                         daemon=True)
         self._thread.start()
@@ -78,11 +78,6 @@ class EventWatch:
         except Exception as exc:
             self.error = f"cannot read the kiosk's events in {state_dir}: {exc}"
             _LOG.error("%s", self.error)
-
-    def mark(self) -> int:
-        """The newest seq seen so far: later steps look only at events after it."""
-        with self._lock:
-            return self._events[-1].seq if self._events else 0
 
     def find(self, after: int, match: Callable[[Event], bool]) -> Event | None:
         with self._lock:

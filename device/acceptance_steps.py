@@ -18,7 +18,7 @@ from safehouse.device.acceptance import Report, StepResult, scan_journal
 from safehouse.device.acceptance_console import Console, EventWatch, wait_for
 from safehouse.device.acceptance_service import ServiceManager
 from safehouse.device.config import Config
-from safehouse.device.errors import ControlError
+from safehouse.device.errors import ControlError, SafehouseError
 from safehouse.device.events import Event
 from safehouse.services.control import request
 
@@ -54,6 +54,9 @@ class Acceptance:
         try:
             if self._step(report, "restart", "restart, READY=1", self._restart).passed:
                 self._watch = EventWatch(self.config.device.state_dir)
+                status = self._call("status")  # the record names what really ran
+                report.device.update({"daemon_version": status.get("version"),
+                                      "boot_id": status.get("boot_id")})
                 for name, title, fn in self._automatic() + self._hands_on():
                     self._step(report, name, title, fn)
             else:
@@ -87,6 +90,8 @@ class Acceptance:
             result = fn()
         except ControlError as exc:
             result = StepResult(name, title, "fail", f"the daemon did not answer: {exc}")
+        except SafehouseError as exc:
+            result = StepResult(name, title, "fail", str(exc))
         except Exception as exc:  # a bug here must not lose the report of the steps before it
             _LOG.exception("acceptance step %s crashed", name)
             result = StepResult(name, title, "fail", f"{type(exc).__name__}: {exc}")
@@ -174,6 +179,10 @@ class Acceptance:
 
     # --- hands-on steps: the technician acts, the daemon's events answer ---------------------
 
+    def _mark(self) -> int:
+        """The daemon's newest event seq: a step looks only at events after it."""
+        return int(self._call("status")["last_seq"])
+
     def _event(self, after: int, type_: str, **data: Any) -> Callable[[], str | None]:
         def check() -> str | None:
             assert self._watch is not None
@@ -190,19 +199,16 @@ class Acceptance:
     def _pair(self, first: tuple[str, str, str], second: tuple[str, str, str],
               **data: Any) -> StepResult:
         """Two prompts, each answered by its event (lid open/shut, cable out/in)."""
-        assert self._watch is not None
         details = []
         for tag, instruction, event in (first, second):
-            status, detail = self._ask(tag, instruction, self._event(self._watch.mark(), event, **data))
+            status, detail = self._ask(tag, instruction, self._event(self._mark(), event, **data))
             details.append(detail)
             if status != "pass":
                 return StepResult("", "", status, f"{tag}: {detail}")
         return StepResult("", "", "pass", "; ".join(details))
 
     def _button(self) -> StepResult:
-        assert self._watch is not None
-        mark = self._watch.mark()
-        seen = self._event(mark, "panic")
+        seen = self._event(self._mark(), "panic")
 
         def pressed_and_released() -> str | None:
             got = seen()
@@ -218,8 +224,7 @@ class Acceptance:
         if self.config.keypad.port == "" and self.config.device.hardware == "pi":
             self._end_alarm()
             return StepResult("", "", "n/a", 'keypad.port = "": no keypad fitted')
-        assert self._watch is not None
-        mark, refused = self._watch.mark(), self._call("status")["rejections"].get("keypad", 0)
+        mark, refused = self._mark(), self._call("status")["rejections"].get("keypad", 0)
         acked = self._event(mark, "ack", source="keypad")
         told = [False]
 

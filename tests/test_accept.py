@@ -108,6 +108,7 @@ def test_accept_passes_a_healthy_kiosk_driven_through_every_prompt(short_dir: Pa
     assert prompts == list(TECHNICIAN)
     report, text = _report(short_dir)
     assert report["ok"] is True and report["failed"] == []
+    assert report["device"]["daemon_version"] and len(report["device"]["boot_id"]) >= 32
     steps = {s["name"]: s for s in report["steps"]}
     assert list(steps) == STEPS
     assert all(s["status"] in ("pass", "warn") for s in steps.values()), steps

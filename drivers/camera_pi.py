@@ -162,8 +162,11 @@ class Picamera2Camera(BaseCamera):
         limits = self._cam.camera_controls.get("FrameDurationLimits")
         if limits is None:  # e.g. a USB camera: configure() would refuse the control
             return {}
-        lo, hi = int(limits[0]), int(limits[1])
-        period = min(max(round(1_000_000 / self.frame_rate), lo), hi)
+        period = round(1_000_000 / self.frame_rate)
+        try:  # (min, max, default) in µs, scalars in every libcamera seen; never fail start on it
+            period = min(max(period, int(limits[0])), int(limits[1]))
+        except (TypeError, ValueError, IndexError):
+            _LOG.warning("camera %d: unexpected FrameDurationLimits range %r", self._num, limits)
         return {"FrameDurationLimits": (period, period)}
 
     def _release(self) -> None:

@@ -112,7 +112,10 @@ if [ "$PIP" = 1 ]; then
     tar -C "$SOURCE" --exclude=./.git --exclude=./.venv --exclude=./build --exclude='*.egg-info' \
         --exclude=./.state --exclude='__pycache__' --exclude='.*_cache' -cf - . | tar -C "$BUILD" -xf -
     say "pip install $SOURCE[pi]"
-    "$OPT/bin/python" -m pip install --quiet --upgrade "$BUILD[pi]" || die "pip install failed"
+    # --only-binary=lgpio: never build lgpio from source (it needs swig and liblgpio). apt's
+    # python3-lgpio satisfies the requirement; PyPI has wheels for aarch64 but not for armv7l.
+    "$OPT/bin/python" -m pip install --quiet --upgrade --only-binary=lgpio "$BUILD[pi]" \
+        || die "pip install failed (on a 32-bit image, lgpio must come from apt: apt-get install python3-lgpio)"
     [ -x "$OPT/bin/safehouse" ] || die "pip installed no $OPT/bin/safehouse"
 else
     say "creating the venv $OPT (--system-site-packages, without pip; --no-pip: package not installed)"

@@ -23,7 +23,7 @@ import pytest
 from safehouse.drivers.microphone import Clip, SoundDeviceMicrophone
 from safehouse.drivers.resample import Resampler
 from tests import audio_rig
-from tests.conftest import write_config
+from tests.conftest import unavailable, write_config
 from tests.daemon_proc import DaemonProcess
 
 RATE = 16000
@@ -157,6 +157,41 @@ def test_selftest_names_the_usb_microphone_and_its_rates(short_dir: Path) -> Non
     assert mic["ok"] is True, mic
     assert mic["detail"].startswith("'usbmic' (native 48000 Hz, opened at 48000 Hz, resampled to 16000 Hz): ")
     assert "loudest 440 Hz" in mic["detail"]
+
+
+def test_capture_works_under_memory_deny_write_execute(tmp_path: Path) -> None:
+    """The unit's MemoryDenyWriteExecute=yes, as the kernel's PR_SET_MDWE: our capture still
+    works (blocking reads, no cffi callback) where a callback stream cannot even be made."""
+    raw = tmp_path / "tone.raw"
+    audio_rig.tone(10, HZ, 48000).astype("<i2").tofile(raw)
+    script = """
+import ctypes, json, subprocess, sys, time
+if ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, REFUSE_EXEC_GAIN
+    print(json.dumps({"mdwe": False})); sys.exit()
+get_mdwe = "import ctypes; print(ctypes.CDLL(None).prctl(66, 0, 0, 0, 0))"  # PR_GET_MDWE
+inherited = subprocess.run([sys.executable, "-c", get_mdwe], capture_output=True, text=True).stdout.strip()
+from safehouse.drivers.microphone import SoundDeviceMicrophone
+with SoundDeviceMicrophone(pre_roll=0.5, device="usbmic") as mic:
+    time.sleep(0.6)
+    frames = mic.record(0.3).frames
+import sounddevice
+try:
+    sounddevice.InputStream(samplerate=48000, channels=1, dtype="int16", device="usbmic",
+                            callback=lambda *a: None)
+    callback = "opened"
+except MemoryError as exc:
+    callback = str(exc)
+print(json.dumps({"mdwe": True, "inherited": inherited, "frames": frames, "callback": callback}))
+"""
+    with audio_rig.usb_mic(raw):
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                             timeout=60, check=True, env=dict(os.environ))
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if not result["mdwe"]:
+        unavailable("this kernel has no PR_SET_MDWE (Linux >= 6.3)")
+    assert result["inherited"] == "1"  # the capture process runs under it too
+    assert result["frames"] >= 0.7 * RATE
+    assert "Cannot allocate write+execute memory" in result["callback"]
 
 
 def test_the_simulated_16k_microphone_is_not_resampled() -> None:

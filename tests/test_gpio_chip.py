@@ -139,3 +139,17 @@ def test_the_pi_factory_opens_the_labelled_chip_with_the_real_lgpio(tmp_path: Pa
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("HardwareError cannot open the Raspberry Pi GPIO /dev/gpiochip4"), res.stdout
     assert "can not open gpiochip" in res.stdout  # lgpio's own words: it got as far as the open
+
+
+@pytest.mark.hw_raspberrypi
+def test_on_a_real_pi_the_chosen_chip_is_the_header_by_lgpios_own_chip_info(tmp_path: Path) -> None:
+    """On the kiosk (``pytest -m hw_raspberrypi``): sysfs and the kernel's chip info agree."""
+    script = ("import lgpio\nfrom safehouse.drivers.gpiochip import header_chip\n"
+              "n = header_chip()\nh = lgpio.gpiochip_open(n)\n"
+              "print(n, *lgpio.gpio_get_chip_info(h)[1:], sep='|')\nlgpio.gpiochip_close(h)\n")
+    res = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert res.returncode == 0, res.stderr
+    number, lines, name, label = res.stdout.strip().split("|")
+    assert label in ("pinctrl-rp1", "pinctrl-bcm2711", "pinctrl-bcm2835"), res.stdout
+    assert name == f"gpiochip{number}" and int(lines) >= 54, res.stdout  # the header's 28 GPIOs and more

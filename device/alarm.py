@@ -21,7 +21,9 @@ from safehouse.device.inputs import (
     EvidenceEvicted,
     EvidenceReady,
     Input,
+    KeypadFlood,
     KeypadLink,
+    KeypadNoise,
     KeyPressed,
     LampChanged,
     PinChecked,
@@ -45,6 +47,7 @@ from safehouse.device.keypad_apply import (
     summarise_day,
 )
 from safehouse.device.keypad_entry import entry_deadline, expire_entry
+from safehouse.device.keypad_noise import apply_flood, apply_noise, expire_noise, noise_deadline
 from safehouse.device.lifecycle import (
     OUTCOMES,
     Step,
@@ -108,9 +111,9 @@ def next_deadline(state: CoreState) -> float | None:
             candidates.append(button.since + p.hold_seconds)
     if lamp.dark_since is not None and not lamp.fault:
         candidates.append(lamp.dark_since + p.lamp_grace)
-    entry = entry_deadline(state.keypad, p.entry_timeout)
-    if entry is not None:
-        candidates.append(entry)
+    for keypad_due in (entry_deadline(state.keypad, p.entry_timeout), noise_deadline(state.keypad, p)):
+        if keypad_due is not None:
+            candidates.append(keypad_due)
     if state.override is not None:
         candidates.append(state.override[1])
     if state.neighbor_until is not None:
@@ -161,6 +164,10 @@ def _handle(step: Step, inp: Input, now: float) -> None:
             summarise_day(step, inp)
         case KeypadLink():
             keypad_link(step, inp)
+        case KeypadNoise():
+            apply_noise(step, inp, now)
+        case KeypadFlood():
+            apply_flood(step, inp, now)
         case SelftestDone():
             apply_selftest(step, inp)
         case Tick():
@@ -222,6 +229,7 @@ def _expire(step: Step, now: float) -> None:
         step.emit("lamp_fault", codes.PERIPHERAL_TROUBLE, dark_s=round(now - dark_since, 3))
     expire_displays(step, now)
     expire_rollcall(step, now)
+    expire_noise(step, now)
     keypad, rejection = expire_entry(step.state.keypad, now, p.entry_timeout)
     if keypad is not step.state.keypad:
         step.update(keypad=keypad)

@@ -11,6 +11,8 @@ DURESS = 121  # duress: silent alarm
 TAMPER = 137  # enclosure tamper
 AC_LOSS = 301
 PERIPHERAL_TROUBLE = 330  # system peripheral trouble: the light box lamp is dark
+KEYPAD_JAM = 344  # jam detect: the keypad line floods (the wired form of jamming); not 330, so
+#                  its restore can never be read as the end of a keypad_lost
 COMM_TROUBLE = 350
 SENSOR_TROUBLE = 380  # sensor trouble: panic button stuck
 WRONG_CODE = 461  # wrong code entry (keypad lockout)

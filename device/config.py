@@ -142,6 +142,10 @@ class KeypadConfig:
     lockout_seconds: float
     rollcall_window: float
     rollcall_times: tuple[str, ...]
+    lockout_max_seconds: float
+    flood_keys: int
+    flood_entries: int
+    noise_ignore_seconds: float
 
 
 @dataclass(frozen=True)

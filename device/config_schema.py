@@ -191,6 +191,14 @@ SCHEMA: Mapping[str, Mapping[str, Key]] = {
                                in_range(1.0, 3600.0)),
         "rollcall_times": Key(list, (), "local times of a daily roll-call, e.g. [\"09:00\"]",
                               lambda v: None if all(HHMM.match(t) for t in v) else "each must be HH:MM"),
+        "lockout_max_seconds": Key(float, 3600.0, "the longest a lockout grows to by doubling (s)",
+                                   in_range(5.0, 86400.0)),
+        "flood_keys": Key(int, 30, "more keys than this within 1 s is a flood, not a person",
+                          in_range(12, 10000)),
+        "flood_entries": Key(int, 3, "more entries (#) than this within 1 s is a flood",
+                             in_range(1, 100)),
+        "noise_ignore_seconds": Key(float, 5.0, "after a flood, keys count again once the line "
+                                    "has been quiet this long (s)", in_range(0.5, 300.0)),
     },
     "buzzer": {
         "enabled": Key(bool, True, "false silences the buzzer entirely"),

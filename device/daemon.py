@@ -35,6 +35,7 @@ from safehouse.device.volunteers import VolunteerRegistry
 from safehouse.device.wiring import build_uplink, config_digest, telemetry_timer
 from safehouse.services.command_ids import CommandIds
 from safehouse.services.control import ControlServer
+from safehouse.services.lockout_store import LockoutStore
 from safehouse.services.outbox import Outbox
 from safehouse.services.pin_check import PinChecker
 from safehouse.services.reserve import SpaceReserve
@@ -63,6 +64,7 @@ def policy_from(config: Config) -> Policy:
         escalate_unstaffed=config.alarm.escalate_unstaffed,
         lockout_after=config.keypad.lockout_after,
         lockout_seconds=config.keypad.lockout_seconds,
+        lockout_max_seconds=config.keypad.lockout_max_seconds,
         rollcall_window=config.keypad.rollcall_window,
     )
 
@@ -111,6 +113,9 @@ class Daemon:
         state = initial_state(policy_from(cfg), on_duty=frozenset(self.stats.on_duty()))
         state = replace(state, seen_commands=tuple(self.command_ids.live()))  # a restart forgets no id
         state = self._recover(state)
+        self.lockouts = LockoutStore(cfg.device.state_dir, clock=self.clock, boot_id=self.boot_id)
+        state = replace(state, keypad=self.lockouts.restore(state.keypad))  # a restart keeps a lockout
+        self.runner.lockout_store = self.lockouts
         self.loop = CoreLoop(state, self.runner, clock=self.clock)
         self._closers.append(self.loop.stop)
         self.pin_checker = PinChecker(lambda: VolunteerRegistry.load(cfg.keypad.volunteers), self.loop.put)

@@ -111,6 +111,18 @@ class RememberCommand:
 
 
 @dataclass(frozen=True)
+class KeepLockout:
+    """The keypad's wrong-PIN count, lockout level or lockout end changed: store them durably,
+    so a restart (or pulling the plug) neither clears a lockout nor resets its doubling.
+    ``locked_until`` is monotonic time; ``locked_s`` the seconds of it still to run."""
+
+    failures: int
+    lockouts: int
+    locked_until: float | None
+    locked_s: float
+
+
+@dataclass(frozen=True)
 class RunSelftest:
     """The precinct asked for a self-test (cmd/selftest): run it off the loop."""
 
@@ -118,4 +130,4 @@ class RunSelftest:
 
 
 Effect = (SetLight | Emit | Reject | Reply | Announce | Capture | Beep | SetSound | SetIndicator
-          | VerifyPin | RunSelftest | RememberCommand)
+          | VerifyPin | KeepLockout | RunSelftest | RememberCommand)

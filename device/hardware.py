@@ -20,13 +20,16 @@ from safehouse.device.errors import HardwareError
 from safehouse.device.inputs import (
     ButtonChanged,
     Input,
+    KeypadFlood,
     KeypadLink,
+    KeypadNoise,
     KeyPressed,
     LampChanged,
     TamperChanged,
 )
 from safehouse.drivers.buzzer import Buzzer
 from safehouse.drivers.keypad import Keypad
+from safehouse.drivers.keypad_guard import FloodGuard
 from safehouse.drivers.lightbox import LightBox
 from safehouse.drivers.panic_button import LampSensor, PanicButton, TamperSwitch
 from safehouse.drivers.patterns import BrightnessSchedule
@@ -99,9 +102,14 @@ class Hardware:
         port = config.keypad.port or ("loop://" if self.simulated else "")
         self.keypad: Keypad | None = None
         if port:
+            kp = config.keypad
+            guard = FloodGuard(max_keys=kp.flood_keys, max_entries=kp.flood_entries,
+                               ignore_s=kp.noise_ignore_seconds)
             self.keypad = self._open(f"the keypad (keypad.port={port!r})",
-                                     lambda: Keypad(port, baud=config.keypad.baud))
+                                     lambda: Keypad(port, baud=kp.baud, guard=guard))
             self.keypad.when_key = lambda key: put(KeyPressed(key))
+            self.keypad.when_noise = lambda count: put(KeypadNoise(count))
+            self.keypad.when_flood = lambda started, detail, n: put(KeypadFlood(started, detail, n))
             self.keypad.when_lost = lambda reason: put(KeypadLink(False, reason))
             self.keypad.when_restored = lambda: put(KeypadLink(True))
         if gpio.tamper is not None:

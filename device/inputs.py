@@ -131,6 +131,24 @@ class KeypadLink:
 
 
 @dataclass(frozen=True)
+class KeypadNoise:
+    """``count`` bytes on the keypad line that are not keys (fewer than a flood): the entry
+    they fell into is discarded, never checked as a PIN."""
+
+    count: int
+
+
+@dataclass(frozen=True)
+class KeypadFlood:
+    """The keypad line flooded (``started``, with why) and its input is ignored, or it has
+    been quiet again (``detail`` says for how long it flooded); ``discarded`` bytes so far."""
+
+    started: bool
+    detail: str
+    discarded: int
+
+
+@dataclass(frozen=True)
 class RollcallStarted:
     """The precinct's daily roll-call (cmd/rollcall or a configured local time)."""
 
@@ -173,6 +191,8 @@ Input = (
     | EvidenceEvicted
     | PinChecked
     | KeypadLink
+    | KeypadNoise
+    | KeypadFlood
     | RollcallStarted
     | DaySummarised
     | SelftestDone

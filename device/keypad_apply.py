@@ -3,7 +3,8 @@
 A PIN is never checked here (scrypt would stall the loop): a finished entry becomes a
 ``VerifyPin`` effect and its answer comes back as ``PinChecked``. Everything that follows —
 which action, the lockout after repeated wrong PINs, the silent duress alarm — is decided
-here, purely, so it is tested with a fake clock like the rest of the core.
+here, purely, so it is tested with a fake clock like the rest of the core. Every change to
+the lockout (count, level, end) leaves as a ``KeepLockout`` effect so a restart keeps it.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from safehouse.device import codes, lifecycle
-from safehouse.device.effects import Beep, VerifyPin
+from safehouse.device.effects import Beep, KeepLockout, VerifyPin
 from safehouse.device.inputs import DaySummarised, KeypadLink, KeyPressed, PinChecked, RollcallStarted
 from safehouse.device.keypad_entry import on_key
 from safehouse.device.lifecycle import Step
-from safehouse.device.state import CoreState, Phase, Rollcall
+from safehouse.device.state import CoreState, KeypadState, Phase, Rollcall
 
 OUTCOME_OF = {"resolve_assistance": "assistance", "resolve_false_alarm": "false_alarm",
               "resolve_police": "police"}
@@ -59,7 +60,8 @@ def apply_pin(step: Step, inp: PinChecked, now: float) -> None:
     if inp.volunteer is None:
         _wrong_pin(step, now)
         return
-    step.update(keypad=replace(keypad, failures=0, lockouts=0, locked_until=None))
+    if keypad.failures or keypad.lockouts or keypad.locked_until is not None:
+        _lockout(step, replace(keypad, failures=0, lockouts=0, locked_until=None), now)
     if inp.duress:
         alarm = step.state.alarm
         step.emit("duress", codes.DURESS, volunteer=inp.volunteer, action=inp.action,
@@ -73,15 +75,21 @@ def _wrong_pin(step: Step, now: float) -> None:
     failures = keypad.failures + 1
     step.effects.append(Beep("error"))
     if failures < policy.lockout_after:
-        step.update(keypad=replace(keypad, failures=failures))
+        _lockout(step, replace(keypad, failures=failures), now)
         step.reject("keypad", "PIN not recognised")
         return
-    duration = policy.lockout_seconds * 2 ** keypad.lockouts
-    step.update(keypad=replace(keypad, failures=0, lockouts=keypad.lockouts + 1,
-                               locked_until=now + duration))
+    duration = min(policy.lockout_seconds * 2 ** min(keypad.lockouts, 32), policy.lockout_max_seconds)
+    _lockout(step, replace(keypad, failures=0, lockouts=keypad.lockouts + 1, locked_until=now + duration),
+             now)
     step.reject("keypad", f"{failures} wrong PINs: keypad locked for {duration:g} s")
     step.emit("keypad_lockout", codes.WRONG_CODE, wrong_pins=failures, locked_s=duration,
               lockout=keypad.lockouts + 1)
+
+
+def _lockout(step: Step, keypad: KeypadState, now: float) -> None:
+    step.update(keypad=keypad)
+    left = max(0.0, keypad.locked_until - now) if keypad.locked_until is not None else 0.0
+    step.effects.append(KeepLockout(keypad.failures, keypad.lockouts, keypad.locked_until, left))
 
 
 def _act(step: Step, action: str, volunteer: str, now: float) -> bool:

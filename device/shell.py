@@ -25,6 +25,7 @@ from safehouse.device.effects import (
     Capture,
     Effect,
     Emit,
+    KeepLockout,
     Reject,
     RememberCommand,
     Reply,
@@ -89,6 +90,12 @@ class Checker(Protocol):
     def check(self, entry: int, pin: str, action: str) -> None: ...
 
 
+class LockoutKeeper(Protocol):
+    """Where the keypad lockout is kept across restarts (services/lockout_store.py)."""
+
+    def keep(self, failures: int, lockouts: int, locked_until: float | None, locked_s: float) -> None: ...
+
+
 class Topics(Protocol):
     @property
     def events(self) -> str: ...
@@ -110,6 +117,7 @@ class EffectRunner:
         self.buzzer: Buzzer | None = None
         self.indicator: Indicator | None = None
         self.pin_checker: Checker | None = None
+        self.lockout_store: LockoutKeeper | None = None
         self.reserve: Reserve | None = None
         self._storage_short = False  # a storage_full event went out; storage_restored is owed
         self.selftester: Callable[[str], None] | None = None  # starts a self-test off the loop
@@ -159,6 +167,8 @@ class EffectRunner:
                         self._guard("status LED", partial(self.indicator.rollcall, on))
                 case VerifyPin(entry=entry, pin=pin, action=action):
                     self._verify(entry, pin, action)
+                case KeepLockout():
+                    self._keep_lockout(effect)
                 case RunSelftest(source=source):
                     if self.selftester is not None:
                         self._guard("selftest", partial(self.selftester, source))
@@ -195,6 +205,16 @@ class EffectRunner:
             _LOG.warning("keypad entry %d not checked: no volunteer registry", entry)
             return
         self.pin_checker.check(entry, pin, action)
+
+    def _keep_lockout(self, keep: KeepLockout) -> None:
+        """A failed write does not stop the keypad (this run still enforces the lockout)."""
+        if self.lockout_store is None:
+            return
+        try:
+            self.lockout_store.keep(keep.failures, keep.lockouts, keep.locked_until, keep.locked_s)
+        except (EventLogError, OSError) as exc:
+            self.rejections["lockout_store"] += 1
+            _LOG.error("keypad lockout not stored (a restart would forget it): %s", exc)
 
     @staticmethod
     def _guard(what: str, action: Callable[[], object]) -> None:

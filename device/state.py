@@ -35,6 +35,8 @@ class Policy:
     escalate_unstaffed: bool = False  # an alarm while nobody is on duty escalates at once
     lockout_after: int = 5  # wrong PINs before the keypad locks
     lockout_seconds: float = 60.0  # first lockout; doubles while wrong PINs continue
+    lockout_max_seconds: float = 3600.0  # ... up to this: the level is durable, so it must stop somewhere
+    noise_restore_after: float = 60.0  # a keypad flood's fault ends after this long without one
     rollcall_window: float = 300.0  # seconds the volunteer on duty has to answer a roll-call
 
 
@@ -74,6 +76,10 @@ class KeypadState:
     lockouts: int = 0  # consecutive lockouts: each doubles the next
     locked_until: float | None = None
     entries: int = 0  # numbers each entry sent for checking
+    discarding: bool = False  # the entry held noise or grew too long: keys are dropped up to `#`
+    noisy_since: float | None = None  # a keypad_noise fault is raised and not yet restored
+    quiet_since: float | None = None  # ... and the line has been quiet since then
+    noise_discarded: int = 0  # bytes the flood guard discarded during this fault
 
 
 @dataclass(frozen=True)

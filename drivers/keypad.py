@@ -2,18 +2,26 @@
 
 Keypads differ: some send one byte per key, some a whole line ("1234#\\r\\n"). Both arrive
 here as bytes, and every byte that is a key becomes one ``when_key`` call, in order; CR and
-LF are separators; anything else is line noise (or a wrong baud rate) and is only counted.
+LF are separators; a run of other bytes is line noise (or a wrong baud rate) and becomes one
+``when_noise(count)`` call, so the core can discard the entry it fell into. Every chunk first
+passes the flood guard (drivers/keypad_guard.py): a flood is one ``when_flood(True, ...)``,
+nothing of it reaches the core, and ``when_flood(False, ...)`` follows once the line has been
+quiet. Reads are at most ``READ_MAX`` bytes, so memory stays bounded whatever the line sends.
 Key values are PINs, so nothing here ever logs them: logs carry counts only.
 
+The port is opened with ``exclusive=True`` (a second program cannot share the keypad's bytes).
 A keypad that is missing at start-up or pulled out later is reported once through
-``when_lost``; the reader then reopens the port with exponential backoff and reports
-``when_restored`` once it is back. The kiosk starts and raises alarms without its keypad.
+``when_lost``; the reader then retries: every ``reopen_min`` seconds while the device node is
+absent (USB hotplug: it appears the moment the keypad is plugged in), with exponential backoff
+while it is present but will not open. ``when_restored`` follows once it is back. The kiosk
+starts and raises alarms without its keypad.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 import traceback
@@ -22,11 +30,13 @@ from typing import Any
 
 from safehouse.device.closing import Closing
 from safehouse.device.errors import HardwareError
+from safehouse.device.ratelimit import RateLimitedLog
+from safehouse.drivers.keypad_guard import KEYS, SEPARATORS, Episode, FloodGuard
 
 _LOG = logging.getLogger(__name__)
 
-KEYS = frozenset(b"0123456789*#")
-SEPARATORS = frozenset(b"\r\n")
+__all__ = ["KEYS", "SEPARATORS", "Keypad"]
+READ_MAX = 4096  # bytes per read: a flood is judged chunk by chunk, never buffered whole
 _READ_TIMEOUT = 0.1  # seconds a read may block: bounds how long close() waits
 _JOIN_SECONDS = 2.0
 _INJECT_WAIT = 2.0
@@ -34,6 +44,8 @@ _INJECT_WAIT = 2.0
 KeyCallback = Callable[[str], object]
 LostCallback = Callable[[str], object]
 RestoredCallback = Callable[[], object]
+NoiseCallback = Callable[[int], object]
+FloodCallback = Callable[[bool, str, int], object]  # (started, why / how long, bytes discarded)
 
 
 def _default_factory(*args: Any, **kwargs: Any) -> Any:
@@ -59,6 +71,7 @@ class Keypad(Closing):
         reopen_min: float = 0.5,
         reopen_max: float = 30.0,
         serial_factory: Callable[..., Any] | None = None,
+        guard: FloodGuard | None = None,
     ) -> None:
         if not port:
             raise ValueError("keypad port must name a serial device (e.g. /dev/ttyUSB0) or loop://")
@@ -73,6 +86,8 @@ class Keypad(Closing):
         self._baud = baud
         self._reopen = (reopen_min, reopen_max)
         self._factory = serial_factory or _default_factory
+        self._guard = guard or FloodGuard()
+        self._logs = RateLimitedLog(_LOG, burst=3, per=300.0)  # a noisy line must not fill the disk
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._nudge = threading.Event()  # a handler was assigned or close() was called
@@ -86,6 +101,8 @@ class Keypad(Closing):
         self._when_key: KeyCallback | None = None
         self._when_lost: LostCallback | None = None
         self._when_restored: RestoredCallback | None = None
+        self.when_noise: NoiseCallback | None = None
+        self.when_flood: FloodCallback | None = None
         self._thread = threading.Thread(target=self._run, name=f"keypad-{port}", daemon=True)
         self._thread.start()
 
@@ -104,8 +121,18 @@ class Keypad(Closing):
 
     @property
     def rejected_bytes(self) -> int:
-        """Bytes that were neither a key nor CR/LF: noise, or a keypad at the wrong baud rate."""
+        """Bytes that were neither a key nor CR/LF, outside floods: noise, or the wrong baud rate."""
         return self._rejected
+
+    @property
+    def discarded_bytes(self) -> int:
+        """Bytes thrown away unread by the flood guard (floods and the quiet wait after them)."""
+        return self._guard.discarded
+
+    @property
+    def flooding(self) -> bool:
+        """A flood episode is under way: input is ignored until the line is quiet."""
+        return self._guard.episode is not None
 
     @property
     def when_key(self) -> KeyCallback | None:
@@ -175,9 +202,13 @@ class Keypad(Closing):
         delay = self._reopen[0]
         while not self._stopping.is_set():
             try:
-                port = self._factory(self._port_name, baudrate=self._baud, timeout=_READ_TIMEOUT)
+                port = self._factory(self._port_name, baudrate=self._baud, timeout=_READ_TIMEOUT,
+                                     exclusive=True)
             except Exception as exc:
                 self._down(exc, opening=True)
+                if self._absent():  # unplugged: poll for the node, it appears when plugged in
+                    self._sleep(self._reopen[0])
+                    continue
                 self._sleep(delay)
                 delay = min(delay * 2, self._reopen[1])
                 continue
@@ -202,31 +233,44 @@ class Keypad(Closing):
                 delay = min(delay * 2, self._reopen[1])
         self._drop_port()
 
+    def _absent(self) -> bool:
+        """A device path (not a pyserial URL such as loop://) whose node does not exist."""
+        return "://" not in self._port_name and not os.path.exists(self._port_name)
+
     def _read_until_error(self, port: Any) -> None:
-        noisy = False
         while not self._stopping.is_set():
-            data = port.read(port.in_waiting or 1)
+            data = port.read(min(port.in_waiting, READ_MAX) or 1)
             if data:
-                noisy = self._decode(data, noisy)
+                self._decode(data, time.monotonic())
+            ended = self._guard.poll(time.monotonic())
+            if ended is not None:
+                self._flood_over(ended)
             self._report()
 
-    def _decode(self, data: bytes, noisy: bool) -> bool:
-        rejected = 0
-        for byte in data:
-            if byte in KEYS:
+    def _decode(self, data: bytes, now: float) -> None:
+        verdict = self._guard.feed(data, now)
+        if verdict.flood is not None:
+            self._logs.warning(
+                "flood", "keypad on %s: flood (%s); input ignored until the line is quiet for %g s",
+                self._port_name, verdict.flood, self._guard.ignore_s)
+            self._call("when_flood", self.when_flood, True, verdict.flood, len(data))
+        for item in verdict.items:
+            if isinstance(item, str):
                 self._keys += 1
-                self._deliver(chr(byte))
-            elif byte not in SEPARATORS:
-                rejected += 1
-        if rejected:
-            self._rejected += rejected
-            log = _LOG.debug if noisy else _LOG.warning
-            log(
-                "keypad on %s sent %d byte(s) that are not keys (%d in total); "
+                self._deliver(item)
+                continue
+            self._rejected += item
+            self._logs.warning(
+                "noise", "keypad on %s sent %d byte(s) that are not keys (%d in total); "
                 "check the keypad's baud rate (configured %d) and its cable",
-                self._port_name, rejected, self._rejected, self._baud,
-            )
-        return noisy or rejected > 0
+                self._port_name, item, self._rejected, self._baud)
+            self._call("when_noise", self.when_noise, item)
+
+    def _flood_over(self, episode: Episode) -> None:
+        took = f"{time.monotonic() - episode.started:.1f} s"
+        self._logs.log(logging.INFO, "quiet", "keypad on %s is quiet again after %s: %d byte(s) discarded",
+                       self._port_name, took, episode.discarded)
+        self._call("when_flood", self.when_flood, False, took, episode.discarded)
 
     def _deliver(self, key: str) -> None:
         fn = self._when_key
@@ -267,7 +311,9 @@ class Keypad(Closing):
                 _LOG.info("keypad on %s is back", self._port_name)
                 self._call("when_restored", restored)
 
-    def _call(self, name: str, fn: Callable[..., object], *args: Any) -> None:
+    def _call(self, name: str, fn: Callable[..., object] | None, *args: Any) -> None:
+        if fn is None:
+            return
         try:
             fn(*args)
         except Exception:

@@ -68,7 +68,9 @@ def test_refusals_are_one_clear_line_and_exit_1(kiosk: DaemonProcess) -> None:
 
 def test_keypad_noise_and_unknown_pins_are_counted_never_acted_on(kiosk: DaemonProcess) -> None:
     kiosk.ok("press")
-    res = kiosk.cli("keys", "12a34#")  # 'a' is line noise: dropped by the keypad driver
+    res = kiosk.cli("keys", "12a34#")  # 'a' is line noise: the entry it fell into is discarded
+    assert res.returncode == 1 and "line noise" in res.stderr
+    res = kiosk.cli("keys", "9876#")
     assert res.returncode == 1 and "PIN not recognised" in res.stderr
     status = kiosk.status()
     assert status["keypad"]["wrong_pins"] == 1 and status["alarm"]["state"] == "active"

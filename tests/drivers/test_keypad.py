@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from safehouse.device.errors import HardwareError
 from safehouse.drivers.keypad import Keypad
+from safehouse.drivers.keypad_guard import FloodGuard
 from tests.serial_rig import SerialRig
 
 KEY_BYTES = b"0123456789*#"
@@ -36,10 +37,22 @@ class Recorder:
         self.keys: list[str] = []
         self.lost: list[str] = []
         self.restored = 0
+        self.noise: list[int] = []
+        self.floods: list[tuple[bool, str, int]] = []
         self.threads: set[str] = set()
         keypad.when_key = self.on_key
         keypad.when_lost = self.on_lost
         keypad.when_restored = self.on_restored
+        keypad.when_noise = self.on_noise
+        keypad.when_flood = self.on_flood
+
+    def on_noise(self, count: int) -> None:
+        with self.lock:
+            self.noise.append(count)
+
+    def on_flood(self, started: bool, detail: str, discarded: int) -> None:
+        with self.lock:
+            self.floods.append((started, detail, discarded))
 
     def on_key(self, key: str) -> None:
         with self.lock:
@@ -98,7 +111,8 @@ def test_noise_bytes_are_counted_and_never_reach_when_key(rig: SerialRig) -> Non
         assert wait_for(lambda: keypad.rejected_bytes == 6 and keypad.keys == 2)
         time.sleep(0.05)
         assert seen.keys == ["4", "2"]
-        assert keypad.rejected_bytes == 6
+        assert sum(seen.noise) == 6, "noise arrives as counts (one per run of it in a read)"
+        assert keypad.rejected_bytes == 6 and seen.floods == []
 
 
 def test_unplug_mid_entry_is_reported_once_and_replug_restores_keys(rig: SerialRig) -> None:
@@ -213,7 +227,8 @@ def test_bad_settings_are_refused() -> None:
 
 
 def test_arbitrary_byte_streams_deliver_only_keys_in_order() -> None:
-    with Keypad("loop://") as keypad:
+    unlimited = FloodGuard(max_keys=10**9, max_entries=10**9, max_noise=10**9)
+    with Keypad("loop://", guard=unlimited) as keypad:
         seen = Recorder(keypad)
         expected: list[str] = []
         rejected = 0
@@ -232,3 +247,49 @@ def test_arbitrary_byte_streams_deliver_only_keys_in_order() -> None:
 
         check()
         assert set(seen.typed) <= set(KEY_BYTES.decode())
+
+
+def test_a_flood_on_the_line_is_one_report_no_keys_and_keys_work_once_it_is_quiet(rig: SerialRig) -> None:
+    guard = FloodGuard(ignore_s=0.5)
+    with Keypad(str(rig.kiosk), reopen_min=0.05, reopen_max=0.2, guard=guard) as keypad:
+        seen = Recorder(keypad)
+        assert wait_for(lambda: keypad.is_connected)
+        rig.send(b"1234567890" * 20_000)  # 200 KB of digits, no #
+        rig.send(bytes(range(256)) * 100)  # then 25.6 KB of everything
+        assert wait_for(lambda: keypad.discarded_bytes >= 200_000 + 25_600 - 4096)
+        assert seen.keys == [] or len(seen.keys) <= 30, "a flood reached the core"
+        assert wait_for(lambda: len(seen.floods) == 2, timeout=5)
+        (started, why, _), (ended, took, discarded) = seen.floods
+        assert started and not ended and "keys within 1 s" in why and took.endswith(" s")
+        assert discarded >= 200_000, seen.floods
+        before = len(seen.keys)
+        rig.send(b"4711#")
+        assert wait_for(lambda: seen.typed[before:] == "4711#")
+        assert not keypad.flooding and len(seen.floods) == 2
+
+
+def test_the_port_is_opened_exclusively(rig: SerialRig) -> None:
+    import serial
+
+    with serial.Serial(str(rig.kiosk), exclusive=True) as other:  # another program holds the keypad
+        with fast_keypad(rig.kiosk) as keypad:
+            seen = Recorder(keypad)
+            assert wait_for(lambda: len(seen.lost) == 1)
+            assert "exclusively lock" in seen.lost[0] and not keypad.is_connected
+            other.close()
+            assert wait_for(lambda: seen.restored == 1)
+            with pytest.raises(serial.SerialException, match="exclusively lock"):
+                serial.Serial(str(rig.kiosk), exclusive=True)  # and now nobody else can take it
+
+
+def test_a_keypad_plugged_in_long_after_start_is_opened_at_once(short_dir: Path) -> None:
+    """Hotplug: while the device node is absent the reader polls for it, it does not back off."""
+    rig = SerialRig(short_dir)
+    with Keypad(str(rig.kiosk), reopen_min=0.25, reopen_max=30.0) as keypad:
+        seen = Recorder(keypad)
+        assert wait_for(lambda: len(seen.lost) == 1)
+        time.sleep(4.0)  # with backoff this would now wait 0.25 * 2**4 s and more
+        with rig:
+            plugged = time.monotonic()
+            assert wait_for(lambda: seen.restored == 1)
+            assert time.monotonic() - plugged < 1.5

@@ -57,6 +57,7 @@ class _Seen:
 
     values: dict[str, Any]
     where: dict[str, str]
+    own: set[str]  # keys set on the host itself (not inherited from a group)
 
 
 def read_fleet(tree: Any, source: str) -> Fleet:
@@ -74,7 +75,7 @@ def read_fleet(tree: Any, source: str) -> Fleet:
     kiosks, consoles = _kiosks(hosts, problems)
     if problems:
         raise ConfigError(source, problems)
-    return Fleet(tuple(kiosks), {p: tuple(sorted(users)) for p, users in sorted(consoles.items())})
+    return Fleet(tuple(kiosks), {p: tuple(sorted(users)) for p, users in sorted(consoles.items()) if users})
 
 
 def _walk(group: Any, inherited: dict[str, Any], origin: dict[str, str], path: str,
@@ -93,6 +94,7 @@ def _walk(group: Any, inherited: dict[str, Any], origin: dict[str, str], path: s
     if own is not None and not isinstance(own, Mapping):
         problems.append(f"{path}.vars: must be a mapping, got {_kind(own)}")
     elif own:
+        _check_vars(own, f"{path}.vars", problems)
         values.update(own)
         where.update({str(k): f"{path}.vars" for k in own})
     for section in ("hosts", "children"):
@@ -104,21 +106,37 @@ def _walk(group: Any, inherited: dict[str, Any], origin: dict[str, str], path: s
         if host_vars is not None and not isinstance(host_vars, Mapping):
             problems.append(f"{here}: host variables must be a mapping, got {_kind(host_vars)}")
             continue
+        _check_vars(host_vars or {}, here, problems)
         merged, merged_where = dict(values), dict(where)
         merged.update(host_vars or {})
         merged_where.update({str(k): here for k in host_vars or {}})
-        _add_host(str(host), merged, merged_where, hosts, problems)
+        _add_host(str(host), merged, merged_where, set(host_vars or {}), hosts, problems)
     for child, sub in _mapping(group.get("children")).items():
         _walk(sub, values, where, f"{path}.children.{child}", hosts, problems)
 
 
-def _add_host(host: str, values: dict[str, Any], where: dict[str, str], hosts: dict[str, _Seen],
-              problems: list[str]) -> None:
+def _check_vars(variables: Mapping[Any, Any], path: str, problems: list[str]) -> None:
+    """Report a bad value where it is written, even if every host overrides it."""
+    for key in ("device_id", "precinct", "alliance"):
+        if key in variables and not (key == "alliance" and variables[key] in (None, "")):
+            _ident(variables[key], f"{path}: {key}", problems)
+    if "consoles" in variables:
+        users = variables["consoles"]
+        if not isinstance(users, list):
+            problems.append(f"{path}: consoles must be a list of certificate names, got {_kind(users)}")
+        else:
+            for i, user in enumerate(users):
+                _ident(user, f"{path}: consoles[{i}]", problems)
+
+
+def _add_host(host: str, values: dict[str, Any], where: dict[str, str], own: set[Any],
+              hosts: dict[str, _Seen], problems: list[str]) -> None:
     """A host listed in several groups must resolve the same kiosk identity in each."""
     seen = hosts.get(host)
     if seen is None:
-        hosts[host] = _Seen(values, where)
+        hosts[host] = _Seen(values, where, {str(k) for k in own})
         return
+    seen.own.update(str(k) for k in own)
     for key in ("device_id", "precinct", "alliance", "consoles"):
         if key in values and key in seen.values and values[key] != seen.values[key]:
             problems.append(f"host {host}: {key} is {seen.values[key]!r} in {seen.where[key]} but "
@@ -129,35 +147,34 @@ def _add_host(host: str, values: dict[str, Any], where: dict[str, str], hosts: d
 
 
 def _kiosks(hosts: dict[str, _Seen], problems: list[str]) -> tuple[list[Kiosk], dict[str, set[str]]]:
+    """Hosts with a device_id become kiosks; bad values were reported where written (``_check_vars``)."""
     kiosks: list[Kiosk] = []
     consoles: dict[str, set[str]] = {}
     owner: dict[str, str] = {}
     for host, seen in hosts.items():
-        v, w = seen.values, seen.where
+        v = seen.values
         if "device_id" not in v:
-            hints = [k for k in _KIOSK_HINTS if k in v]
+            hints = [k for k in _KIOSK_HINTS if k in seen.own]
             if hints:
                 problems.append(f"host {host}: has {', '.join(hints)} but no device_id")
             continue
-        device_id = _ident(v["device_id"], f"{w['device_id']}: device_id", problems)
-        precinct = None
-        if "precinct" in v:
-            precinct = _ident(v["precinct"], f"{w['precinct']}: precinct", problems)
-        else:
-            problems.append(f"host {host}: device_id {v['device_id']!r} has no precinct")
-        alliance: str | None = ""
-        if v.get("alliance") not in (None, ""):
-            alliance = _ident(v["alliance"], f"{w['alliance']}: alliance", problems)
-        users = _console_list(v.get("consoles"), w.get("consoles", host), problems)
-        if device_id is None or precinct is None or alliance is None:
-            continue
-        if device_id in owner:
+        device_id = _valid(v["device_id"])
+        if device_id is not None and device_id in owner:
             problems.append(f"host {host}: device_id {device_id!r} is also host {owner[device_id]}'s: "
                             "two kiosks would share one certificate name")
             continue
-        owner[device_id] = host
+        if device_id is not None:
+            owner[device_id] = host
+        if "precinct" not in v:
+            problems.append(f"host {host}: device_id {v['device_id']!r} has no precinct")
+        precinct = _valid(v.get("precinct"))
+        alliance = "" if v.get("alliance") in (None, "") else _valid(v["alliance"])
+        listed = v.get("consoles")
+        names: list[Any] = listed if isinstance(listed, list) else []
+        if device_id is None or precinct is None or alliance is None:
+            continue  # already reported
         kiosks.append(Kiosk(device_id, precinct, alliance))
-        consoles.setdefault(precinct, set()).update(users)
+        consoles.setdefault(precinct, set()).update(u for u in names if _valid(u) is not None)
     for precinct, users in consoles.items():
         for user in sorted(users & set(owner)):
             problems.append(f"console {user!r} of precinct {precinct} is also the device_id of host "
@@ -165,14 +182,8 @@ def _kiosks(hosts: dict[str, _Seen], problems: list[str]) -> tuple[list[Kiosk], 
     return kiosks, consoles
 
 
-def _console_list(value: Any, where: str, problems: list[str]) -> set[str]:
-    if value is None:
-        return set()
-    if not isinstance(value, list):
-        problems.append(f"{where}: consoles must be a list of certificate names, got {_kind(value)}")
-        return set()
-    users = {_ident(user, f"{where}: consoles[{i}]", problems) for i, user in enumerate(value)}
-    return {u for u in users if u is not None}
+def _valid(value: Any) -> str | None:
+    return value if isinstance(value, str) and ID_PATTERN.match(value) else None
 
 
 def _ident(value: Any, what: str, problems: list[str]) -> str | None:

@@ -1,0 +1,175 @@
+"""`safehouse acl render`: the fleet inventory in, a least-privilege mosquitto ACL out.
+
+What the rules do on a real broker is proved in tests/test_broker_permissions.py; here: the
+inventory is read the way Ansible resolves it, every bad input is reported at once with where
+it is, and the CLI writes the file a precinct installs.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+
+from safehouse.device.cli import main
+from safehouse.device.config_schema import IDENT
+from safehouse.device.errors import ConfigError
+from safehouse.services.acl import fleet_of, render_acl
+from safehouse.services.inventory import ID_PATTERN, Kiosk, read_fleet
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "deploy" / "ansible" / "inventory.example.yml"
+N7 = "safehouse/v1/north-7"
+
+
+def _rules(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def test_the_example_inventory_renders_one_block_per_kiosk_and_console_and_no_pattern() -> None:
+    fleet = read_fleet(yaml.safe_load(EXAMPLE.read_text(encoding="utf-8")), str(EXAMPLE))
+    assert fleet.kiosks == (Kiosk("SH-0042", "north-7", "elm-street"), Kiosk("SH-0043", "north-7", "oak-row"))
+    assert fleet.consoles == {"north-7": ("console-north-7",)}
+    rules = _rules(render_acl(fleet))
+    assert rules[:10] == [
+        "user SH-0042",
+        f"topic write {N7}/SH-0042/status",
+        f"topic write {N7}/SH-0042/events",
+        f"topic write {N7}/SH-0042/telemetry",
+        f"topic write {N7}/SH-0042/evidence/#",
+        f"topic write {N7}/SH-0042/cmd/+/result",
+        f"topic readwrite {N7}/SH-0042/provision/check",
+        f"topic read {N7}/SH-0042/cmd/#",
+        f"topic write {N7}/SH-0042/alliance/elm-street/alert",
+        f"topic read {N7}/+/alliance/elm-street/alert",
+    ]
+    assert rules[-3:] == ["user console-north-7", f"topic read {N7}/#", f"topic write {N7}/+/cmd/+"]
+    assert not any(r.startswith("pattern") or "%u" in r or "%c" in r for r in rules)
+    # no kiosk line grants a command topic: only the console writes cmd/{name}
+    kiosk_writes = [r for r in rules[:20] if r.startswith("topic write") or r.startswith("topic readwrite")]
+    assert all(not r.split()[-1].rstrip("#+").endswith("/cmd/") for r in kiosk_writes)
+
+
+def test_variables_resolve_as_ansible_does_host_over_child_over_parent_over_all() -> None:
+    tree = {"all": {"vars": {"precinct": "city", "alliance": "everyone"},
+                    "hosts": {"h0": {"device_id": "K0"}},
+                    "children": {"east": {"vars": {"precinct": "east", "consoles": ["con-east"]},
+                                          "hosts": {"h1": {"device_id": "K1"},
+                                                    "h2": {"device_id": "K2", "alliance": ""},
+                                                    "h3": {"device_id": "K3", "precinct": "west"},
+                                                    "infra": None}}}}}
+    fleet = read_fleet(tree, "inv")
+    assert fleet.kiosks == (Kiosk("K0", "city", "everyone"), Kiosk("K1", "east", "everyone"),
+                            Kiosk("K2", "east", ""), Kiosk("K3", "west", "everyone"))
+    assert fleet.consoles == {"east": ("con-east",), "west": ("con-east",)}
+    text = render_acl(fleet)
+    assert "alliance" not in "\n".join(line for line in _rules(text) if "/K2/" in line)
+
+
+def test_a_host_listed_in_two_groups_must_be_the_same_kiosk_in_both() -> None:
+    same = {"all": {"children": {"p1": {"vars": {"precinct": "p1"}, "hosts": {"h": {"device_id": "K"}}},
+                                 "cams": {"hosts": {"h": None}}}}}
+    assert read_fleet(same, "inv").kiosks == (Kiosk("K", "p1", ""),)
+    split = {"all": {"children": {"p1": {"vars": {"precinct": "p1"}, "hosts": {"h": {"device_id": "K"}}},
+                                  "p2": {"vars": {"precinct": "p2"}, "hosts": {"h": None}}}}}
+    with pytest.raises(ConfigError, match=r"host h: precinct is 'p1' in all.children.p1.vars but 'p2'"):
+        read_fleet(split, "inv")
+
+
+BAD = """\
+all:
+  vars: {alliance: "{{ lookup('env', 'A') }}"}
+  hosts:
+    plus: {device_id: "SH+1", precinct: p1, alliance: a1}
+    slash: {device_id: SH-2, precinct: "p/1", alliance: a1}
+    hash: {device_id: SH-3, precinct: p1, alliance: "#"}
+    twin: {device_id: SH-3, precinct: p1, alliance: a1}
+    nameless: {precinct: p1, safehouse_cert: pki/x.pem}
+    homeless: {device_id: SH-5}
+    number: {device_id: 42, precinct: p1, alliance: a1}
+    vaulted: {device_id: !vault "$ANSIBLE_VAULT;1.1;AES256 6162", precinct: p1, alliance: a1}
+  children:
+    p1:
+      vars: {precinct: p1, consoles: console-p1}
+      hosts:
+        clash: {device_id: console-x, consoles: [console-x], alliance: a1}
+    odd: [not, a, group]
+"""
+BAD_PROBLEMS = [
+    "all.hosts.plus: device_id must be",
+    "all.hosts.slash: precinct must be",
+    "all.hosts.hash: alliance must be",
+    "host twin: device_id 'SH-3' is also host hash's",
+    "host nameless: has precinct, safehouse_cert but no device_id",
+    "host homeless: device_id 'SH-5' has no precinct",
+    "all.vars: alliance is a Jinja template",
+    "all.hosts.number: device_id must be 1-64 characters of A-Z a-z 0-9 _ -, got 42",
+    "all.hosts.vaulted: device_id must be 1-64 characters of A-Z a-z 0-9 _ -, got '<vault-encrypted value>'",
+    "all.children.p1.vars: consoles must be a list of certificate names, got str",
+    "console 'console-x' of precinct p1 is also the device_id of host clash",
+    "all.children.odd: a group must be a mapping of hosts/vars/children, got list",
+]
+
+
+def test_a_bad_inventory_is_one_exit_78_listing_every_problem_and_nothing_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inventory, out = tmp_path / "inventory.yml", tmp_path / "safehouse.acl"
+    inventory.write_text(BAD, encoding="utf-8")
+    assert main(["acl", "render", "--inventory", str(inventory), "--out", str(out)]) == 78
+    err = capsys.readouterr().err
+    listed = [line.strip()[2:] for line in err.splitlines() if line.strip().startswith("- ")]
+    assert len(listed) == len(BAD_PROBLEMS), err
+    for expected in BAD_PROBLEMS:
+        assert sum(line.startswith(expected) for line in listed) == 1, (expected, err)
+    assert err.startswith(f"safehouse: {inventory}: {len(BAD_PROBLEMS)} problem(s)")
+    assert not out.exists() and list(tmp_path.iterdir()) == [inventory]
+
+
+@pytest.mark.parametrize(("text", "fault"), [
+    ("all: [", "not valid YAML"),
+    ("- just\n- a list\n", "must be a YAML mapping of groups"),
+    ("", "must be a YAML mapping of groups"),
+])
+def test_an_unreadable_inventory_is_exit_78_too(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               text: str, fault: str) -> None:
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(text, encoding="utf-8")
+    assert main(["acl", "render", "--inventory", str(inventory)]) == 78
+    assert fault in capsys.readouterr().err
+    assert main(["acl", "render", "--inventory", str(tmp_path / "missing.yml")]) == 78
+    assert "cannot read the inventory" in capsys.readouterr().err
+
+
+def test_render_writes_the_file_mosquitto_reads_and_says_what_it_granted(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "safehouse.acl"
+    out.write_text("old rules\n", encoding="utf-8")
+    assert main(["acl", "render", "--inventory", str(EXAMPLE), "--out", str(out)]) == 0
+    assert capsys.readouterr().out == (f"wrote {out}: 2 kiosk(s), 1 console user(s), precinct(s) north-7\n")
+    text = out.read_text(encoding="utf-8")
+    assert "user SH-0042" in text and "old rules" not in text
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644 and list(tmp_path.iterdir()) == [out]
+    assert main(["acl", "render", "--inventory", str(EXAMPLE)]) == 0  # no --out: standard output
+    assert capsys.readouterr().out == text
+
+
+def test_a_json_inventory_reads_the_same(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps(yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))), encoding="utf-8")
+    assert main(["acl", "render", "--inventory", str(inventory)]) == 0
+    assert _rules(capsys.readouterr().out) == _rules(render_acl(read_fleet(
+        yaml.safe_load(EXAMPLE.read_text(encoding="utf-8")), "x")))
+
+
+def test_a_fleet_built_by_hand_is_checked_like_an_inventory() -> None:
+    with pytest.raises(ConfigError) as err:
+        render_acl(fleet_of([("SH+1", "p1", "a1"), ("SH-2", "p1", "#"), ("SH-2", "p1", "a1")],
+                            {"p1": ["SH-2", "con sole"]}))
+    assert len(err.value.problems) == 5, err.value.problems
+
+
+def test_the_acl_id_rule_is_the_kiosk_configs() -> None:
+    assert ID_PATTERN.pattern == IDENT.pattern

@@ -196,16 +196,19 @@ class Acceptance:
     def _ask(self, tag: str, instruction: str, check: Callable[[], str | None]) -> tuple[str, str]:
         return wait_for(self.console, tag, instruction, self.options.step_timeout, check)
 
-    def _pair(self, first: tuple[str, str, str], second: tuple[str, str, str],
-              **data: Any) -> StepResult:
-        """Two prompts, each answered by its event (lid open/shut, cable out/in)."""
+    def _pair(self, *prompts: tuple[str, str, Callable[[], Callable[[], str | None]]]) -> StepResult:
+        """Prompts in turn (lid open/shut, cable out/in), each answered by what its check sees;
+        a check is made just before its prompt, so it looks only at what happens after."""
         details = []
-        for tag, instruction, event in (first, second):
-            status, detail = self._ask(tag, instruction, self._event(self._mark(), event, **data))
+        for tag, instruction, make_check in prompts:
+            status, detail = self._ask(tag, instruction, make_check())
             details.append(detail)
             if status != "pass":
                 return StepResult("", "", status, f"{tag}: {detail}")
         return StepResult("", "", "pass", "; ".join(details))
+
+    def _after(self, type_: str) -> Callable[[], Callable[[], str | None]]:
+        return lambda: self._event(self._mark(), type_)
 
     def _button(self) -> StepResult:
         seen = self._event(self._mark(), "panic")
@@ -251,14 +254,15 @@ class Acceptance:
     def _lid(self) -> StepResult:
         if self.config.gpio.tamper is None:
             return StepResult("", "", "n/a", "gpio.tamper is not set: no lid switch wired")
-        return self._pair(("lid-open", "Open the enclosure lid.", "tamper"),
-                          ("lid-close", "Close the enclosure lid again.", "tamper_restored"))
+        return self._pair(("lid-open", "Open the enclosure lid.", self._after("tamper")),
+                          ("lid-close", "Close the enclosure lid again.", self._after("tamper_restored")))
 
     def _keypad_replug(self) -> StepResult:
         if self.config.keypad.port == "" and self.config.device.hardware == "pi":
             return StepResult("", "", "n/a", 'keypad.port = "": no keypad fitted')
-        return self._pair(("keypad-unplug", "Unplug the keypad's cable.", "keypad_lost"),
-                          ("keypad-replug", "Plug the keypad's cable back in.", "keypad_restored"))
+        return self._pair(("keypad-unplug", "Unplug the keypad's cable.", self._after("keypad_lost")),
+                          ("keypad-replug", "Plug the keypad's cable back in.",
+                           self._after("keypad_restored")))
 
     def _mic_replug(self) -> StepResult:
         mic = self.config.microphone
@@ -276,11 +280,5 @@ class Acceptance:
                     return "the kiosk hears it again"
                 return None
             return check
-        details = []
-        for tag, text, check in (("mic-unplug", "Unplug the microphone.", state(True)),
-                                 ("mic-replug", "Plug the microphone back in.", state(False))):
-            status, detail = self._ask(tag, text, check)
-            details.append(detail)
-            if status != "pass":
-                return StepResult("", "", status, f"{tag}: {detail}")
-        return StepResult("", "", "pass", "; ".join(details))
+        return self._pair(("mic-unplug", "Unplug the microphone.", lambda: state(True)),
+                          ("mic-replug", "Plug the microphone back in.", lambda: state(False)))

@@ -26,6 +26,7 @@ from safehouse.device.acceptance import scan_journal
 from safehouse.device.acceptance_probe import jpeg_size
 from safehouse.device.acceptance_service import AcceptanceError, Systemd
 from tests.conftest import write_config
+from tests.daemon_proc import DaemonProcess
 
 CLI = [sys.executable, "-m", "safehouse.device.cli"]
 PIN = "2468"
@@ -247,3 +248,21 @@ def test_jpeg_size_is_read_from_the_frame_header() -> None:
     assert jpeg_size(buf.getvalue()) == (320, 176)
     assert jpeg_size(b"\x89PNG\r\n") is None
     assert jpeg_size(buf.getvalue()[:20]) is None
+
+
+def test_accept_in_simulation_never_borrows_a_daemon_it_did_not_start(short_dir: Path) -> None:
+    """A daemon already running is not restarted under the technician's feet: refused, said why."""
+    config = write_config(short_dir)
+    other = DaemonProcess(config, short_dir / "ctl.sock").start()
+    try:
+        code, out, prompts = _accept(config, short_dir, {}, "--step-timeout", "1")
+        assert "NOT ACCEPTED" in out
+        assert code == 1 and prompts == []
+        report, _text = _report(short_dir)
+        steps = {s["name"]: s for s in report["steps"]}
+        assert steps["restart"]["status"] == "fail"
+        assert steps["restart"]["detail"].startswith("a kiosk daemon already answers on")
+        assert steps["selftest"]["status"] == "not run" and steps["stayed-up"]["status"] == "fail"
+        assert other.status()["alarm"]["state"] == "idle"  # still there, untouched
+    finally:
+        other.kill()

@@ -96,7 +96,9 @@ class Collector:
         self.first = max(self.anchor - self._pre, ring.start)
         self.last = self.anchor + self._post
         self._data = np.zeros(self.last - self.first, dtype=np.int16)
-        held = ring.read(self.first, min(self.last, ring.end))
+        # `at` may lie past the newest sample by more than the pre-roll (a device that lags
+        # or has stalled): then nothing is held yet and the clip waits for the stream
+        held = ring.read(self.first, min(self.last, ring.end)) if self.first < ring.end else self._data[:0]
         self._data[: len(held)] = held
         self.filled = len(held)
         self.resolved = True

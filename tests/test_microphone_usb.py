@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from safehouse.drivers.microphone import Clip, SoundDeviceMicrophone
+from safehouse.drivers.microphone import Clip, MicrophoneError, SoundDeviceMicrophone
 from safehouse.drivers.resample import Resampler
 from tests import audio_rig
 from tests.conftest import unavailable, write_config
@@ -235,6 +235,24 @@ def test_a_stalled_device_is_noticed_restarted_and_counted(
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "no audio" in r.getMessage()]
     assert len(warnings) == 1  # lost: said once
     assert "works again" in caplog.text  # restored
+
+
+def test_a_clip_asked_for_during_a_stall_ends_with_the_stall_named(tmp_path: Path) -> None:
+    """An alarm while the device is silently stuck, longer than the pre-roll: the clip waits,
+    then fails naming the stall (it used to raise IndexError from the ring at once)."""
+    feed = audio_rig.FifoFeed(tmp_path / "mic.fifo", audio_rig.tone(1.0, HZ, 48000))
+    try:
+        with audio_rig.usb_mic(feed.path) as name, \
+                SoundDeviceMicrophone(pre_roll=0.3, device=name, stall_after=3.0) as mic:
+            time.sleep(0.5)
+            feed.flowing.clear()
+            time.sleep(2.5)  # the pipes' ~1.4 s of audio are gone: "now" is past the newest sample
+            assert mic.fault is None and mic.stalls == 0  # not noticed yet
+            with pytest.raises(MicrophoneError, match=r"no audio for 3\.0 s"):
+                mic.record(1.0)
+            assert mic.stalls == 1
+    finally:
+        feed.close()
 
 
 def wait_for(predicate: Any, timeout: float) -> bool:

@@ -63,6 +63,7 @@ class OutboxStats:
     last_seq: int
     near_full: bool
     dropped: dict[str, int]
+    fault: str | None = None  # the storage fault while the outbox cannot be written
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,13 +166,18 @@ def read_stats(conn: sqlite3.Connection, *, now: float, near_full: bool) -> Outb
     )
 
 
-def insert_event(conn: sqlite3.Connection, event: Event, topic: str, created: float) -> None:
-    """Store one event and advance ``last_seq``; part of the caller's transaction."""
-    conn.execute("INSERT INTO messages(lane, topic, payload, event_id, seq, type, created) "
-                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
+def insert_event(conn: sqlite3.Connection, event: Event, topic: str, created: float,
+                 delivered: float | None = None) -> None:
+    """Store one event and advance ``last_seq`` (never back); part of the caller's transaction.
+
+    ``delivered``: the event already reached the precinct (published from memory while the
+    disk was unusable, or salvaged as delivered): stored for the record, not sent again.
+    """
+    conn.execute("INSERT INTO messages(lane, topic, payload, event_id, seq, type, created, delivered) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                  (Lane.EVENTS, topic, event.to_json().encode("utf-8"), event.event_id, event.seq,
-                  event.type, created))
-    conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (event.seq,))
+                  event.type, created, delivered))
+    conn.execute("UPDATE meta SET value = MAX(value, ?) WHERE key = 'last_seq'", (event.seq,))
 
 
 def import_legacy_log(conn: sqlite3.Connection, state_dir: Path, now: float) -> bool:

@@ -302,7 +302,7 @@ def test_unusable_state_is_reported_with_the_file_to_fix(tmp_path: Path) -> None
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "outbox.db").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(EventLogError, match=r"outbox\.db.*move it aside"):
+    with pytest.raises(EventLogError, match=r"outbox\.db.*quarantined and salvaged"):
         Outbox(corrupt)
     box = Outbox(tmp_path / "ok")
     box.close()

@@ -1,0 +1,264 @@
+"""The outbox's lifecycle: open (checked), fault, quarantine, recover, salvage, close.
+
+Kept apart from ``outbox.py`` (the queue operations) because this is the part that decides
+what a failing SD card means: see ``outbox.py``'s module doc for the whole story. One class,
+``OutboxBase``, that ``Outbox`` extends; nothing else should use it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from safehouse.device.closing import Closing
+from safehouse.device.errors import EventLogError
+from safehouse.services.outbox_open import connect_checked, preflight
+from safehouse.services.outbox_salvage import Damage, SalvagedRow, adopt_row, salvage_into, seq_of_damaged
+from safehouse.services.outbox_schema import (
+    FILENAME,
+    NEAR_FULL_RATIO,
+    db_path,
+    import_legacy_log,
+    meta_get,
+    pending_events,
+    retire_legacy_log,
+)
+from safehouse.services.quarantine import quarantine
+from safehouse.services.seq_lease import SeqLease
+from safehouse.services.sqlite_tx import immediate
+from safehouse.services.storage_errors import (
+    DAMAGED,
+    FULL,
+    StorageError,
+    classify,
+    storage_error,
+)
+
+_LOG = logging.getLogger(__name__)
+
+
+class OutboxBase(Closing):
+    """The kiosk's durable, prioritised message queue; safe to share between two threads.
+
+    ``recover=False`` (tools, tests): an unusable file raises at once. ``recover=True`` (the
+    daemon): a damaged file is quarantined and a fresh one opened; storage out of reach leaves
+    the outbox faulted (``fault``) until ``recover()`` succeeds. ``lease_dirs``: more places
+    for the seq lease (the runtime directory), used when ``state_dir`` is read-only.
+    """
+
+    def __init__(self, state_dir: Path, *, telemetry_keep: int = 1000, events_cap: int = 100_000,
+                 delivered_retention_h: float = 72.0, clock: Callable[[], float] = time.time,
+                 recover: bool = False, lease_dirs: Sequence[Path] = ()) -> None:
+        if telemetry_keep < 1 or events_cap < 1 or delivered_retention_h < 0:
+            raise ValueError("telemetry_keep and events_cap must be >= 1, delivered_retention_h >= 0")
+        self.path = db_path(state_dir)
+        self._state_dir = state_dir
+        self._telemetry_keep = telemetry_keep
+        self._events_cap = events_cap
+        self._near_threshold = math.ceil(events_cap * NEAR_FULL_RATIO)
+        self._retention_s = delivered_retention_h * 3600.0
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self.near_full = False
+        self.fault: str | None = None
+        self.fault_kind: str | None = None
+        self.generation = 0
+        self.damage: list[Damage] = []  # found, not yet reported (salvage pending or done)
+        self.lease = SeqLease([state_dir, *lease_dirs])
+        self._unclean = self.lease.was_open
+        # seqs issued from memory by the last run may be on no disk: start above its lease
+        self._last_seq = self.lease.high if self.lease.was_memory else 0
+        self._pending_events = 0
+        self._last_purge = clock()
+        self._recovering = False
+        try:
+            self._open(quarantine_damage=recover)
+        except StorageError as exc:
+            if not recover:
+                raise
+            self._set_fault(exc)
+
+    # -- opening and recovery ------------------------------------------------------------
+
+    def _open(self, *, quarantine_damage: bool) -> None:
+        """Check, (quarantine,) open; the lock is not held: the caller makes it exclusive."""
+        problem = preflight(self.path, unclean=self._unclean)
+        lease_high = self.lease.high if self.lease.found else 0
+        if problem is None and not self.path.exists() and lease_high > 0 and not self.damage:
+            problem = f"{self.path.name} is missing; seq {lease_high} was already issued"
+        if problem is not None:
+            if not quarantine_damage:
+                raise storage_error(DAMAGED, f"the outbox {self.path} is damaged: {problem}")
+            self._quarantine(problem)
+        try:
+            conn = connect_checked(self.path)
+        except StorageError as exc:
+            if exc.kind != DAMAGED or not quarantine_damage:
+                raise
+            self._quarantine(str(exc))
+            conn = connect_checked(self.path)
+        try:
+            with immediate(conn, lambda e: self._error("write", e), f"outbox {self.path}") as tx:
+                imported = import_legacy_log(tx, self._state_dir, self._clock())
+            if imported:
+                retire_legacy_log(self._state_dir)  # only once the import is committed
+            stored_last = int(meta_get(conn, "last_seq"))
+            pending = pending_events(conn)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self._error("open", exc) from exc
+            raise
+        self._last_seq = max(self._last_seq, stored_last, *(d.high for d in self.damage))
+        self.lease.mark(True)
+        self._unclean = True  # from now on the lease says open until close()
+        with self._lock:
+            self._conn, self._pending_events = conn, pending
+            self.fault = self.fault_kind = None
+            self.generation += 1
+        self._update_near_full()
+
+    def _quarantine(self, problem: str) -> None:
+        high = max(self._last_seq, self.lease.high, seq_of_damaged(self.path))
+        moved = quarantine(self.path, wall=self._clock())
+        self.damage.append(Damage(file=FILENAME, reason=problem, quarantined=moved, high=high))
+        _LOG.critical("outbox damaged (%s): a fresh outbox is opened, seq continues above %d", problem, high)
+
+    def recover(self) -> bool:
+        """Try to bring a faulted outbox back (off the core loop); True when it is usable."""
+        with self._lock:
+            if self.fault is None or self._recovering:
+                return self.fault is None
+            if self._conn is not None and self.fault_kind == FULL:
+                self.fault = self.fault_kind = None  # a write will tell whether there is room
+                return True
+            self._recovering = True
+            damaged = self.fault_kind == DAMAGED and self.fault
+        try:
+            if damaged:
+                self._quarantine(damaged)
+            self._open(quarantine_damage=True)
+            _LOG.warning("outbox %s usable again", self.path)
+            return True
+        except StorageError as exc:
+            self._set_fault(exc, quiet=True)
+            return False
+        finally:
+            self._recovering = False
+
+    def salvage(self) -> list[Damage]:
+        """Copy what can be read of each quarantined file into this outbox; the finished reports."""
+        done = []
+        for damage in [d for d in self.damage if not d.salvaged_done]:
+            salvage_into(self, damage)
+            done.append(damage)
+        return done
+
+    def adopt(self, rows: Sequence[SalvagedRow]) -> int:
+        """Insert salvaged rows (one transaction); events keep seq and event_id. How many taken."""
+        try:
+            with self._lock, self._write() as conn:
+                taken = sum(adopt_row(conn, row) for row in rows)
+                self._pending_events = pending_events(conn)
+        except StorageError as exc:
+            raise self._fail(exc) from exc
+        self._update_near_full()
+        return taken
+
+    def take_damage(self) -> list[Damage]:
+        """Damage whose salvage is done and not yet reported (for the storage_damaged event)."""
+        ready = [d for d in self.damage if d.salvaged_done]
+        self.damage = [d for d in self.damage if not d.salvaged_done]
+        return ready
+
+    def _set_fault(self, exc: BaseException, *, quiet: bool = False) -> None:
+        kind = classify(exc, self._state_dir if self._state_dir.exists() else Path("/"))
+        with self._lock:
+            if kind != FULL and self._conn is not None:
+                self._conn.close()  # a clean close: a WAL missing later is not a lost one
+                self._conn = None
+                self._unclean = False
+            self.fault_kind, self.fault = kind, f"{kind}: {exc}"
+        self.lease.mark_memory()
+        if not quiet:
+            _LOG.critical("outbox storage fault (%s): %s; running from memory, retrying", kind, exc)
+
+    def _update_near_full(self) -> None:
+        """Raise the loud fault once per crossing of 90 % of the cap, clear it below."""
+        near = self._pending_events >= self._near_threshold
+        if near and not self.near_full:
+            _LOG.critical("outbox %s is nearly full: %d undelivered events (cap %d); non-alarm events "
+                          "will be refused at the cap; check the uplink", self.path,
+                          self._pending_events, self._events_cap)
+        elif self.near_full and not near:
+            _LOG.warning("outbox %s is draining: %d undelivered events (cap %d)", self.path,
+                         self._pending_events, self._events_cap)
+        self.near_full = near
+
+    def _error(self, action: str, exc: sqlite3.Error) -> StorageError:
+        kind = classify(exc, self._state_dir if self._state_dir.exists() else Path("/"))
+        return storage_error(kind, f"cannot {action} the outbox {self.path}: {exc} ({kind}); check "
+                             "free space on the state partition (df) and `safehouse outbox --check`")
+
+    # -- transactions ------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            if self.fault is not None:
+                raise storage_error(self.fault_kind or DAMAGED, f"the outbox is not usable: {self.fault}")
+            raise EventLogError(f"the outbox {self.path} is closed")
+        return self._conn
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """Reads outside a transaction (each statement sees the latest commit); caller holds the lock."""
+        try:
+            yield self._connection()
+        except sqlite3.Error as exc:
+            raise self._error("read", exc) from exc
+
+    @contextmanager
+    def _write(self, *, fsync: bool = True) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction committed on exit (durable then); the caller holds the lock.
+
+        ``fsync=False`` commits without waiting for the disk: only for delivery marks, whose loss
+        in a power cut merely re-sends rows the receivers de-duplicate by event_id.
+        """
+        conn = self._connection()
+        if not fsync:
+            conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with immediate(conn, lambda e: self._error("write", e), f"outbox {self.path}"):
+                yield conn
+        finally:
+            if not fsync and self._conn is not None:
+                try:
+                    conn.execute("PRAGMA synchronous=FULL")
+                except sqlite3.Error:
+                    _LOG.exception("outbox: could not restore synchronous=FULL")
+
+    def _fail(self, exc: StorageError) -> StorageError:
+        """A write failed: fault the outbox (writes then fail fast) and hand the error back."""
+        if exc.kind != FULL or self.fault is None:
+            self._set_fault(exc)
+        return exc
+
+    def _check_usable(self) -> None:
+        if self._recovering or (self.fault is not None and self.fault_kind != FULL):
+            raise storage_error(self.fault_kind or DAMAGED, f"the outbox is not usable: {self.fault}")
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+                self.lease.mark(False)

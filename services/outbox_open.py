@@ -1,0 +1,111 @@
+"""Opening the outbox's SQLite file: checked first, so damage is found at start, not at the alarm.
+
+Before SQLite touches the file: would it silently drop committed frames of the WAL (garbled,
+or deleted after an unclean stop)? After opening: ``PRAGMA quick_check``, the schema, the
+counters. Any failure is raised as a ``StorageError`` of the right kind (full, damaged,
+unavailable) so the outbox knows whether to quarantine, to free the alarm reserve, or to retry.
+
+The database is created 0640 (the CLI's group reads it) whatever the umask; SQLite gives its
+``-wal`` and ``-shm`` the database's own permissions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+from safehouse.device.errors import EventLogError
+from safehouse.services.fsync import fsync_dir
+from safehouse.services.outbox_schema import ensure_schema
+from safehouse.services.storage_errors import (
+    DAMAGED,
+    StorageError,
+    classify,
+    storage_error,
+)
+from safehouse.services.wal_check import wal_problem
+
+_LOG = logging.getLogger(__name__)
+DB_MODE = 0o640
+
+
+def wal_of(path: Path) -> Path:
+    return path.with_name(path.name + "-wal")
+
+
+def preflight(path: Path, *, unclean: bool) -> str | None:
+    """Why the files at ``path`` cannot be trusted before opening them, or None."""
+    if not path.exists():
+        return None
+    wal = wal_of(path)
+    if unclean and not wal.exists():
+        return f"{wal.name} is missing after an unclean stop: its last commits are lost"
+    return wal_problem(wal)
+
+
+def create_private(path: Path, mode: int = DB_MODE) -> bool:
+    """Create ``path`` empty with ``mode`` (umask ignored) if missing; True if it was created."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        return False
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    return True
+
+
+def tighten(path: Path, mode: int = DB_MODE) -> None:
+    """Bring an existing file (and its sidecars) to ``mode`` if it is wider; ours only."""
+    for p in (path, wal_of(path), path.with_name(path.name + "-shm")):
+        try:
+            st = p.stat()
+            if st.st_mode & 0o777 & ~mode and st.st_uid == os.geteuid():
+                os.chmod(p, mode)
+        except OSError:
+            continue
+
+
+def connect_checked(path: Path, *, check: bool = True) -> sqlite3.Connection:
+    """Open, integrity-check and prepare the outbox at ``path``; StorageError on any failure."""
+    state_dir = path.parent
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        created = create_private(path)
+        tighten(path)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    except (OSError, sqlite3.Error) as exc:
+        raise _error(path, exc) from exc
+    try:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"journal_mode is {mode!r}, WAL is required")
+        conn.execute("PRAGMA synchronous=FULL")
+        if check and not created:
+            problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
+            if problems != ["ok"]:
+                raise storage_error(DAMAGED, f"the outbox {path} fails its integrity check: "
+                                    f"{'; '.join(map(str, problems))[:300]}")
+        ensure_schema(conn, path)
+        if created:
+            fsync_dir(state_dir)
+        tighten(path)
+    except BaseException as exc:
+        conn.close()
+        if isinstance(exc, StorageError):
+            raise
+        if isinstance(exc, (OSError, sqlite3.Error)) and not isinstance(exc, EventLogError):
+            raise _error(path, exc) from exc
+        raise
+    return conn
+
+
+def _error(path: Path, exc: BaseException) -> StorageError:
+    kind = classify(exc, path.parent if path.parent.exists() else Path("/"))
+    return storage_error(kind, (
+        f"cannot open the outbox {path}: {exc}; check device.state_dir exists, has free space and "
+        "is writable by the daemon's user; a damaged file is quarantined and salvaged by the "
+        "daemon (or `safehouse outbox --salvage` with the daemon stopped)"))

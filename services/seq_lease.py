@@ -1,0 +1,143 @@
+"""The seq high-water mark: a tiny fsynced file beside the outbox that outlives ``outbox.db``.
+
+Why: seq is how the precinct orders a kiosk's events and spots gaps. If ``outbox.db`` or its
+WAL is lost (a failing SD card, a WAL deleted after ``kill -9``), the outbox alone would start
+seq again from whatever it still holds — going backwards, naming two events with one seq. The
+lease records a number at or above every seq ever issued, so after any damage the next seq
+is above all of them.
+
+Seqs are reserved in blocks (``BLOCK``): the file is written (and fsynced) once per block, not
+once per event. After an unclean stop, the outbox continues from its own ``last_seq`` when its
+files check out, and from the lease's mark otherwise (the rest of that block is then skipped:
+a gap, never a repeat).
+
+The file is two fixed 32-byte slots written in place, alternately, each with a generation and
+a CRC: an in-place write needs no new disk blocks (it works on a full partition) and a torn
+write spoils at most the slot being written, never the other one. A second copy can live in
+another directory (the runtime directory), used when ``state_dir`` is read-only or missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from safehouse.services.fsync import fsync_dir
+
+_LOG = logging.getLogger(__name__)
+
+NAME = "seq.lease"
+BLOCK = 100
+# generation, high, flags (bit 0: the outbox is open), crc32 of the first 20 bytes; 32 bytes
+_SLOT = struct.Struct("<QQII8x")
+OPEN = 1
+MEMORY = 2  # seqs were issued while the outbox could not store them: they may be nowhere on disk
+
+
+def _pack(generation: int, high: int, flags: int) -> bytes:
+    head = struct.pack("<QQI", generation, high, flags)
+    return _SLOT.pack(generation, high, flags, zlib.crc32(head))
+
+
+def read_slots(data: bytes) -> tuple[int, int, int] | None:
+    """(generation, high, flags) of the newest valid slot, or None when neither checks out."""
+    best: tuple[int, int, int] | None = None
+    for start in (0, _SLOT.size):
+        chunk = data[start:start + _SLOT.size]
+        if len(chunk) < _SLOT.size:
+            continue
+        generation, high, flags, crc = _SLOT.unpack(chunk)
+        if zlib.crc32(chunk[:20]) == crc and (best is None or generation > best[0]):
+            best = (generation, high, flags)
+    return best
+
+
+class SeqLease:
+    """``high`` >= every seq issued; ``cover(seq)`` before a seq is handed out."""
+
+    def __init__(self, dirs: Sequence[Path], *, block: int = BLOCK) -> None:
+        if not dirs or block < 1:
+            raise ValueError("a seq lease needs at least one directory and block >= 1")
+        self.paths = [d / NAME for d in dirs]
+        self.block = block
+        self.generation = 0
+        self.high = 0
+        self.found = False  # some copy existed and checked out
+        self.was_open = False  # the last writer did not close the outbox cleanly
+        self.was_memory = False  # the last writer issued seqs it may not have stored
+        self.flags = 0
+        self.writable = False
+        for path in self.paths:
+            try:
+                slot = read_slots(path.read_bytes())
+            except OSError:
+                continue
+            if slot is not None:
+                self.found = True
+                self.generation = max(self.generation, slot[0])
+                self.high = max(self.high, slot[1])
+                self.was_open = self.was_open or bool(slot[2] & OPEN)
+                self.was_memory = self.was_memory or bool(slot[2] & MEMORY)
+            else:
+                _LOG.error("seq lease %s is unreadable (both slots fail their check); ignored", path)
+
+    def cover(self, seq: int) -> bool:
+        """Make sure the durable mark is at or above ``seq``; True if it is (now) on some disk.
+
+        Writes only when ``seq`` passes the mark: then the mark moves a whole block ahead.
+        """
+        if seq <= self.high and self.writable:
+            return True
+        return self.write(max(seq, self.high) + self.block - 1 if seq > self.high else self.high)
+
+    def mark(self, is_open: bool) -> bool:
+        """Record whether the outbox is open (an unclean stop leaves it marked open)."""
+        self.flags = (OPEN if is_open else 0) | (self.flags & MEMORY)
+        return self.write(self.high)
+
+    def mark_memory(self) -> None:
+        """Seqs are being issued that the outbox cannot store: the next start skips the block."""
+        if not self.flags & MEMORY:
+            self.flags |= MEMORY
+            self.write(self.high)
+
+    def write(self, high: int) -> bool:
+        """Store ``high`` in every copy that can be written; True if at least one succeeded."""
+        high = max(high, self.high)
+        self.generation += 1
+        record = _pack(self.generation, high, self.flags)
+        offset = (self.generation % 2) * _SLOT.size
+        wrote = 0
+        for path in self.paths:
+            try:
+                _write_slot(path, offset, record)
+                wrote += 1
+            except OSError as exc:
+                _LOG.debug("seq lease %s not written: %s", path, exc)
+        self.high = max(self.high, high)
+        self.writable = wrote > 0
+        if not wrote:
+            _LOG.critical("seq lease: no copy of %s could be written; seq %d is protected only in "
+                          "memory until storage returns", NAME, high)
+        return self.writable
+
+
+def _write_slot(path: Path, offset: int, record: bytes) -> None:
+    created = not path.exists()
+    if created:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if created:
+            os.fchmod(fd, 0o600)
+            os.write(fd, b"\0" * (2 * _SLOT.size))  # both slots' blocks allocated once, up front
+        os.pwrite(fd, record, offset)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        fsync_dir(path.parent)

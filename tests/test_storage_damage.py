@@ -1,0 +1,226 @@
+"""A damaged outbox is recognised, quarantined and salvaged; seq never goes backwards.
+
+Real SQLite files damaged the way a failing SD card damages them: a garbage page in the middle,
+a truncated file, a garbled header, a WAL deleted or garbled after ``kill -9``. Each case then
+opens the outbox as the daemon does (``recover=True``) and checks what the precinct would see:
+the next seq above every seq ever issued, undelivered events salvaged with their seq and
+event_id, and a damage report naming the seq range that may be missing.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from safehouse.services.outbox import Outbox
+from safehouse.services.outbox_salvage import missing_range
+from safehouse.services.quarantine import FOLDER, KEEP, quarantine
+from safehouse.services.seq_lease import SeqLease
+from safehouse.services.storage_errors import StorageDamaged
+
+TOPIC = "safehouse/v1/p/K/events"
+
+
+def fields(n: int | str, type_: str = "panic") -> dict[str, object]:
+    return {"event_id": f"e{n}", "device_id": "K", "precinct": "p", "type": type_, "code": 120,
+            "ts": "2026-11-28T00:00:00.000Z", "clock_synced": True, "mono": 1.0, "boot_id": "b",
+            "test": False, "data": {"pad": "x" * 300}}
+
+
+def fill(state: Path, n: int, delivered: int = 0) -> None:
+    with Outbox(state) as box:
+        for i in range(1, n + 1):
+            box.append_event(fields(i), TOPIC)
+        box.mark_delivered([r.id for r in box.pending(delivered)])
+
+
+KILLED_WRITER = """
+import os, sys
+from pathlib import Path
+from safehouse.services.outbox import Outbox
+box = Outbox(Path(sys.argv[1]))
+for i in range(int(sys.argv[2])):
+    box.append_event({"event_id": f"k{i}", "device_id": "K", "precinct": "p", "type": "panic", "code": 120,
+                      "ts": "x", "clock_synced": False, "mono": 0.0, "boot_id": "b", "test": False,
+                      "data": {"pad": "y" * 300}}, "t")
+os.kill(os.getpid(), 9)
+"""
+
+
+def killed_after(state: Path, n: int) -> None:
+    proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(state), str(n)], check=False, timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert (state / "outbox.db-wal").exists()
+
+
+def garbage_page(state: Path) -> None:
+    db = state / "outbox.db"
+    size = db.stat().st_size
+    with db.open("r+b") as f:
+        f.seek((size // 2) // 4096 * 4096)
+        f.write(random.Random(7).randbytes(4096))
+
+
+def truncate_half(state: Path) -> None:
+    db = state / "outbox.db"
+    os.truncate(db, db.stat().st_size // 2)
+
+
+def garbage_header(state: Path) -> None:
+    with (state / "outbox.db").open("r+b") as f:
+        f.write(random.Random(8).randbytes(100))
+
+
+def checkpointed(state: Path) -> None:
+    """The damage is applied to a fully checkpointed file (daemon stopped cleanly)."""
+    assert not (state / "outbox.db-wal").exists()
+
+
+@pytest.mark.parametrize("damage", [garbage_page, truncate_half, garbage_header])
+def test_a_damaged_file_is_quarantined_salvaged_and_seq_continues_above_it(
+        tmp_path: Path, damage: Callable[[Path], None]) -> None:
+    fill(tmp_path, 300, delivered=100)
+    checkpointed(tmp_path)
+    damage(tmp_path)
+    with pytest.raises(StorageDamaged):  # a tool that does not recover says so, changes nothing
+        Outbox(tmp_path)
+    with Outbox(tmp_path, recover=True) as box:
+        assert box.fault is None
+        new = box.append_event(fields("new"), TOPIC)  # before the salvage: the alarm path first
+        assert new.seq > 300
+        [report] = box.salvage()
+        assert report.quarantined is not None and report.quarantined.exists()
+        assert stat.S_IMODE(report.quarantined.stat().st_mode) == 0o600
+        pending = {r.event_id: r.seq for r in box.pending(1000)}
+        salvaged = {eid: seq for eid, seq in pending.items() if eid != "enew"}
+        assert all(salvaged[f"e{seq}"] == seq for seq in salvaged.values())  # seq and id kept
+        assert all(seq > 100 for seq in salvaged.values())  # delivered ones stay delivered
+        if damage is not truncate_half:
+            assert len(salvaged) >= 150, f"only {len(salvaged)} of 200 undelivered salvaged"
+        if len(salvaged) < 200:
+            assert report.missing is not None and report.missing[1] >= 300
+        assert report.as_data()["salvaged_events"] == len(report.seqs)
+        [done] = box.take_damage()
+        assert done is report and box.take_damage() == []
+    with Outbox(tmp_path, recover=True) as box:  # the fresh file is healthy: no second report
+        assert box.damage == [] and box.append_event(fields("later"), TOPIC).seq == new.seq + 1
+
+
+@pytest.mark.parametrize("how", ["deleted", "garbled"])
+def test_a_wal_lost_after_kill_9_is_found_and_seq_does_not_go_back(tmp_path: Path, how: str) -> None:
+    killed_after(tmp_path, 40)
+    wal = tmp_path / "outbox.db-wal"
+    if how == "deleted":
+        wal.unlink()
+    else:
+        with wal.open("r+b") as f:
+            f.seek(32 + 24 + 4096 * 5)
+            f.write(random.Random(9).randbytes(4096))
+    with Outbox(tmp_path, recover=True) as box:
+        assert box.append_event(fields("after"), TOPIC).seq > 40  # never a seq already used
+        [report] = box.salvage()
+        assert report.missing is not None and report.missing[1] >= 40
+        assert "wal" in report.reason.lower()
+
+
+def test_kill_9_with_an_intact_wal_is_not_damage_and_seq_stays_gap_free(tmp_path: Path) -> None:
+    killed_after(tmp_path, 40)
+    with Outbox(tmp_path, recover=True) as box:
+        assert box.damage == []
+        assert box.append_event(fields("after"), TOPIC).seq == 41
+
+
+def test_losing_outbox_db_and_its_wal_keeps_seq_above_the_lease(tmp_path: Path) -> None:
+    killed_after(tmp_path, 7)
+    for name in ("outbox.db", "outbox.db-wal", "outbox.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    with Outbox(tmp_path, recover=True) as box:
+        assert box.append_event(fields("after"), TOPIC).seq > 7
+        [report] = box.salvage()
+        assert report.quarantined is None and report.missing == (1, report.high)
+
+
+def test_the_lease_survives_a_torn_write_and_reserves_in_blocks(tmp_path: Path) -> None:
+    lease = SeqLease([tmp_path], block=10)
+    assert lease.cover(1) and lease.high == 10
+    assert lease.cover(10) and lease.high == 10  # inside the block: no write
+    assert lease.cover(11) and lease.high == 20
+    path = tmp_path / "seq.lease"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    data = bytearray(path.read_bytes())
+    newest = (lease.generation % 2) * 32
+    data[newest:newest + 32] = b"\xff" * 32  # the slot being written is torn
+    path.write_bytes(bytes(data))
+    again = SeqLease([tmp_path], block=10)
+    assert again.found and again.high == 10  # the other slot: the previous mark, still valid
+
+
+def test_a_read_only_state_dir_keeps_the_lease_in_the_second_directory(tmp_path: Path) -> None:
+    state, run = tmp_path / "state", tmp_path / "run"
+    state.mkdir()
+    os.chmod(state, 0o500)
+    try:
+        if os.access(state, os.W_OK):
+            pytest.skip("running as root: a 0500 directory is still writable (see test_degraded_start)")
+        lease = SeqLease([state, run])
+        assert lease.cover(5) and lease.high >= 5
+        assert SeqLease([state, run]).high == lease.high
+    finally:
+        os.chmod(state, 0o700)
+
+
+def test_quarantine_keeps_the_newest_copies_only(tmp_path: Path) -> None:
+    for i in range(KEEP + 2):
+        (tmp_path / "outbox.db").write_bytes(b"x")
+        (tmp_path / "outbox.db-wal").write_bytes(b"w")
+        moved = quarantine(tmp_path / "outbox.db", wall=1_800_000_000.0 + i)
+        assert moved is not None and (moved.parent / (moved.name + "-wal")).exists()
+    kept = sorted((tmp_path / FOLDER).glob("outbox-*.db"))
+    assert len(kept) == KEEP and kept[-1].name.startswith("outbox-2027")
+
+
+def test_state_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        with Outbox(tmp_path) as box:
+            box.append_event(fields(1), TOPIC)
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir() if p.is_file()}
+    finally:
+        os.umask(old)
+    assert modes["outbox.db"] == 0o640 and modes["outbox.db-wal"] == 0o640
+    assert modes["seq.lease"] == 0o600
+
+
+def test_a_runtime_corruption_is_damage_not_a_full_disk(tmp_path: Path) -> None:
+    fill(tmp_path, 300)
+    with Outbox(tmp_path, recover=True) as box:
+        db = tmp_path / "outbox.db"
+        with db.open("r+b") as f:  # the card fails under the running kiosk: pages go bad
+            f.seek(8 * 4096)
+            f.write(random.Random(3).randbytes(db.stat().st_size - 8 * 4096))
+        assert box._conn is not None
+        box._conn.execute("PRAGMA shrink_memory")  # no page left in SQLite's cache
+        with pytest.raises(StorageDamaged):
+            for i in range(5):
+                box.append_event(fields(f"r{i}"), TOPIC)
+        assert box.fault_kind == "damaged", box.fault
+        assert box.pending(10) == []  # faulted: nothing read from the broken file
+        assert box.recover() and box.fault is None
+        [report] = box.salvage()
+        assert "malformed" in report.reason and report.missing is not None and report.missing[1] >= 300
+        assert box.append_event(fields("next"), TOPIC).seq > 305
+
+
+def test_missing_range_starts_after_the_first_unbroken_run() -> None:
+    assert missing_range({5, 6, 7, 9}, 12) == (8, 12)
+    assert missing_range(set(), 3) == (1, 3)
+    assert missing_range({1, 2, 3}, 3) is None
+    assert missing_range(set(), 0) is None

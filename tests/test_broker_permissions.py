@@ -20,7 +20,9 @@ from the renderer, so the test can disagree with it.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -227,3 +229,36 @@ def test_the_largest_evidence_payload_passes_and_one_byte_over_the_limit_does_no
         console.wait_for(lambda m: m.payload == b"end")
         assert [(m.topic.split("/")[3], len(m.payload)) for m in console.messages()] == [
             ("SH-A", largest_wav), ("SH-A", 3)]
+
+
+def test_a_kiosk_removed_from_the_inventory_loses_its_rights_at_reload_on_its_open_connection(
+        world: World, tmp_path: Path) -> None:
+    """Revoking a stolen certificate: render without it, SIGHUP, and its open link can do nothing."""
+    without_b = yaml.safe_load(INVENTORY)
+    del without_b["all"]["children"]["kiosks"]["children"]["p1"]["hosts"]["kiosk-b.lan"]
+    acl = tmp_path / "safehouse.acl"
+    acl.write_text(render_acl(read_fleet(yaml.safe_load(INVENTORY), "inventory.yml")), encoding="utf-8")
+    broker = PrecinctBroker(tmp_path / "broker", pki=world.pki, acl_file=acl, mosquitto=mosquitto_path())
+    with broker:
+        port, pki = broker.port, world.pki
+
+        def connect(cn: str, topics: tuple[str, ...] = ()) -> Subscriber:
+            pair = pki.client(cn)
+            return Subscriber(port, topics, ca=pki.ca.cert, cert=pair.cert, key=pair.key, client_id=cn)
+
+        with connect("console-p1", (f"{P}/#",)) as console, connect("SH-B", (f"{P}/SH-B/cmd/+",)) as b:
+            b.publish(f"{P}/SH-B/events", b"before")
+            console.wait_for(lambda m: m.payload == b"before")
+            acl.write_text(render_acl(read_fleet(without_b, "inventory.yml")), encoding="utf-8")
+            assert "SH-B" not in acl.read_text(encoding="utf-8")
+            broker.log_path.write_bytes(b"")
+            assert broker.pid is not None
+            os.kill(broker.pid, signal.SIGHUP)
+            broker.wait_for_log("Reloading config")
+            assert _code(b.publish(f"{P}/SH-B/events", b"after", check=False)) == NOT_AUTHORIZED
+            console.publish(f"{P}/SH-B/cmd/ping", b"for B")
+            console.publish(f"{P}/SH-A/cmd/ping", b"control")  # the console reads its own publish
+            console.wait_for(lambda m: m.payload == b"control")
+            b.publish(f"{P}/SH-B/status", b"round trip", check=False)  # bounds what B could still get
+            assert [m.payload for m in console.messages()] == [b"before", b"for B", b"control"]
+            assert b.messages() == [] and b.disconnects == []

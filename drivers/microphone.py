@@ -76,6 +76,7 @@ class SoundDeviceMicrophone:
         self._source: CaptureProcess | None = None  # the open capture process
         self._opened: CaptureProcess | None = None  # the last one that opened the device
         self._stalls = 0
+        self._overflows = 0
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name} pre_roll={self.pre_roll}s fault={self._fault!r}>"
@@ -124,11 +125,16 @@ class SoundDeviceMicrophone:
         """How many times the device stopped delivering and its capture was restarted."""
         return self._stalls
 
+    @property
+    def overflows(self) -> int:
+        """Blocks before which PortAudio lost samples (the reader fell behind the device)."""
+        return self._overflows
+
     def describe(self) -> dict[str, Any]:
         """Device, rates and faults in one dict, for `safehouse status` and selftest."""
         return {"device": self.device_name, "native_rate": self.native_rate,
                 "device_rate": self.device_rate, "rate": self.rate, "stalls": self._stalls,
-                "capturing": self.is_capturing, "fault": self._fault}
+                "overflows": self._overflows, "capturing": self.is_capturing, "fault": self._fault}
 
     @property
     def buffer_bytes(self) -> int:
@@ -286,6 +292,7 @@ class SoundDeviceMicrophone:
             if due > 0 and self._stopping.wait(due):
                 break
             block, overflowed = source.read(self.stall_after)
+            self._overflows += overflowed
             now = self._clock()
             with self._lock:
                 for job in list(self._pending):

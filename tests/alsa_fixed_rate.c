@@ -7,13 +7,14 @@
  * libasound headers) refuses every rate but `rate`, like such a card's raw hw: device.
  *
  *   pcm_type.fixedrate { lib "/ABS/libasound_module_pcm_fixedrate.so" }
- *   pcm.usbmic { type fixedrate  infile "/ABS/tone48.raw"  rate 48000 }
+ *   pcm.usbmic { type fixedrate  infile "/ABS/tone48.raw"  rate 48000  [xrun_after FRAMES] }
  *
  * Samples come from `infile` (int16 little-endian, mono, raw), read when the application
  * takes them: not paced (the driver paces, as with the file plugin). Past the end (or from
  * a FIFO with no writer) it returns silence. If `infile` is a FIFO whose writer stops
  * writing, the capture stalls: a real read that stops inside libasound, which is what a
- * stalled device looks like to PortAudio.
+ * stalled device looks like to PortAudio. With `xrun_after`, the stream overruns once after
+ * that many frames (PortAudio then reports an input overflow).
  */
 #include <alsa/asoundlib.h>
 #include <alsa/pcm_external.h>
@@ -27,6 +28,8 @@ typedef struct {
 	snd_pcm_ioplug_t io;
 	int fd;
 	char *infile;
+	long xrun_after;  /* frames; then one overrun, as when the reader falls behind (0 = never) */
+	long delivered;
 } fixed_t;
 
 static int fixed_start(snd_pcm_ioplug_t *io) { (void)io; return 0; }
@@ -35,6 +38,11 @@ static int fixed_stop(snd_pcm_ioplug_t *io) { (void)io; return 0; }
 /* Always one period ready: the data is read in transfer(), which may block (FIFO). */
 static snd_pcm_sframes_t fixed_pointer(snd_pcm_ioplug_t *io)
 {
+	fixed_t *f = io->private_data;
+	if (f->xrun_after > 0 && f->delivered >= f->xrun_after) {
+		f->xrun_after = 0;
+		return -EPIPE;
+	}
 	return (io->appl_ptr + io->period_size) % io->buffer_size;
 }
 
@@ -53,6 +61,7 @@ static snd_pcm_sframes_t fixed_transfer(snd_pcm_ioplug_t *io, const snd_pcm_chan
 		got += (size_t)n;
 	}
 	memset(dst + got, 0, want - got);
+	f->delivered += (long)size;
 	return size;
 }
 
@@ -78,7 +87,7 @@ SND_PCM_PLUGIN_DEFINE_FUNC(fixedrate)
 {
 	snd_config_iterator_t i, next;
 	const char *infile = NULL;
-	long rate = 48000;
+	long rate = 48000, xrun_after = 0;
 	int err;
 	(void)root;
 	snd_config_for_each(i, next, conf) {
@@ -98,6 +107,11 @@ SND_PCM_PLUGIN_DEFINE_FUNC(fixedrate)
 				return -EINVAL;
 			continue;
 		}
+		if (!strcmp(id, "xrun_after")) {
+			if (snd_config_get_integer(n, &xrun_after) < 0)
+				return -EINVAL;
+			continue;
+		}
 		SNDERR("Unknown field %s", id);
 		return -EINVAL;
 	}
@@ -108,6 +122,7 @@ SND_PCM_PLUGIN_DEFINE_FUNC(fixedrate)
 	if (!f)
 		return -ENOMEM;
 	f->infile = strdup(infile);
+	f->xrun_after = xrun_after;
 	/* O_NONBLOCK only for the open: a FIFO without a writer must not hang PortAudio's
 	 * device scan. Reads then block (a FIFO with a silent writer stalls the capture). */
 	f->fd = open(infile, O_RDONLY | O_NONBLOCK);

@@ -108,12 +108,15 @@ def _plugin() -> Path:
 
 
 @contextmanager
-def usb_mic(infile: Path, *, rate: int = USB_RATE, name: str = "usbmic") -> Iterator[str]:
-    """A capture device ``name`` that only takes ``rate`` Hz and reads ``infile`` (raw int16)."""
+def usb_mic(infile: Path, *, rate: int = USB_RATE, name: str = "usbmic",
+            xrun_after: int = 0) -> Iterator[str]:
+    """A capture device ``name`` that only takes ``rate`` Hz and reads ``infile`` (raw int16);
+    with ``xrun_after``, the stream overruns once after that many frames."""
     rig = install()
     conf = rig.conf.with_name(f"{name}.conf")
     conf.write_text(f'pcm_type.fixedrate {{ lib "{_plugin()}" }}\n'
-                    f'pcm.{name} {{ type fixedrate infile "{infile.absolute()}" rate {rate} }}\n')
+                    f'pcm.{name} {{ type fixedrate infile "{infile.absolute()}" rate {rate} '
+                    f'xrun_after {xrun_after} }}\n')
     os.environ["ALSA_CONFIG_PATH"] = f"{rig.conf}:{conf}"  # ALSA reads both, in order
     try:
         yield name

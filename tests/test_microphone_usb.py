@@ -130,7 +130,7 @@ def test_the_microphone_opens_it_at_its_own_rate_and_hears_440_hz_at_16k(
         info = mic.describe()
     assert (mic.device_name, mic.native_rate, mic.device_rate, mic.rate) == (name, native, native, RATE)
     assert info == {"device": name, "native_rate": native, "device_rate": native, "rate": RATE,
-                    "stalls": 0, "capturing": True, "fault": None}
+                    "stalls": 0, "overflows": 0, "capturing": True, "fault": None}
     got = samples_of(clip)
     assert clip.rate == RATE and len(got) >= 1.4 * RATE
     amplitude, residual = sine_fit(got[200:], HZ, RATE)  # 200: the resampler's start-up
@@ -138,6 +138,19 @@ def test_the_microphone_opens_it_at_its_own_rate_and_hears_440_hz_at_16k(
     assert residual < 0.01 * amplitude  # no chunk lost or repeated across ~15 blocks
     assert abs(peak_hz(got, RATE) - HZ) < RATE / len(got)
     assert f"opened at {native} Hz, resampled to 16000 Hz" in caplog.text
+
+
+def test_an_overrun_is_counted_and_the_capture_goes_on(tmp_path: Path) -> None:
+    """`safehouse accept` wants 60 s with zero overflows: the count must be PortAudio's."""
+    raw = tmp_path / "tone.raw"
+    audio_rig.tone(30, HZ, 48000).astype("<i2").tofile(raw)
+    with audio_rig.usb_mic(raw, xrun_after=48000) as name, \
+            SoundDeviceMicrophone(pre_roll=0.5, device=name) as mic:
+        assert mic.overflows == 0
+        assert wait_for(lambda: mic.overflows == 1, 5.0)
+        clip = mic.record(0.5)
+        assert mic.overflows == 1 and mic.fault is None and mic.stalls == 0
+    assert clip.frames >= RATE
 
 
 def test_selftest_names_the_usb_microphone_and_its_rates(short_dir: Path) -> None:

@@ -51,7 +51,8 @@ class ServiceManager(Protocol):
 
 
 def _run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(list(argv), capture_output=True, text=True, errors="replace", timeout=120,
+                          check=False)
 
 
 class Systemd:
@@ -62,6 +63,7 @@ class Systemd:
         self._unit, self._run = unit, run
         self._cursor: str | None = None
         self._main: tuple[str, str] | None = None  # MainPID, NRestarts once ready
+        self._before = ""  # InvocationID of the run the restart replaces
 
     def _ok(self, *argv: str) -> str:
         try:
@@ -74,16 +76,18 @@ class Systemd:
         return res.stdout
 
     def restart(self) -> None:
-        out = self._ok("journalctl", "-u", self._unit, "-n", "0", "--show-cursor", "--no-pager")
-        self._cursor = next((line.split("cursor:", 1)[1].strip() for line in out.splitlines()
-                             if "cursor:" in line), None)
+        # the newest entry of the whole journal: everything after it is from this acceptance on
+        out = self._ok("journalctl", "-n", "1", "-o", "export", "--no-pager")
+        self._cursor = next((line.split("=", 1)[1] for line in out.splitlines()
+                             if line.startswith("__CURSOR=")), None)
+        self._before = self._show().get("InvocationID", "")
         # reloaded first: systemd re-reads the installed unit and logs its complaints about it now
         self._ok("systemctl", "daemon-reload")
         self._ok("systemctl", "restart", "--no-block", self._unit)
 
     def _show(self) -> dict[str, str]:
         out = self._ok("systemctl", "show", self._unit, "-p", "ActiveState", "-p", "SubState", "-p",
-                       "Result", "-p", "StatusText", "-p", "MainPID", "-p", "NRestarts")
+                       "Result", "-p", "StatusText", "-p", "MainPID", "-p", "NRestarts", "-p", "InvocationID")
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
     def wait_ready(self, timeout: float) -> tuple[bool, str]:
@@ -93,10 +97,12 @@ class Systemd:
         while time.monotonic() < deadline:
             props = self._show()
             state, sub = props.get("ActiveState"), props.get("SubState")
-            if state == "active" and sub == "running":
+            # the run the restart started, not the one before it (its state lingers a moment)
+            fresh = not self._before or props.get("InvocationID", "") != self._before
+            if state == "active" and sub == "running" and fresh:
                 self._main = (props.get("MainPID", ""), props.get("NRestarts", ""))
                 return True, f"READY=1 seen by systemd: {props.get('StatusText') or 'running'}"
-            if state == "failed" or sub == "auto-restart":
+            if fresh and (state == "failed" or sub == "auto-restart"):
                 return False, (f"the unit failed ({state}/{sub}, result {props.get('Result')}); "
                                f"journalctl -u {self._unit} -e says why")
             time.sleep(POLL)

@@ -195,25 +195,27 @@ class Systemctl:
         out = ""
         if argv[:2] == ["systemctl", "show"]:
             out = self._states.pop(0) if len(self._states) > 1 else self._states[0]
-        elif "--show-cursor" in argv:
-            out = "-- cursor: s=0af3;i=1c2\n"
+        elif argv[:5] == ["journalctl", "-n", "1", "-o", "export"]:
+            out = "__CURSOR=s=0af3;i=1c2\n__REALTIME_TIMESTAMP=1796000000000000\nMESSAGE=x\n"
         elif argv[0] == "journalctl":
             out = self._journal
         return subprocess.CompletedProcess(argv, 0, out, "")
 
 
-def _show(active: str, sub: str, pid: int = 812, restarts: int = 0) -> str:
+def _show(active: str, sub: str, pid: int = 812, restarts: int = 0, run: str = "9f1c") -> str:
     return (f"ActiveState={active}\nSubState={sub}\nResult=success\nStatusText=alarm idle, link online\n"
-            f"MainPID={pid}\nNRestarts={restarts}\n")
+            f"MainPID={pid}\nNRestarts={restarts}\nInvocationID={run}\n")
 
 
 def test_systemd_restart_waits_for_ready_and_reads_the_journal_from_before_the_restart() -> None:
     line = "safehouse.service: DeviceAllow=/dev/dma_heap rw: /dev/dma_heap is not a device, ignoring."
-    tool = Systemctl([_show("activating", "start", pid=0), _show("active", "running")], journal=line + "\n")
+    before = _show("active", "running", pid=640, run="77aa")  # the old run, still shown just after
+    tool = Systemctl([before, before, _show("activating", "start", pid=0), _show("active", "running")],
+                     journal=line + "\n")
     unit = Systemd("safehouse", run=tool)
     unit.restart()
     assert unit.wait_ready(10) == (True, "READY=1 seen by systemd: alarm idle, link online")
-    assert tool.calls[1:3] == [["systemctl", "daemon-reload"],
+    assert tool.calls[2:4] == [["systemctl", "daemon-reload"],
                                ["systemctl", "restart", "--no-block", "safehouse"]]
     assert scan_journal(unit.journal()) == [line]
     assert "--after-cursor=s=0af3;i=1c2" in tool.calls[-1]
@@ -225,7 +227,7 @@ def test_systemd_restart_waits_for_ready_and_reads_the_journal_from_before_the_r
 
 def test_systemd_unit_that_fails_to_start_is_reported_not_waited_for() -> None:
     failed = _show("activating", "auto-restart").replace("Result=success", "Result=exit-code")
-    unit = Systemd("safehouse", run=Systemctl([failed]))
+    unit = Systemd("safehouse", run=Systemctl([_show("failed", "failed", run="77aa"), failed]))
     unit.restart()
     ok, why = unit.wait_ready(30)
     assert not ok and why == ("the unit failed (activating/auto-restart, result exit-code); "

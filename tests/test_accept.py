@@ -141,9 +141,10 @@ def test_accept_passes_a_healthy_kiosk_driven_through_every_prompt(short_dir: Pa
 
 
 def test_accept_fails_naming_the_step_and_why(short_dir: Path) -> None:
-    """A known failure string in the journal, a step nobody does, a step skipped: exit 1."""
+    """A known failure string in the journal, a step that did not work, one nobody does, one
+    skipped: exit 1, and the report says which and why."""
     config = _kiosk(short_dir)
-    answers = {**TECHNICIAN, "keypad-unplug": None, "mic-unplug": "s"}
+    answers = {**TECHNICIAN, "lid-close": "f", "keypad-unplug": None, "mic-unplug": "s"}
 
     def journal_line(tag: str) -> None:
         if tag == "lid-open":  # what the daemon logs under a unit whose working directory is read-only
@@ -155,14 +156,15 @@ def test_accept_fails_naming_the_step_and_why(short_dir: Path) -> None:
     assert "keypad-replug" not in prompts  # the unplug timed out: no replug prompt
     report, text = _report(short_dir)
     assert report["ok"] is False
-    assert report["failed"] == ["keypad-replug", "mic-replug", "journal"]
+    assert report["failed"] == ["lid", "keypad-replug", "mic-replug", "journal"]
     steps = {s["name"]: s for s in report["steps"]}
     assert steps["keypad-replug"]["detail"] == "keypad-unplug: nothing seen within 4 s"
     assert steps["mic-replug"]["status"] == "skip"
+    assert steps["lid"]["detail"] == "lid-close: the technician reported that it did not work"
     assert "lgd-nfy" in steps["journal"]["detail"]
     assert steps["button"]["status"] == "pass"
     assert text.startswith("Safe House kiosk acceptance: NOT ACCEPTED")
-    assert "FAILED: keypad unplugged and replugged: keypad-unplug: nothing seen within 4 s" in text
+    assert "; keypad unplugged and replugged: keypad-unplug: nothing seen within 4 s;" in text
     [summary] = [line for line in out.splitlines() if line.startswith("FAILED: ")]
     assert "journal since the restart: 1 known failure line(s)" in summary and "'.lgd-nfy-3'" in summary
     assert out.splitlines()[-1].startswith("report: ")
@@ -268,3 +270,16 @@ def test_accept_in_simulation_never_borrows_a_daemon_it_did_not_start(short_dir:
         assert other.status()["alarm"]["state"] == "idle"  # still there, untouched
     finally:
         other.kill()
+
+
+def test_accept_help_explains_every_step_and_option(short_dir: Path) -> None:
+    res = _cli(write_config(short_dir), "accept", "--help")
+    assert res.returncode == 0
+    for step in STEPS:
+        assert f"\n  {step} " in res.stdout, step
+    for option in ("--report-dir", "--record-seconds", "--snapshots", "--ready-timeout", "--step-timeout",
+                   "--selftest-timeout", "--service", "--unit", "--sim-log"):
+        assert option in res.stdout
+    for needle in ("is not a device", "lgd-nfy", "Invalid sample rate", "Operation not permitted",
+                   "Failed to unshare"):
+        assert needle in res.stdout

@@ -1,6 +1,6 @@
 """The event record every consumer sees: the outbox, the CLI, and the precinct over MQTT.
 
-Field names are the MQTT contract's (DESIGN.md); changing one is a contract change.
+Field names are the MQTT contract's (docs/mqtt.md); changing one is a contract change.
 """
 
 from __future__ import annotations

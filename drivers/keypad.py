@@ -30,7 +30,7 @@ from typing import Any
 
 from safehouse.device.closing import Closing
 from safehouse.device.errors import HardwareError
-from safehouse.device.ratelimit import RateLimitedLog
+from safehouse.device.ratelimit import RateLimitedLog, clip_text
 from safehouse.drivers.keypad_guard import KEYS, SEPARATORS, Episode, FloodGuard
 
 _LOG = logging.getLogger(__name__)
@@ -282,10 +282,10 @@ class Keypad(Closing):
         except Exception as exc:
             # Not _LOG.exception: the message may hold the key (KeyError('7')). Type and place only.
             where = traceback.extract_tb(exc.__traceback__)[-1]
-            _LOG.error(
+            self._logs.log(
+                logging.ERROR, "when_key",
                 "keypad on %s: the when_key handler raised %s at %s:%s in %s; reader keeps running",
-                self._port_name, type(exc).__name__, where.filename, where.lineno, where.name,
-            )
+                self._port_name, type(exc).__name__, where.filename, where.lineno, where.name)
 
     def _down(self, exc: BaseException, *, opening: bool) -> None:
         self._opened.clear()
@@ -300,25 +300,25 @@ class Keypad(Closing):
     def _report(self) -> None:
         """Tell the owner about a state change not yet reported, if a handler is there."""
         if self._loss is not None and not self._reported_down:
-            lost = self._when_lost
-            if lost is not None:
-                self._reported_down = True
-                self._call("when_lost", lost, self._loss)
+            # a handler that raised (e.g. the daemon's queue not built yet) is asked again later
+            self._reported_down = self._call("when_lost", self._when_lost, self._loss)
         elif self._loss is None and self._reported_down:
-            restored = self._when_restored
-            if restored is not None:
-                self._reported_down = False
+            if self._when_restored is not None:
                 _LOG.info("keypad on %s is back", self._port_name)
-                self._call("when_restored", restored)
+            self._reported_down = not self._call("when_restored", self._when_restored)
 
-    def _call(self, name: str, fn: Callable[..., object] | None, *args: Any) -> None:
+    def _call(self, name: str, fn: Callable[..., object] | None, *args: Any) -> bool:
+        """Run a handler; False if there is none or it raised (logged, rate-limited)."""
         if fn is None:
-            return
+            return False
         try:
             fn(*args)
-        except Exception:
-            _LOG.exception("keypad on %s: the %s handler raised; reader keeps running",
-                           self._port_name, name)
+        except Exception as exc:
+            self._logs.log(logging.ERROR, name, "keypad on %s: the %s handler raised %s: %s; "
+                           "reader keeps running", self._port_name, name, type(exc).__name__,
+                           clip_text(str(exc)))
+            return False
+        return True
 
     def _sleep(self, seconds: float) -> None:
         """Wait before the next reopen, delivering late-assigned handlers meanwhile."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -152,3 +154,56 @@ def test_rollcall_through_a_real_broker_answered_then_missed(short_dir: Path, ri
     finally:
         proc.kill()
         sub.close()
+
+
+def test_a_megabyte_of_digits_then_noise_is_one_fault_no_lockout_and_the_pin_works_after(
+        short_dir: Path, rig: SerialRig) -> None:
+    proc = kiosk(short_dir, rig, "noise_ignore_seconds = 1\n")
+    try:
+        proc.ok("press")
+        log_before = proc.log.stat().st_size
+        flood = threading.Thread(target=lambda: (rig.send(b"1234567890" * 100_000),  # 1 MB, no #
+                                                 rig.send(random.Random(12).randbytes(100_000))))
+        flood.start()
+        answers = 0
+        while flood.is_alive():
+            assert proc.status()["alarm"]["state"] != "idle"  # the daemon answers meanwhile
+            answers += 1
+        flood.join()
+        assert answers >= 1
+        time.sleep(1.5)  # the line has been quiet for the ignore window
+        status = proc.status()
+        assert status["keypad"]["wrong_pins"] == 0 and status["keypad"]["locked_for_s"] == 0
+        type_keys(rig, "4711#")
+        assert len(events(proc, "ack")) == 1
+        [noise] = events(proc, "keypad_noise")
+        assert noise["code"] == 344 and noise["data"]["discarded_bytes"] > 0
+        assert events(proc, "keypad_lockout") == []
+        written = proc.log.stat().st_size - log_before
+        assert written < 20_000, f"{written} bytes of log for one flood"
+    finally:
+        proc.kill()
+
+
+def test_a_keypad_plugged_in_after_the_daemon_started_is_lost_then_restored(short_dir: Path) -> None:
+    (short_dir / "tty").mkdir()
+    rig = SerialRig(short_dir / "tty")  # not plugged in: no device node when the daemon starts
+    proc = kiosk(short_dir, rig)
+    try:
+        time.sleep(1.0)
+        assert proc.status()["keypad"]["lost"] is True
+        rig.plug()  # socat creates the PTY now, as udev creates /dev/serial/by-id/... on plug-in
+        time.sleep(1.5)
+        assert proc.status()["keypad"]["lost"] is False
+        rig.unplug()  # kill socat by its PID
+        time.sleep(1.5)
+        assert proc.status()["keypad"]["lost"] is True
+        rig.replug()
+        time.sleep(1.5)
+        assert [e["type"] for e in events(proc) if e["type"].startswith("keypad_")] == \
+            ["keypad_lost", "keypad_restored", "keypad_lost", "keypad_restored"]
+        type_keys(rig, "4711*1#")
+        assert proc.status()["on_duty"] == ["v042"]
+    finally:
+        proc.kill()
+        rig.unplug()

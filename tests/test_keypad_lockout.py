@@ -1,0 +1,187 @@
+"""The keypad lockout survives a restart: on disk (services/lockout_store.py) and in the real daemon.
+
+Every clock here is injected: monotonic and wall time move only when a test says so, and a
+reboot is a new boot id with monotonic time starting again near zero.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from safehouse.device import config as configuration
+from safehouse.device.daemon import Daemon
+from safehouse.device.state import KeypadState
+from safehouse.device.volunteers_edit import add
+from safehouse.services.lockout_store import FILE, LockoutStore
+from safehouse.services.outbox import read_events
+from tests.conftest import write_config
+
+BOOT, OTHER_BOOT = "boot-a", "boot-b"
+BUTTON = 22
+
+
+class StepClock:
+    """Time that moves only when told to; ``synced`` says whether NTP has set the wall clock."""
+
+    def __init__(self, mono: float = 5000.0, wall: float = 1_800_000_000.0, synced: bool = True) -> None:
+        self.now, self.wall_now, self.is_synced = mono, wall, synced
+
+    def mono(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return self.wall_now
+
+    def synced(self) -> bool:
+        return self.is_synced
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.wall_now += seconds
+
+
+def locked_for(keypad: KeypadState, clock: StepClock) -> float:
+    return 0.0 if keypad.locked_until is None else round(keypad.locked_until - clock.mono(), 3)
+
+
+def test_same_boot_restart_keeps_the_count_the_level_and_the_exact_end(tmp_path: Path) -> None:
+    clock = StepClock()
+    LockoutStore(tmp_path, clock=clock, boot_id=BOOT).keep(0, 3, clock.mono() + 240, 240)
+    clock.advance(100)  # the daemon restarts 100 s into a 240 s lockout
+    restored = LockoutStore(tmp_path, clock=clock, boot_id=BOOT).restore(KeypadState())
+    assert (restored.lockouts, restored.failures, locked_for(restored, clock)) == (3, 0, 140)
+    clock.advance(140)
+    assert LockoutStore(tmp_path, clock=clock, boot_id=BOOT).restore(KeypadState()).locked_until is None
+    mode = stat.S_IMODE((tmp_path / FILE).stat().st_mode)
+    assert mode == 0o600 and [p.name for p in tmp_path.iterdir()] == [FILE]  # no temp file left
+
+
+def test_wrong_pins_short_of_a_lockout_are_kept_too(tmp_path: Path) -> None:
+    clock = StepClock()
+    LockoutStore(tmp_path, clock=clock, boot_id=BOOT).keep(4, 1, None, 0)
+    restored = LockoutStore(tmp_path, clock=clock, boot_id=OTHER_BOOT).restore(KeypadState())
+    assert (restored.failures, restored.lockouts, restored.locked_until) == (4, 1, None)
+
+
+def test_after_a_reboot_a_synced_record_ends_by_the_wall_clock(tmp_path: Path) -> None:
+    before = StepClock()
+    LockoutStore(tmp_path, clock=before, boot_id=BOOT).keep(0, 1, before.mono() + 60, 60)
+    after = StepClock(mono=12.0, wall=before.wall() + 25)  # power back 25 s later, NTP synced
+    restored = LockoutStore(tmp_path, clock=after, boot_id=OTHER_BOOT).restore(KeypadState())
+    assert locked_for(restored, after) == 35
+
+
+def test_after_a_reboot_before_ntp_the_lockout_is_never_shorter(tmp_path: Path) -> None:
+    before = StepClock()
+    LockoutStore(tmp_path, clock=before, boot_id=BOOT).keep(0, 2, before.mono() + 120, 120)
+    # no RTC: the wall clock comes back at fake-hwclock's last save, an hour behind
+    after = StepClock(mono=9.0, wall=before.wall() - 3600, synced=False)
+    restored = LockoutStore(tmp_path, clock=after, boot_id=OTHER_BOOT).restore(KeypadState())
+    assert locked_for(restored, after) == 120, "capped at what was left, never longer"
+
+
+def test_a_record_written_before_ntp_runs_its_remaining_length_after_a_reboot(tmp_path: Path) -> None:
+    before = StepClock(wall=86_400.0, synced=False)  # 1970: its wall time means nothing
+    before.advance(0)
+    store = LockoutStore(tmp_path, clock=before, boot_id=BOOT)
+    store.keep(0, 1, before.mono() + 60, 60)
+    before.advance(50)
+    after = StepClock(mono=7.0, wall=1_800_000_000.0)  # synced now, decades "later"
+    restored = LockoutStore(tmp_path, clock=after, boot_id=OTHER_BOOT).restore(KeypadState())
+    assert locked_for(restored, after) == 60
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b"[]", b'{"version": 1}',
+                                     b'{"version": 1, "failures": -1, "lockouts": 0, "locked_s": 0, '
+                                     b'"boot_id": "x", "mono_until": null, "wall_until": null, "synced": true}',
+                                     b"\xff" * 10_000])
+def test_a_damaged_record_is_reported_and_the_kiosk_still_starts(
+        tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / FILE).write_bytes(content)
+    clock = StepClock()
+    with caplog.at_level(logging.ERROR):
+        restored = LockoutStore(tmp_path, clock=clock, boot_id=BOOT).restore(KeypadState())
+    assert restored == KeypadState()
+    assert "not valid" in caplog.text and str(tmp_path / FILE) in caplog.text
+
+
+def test_an_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OSError, match="cannot write the keypad lockout record"):
+        LockoutStore(blocker / "state", clock=StepClock(), boot_id=BOOT).keep(1, 0, None, 0)
+
+
+# --- the real daemon, restarted, on the same injected clock -----------------------------------------
+
+@pytest.fixture
+def factory() -> Iterator[MockFactory]:
+    f = MockFactory(pin_class=MockPWMPin)
+    yield f
+    f.close()
+
+
+def _kiosk(folder: Path, clock: StepClock, factory: MockFactory) -> Daemon:
+    config = folder / "config.toml"
+    if not config.exists():
+        write_config(folder, "[button]\ndebounce_ms = 0\n[keypad]\nlockout_seconds = 60\n"
+                             "flood_entries = 100\nflood_keys = 10000\n")  # types faster than a person
+        add(folder / "volunteers.toml", "v1", "V One", "4711")
+    daemon = Daemon(configuration.load(config), clock=clock, pin_factory=factory)
+    daemon.start()
+    return daemon
+
+
+def _wrong(daemon: Daemon, times: int) -> None:
+    for _ in range(times):
+        done = daemon.runner.rejections["keypad"] + 1
+        daemon.hardware.type_keys("0000#")
+        assert daemon.loop.wait_until(lambda _s, _n: daemon.runner.rejections["keypad"] >= done, 3)
+
+
+def test_a_restart_keeps_the_lockout_refuses_the_right_pin_and_ends_it_on_time(
+        short_dir: Path, factory: MockFactory) -> None:
+    clock = StepClock()
+    daemon = _kiosk(short_dir, clock, factory)
+    try:
+        _wrong(daemon, 4)
+    finally:
+        daemon.close()
+    daemon = _kiosk(short_dir, clock, factory)  # restarted with 4 wrong PINs counted
+    try:
+        assert daemon.loop.state.keypad.failures == 4
+        _wrong(daemon, 1)  # the fifth: locked for 60 s
+        assert locked_for(daemon.loop.state.keypad, clock) == 60
+    finally:
+        daemon.close()
+    clock.advance(45)
+    daemon = _kiosk(short_dir, clock, factory)
+    try:
+        assert locked_for(daemon.loop.state.keypad, clock) == 15
+        refusals = daemon.runner.rejections["keypad"]
+        daemon.hardware.type_keys("4711*1#")  # the right PIN, 15 s before the end
+        assert daemon.loop.wait_until(lambda _s, _n: daemon.runner.rejections["keypad"] > refusals, 3)
+        assert "locked" in daemon.runner.last_rejection["keypad"] and daemon.loop.state.on_duty == set()
+        clock.advance(15)
+        _wrong(daemon, 5)  # on time it takes PINs again; the level survived: this lockout doubles
+        assert locked_for(daemon.loop.state.keypad, clock) == 120
+    finally:
+        daemon.close()
+    clock.advance(120)
+    daemon = _kiosk(short_dir, clock, factory)
+    try:
+        daemon.hardware.type_keys("4711*1#")
+        assert daemon.loop.wait_until(lambda s, _n: s.on_duty == {"v1"}, 3)
+    finally:
+        daemon.close()
+    lockouts = [e.data for e in read_events(short_dir / "state") if e.type == "keypad_lockout"]
+    assert [(d["locked_s"], d["lockout"]) for d in lockouts] == [(60, 1), (120, 2)]
+    record = json.loads((short_dir / "state" / FILE).read_text())
+    assert (record["failures"], record["lockouts"], record["mono_until"]) == (0, 0, None)

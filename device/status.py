@@ -53,6 +53,7 @@ def status_view(state: CoreState, runner: _Runner, static: Mapping[str, Any], *,
         "lamp": {"lit": state.lamp.lit, "fault": state.lamp.fault},
         "keypad": {"entry_length": len(state.keypad.entry), "rejected": state.keypad.rejected,
                    "lost": state.keypad_lost, "wrong_pins": state.keypad.failures,
+                   "lockouts": state.keypad.lockouts, "noise": state.keypad.noisy_since is not None,
                    "locked_for_s": (round(max(0.0, state.keypad.locked_until - now), 1)
                                     if state.keypad.locked_until is not None else 0.0)},
         "on_duty": sorted(state.on_duty),

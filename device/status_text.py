@@ -37,7 +37,8 @@ def render_status(s: Mapping[str, Any]) -> str:
                                     ("TAMPER OPEN", s["tamper_open"]),
                                     ("LAMP DARK", s["lamp"]["fault"]),
                                     ("KEYPAD UNPLUGGED", s["keypad"]["lost"]),
-                                    ("KEYPAD LOCKED", s["keypad"]["locked_for_s"] > 0)) if on]
+                                    ("KEYPAD LOCKED", s["keypad"]["locked_for_s"] > 0),
+                                    ("KEYPAD LINE NOISE", s["keypad"].get("noise", False))) if on]
     rows = [
         ("device", f"{s['device_id']} (precinct {s['precinct']}, {s['hardware']} hardware, "
                    f"v{s['version']})"),

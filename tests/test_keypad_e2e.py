@@ -174,6 +174,7 @@ def test_a_megabyte_of_digits_then_noise_is_one_fault_no_lockout_and_the_pin_wor
         time.sleep(1.5)  # the line has been quiet for the ignore window
         status = proc.status()
         assert status["keypad"]["wrong_pins"] == 0 and status["keypad"]["locked_for_s"] == 0
+        assert status["keypad"]["noise"] is True and "KEYPAD LINE NOISE" in proc.ok("status")
         type_keys(rig, "4711#")
         assert len(events(proc, "ack")) == 1
         [noise] = events(proc, "keypad_noise")

@@ -15,6 +15,7 @@ from typing import Any
 
 from bench import (
     chaos,
+    control_flood,
     evidence_bench,
     fleet,
     idle_process,
@@ -39,6 +40,7 @@ def suites(quick: bool) -> dict[str, Suite]:
         "fleet": lambda: fleet.run(300 if quick else 2100, 150, 50 if quick else 100, 100, 10.0,
                                    fleet.DEFAULT_INTERVAL, fleet.DEFAULT_KEEPALIVE, 1),
         "chaos": lambda: chaos.figures(seed=1, duration=40.0 if quick else 120.0),
+        "control": lambda: control_flood.run(8.0 if quick else 20.0),
     }
 
 

@@ -29,6 +29,7 @@ import os
 import queue
 import random
 import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -76,7 +77,7 @@ class ControlServer:
             _remove_stale(path)
             listener.bind(str(path))
             os.chmod(path, 0o660)
-            listener.listen(128)
+            listener.listen(16)  # a flood waits here, briefly, while refusals are rate-limited
         except OSError as exc:
             listener.close()
             raise ControlError(f"cannot listen on control socket {path}: {exc.strerror or exc}") from exc
@@ -189,15 +190,21 @@ def request(path: Path, cmd: str, *, timeout: float = 10.0, **args: Any) -> Any:
 
 def _request_once(path: Path, cmd: str, timeout: float, args: Mapping[str, Any]) -> dict[str, Any]:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
+    # A blocking connect waits its turn in a full listen backlog (a flood) for up to the timeout;
+    # Python's settimeout() would make it fail at once with EAGAIN instead.
+    whole, frac = divmod(max(timeout, 0.001), 1.0)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(whole), int(frac * 1e6)))
     try:
         try:
             sock.connect(str(path))
+        except BlockingIOError:
+            return {"ok": False, "error": "busy: the daemon's listen backlog is full"}
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise ControlError(f"the safehouse daemon is not running (no answer on {path})") from exc
         except PermissionError as exc:
             raise ControlError(f"permission denied on {path}: run as root or a member of the "
                                "socket's group") from exc
+        sock.settimeout(timeout)
         # a busy daemon closes at once: its one line is still there to read
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall((json.dumps({"cmd": cmd, **args}) + "\n").encode("utf-8"))

@@ -27,6 +27,8 @@ from safehouse.device.ratelimit import RateLimitedLog
 
 RESERVED = 1  # extra connections kept for root and the daemon's own user
 ACCEPT_PAUSE = 0.1  # out of file descriptors: stop accepting this long instead of spinning
+REFUSALS_PER_S = 500.0  # past this, extra connections wait in the listen backlog instead
+REFUSAL_BURST = 100.0
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -65,6 +67,7 @@ class IoLoop:
         self._accept_paused_until: float | None = None
         self._stopping = False
         self._privileged = {0, os.geteuid()}
+        self._tokens, self._tokens_at = REFUSAL_BURST, time.monotonic()
         self.accepted = self.refused = self.timed_out = self.too_long = 0
 
     @property
@@ -110,6 +113,11 @@ class IoLoop:
 
     def _accept(self) -> None:
         while True:
+            if len(self._conns) >= self._max and not self._refusal_token():
+                # A flood: refusing costs CPU the core and the uplink need. Let the rest wait in
+                # the (short) listen backlog, and take them in order once tokens are back.
+                self._pause_accepting(0.02)  # ~10 tokens: refuse in small batches, not one per wake-up
+                return
             try:
                 sock, _ = self._listener.accept()
             except BlockingIOError:
@@ -118,14 +126,12 @@ class IoLoop:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     self._log.warning("accept", "control socket: cannot accept (%s): pausing %.1f s",
                                       exc.strerror, ACCEPT_PAUSE)
-                    self._sel.unregister(self._listener)
-                    self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE
+                    self._pause_accepting(ACCEPT_PAUSE)
                 return
             sock.setblocking(False)
             reserved = False
             if len(self._conns) >= self._max:
-                in_reserve = sum(1 for c in self._conns if c.reserved)
-                reserved = in_reserve < RESERVED and self._peer_uid(sock) in self._privileged
+                reserved = self._peer_uid(sock) in self._privileged and self._free_reserve()
                 if not reserved:
                     self._refuse(sock)
                     continue
@@ -133,6 +139,34 @@ class IoLoop:
             self._conns.add(conn)
             self._sel.register(sock, selectors.EVENT_READ, conn)
             self.accepted += 1
+
+    def _refusal_token(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(REFUSAL_BURST, self._tokens + (now - self._tokens_at) * REFUSALS_PER_S)
+        self._tokens_at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+    def _pause_accepting(self, seconds: float) -> None:
+        if self._accept_paused_until is None:
+            self._sel.unregister(self._listener)
+        self._accept_paused_until = time.monotonic() + seconds
+
+    def _free_reserve(self) -> bool:
+        """Is the kept slot free for a new root connection? An idle root connection in it gives
+        way (the newest wins: the previous `safehouse status` may not be reaped yet)."""
+        kept = [c for c in self._conns if c.reserved]
+        if len(kept) < RESERVED:
+            return True
+        idle = [c for c in kept if not c.busy and not c.out]
+        if not idle:
+            return False
+        with contextlib.suppress(OSError):
+            idle[0].sock.send(_line("busy: replaced by a newer connection from root"))
+        self._close(idle[0])
+        return True
 
     def _refuse(self, sock: socket.socket) -> None:
         self.refused += 1

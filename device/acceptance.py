@@ -71,6 +71,8 @@ class Report:
         for s in self.steps:
             mark = s.status.upper() + ("" if s.required else " (optional)")
             lines.append(f"{mark:<8} {s.title:<{width}}  {s.detail}")
+            lines += [f"{'':<8}   {'ok  ' if c.get('ok') else 'FAIL'} {c.get('name')}: {c.get('detail')}"
+                      for c in s.data.get("checks", [])]
         lines.append("")
         if self.ok:
             lines.append("every required step passed")

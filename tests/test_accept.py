@@ -129,6 +129,7 @@ def test_accept_passes_a_healthy_kiosk_driven_through_every_prompt(short_dir: Pa
     assert "none with a known failure string" in steps["journal"]["detail"]
     assert text.startswith("Safe House kiosk acceptance: ACCEPTED")
     assert "every required step passed" in text and "SH-TEST-0001" in text
+    assert "\n           ok   camera: snapshot 640x480" in text
     # what the precinct saw: the alarm, acknowledged on the keypad, resolved by the acceptance
     events = [json.loads(line) for line in _cli(config, "events", "--json").stdout.splitlines()]
     types = [e["type"] for e in events]
@@ -144,7 +145,7 @@ def test_accept_fails_naming_the_step_and_why(short_dir: Path) -> None:
     """A known failure string in the journal, a step that did not work, one nobody does, one
     skipped: exit 1, and the report says which and why."""
     config = _kiosk(short_dir)
-    answers = {**TECHNICIAN, "lid-close": "f", "keypad-unplug": None, "mic-unplug": "s"}
+    answers = {**TECHNICIAN, "button": "s", "lid-close": "f", "keypad-unplug": None, "mic-unplug": "s"}
 
     def journal_line(tag: str) -> None:
         if tag == "lid-open":  # what the daemon logs under a unit whose working directory is read-only
@@ -156,13 +157,17 @@ def test_accept_fails_naming_the_step_and_why(short_dir: Path) -> None:
     assert "keypad-replug" not in prompts  # the unplug timed out: no replug prompt
     report, text = _report(short_dir)
     assert report["ok"] is False
-    assert report["failed"] == ["lid", "keypad-replug", "mic-replug", "journal"]
+    assert report["failed"] == ["button", "lid", "keypad-replug", "mic-replug", "journal"]
     steps = {s["name"]: s for s in report["steps"]}
     assert steps["keypad-replug"]["detail"] == "keypad-unplug: nothing seen within 4 s"
     assert steps["mic-replug"]["status"] == "skip"
     assert steps["lid"]["detail"] == "lid-close: the technician reported that it did not work"
     assert "lgd-nfy" in steps["journal"]["detail"]
-    assert steps["button"]["status"] == "pass"
+    assert steps["button"] | {"seconds": 0} == {
+        "name": "button", "title": "panic button press and hold", "status": "skip",
+        "detail": "skipped by the technician", "required": True, "seconds": 0, "data": {}}
+    assert "ack event" in steps["pin"]["detail"]  # a test alarm stood in for the skipped press
+    assert "a TEST alarm was raised for the PIN to acknowledge" in out
     assert text.startswith("Safe House kiosk acceptance: NOT ACCEPTED")
     assert "; keypad unplugged and replugged: keypad-unplug: nothing seen within 4 s;" in text
     [summary] = [line for line in out.splitlines() if line.startswith("FAILED: ")]

@@ -30,6 +30,7 @@ from safehouse.services.control import CommandRefused
 from safehouse.services.outbox import Outbox
 
 CONFIRM_TIMEOUT = 3.0
+MEMORY_ACK_WAIT = 2.0  # an alarm storage could not take: wait this long to say "delivered"
 KEY_SETTLE = 0.3  # a PIN check takes tens of ms: `safehouse keys` then reports its outcome
 MAX_HOLD = 600.0
 
@@ -242,8 +243,15 @@ class Commands:
         return state
 
     def _accepted(self, state: CoreState, *, new: bool) -> dict[str, Any]:
-        return {"accepted": True, "new_alarm": new, "durable": self._runner.pending == 0,
-                "alarm": alarm_view(state, time.monotonic())}
+        """Accepted, and where the alarm stands: durable, sent from memory, or delivered (why)."""
+        record, why = "durable", "written to the outbox on disk"
+        if state.alarm is not None:
+            event_id = state.alarm.event_id
+            if self._runner.writer.record_of(event_id)[0] != "durable":  # storage failing
+                self._runner.writer.memory.wait_acked(event_id, MEMORY_ACK_WAIT)
+            record, why = self._runner.writer.record_of(event_id, str(self._link().get("state", "")))
+        return {"accepted": True, "new_alarm": new, "durable": record == "durable", "record": record,
+                "why": why, "alarm": alarm_view(state, time.monotonic())}
 
 
 def _locked_for(state: CoreState) -> float:

@@ -15,6 +15,7 @@ from math import gcd
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from safehouse.drivers.ring_buffer import Samples
 
@@ -61,8 +62,13 @@ class Resampler:
         pos = n * self.down
         newest = pos // self.up - self._base  # position in buf of each output's newest input
         k = self._taps.shape[1]
-        window = buf[newest[:, None] - np.arange(k)[None, :]]
-        out = np.einsum("ij,ij->i", window, self._taps[pos % self.up])
+        if self.up == 1 and len(n):  # whole-number ratio (48 kHz): strided views, no copies
+            first = int(newest[0]) - k + 1
+            window = sliding_window_view(buf, k)[first :: self.down][: len(n)]
+            out = window @ self._taps[0][::-1]
+        else:
+            window = buf[newest[:, None] - np.arange(k)[None, :]]
+            out = np.einsum("ij,ij->i", window, self._taps[pos % self.up])
         keep = k - 1
         self._hist = buf[len(buf) - keep:] if keep else buf[:0]
         self._base = end - keep

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import wave
 from collections.abc import Mapping
 from typing import Any
@@ -97,6 +98,45 @@ def record(microphone: Any | None, seconds: float) -> dict[str, Any]:
             "expected_frames": round(seconds * clip.rate), "level": round(rms, 1),
             "overflows": None if before is None or after is None else after - before,
             "device": str(getattr(microphone, "device", None) or "default")}
+
+
+class Recorder:
+    """One long recording at a time, on its own thread: a 60 s recording must not hold one of
+    the control socket's few workers for a minute. ``start()`` answers at once; ``poll()``
+    says whether it runs, or gives its result (or why it failed)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._result: dict[str, Any] | None = None
+
+    def start(self, microphone: Any | None, seconds: float) -> dict[str, Any]:
+        if microphone is None:
+            raise ValueError("the microphone is disabled (microphone.enabled = false)")
+        if not 0 < seconds <= MAX_RECORD_SECONDS:
+            raise ValueError(f"seconds must be in (0, {MAX_RECORD_SECONDS:g}]")
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                raise ValueError("a recording is already running")
+            self._result = None
+            self._thread = threading.Thread(target=self._run, args=(microphone, seconds),
+                                            name="accept-recording", daemon=True)
+            self._thread.start()
+        return {"started": True, "seconds": seconds}
+
+    def _run(self, microphone: Any, seconds: float) -> None:
+        try:
+            result = record(microphone, seconds)
+        except Exception as exc:
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        with self._lock:
+            self._result = result
+
+    def poll(self) -> dict[str, Any]:
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return {"running": True}
+            return {"running": False, "result": self._result}
 
 
 def parts(capture_parts: Mapping[str, Any], keypad: Any | None) -> dict[str, Any]:

@@ -153,7 +153,15 @@ class Acceptance:
         if not self.config.microphone.enabled:
             return StepResult("", "", "n/a", "microphone.enabled = false")
         seconds = self.options.record_seconds
-        result = self._call("record", seconds=seconds, timeout=seconds * 2 + 30)
+        self._call("record", seconds=seconds)
+        deadline = time.monotonic() + seconds * 2 + 30
+        while (answer := self._call("record", poll=True))["running"] and time.monotonic() < deadline:
+            time.sleep(min(1.0, seconds / 4))
+        result = answer.get("result")
+        if answer["running"] or result is None:
+            return StepResult("", "", "fail", f"no recording within {seconds * 2 + 30:g} s")
+        if "error" in result:
+            return StepResult("", "", "fail", result["error"], data=result)
         frames, expected, overflows = result["frames"], result["expected_frames"], result["overflows"]
         detail = (f"{frames / result['rate']:.1f} s of {seconds:g} s from {result['device']} at "
                   f"{result['rate']} Hz, level {result['level']:.0f}, overflows "

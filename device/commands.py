@@ -49,6 +49,7 @@ class Commands:
         self._selftest = selftest
         self._static, self._link = dict(static), link
         self._started = time.monotonic()
+        self._recorder = acceptance_probe.Recorder()
 
     def table(self) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
         return {
@@ -124,13 +125,16 @@ class Commands:
             raise CommandRefused(str(exc)) from exc
 
     def record(self, req: Mapping[str, Any]) -> dict[str, Any]:
-        """`safehouse accept`: record ``seconds`` through the alarm microphone; overflows counted."""
+        """`safehouse accept`: record ``seconds`` through the alarm microphone, overflows counted,
+        in the background; ``{"poll": true}`` asks for the result."""
+        if req.get("poll"):
+            return self._recorder.poll()
         seconds = req.get("seconds", 60.0)
         if not isinstance(seconds, int | float):
             raise CommandRefused("seconds must be a number")
         try:
-            return acceptance_probe.record(self._capture_parts().get("microphone"), float(seconds))
-        except (ValueError, HardwareError) as exc:
+            return self._recorder.start(self._capture_parts().get("microphone"), float(seconds))
+        except ValueError as exc:
             raise CommandRefused(str(exc)) from exc
 
     def parts(self, _req: Mapping[str, Any]) -> dict[str, Any]:

@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     pr = add("press", "push the simulated panic button (sim only); prints the alarm it raised", _press)
     pr.add_argument("--hold", type=float, metavar="SECONDS",
                     help="keep it pressed this long (0 = until `safehouse release`)")
+    pr.add_argument("--json", action="store_true",
+                    help="machine-readable output (with record: durable | delivered | sent_from_memory | "
+                         "memory_only, and why)")
     add("release", "release the simulated panic button (sim only)", _simple("release"))
     ks = add("keys", "type on the simulated keypad (sim only), e.g. '1234#'", _keys)
     ks.add_argument("keys", metavar="STRING", help="keys 0-9 * #")
@@ -130,12 +133,17 @@ def _status(args: argparse.Namespace) -> int:
 def _press(args: argparse.Namespace) -> int:
     kw = {} if args.hold is None else {"hold": args.hold}
     result = _call(args, "press", **kw)
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+        return 0
     alarm = result["alarm"]
     if alarm["state"] == "idle":
         print("press registered; no alarm raised yet (button.trigger = 'hold')")
     else:
         what = "new alarm" if result["new_alarm"] else "counted on the active alarm"
         print(f"accepted: {what} {alarm['event_id']} ({alarm['state']}, presses={alarm['presses']})")
+        if "record" in result:
+            print(f"{result['record'].replace('_', ' ')}: {result['why']}")
     return 0
 
 

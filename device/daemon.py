@@ -23,6 +23,7 @@ from safehouse.device.alarm import light_for
 from safehouse.device.clock import Clock, SimClock, SystemClock, read_boot_id
 from safehouse.device.commands import Commands
 from safehouse.device.config import Config
+from safehouse.device.errors import EventLogError
 from safehouse.device.evidence_wiring import MB, build_capture, evidence_store
 from safehouse.device.hardware import Hardware
 from safehouse.device.inputs import SelftestDone
@@ -31,6 +32,7 @@ from safehouse.device.loop import CoreLoop
 from safehouse.device.recovery import recover_alarm
 from safehouse.device.shell import EffectRunner
 from safehouse.device.state import CoreState, Policy, initial_state
+from safehouse.device.storage_wiring import free_reserve_for_outbox, settle_alarms, wire_storage
 from safehouse.device.volunteers import VolunteerRegistry
 from safehouse.device.wiring import build_uplink, config_digest, telemetry_timer
 from safehouse.services.command_ids import CommandIds
@@ -42,7 +44,7 @@ from safehouse.services.reserve import SpaceReserve
 from safehouse.services.schedule import ClockJobs
 from safehouse.services.sdnotify import Watchdog, notify, watchdog_interval
 from safehouse.services.selftest import as_dicts, run_selftest
-from safehouse.services.stats import DailyStats
+from safehouse.services.stats_open import open_stats
 from safehouse.services.topics import Topics
 from safehouse.services.uplink import Uplink
 
@@ -92,10 +94,14 @@ class Daemon:
         cfg = self.config
         self.started = self.clock.mono()
         self.topics = Topics(cfg.device.precinct, cfg.device.id, cfg.device.alliance)
+        # A failing state partition never stops the kiosk: see device/storage_wiring.py.
         self.outbox = Outbox(cfg.device.state_dir, telemetry_keep=cfg.outbox.telemetry_keep,
                              events_cap=cfg.outbox.events_cap,
-                             delivered_retention_h=cfg.outbox.delivered_retention, clock=self.clock.wall)
+                             delivered_retention_h=cfg.outbox.delivered_retention, clock=self.clock.wall,
+                             recover=True, lease_dirs=[cfg.control.socket.parent])
         self._closers.append(self.outbox.close)
+        self.reserve = SpaceReserve(cfg.device.state_dir, int(cfg.outbox.alarm_reserve_mb * MB))
+        free_reserve_for_outbox(self.outbox, self.reserve)
         self.loop: CoreLoop
         self.hardware = Hardware(cfg, lambda inp: self.loop.put(inp), pin_factory=pin_factory,
                                  wall=self.clock.wall)
@@ -104,8 +110,10 @@ class Daemon:
         self.runner = EffectRunner(light=self.hardware.light, sink=self.outbox, clock=self.clock,
                                    device_id=cfg.device.id, precinct=cfg.device.precinct,
                                    boot_id=self.boot_id, topics=self.topics, messenger=self.uplink)
-        self.stats = DailyStats(cfg.device.state_dir, clock=self.clock.wall)
+        self.stats, stats_damage, self.stats_fault = open_stats(cfg.device.state_dir, clock=self.clock.wall)
         self._closers.append(self.stats.close)
+        self.storage_watch = wire_storage(self, stats_damage)
+        self._closers.append(self.storage_watch.close)
         self.runner.listeners.append(lambda e: self.stats.record(e.type, e.data, test=e.test))
         self.command_ids = CommandIds(cfg.device.state_dir, clock=self.clock.wall)
         self._closers.append(self.command_ids.close)
@@ -126,7 +134,6 @@ class Daemon:
         self.runner.buzzer = self.hardware.buzzer
         self.runner.indicator = self.hardware.status_led
         self.runner.pin_checker = self.pin_checker
-        self.reserve = SpaceReserve(cfg.device.state_dir, int(cfg.outbox.alarm_reserve_mb * MB))
         self.reserve.arm()
         self.runner.reserve = self.reserve
         self.runner.selftester = self.selftest_in_background
@@ -156,7 +163,11 @@ class Daemon:
 
     def _recover(self, state: CoreState) -> CoreState:
         """Resume an alarm the previous run left open (see device/recovery.py)."""
-        recent = self.outbox.events(since_seq=max(0, self.outbox.last_seq - RECOVERY_WINDOW))
+        try:
+            recent = self.outbox.events(since_seq=max(0, self.outbox.last_seq - RECOVERY_WINDOW))
+        except EventLogError as exc:  # storage failing: the kiosk starts anyway, from memory
+            _LOG.error("cannot look for an alarm left open by the previous run: %s", exc)
+            return state
         alarm = recover_alarm(recent, boot_id=self.boot_id, mono=self.clock.mono(), wall=self.clock.wall(),
                               ack_timeout=self.config.alarm.ack_timeout)
         if alarm is None:
@@ -172,7 +183,8 @@ class Daemon:
             return {"state": "disabled", "broker": None}
         return self.uplink.view()
 
-    def start(self) -> None:
+    def start(self, *, watch_storage: bool = True) -> None:
+        """``watch_storage=False``: `run()` starts the storage thread itself, after READY=1."""
         self.capture.start()
         self.pin_checker.start()
         self.clock_jobs.start()
@@ -184,6 +196,8 @@ class Daemon:
             self.uplink.start()
         self.telemetry.start()
         self.control.start()
+        if watch_storage:
+            self.storage_watch.start()
         _LOG.info("safehouse %s running: device %s, precinct %s, hardware %s, control %s, last seq %d",
                   __version__, self.config.device.id, self.config.device.precinct,
                   self.config.device.hardware, self.config.control.socket, self.outbox.last_seq)
@@ -212,7 +226,9 @@ class Daemon:
     def systemd_status(self) -> str:
         """One line for `systemctl status`: the alarm and the link."""
         alarm = self.loop.state.alarm
-        return (f"alarm {alarm.phase.value if alarm else 'idle'}, light {self.hardware.light.pattern}, "
+        fault = self.runner.storage_fault()
+        return (f"{'STORAGE FAULT (' + fault + '), running from memory; ' if fault else ''}"
+                f"alarm {alarm.phase.value if alarm else 'idle'}, light {self.hardware.light.pattern}, "
                 f"link {self.link()['state']}, last seq {self.outbox.last_seq}")
 
     def run(self) -> int:
@@ -225,21 +241,29 @@ class Daemon:
             self.loop.idle_wake = min(self.loop.idle_wake, interval / 2)
             watchdog = Watchdog(interval, self.loop.heartbeat_age, self.systemd_status)
             self._closers.append(watchdog.close)
+        unsettled: list[str] = []
         try:
-            self.start()
-            notify(f"READY=1\nSTATUS={self.systemd_status()}")  # drivers, outbox, socket: all up
+            self.start(watch_storage=False)
+            # drivers, outbox (or memory, storage failing: STATUS names the fault), socket: all up
+            notify(f"READY=1\nSTATUS={self.systemd_status()}")
+            self.storage_watch.start()  # a salvage of a damaged outbox runs after READY, never before
             if watchdog is not None:
                 watchdog.start()
             while not self.stopping.wait(1.0):
                 pass
             _LOG.info("stopping")
             notify("STOPPING=1")
+            unsettled = settle_alarms(self)  # an alarm only in memory: wait (bounded) for its PUBACK
         finally:
             self.close()
             for sig, handler in previous.items():
                 with contextlib.suppress(ValueError, TypeError):
                     signal.signal(sig, handler)
-        _LOG.info("stopped cleanly")
+        if unsettled:
+            _LOG.critical("stopped WITHOUT alarm(s) %s: neither written to disk nor acknowledged by the "
+                          "broker", ", ".join(unsettled))
+        else:
+            _LOG.info("stopped cleanly")
         return 0
 
     def _on_hangup(self, _signum: int, _frame: FrameType | None) -> None:

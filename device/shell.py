@@ -1,23 +1,21 @@
 """The imperative shell: runs decide()'s effects against the light box, the outbox and the uplink.
 
 Order matters and is kept: the light changes first (the citizen sees a reaction at once),
-then the event is written durably, then the uplink is woken. An event that cannot be
-written is kept in memory and retried in order — a full disk delays an alarm's record, it
-never drops it; first, though, the alarm reserve (services/reserve.py) is given back so the
-record is written at once. Only a non-alarm event refused at the outbox's hard cap is dropped, counted
-and logged as critical.
+then the event is written durably, then the uplink is woken. Writing, and what happens when
+storage fails (alarms sent from memory, the alarm reserve, storage fault events), is
+device/event_writer.py's job. Only a non-alarm event refused at the outbox's hard cap, or
+pushed out of the bounded memory queue while storage fails, is dropped, counted and logged.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Protocol
 
-from safehouse.device import codes, messages
+from safehouse.device import messages
 from safehouse.device.clock import Clock, iso_utc
 from safehouse.device.effects import (
     Announce,
@@ -36,9 +34,10 @@ from safehouse.device.effects import (
     VerifyPin,
 )
 from safehouse.device.errors import EventLogError, SafehouseError
-from safehouse.device.events import ALARM_TYPES, Event
+from safehouse.device.event_writer import EventSink as WriterSink
+from safehouse.device.event_writer import EventWriter, Reserve
+from safehouse.device.events import Event
 from safehouse.device.ratelimit import RateLimitedLog, clip_text
-from safehouse.services.outbox import OutboxFull
 
 _LOG = logging.getLogger(__name__)
 
@@ -47,12 +46,9 @@ class Light(Protocol):
     def play(self, name: str) -> None: ...
 
 
-class EventSink(Protocol):
+class EventSink(WriterSink, Protocol):
     @property
     def last_seq(self) -> int: ...
-    @property
-    def near_full(self) -> bool: ...
-    def append_event(self, fields: dict[str, object], topic: str) -> Event: ...
 
 
 class CommandMemory(Protocol):
@@ -79,11 +75,6 @@ class Buzzer(Protocol):
 
 class Indicator(Protocol):
     def rollcall(self, on: bool) -> None: ...
-
-
-class Reserve(Protocol):
-    def release(self) -> int: ...
-    def rearm_due(self) -> bool: ...
 
 
 class Checker(Protocol):
@@ -118,18 +109,16 @@ class EffectRunner:
         self.indicator: Indicator | None = None
         self.pin_checker: Checker | None = None
         self.lockout_store: LockoutKeeper | None = None
-        self.reserve: Reserve | None = None
-        self._storage_short = False  # a storage_full event went out; storage_restored is owed
         self.selftester: Callable[[str], None] | None = None  # starts a self-test off the loop
         self._device = {"device_id": device_id, "precinct": precinct, "boot_id": boot_id}
-        self._unwritten: deque[Emit] = deque()
-        self._was_near_full = False
         self.rejections: Counter[str] = Counter()
         self.last_rejection: dict[str, str] = {}
         self.command_ids: CommandMemory | None = None
         self._rejected_log = RateLimitedLog(_LOG)  # rejected input can arrive by the thousand
         self.listeners: list[Callable[[Event], None]] = []
-        self.last_event: Event | None = None
+        self.writer = EventWriter(sink, topics.events, self._fields, listeners=self.listeners,
+                                  rejections=self.rejections)
+        self.writer.messenger = messenger
 
     @property
     def last_seq(self) -> int:
@@ -138,7 +127,33 @@ class EffectRunner:
     @property
     def pending(self) -> int:
         """Events decided but not yet durable (normally 0)."""
-        return len(self._unwritten)
+        return self.writer.pending
+
+    @property
+    def last_event(self) -> Event | None:
+        return self.writer.last_event
+
+    @property
+    def reserve(self) -> Reserve | None:
+        return self.writer.reserve
+
+    @reserve.setter
+    def reserve(self, reserve: Reserve | None) -> None:
+        self.writer.reserve = reserve
+
+    def storage_fault(self) -> str | None:
+        """The storage fault shown in status, STATUS= and telemetry; None when all is well."""
+        faults = [f"outbox {self._sink.fault}"] if self._sink.fault else []
+        faults += [f"{name} {fault}" for name, fault in self.writer.other_faults.items()]
+        if self.writer.pending and not faults:
+            faults.append(f"{self.writer.pending} event(s) not yet written")
+        return "; ".join(faults)[:300] or None
+
+    def storage_view(self) -> dict[str, object]:
+        return {"fault": self.storage_fault(), "in_memory": self.writer.pending,
+                "sent_from_memory": self.writer.memory.sent,
+                "alarms_only_in_memory": len(self.writer.memory.unsettled()),
+                "dropped_from_memory": self.writer.dropped}
 
     def __call__(self, effects: Sequence[Effect]) -> bool:
         captures: list[Capture] = []
@@ -147,7 +162,7 @@ class EffectRunner:
                 case SetLight(pattern=pattern):
                     self._set_light(pattern)
                 case Emit():
-                    self._unwritten.append(effect)
+                    self.writer.add(effect)
                 case Reject(what=what, reason=reason):
                     self.rejections[what] += 1
                     self.last_rejection[what] = clip_text(reason, 400)
@@ -172,7 +187,7 @@ class EffectRunner:
                 case RunSelftest(source=source):
                     if self.selftester is not None:
                         self._guard("selftest", partial(self.selftester, source))
-        durable = self._flush()
+        durable = self.writer.flush()
         for capture in captures:  # after the alarm is on disk and on its way: capture never delays it
             if self.capturer is not None:
                 self.capturer.request(capture.alarm_id, capture.test, capture.at)
@@ -228,71 +243,6 @@ class EffectRunner:
             self._light.play(pattern)
         except Exception:
             _LOG.exception("light box failed to play %r", pattern)
-
-    def _flush(self) -> bool:
-        wrote, urgent, released = False, False, 0
-        while self._unwritten:
-            emit = self._unwritten[0]
-            try:
-                event = self._append(self._fields(emit.event_id, emit.type, emit.code, emit.test,
-                                                  dict(emit.data)))
-            except EventLogError as exc:
-                freed = self.reserve.release() if self.reserve is not None else 0
-                if freed:
-                    released += freed
-                    continue  # room again: write it now, not at the next retry
-                _LOG.critical("event %s (%s) not yet durable, will retry: %s", emit.event_id, emit.type, exc)
-                self._wake(wrote, urgent)
-                return False
-            self._unwritten.popleft()
-            wrote = wrote or event is not None
-            urgent = urgent or (event is not None and emit.type in ALARM_TYPES)
-        wrote = self._storage_events(released) or wrote
-        self._wake(wrote, urgent)
-        return True
-
-    def _storage_events(self, released: int) -> bool:
-        """``storage_full`` once the reserve was spent; ``storage_restored`` once it is back."""
-        if released:
-            self._storage_short = True
-            return self._emit_fault("storage_full", {"reserve_released_bytes": released})
-        if self._storage_short and self.reserve is not None and self.reserve.rearm_due():
-            self._storage_short = False
-            return self._emit_fault("storage_restored", {})
-        return False
-
-    def _emit_fault(self, type_: str, data: dict[str, object]) -> bool:
-        try:
-            return self._append(self._fields(str(uuid.uuid4()), type_, codes.PERIPHERAL_TROUBLE,
-                                             False, data)) is not None
-        except EventLogError as exc:
-            _LOG.critical("could not record %s: %s", type_, exc)
-            return False
-
-    def _wake(self, wrote: bool, urgent: bool = False) -> None:
-        if wrote and self.messenger is not None:
-            self.messenger.wake(urgent)
-
-    def _append(self, fields: dict[str, object]) -> Event | None:
-        try:
-            event = self._sink.append_event(fields, self._topics.events)
-        except OutboxFull as exc:
-            self.rejections["outbox_full"] += 1
-            _LOG.critical("event %s (%s) DROPPED: %s", fields["event_id"], fields["type"], exc)
-            return None
-        self.last_event = event
-        _LOG.info("event %s", event.summary())
-        for listener in self.listeners:
-            try:
-                listener(event)
-            except Exception:
-                _LOG.exception("event listener failed on #%d", event.seq)
-        if self._sink.near_full and not self._was_near_full:
-            self._was_near_full = True
-            self._sink.append_event(self._fields(str(uuid.uuid4()), "outbox_near_full",
-                                                 codes.COMM_TROUBLE, False, {}), self._topics.events)
-        self._was_near_full = self._sink.near_full
-        return event
 
     def _fields(self, event_id: str, type_: str, code: int | None, test: bool,
                 data: dict[str, object]) -> dict[str, object]:

@@ -15,6 +15,7 @@ class _Runner(Protocol):
     def rejections(self) -> Mapping[str, int]: ...
     @property
     def last_seq(self) -> int: ...
+    def storage_view(self) -> dict[str, object]: ...
 
 
 def alarm_view(state: CoreState, now: float) -> dict[str, Any]:
@@ -45,6 +46,7 @@ def status_view(state: CoreState, runner: _Runner, static: Mapping[str, Any], *,
         "light": light,
         "link": dict(link),
         "pending_events": runner.pending,
+        "storage": runner.storage_view(),
         "outbox": dict(outbox),
         "last_seq": runner.last_seq,
         "button": {"pressed": state.button.pressed, "stuck": state.button.stuck,

@@ -122,12 +122,17 @@ class Outbox(OutboxBase):
         if known is not None:
             _LOG.warning("outbox: event %s is already stored; not stored twice", fields.get("event_id"))
             return Event.from_json(known.decode("utf-8"))
+        self.admit(fields)
+        return self.store(self.issue(fields), topic)
+
+    def admit(self, fields: Mapping[str, Any]) -> None:
+        """Raise ``OutboxFull`` (counted) for a non-alarm event once the cap is reached."""
         if self._pending_events >= self._events_cap and fields.get("type") not in ALARM_TYPES:
             self._refuse(fields)
-        return self.store(self.issue(fields), topic)
 
     def _refuse(self, fields: Mapping[str, Any]) -> None:
         try:
+            self._check_usable()
             with self._lock, self._write() as conn:
                 conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'dropped_events'")
         except EventLogError:

@@ -153,6 +153,9 @@ class OutboxBase(Closing):
         finally:
             self._recovering = False
 
+    def salvage_due(self) -> bool:
+        return any(not d.salvaged_done for d in self.damage)
+
     def salvage(self) -> list[Damage]:
         """Copy what can be read of each quarantined file into this outbox; the finished reports."""
         done = []

@@ -52,6 +52,7 @@ def run_selftest(daemon: Any) -> list[Check]:
         _run("disk", lambda: _disk(daemon)),
         _run("clock", lambda: _clock(daemon)),
         _run("outbox", lambda: _outbox(daemon)),
+        _run("storage", lambda: _storage(daemon)),
     ]
 
 
@@ -182,6 +183,15 @@ def _outbox(daemon: Any) -> tuple[bool, str]:
     waiting = sum(stats.depth.values())
     ok = not stats.near_full and (age is None or age < MAX_BACKLOG_AGE or daemon.uplink is None)
     return ok, f"{waiting} waiting" + (f", oldest {age:.0f} s" if age is not None else "")
+
+
+def _storage(daemon: Any) -> tuple[bool, str]:
+    """The state files: written to disk, or the kiosk is running from memory (and why)."""
+    fault = daemon.runner.storage_fault()
+    if fault:
+        return False, (f"running from memory: {fault}; see README 'storage fault' (df, dmesg, "
+                       "`safehouse outbox --check` with the daemon stopped)")
+    return True, "outbox and daily counts on disk"
 
 
 def timed(daemon: Any) -> tuple[list[Check], float]:

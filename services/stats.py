@@ -38,6 +38,7 @@ from safehouse.services.localday import day_bounds as _day_bounds
 from safehouse.services.localday import local_zone, zone_name
 from safehouse.services.localday import next_midnight as _next_midnight
 from safehouse.services.localday import split_at_midnights as _split
+from safehouse.services.outbox_open import create_private
 from safehouse.services.sqlite_tx import immediate
 
 __all__ = ["COUNTERS", "EVENT_COUNTERS", "FILENAME", "DailyStats", "DayCounts", "DayReport", "check_date",
@@ -175,21 +176,27 @@ class DailyStats(Closing):
     """The daily counters in ``state_dir/stats.db``; one writer (the daemon), any number of readers."""
 
     def __init__(self, state_dir: Path, *, clock: Callable[[], float] = time.time,
-                 tz: tzinfo | None = None) -> None:
+                 tz: tzinfo | None = None, memory: bool = False) -> None:
+        """``memory``: counts kept in memory only (storage failing: see services/stats_open.py)."""
         self.path = state_dir / FILENAME
+        self.memory = memory
         self.tz = tz if tz is not None else local_zone()
         self._clock = clock
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         try:
-            state_dir.mkdir(parents=True, exist_ok=True)
-            created = not self.path.exists()
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+            if memory:
+                created = False
+                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            else:
+                state_dir.mkdir(parents=True, exist_ok=True)
+                created = create_private(self.path)
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
         except (OSError, sqlite3.Error) as exc:
             raise self._error("open", exc) from exc
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
+            if str(mode).lower() != "wal" and not memory:
                 raise sqlite3.OperationalError(f"journal_mode is {mode!r}, WAL is required")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("BEGIN IMMEDIATE")

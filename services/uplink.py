@@ -6,6 +6,12 @@ birth message, subscriptions, then a bounded window of QoS 1 publishes taken fro
 outbox in drain order. A row is delivered only when its PUBACK arrives; on reconnect every
 undelivered row is sent again (receivers de-duplicate by ``event_id``). The core loop never
 waits on any of this: it appends to the outbox and calls ``wake()``.
+
+Failing storage: alarms the outbox could not write wait in ``memory``
+(services/memory_alarms.py) and are published first, before any outbox row; an outbox that
+cannot be read is skipped (logged), never the end of this thread; when a damaged outbox was
+replaced by a fresh one (its ``generation`` changed) the rows in flight are forgotten, since
+their ids now name other rows, and the new file is drained from its start.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from safehouse.services.memory_alarms import MemoryAlarms
 from safehouse.services.mqtt_link import Incoming, LinkError, MqttLink, Tls, Will
 from safehouse.services.topics import Topics
 
@@ -94,6 +101,10 @@ class Uplink:
         self._in_flight: dict[int, int] = {}  # mid -> outbox row id
         self._in_flight_lanes: dict[int, int] = {}  # mid -> lane
         self._acked_rows: list[int] = []  # PUBACKed, not yet recorded in the outbox
+        self.memory: MemoryAlarms | None = None  # alarms the outbox could not write
+        self._memory_flight: dict[int, str] = {}  # mid -> event_id published from memory
+        self._generation = 0  # of the outbox file the rows in flight came from
+        self._read_failed = False
         self._rng = random.Random()
         self._lock = threading.Lock()
         self.state, self.since, self.reason = "connecting", time.monotonic(), ""
@@ -186,6 +197,8 @@ class Uplink:
         Only kiosks with an undelivered alarm retry this often, and there are few at any time,
         so a fleet's reconnects after a broker outage stay spread by the jittered backoff.
         """
+        if self.memory is not None and self.memory.waiting():
+            return True
         try:
             return self._source.pending_alarms() > 0
         except Exception:  # the outbox unreadable: back off as usual, the error shows elsewhere
@@ -199,6 +212,7 @@ class Uplink:
         self._lost = None
         self._in_flight.clear()
         self._in_flight_lanes.clear()
+        self._memory_flight.clear()
         while not self._acks.empty():
             self._acks.get_nowait()
         link = MqttLink(s.url, s.client_id, keepalive=s.keepalive, protocol=s.protocol, tls=s.tls,
@@ -243,6 +257,13 @@ class Uplink:
         """
         while not self._acks.empty():
             mid, refusal = self._acks.get_nowait()
+            memory_id = self._memory_flight.pop(mid, None)
+            if memory_id is not None and self.memory is not None:
+                if refusal is None:
+                    self.memory.acked(memory_id)
+                else:
+                    self._lost = f"the broker refused a publish ({refusal}): check the broker ACL"
+                continue
             row_id = self._in_flight.pop(mid, None)
             self._in_flight_lanes.pop(mid, None)
             if row_id is None:
@@ -260,17 +281,56 @@ class Uplink:
         if not self._acked_rows:
             return
         done, self._acked_rows = self._acked_rows, []
-        self._source.mark_delivered(done)
+        try:
+            self._source.mark_delivered(done)
+        except Exception as exc:  # storage failing: these rows are sent again, de-duplicated by id
+            _LOG.warning("uplink: could not record %d delivery(ies) in the outbox: %s", len(done), exc)
+            return
         with self._lock:
             self.delivered += len(done)
 
+    def _send_memory(self, link: MqttLink) -> None:
+        """Alarms the outbox could not write: published before any outbox row."""
+        if self.memory is None:
+            return
+        for msg in self.memory.unsent(set(self._memory_flight.values())):
+            mid = link.publish(msg.topic, msg.payload)
+            self._memory_flight[mid] = msg.event_id
+            self.memory.published(msg.event_id)
+            _LOG.warning("uplink: alarm %s published from memory (not yet on disk)", msg.event_id)
+            self.on_sent(msg.event_id)
+
+    def _check_generation(self) -> None:
+        generation = int(getattr(self._source, "generation", 0))
+        if generation != self._generation:
+            if self._in_flight or self._acked_rows:
+                _LOG.warning("uplink: the outbox was replaced; %d row(s) in flight will be sent again "
+                             "from the new file", len(self._in_flight))
+            self._generation = generation
+            self._in_flight.clear()
+            self._in_flight_lanes.clear()
+            self._acked_rows.clear()
+
+    def _pending(self, room: int, busy: set[int]) -> list[Any]:
+        try:
+            rows = self._source.pending(room, exclude=busy)
+        except Exception as exc:  # a failing outbox must not stop memory alarms nor this thread
+            if not self._read_failed:
+                _LOG.error("uplink: cannot read the outbox: %s", exc)
+            self._read_failed = True
+            return []
+        self._read_failed = False
+        return rows
+
     def _fill_window(self, link: MqttLink) -> None:
+        self._send_memory(link)
+        self._check_generation()
         room = self.settings.window - len(self._in_flight)
         if room <= 0 or (self._in_flight and room < self.settings.window // 4):
             return  # refill in batches: each outbox read costs the same for 1 row or 25
         heavy = sum(1 for lane in self._in_flight_lanes.values() if lane == EVIDENCE_LANE)
         busy = set(self._in_flight.values()).union(self._acked_rows)
-        for row in self._source.pending(room, exclude=busy):
+        for row in self._pending(room, busy):
             if row.lane == EVIDENCE_LANE:
                 if heavy >= 1:
                     break  # one file at a time: an alarm queued next never waits behind a pile of them

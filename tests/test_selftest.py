@@ -20,7 +20,7 @@ def test_selftest_passes_on_a_healthy_sim_kiosk_and_names_a_broken_camera(short_
         assert result["ok"] is True
         names = [c["name"] for c in result["checks"]]
         assert names == ["light box", "panic button", "microphone", "camera", "keypad", "broker",
-                         "disk", "clock", "outbox"]
+                         "disk", "clock", "outbox", "storage"]
         proc.ok("simulate", "camera", "raise")
         res = proc.cli("selftest")
         assert res.returncode == 1 and "FAIL  camera" in res.stdout

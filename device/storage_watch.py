@@ -1,0 +1,60 @@
+"""The storage thread: salvages a quarantined outbox after READY and brings failing storage back.
+
+Everything slow about a failing SD card happens here, never on the core loop: the salvage of a
+large damaged outbox (started only once systemd has READY=1, so a damaged card never delays
+the kiosk's start), and every ``RETRY_EVERY`` seconds an attempt to reopen a faulted outbox
+(full, read-only, damaged). When either changes something, the core loop is woken so the
+events kept in memory are written and ``storage_damaged`` reports go out.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+_LOG = logging.getLogger(__name__)
+RETRY_EVERY = 3.0
+
+
+class Store(Protocol):
+    @property
+    def fault(self) -> str | None: ...
+    def recover(self) -> bool: ...
+    def salvage(self) -> object: ...
+    def salvage_due(self) -> bool: ...
+
+
+class StorageWatch:
+    def __init__(self, store: Store, wake: Callable[[], None], *, every: float = RETRY_EVERY) -> None:
+        self._store, self._wake, self._every = store, wake, every
+        self.stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="storage", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self._round()
+            except Exception:
+                _LOG.exception("storage thread: a recovery round failed; trying again")
+            if self.stopping.wait(self._every):
+                return
+
+    def _round(self) -> None:
+        changed = False
+        if self._store.fault is not None and self._store.recover():
+            changed = True
+        if self._store.fault is None and self._store.salvage_due():
+            self._store.salvage()
+            changed = True
+        if changed:
+            self._wake()
+
+    def close(self) -> None:
+        self.stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(2.0)

@@ -106,6 +106,8 @@ class Acceptance:
     def _restart(self) -> StepResult:
         self.service.restart()
         ok, detail = self.service.wait_ready(self.options.ready_timeout)
+        if not ok:  # what the daemon said last is usually why
+            detail += "".join(f" | {line.strip()[:200]}" for line in self.service.journal()[-3:])
         return StepResult("", "", "pass" if ok else "fail", detail)
 
     def _run_selftest(self) -> StepResult:

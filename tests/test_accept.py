@@ -288,3 +288,18 @@ def test_accept_help_explains_every_step_and_option(short_dir: Path) -> None:
     for needle in ("is not a device", "lgd-nfy", "Invalid sample rate", "Operation not permitted",
                    "Failed to unshare"):
         assert needle in res.stdout
+
+
+def test_accept_reports_a_kiosk_that_does_not_start_with_the_daemon_s_last_words(short_dir: Path) -> None:
+    (short_dir / "run").write_text("a file where the socket's folder should be\n")
+    config = write_config(short_dir, f'[control]\nsocket = "{short_dir / "run" / "ctl.sock"}"\n')
+    config.write_text(config.read_text().replace(f'[control]\nsocket = "{short_dir / "ctl.sock"}"\n', ""))
+    code, out, prompts = _accept(config, short_dir, {}, "--step-timeout", "1")
+    assert code == 1 and prompts == [], out
+    report, text = _report(short_dir)
+    assert "NOT ACCEPTED" in text
+    restart = report["steps"][0]
+    assert restart["name"] == "restart" and restart["status"] == "fail"
+    assert restart["detail"].startswith("the daemon exited with status 1 before READY=1 | ")
+    assert "cannot listen on control socket" in restart["detail"]
+    assert [s["status"] for s in report["steps"][1:-2]] == ["not run"] * 9

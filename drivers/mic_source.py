@@ -35,10 +35,9 @@ class MicrophoneStalled(MicrophoneError):
 
 
 class CaptureProcess:
-    """Starts the capture process and waits (up to ``open_timeout`` s) for its device report."""
+    """Starts the capture process; ``wait_open()`` then waits for its device report."""
 
-    def __init__(self, *, device: str | int | None, rate: int, blocksize: int,
-                 open_timeout: float) -> None:
+    def __init__(self, *, device: str | int | None, rate: int, blocksize: int) -> None:
         spec = {"device": device, "rate": rate, "blocksize": blocksize, "parent": os.getpid()}
         # the environment as it is now: ALSA_CONFIG_PATH may have changed since the last open
         self._proc = subprocess.Popen(
@@ -48,18 +47,25 @@ class CaptureProcess:
         self._fd = self._proc.stdout.fileno()
         self._buf = bytearray()
         self.rate = rate
+        self.device_name = ""
+        self.native_rate = self.device_rate = 0
+        self._resampler: Resampler | None = None
+
+    def wait_open(self, timeout: float) -> None:
+        """Wait for the device report (the process is killed if none comes within ``timeout``)."""
         try:
-            tag, payload = self._record(open_timeout, "opening the device")
+            tag, payload = self._record(timeout, "opening the device")
             if tag != HEADER:
                 raise MicrophoneError(f"capture process said {tag} before its header")
             header = json.loads(payload)
         except BaseException:
             self.close()
             raise
-        self.device_name: str = header["device"]
-        self.native_rate: int = header["native_rate"]
-        self.device_rate: int = header["rate"]  # what the device runs at (resampled to `rate`)
-        self._resampler = Resampler(self.device_rate, rate) if self.device_rate != rate else None
+        self.device_name = str(header["device"])
+        self.native_rate = int(header["native_rate"])
+        self.device_rate = int(header["rate"])  # what the device runs at (resampled to `rate`)
+        if self.device_rate != self.rate:
+            self._resampler = Resampler(self.device_rate, self.rate)
 
     def read(self, timeout: float) -> tuple[Samples, bool]:
         """The next block at ``rate`` Hz and whether samples were lost before it."""

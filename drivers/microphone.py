@@ -265,18 +265,24 @@ class SoundDeviceMicrophone:
             source.close()
 
     def _open(self, fresh: bool) -> CaptureProcess:
-        source = CaptureProcess(device=self.device, rate=self.rate, blocksize=self.blocksize,
-                                open_timeout=max(_OPEN_TIMEOUT, self.stall_after))
+        source = CaptureProcess(device=self.device, rate=self.rate, blocksize=self.blocksize)
         with self._lock:
-            self._source = source
+            self._source = source  # from here close() can end the wait below
+        if self._stopping.is_set():
+            source.kill()
+        try:
+            source.wait_open(max(_OPEN_TIMEOUT, self.stall_after))
+        except BaseException:
+            with self._lock:
+                self._source = None
+            raise
+        with self._lock:
             if self._opened is None or (source.device_name, source.device_rate) != (
                     self._opened.device_name, self._opened.device_rate):
                 _LOG.info("microphone %s: %r, native %d Hz, opened at %d Hz%s", self._name,
                           source.device_name, source.native_rate, source.device_rate,
                           "" if source.device_rate == self.rate else f", resampled to {self.rate} Hz")
             self._opened = source
-            if self._stopping.is_set():
-                source.kill()  # close() came while we were opening
             if fresh:
                 self._ring.reset()
             self._anchor = self._clock() - self._ring.end / self.rate

@@ -5,7 +5,9 @@ file. PortAudio lists ALSA's devices once, when sounddevice is first imported (a
 infile to exist then), so ``prepare_sim_audio()`` must run before that import. ALSA itself
 re-reads ALSA_CONFIG_PATH at every stream open, so switching from one of *our* configs to
 another later is fine (same device names, new infile): the last call wins for streams
-opened afterwards. Switching away from any other config is refused.
+opened afterwards. Switching away from any other config is refused. (The microphone driver
+itself runs PortAudio in a capture process started with the environment of the moment, so
+each of its opens sees the current ALSA_CONFIG_PATH; the refusal protects in-process users.)
 
 The file plugin is not clocked (the microphone driver paces it) and returns garbage past the
 file's end, so the simulated microphone reopens its stream ``restart_after`` seconds in,

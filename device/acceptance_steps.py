@@ -3,7 +3,8 @@
 Everything is asked of the daemon the service manager just restarted (its control socket,
 its recorded events, its journal), never of parts opened in this process: a check that runs
 outside the unit's sandbox proves nothing about the unit. The automatic steps come first,
-then the hands-on ones, then the journal of the whole run and whether the unit stayed up.
+then the hands-on ones (device/acceptance_hands.py), then the journal of the whole run and
+whether the unit stayed up.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from safehouse.device.acceptance import Report, StepResult, scan_journal
-from safehouse.device.acceptance_console import Console, EventWatch, wait_for
+from safehouse.device.acceptance_console import Console, EventWatch
+from safehouse.device.acceptance_hands import STEPS as HANDS_ON
+from safehouse.device.acceptance_hands import HandsOn
 from safehouse.device.acceptance_service import ServiceManager
 from safehouse.device.config import Config
 from safehouse.device.errors import ControlError, SafehouseError
-from safehouse.device.events import Event
 from safehouse.services.control import request
 
 _LOG = logging.getLogger(__name__)
@@ -57,10 +59,11 @@ class Acceptance:
                 status = self._call("status")  # the record names what really ran
                 report.device.update({"daemon_version": status.get("version"),
                                       "boot_id": status.get("boot_id")})
-                for name, title, fn in self._automatic() + self._hands_on():
+                hands = HandsOn(self.config, self.console, self.options.step_timeout, self._call, self._watch)
+                for name, title, fn in self._automatic() + hands.steps():
                     self._step(report, name, title, fn)
             else:
-                for name, title, _fn in self._automatic() + self._hands_on():
+                for name, title in [step[:2] for step in self._automatic()] + list(HANDS_ON):
                     report.steps.append(StepResult(name, title, "not run", "the kiosk did not start"))
             self._step(report, "journal", "journal since the restart", self._journal)
             self._step(report, "stayed-up", "unit stayed up", self._stayed_up)
@@ -75,13 +78,6 @@ class Acceptance:
                 ("acoustic-loop", "buzzer -> microphone loop", self._loop),
                 ("snapshots", f"{self.options.snapshots} snapshots at the configured size", self._snapshots),
                 ("recording", f"{self.options.record_seconds:g} s recording, no overflows", self._record)]
-
-    def _hands_on(self) -> list[tuple[str, str, Callable[[], StepResult]]]:
-        return [("button", "panic button press and hold", self._button),
-                ("pin", "PIN typed on the keypad", self._pin),
-                ("lid", "enclosure lid (tamper)", self._lid),
-                ("keypad-replug", "keypad unplugged and replugged", self._keypad_replug),
-                ("mic-replug", "microphone unplugged and replugged", self._mic_replug)]
 
     def _step(self, report: Report, name: str, title: str, fn: Callable[[], StepResult]) -> StepResult:
         t0 = time.monotonic()
@@ -186,113 +182,3 @@ class Acceptance:
     def _stayed_up(self) -> StepResult:
         ok, detail = self.service.still_up()
         return StepResult("", "", "pass" if ok else "fail", detail)
-
-    # --- hands-on steps: the technician acts, the daemon's events answer ---------------------
-
-    def _mark(self) -> int:
-        """The daemon's newest event seq: a step looks only at events after it."""
-        return int(self._call("status")["last_seq"])
-
-    def _event(self, after: int, type_: str, **data: Any) -> Callable[[], str | None]:
-        def check() -> str | None:
-            assert self._watch is not None
-            if self._watch.error:
-                raise ControlError(self._watch.error)
-            found: Event | None = self._watch.find(after, lambda e: e.type == type_ and all(
-                e.data.get(k) == v for k, v in data.items()))
-            return None if found is None else f"{type_} event seq {found.seq} ({found.ts})"
-        return check
-
-    def _ask(self, tag: str, instruction: str, check: Callable[[], str | None]) -> tuple[str, str]:
-        return wait_for(self.console, tag, instruction, self.options.step_timeout, check)
-
-    def _pair(self, *prompts: tuple[str, str, Callable[[], Callable[[], str | None]]]) -> StepResult:
-        """Prompts in turn (lid open/shut, cable out/in), each answered by what its check sees;
-        a check is made just before its prompt, so it looks only at what happens after."""
-        details = []
-        for tag, instruction, make_check in prompts:
-            status, detail = self._ask(tag, instruction, make_check())
-            details.append(detail)
-            if status != "pass":
-                return StepResult("", "", status, f"{tag}: {detail}")
-        return StepResult("", "", "pass", "; ".join(details))
-
-    def _after(self, type_: str) -> Callable[[], Callable[[], str | None]]:
-        return lambda: self._event(self._mark(), type_)
-
-    def _button(self) -> StepResult:
-        seen = self._event(self._mark(), "panic")
-
-        def pressed_and_released() -> str | None:
-            got = seen()
-            if got is None or self._call("status")["button"]["pressed"]:
-                return None
-            return got + ", button released"
-        return StepResult("", "", *self._ask(
-            "button", "Press and HOLD the panic button for 3 s, then let go. This raises a REAL alarm "
-            "(Contact ID 120): tell the precinct first. The acceptance ends it afterwards.",
-            pressed_and_released))
-
-    def _pin(self) -> StepResult:
-        if self.config.keypad.port == "" and self.config.device.hardware == "pi":
-            self._end_alarm()
-            return StepResult("", "", "n/a", 'keypad.port = "": no keypad fitted')
-        if self._call("status")["alarm"]["state"] == "idle":
-            self._call("test-alarm")  # the button step raised none: give the PIN something to acknowledge
-            self.console.say("    no alarm is active (the button step raised none): a TEST alarm was raised "
-                             "for the PIN to acknowledge")
-        mark, refused = self._mark(), self._call("status")["rejections"].get("keypad", 0)
-        acked = self._event(mark, "ack", source="keypad")
-        told = [False]
-
-        def check() -> str | None:
-            got = acked()
-            now = self._call("status")["rejections"].get("keypad", 0)
-            if got is None and now > refused and not told[0]:
-                told[0] = True
-                self.console.say("    the kiosk refused that entry (a PIN not enrolled?): try again with an "
-                                 "enrolled volunteer's PIN (`safehouse volunteer list`)")
-            return got
-        try:
-            status, detail = self._ask("pin", "Type an enrolled volunteer's PIN and then # on the keypad, "
-                                       "to acknowledge the alarm.", check)
-        finally:
-            self._end_alarm()
-        return StepResult("", "", status, detail)
-
-    def _end_alarm(self) -> None:
-        if self._call("status")["alarm"]["state"] != "idle":
-            self._call("resolve", outcome="cancelled", by="acceptance")
-            self.console.say("    the acceptance's alarm was resolved (outcome cancelled, by acceptance)")
-
-    def _lid(self) -> StepResult:
-        if self.config.gpio.tamper is None:
-            return StepResult("", "", "n/a", "gpio.tamper is not set: no lid switch wired")
-        return self._pair(("lid-open", "Open the enclosure lid.", self._after("tamper")),
-                          ("lid-close", "Close the enclosure lid again.", self._after("tamper_restored")))
-
-    def _keypad_replug(self) -> StepResult:
-        if self.config.keypad.port == "" and self.config.device.hardware == "pi":
-            return StepResult("", "", "n/a", 'keypad.port = "": no keypad fitted')
-        return self._pair(("keypad-unplug", "Unplug the keypad's cable.", self._after("keypad_lost")),
-                          ("keypad-replug", "Plug the keypad's cable back in.",
-                           self._after("keypad_restored")))
-
-    def _mic_replug(self) -> StepResult:
-        mic = self.config.microphone
-        if not mic.enabled:
-            return StepResult("", "", "n/a", "microphone.enabled = false")
-        if mic.pre_roll == 0:
-            return StepResult("", "", "n/a", "microphone.pre_roll = 0: it is closed between alarms")
-
-        def state(want_fault: bool) -> Callable[[], str | None]:
-            def check() -> str | None:
-                m = self._call("parts")["microphone"]
-                if want_fault and m["fault"]:
-                    return f"the kiosk noticed: {m['fault']}"
-                if not want_fault and not m["fault"] and m["capturing"]:
-                    return "the kiosk hears it again"
-                return None
-            return check
-        return self._pair(("mic-unplug", "Unplug the microphone.", lambda: state(True)),
-                          ("mic-replug", "Plug the microphone back in.", lambda: state(False)))

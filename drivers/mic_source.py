@@ -67,6 +67,10 @@ class CaptureProcess:
         if self.device_rate != self.rate:
             self._resampler = Resampler(self.device_rate, self.rate)
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     def read(self, timeout: float) -> tuple[Samples, bool]:
         """The next block at ``rate`` Hz and whether samples were lost before it."""
         tag, payload = self._record(timeout, "reading")

@@ -126,6 +126,12 @@ class SoundDeviceMicrophone:
         return self._stalls
 
     @property
+    def capture_pid(self) -> int | None:
+        """Process id of the capture process (None while the device is closed)."""
+        source = self._source
+        return source.pid if source is not None else None
+
+    @property
     def overflows(self) -> int:
         """Blocks before which PortAudio lost samples (the reader fell behind the device)."""
         return self._overflows

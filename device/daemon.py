@@ -115,7 +115,12 @@ class Daemon:
         self.storage_watch = wire_storage(self, stats_damage)
         self._closers.append(self.storage_watch.close)
         self.runner.listeners.append(lambda e: self.stats.record(e.type, e.data, test=e.test))
-        self.command_ids = CommandIds(cfg.device.state_dir, clock=self.clock.wall)
+        try:
+            self.command_ids = CommandIds(cfg.device.state_dir, clock=self.clock.wall)
+        except EventLogError as exc:  # storage failing: kept beside the control socket for this boot
+            _LOG.critical("%s; command ids kept in %s until storage returns", exc, cfg.control.socket.parent)
+            self.command_ids = CommandIds(cfg.control.socket.parent, clock=self.clock.wall)
+            self.runner.writer.other_faults["command ids"] = f"unavailable: {exc}"
         self._closers.append(self.command_ids.close)
         self.runner.command_ids = self.command_ids
         state = initial_state(policy_from(cfg), on_duty=frozenset(self.stats.on_duty()))

@@ -83,6 +83,8 @@ class OutboxBase(Closing):
         except StorageError as exc:
             if not recover:
                 raise
+            # the stored last seq is out of reach: issue above every seq the lease covers
+            self._last_seq = max(self._last_seq, self.lease.high)
             self._set_fault(exc)
 
     # -- opening and recovery ------------------------------------------------------------

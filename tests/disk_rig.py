@@ -25,6 +25,16 @@ def mount_tmpfs(path: Path, megabytes: int) -> None:
         raise TmpfsError(f"cannot mount a {megabytes} MB tmpfs on {path} (needs root): {res.stderr.strip()}")
 
 
+def remount(path: Path, *, read_only: bool) -> None:
+    """Make the tmpfs read-only (a card the kernel gave up on) or writable again."""
+    if not os.path.ismount(path):
+        raise ValueError(f"{path} is not a mount point: refusing to remount it")
+    res = subprocess.run(["mount", "-o", f"remount,{'ro' if read_only else 'rw'}", str(path)],
+                         capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise TmpfsError(f"cannot remount {path}: {res.stderr.strip()}")
+
+
 def unmount(path: Path) -> None:
     subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
 

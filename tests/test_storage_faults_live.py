@@ -1,0 +1,173 @@
+"""A full or read-only state partition: the kiosk is up, presses reach the precinct, and when
+storage returns the events go to disk without being sent twice under different ids.
+
+Real parts: a size-limited tmpfs as state_dir (tests/disk_rig.py, root: CI is), filled byte-exact
+or remounted read-only, the real daemon and CLI, a real mosquitto and an independent subscriber.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import unavailable, write_config
+from tests.daemon_proc import DaemonProcess
+from tests.disk_rig import TmpfsError, fill, mount_tmpfs, remount, unmount
+from tests.mqtt_rig import Broker, Subscriber
+
+TOPIC = "safehouse/v1/test/SH-TEST-0001/events"
+
+
+@pytest.fixture
+def tiny_disk(short_dir: Path) -> Iterator[Path]:
+    state = short_dir / "state"
+    try:
+        mount_tmpfs(state, 2)
+    except TmpfsError as exc:
+        unavailable(str(exc))
+    try:
+        yield state
+    finally:
+        unmount(state)
+
+
+def kiosk(short_dir: Path, broker: Broker) -> DaemonProcess:
+    config = write_config(short_dir, f'[broker]\nurl = "{broker.url}"\n[outbox]\nalarm_reserve_mb = 0\n')
+    return DaemonProcess(config, short_dir / "ctl.sock")
+
+
+def panics(sub: Subscriber, count: int, timeout: float = 15.0) -> list[dict[str, object]]:
+    return [m.json() for m in sub.wait_for(lambda m: m.json().get("type") == "panic", timeout=timeout,
+                                           count=count)]
+
+
+def one_id_per_seq(sub: Subscriber) -> dict[int, str]:
+    by_seq: dict[int, str] = {}
+    for m in sub.wait_for(lambda m: True, timeout=1):
+        event = m.json()
+        assert by_seq.setdefault(int(event["seq"]), event["event_id"]) == event["event_id"], event
+    return by_seq
+
+
+def press(proc: DaemonProcess) -> dict[str, object]:
+    answer = json.loads(proc.ok("press", "--json"))
+    proc.ok("resolve", "false_alarm")
+    return dict(answer)
+
+
+def test_full_before_start_the_kiosk_runs_from_memory_and_moves_to_disk_when_room_returns(
+        short_dir: Path, tiny_disk: Path, broker: Broker) -> None:
+    fill(tiny_disk / "runaway.log")
+    sub = broker.subscriber([TOPIC])
+    proc = kiosk(short_dir, broker).start()
+    try:
+        status = proc.status()
+        assert "full" in str(status["storage"]["fault"]) or "unavailable" in str(status["storage"]["fault"])
+        selftest = json.loads(proc.cli("selftest", "--json").stdout)
+        [storage] = [c for c in selftest["checks"] if c["name"] == "storage"]
+        assert not storage["ok"] and "running from memory" in storage["detail"]
+        answer = press(proc)
+        assert answer["record"] in ("delivered", "sent_from_memory"), answer
+        assert "NOT on disk" in str(answer["why"])
+        [panic] = panics(sub, 1)
+        assert panic["event_id"] == answer["alarm"]["event_id"]  # type: ignore[index]
+        (tiny_disk / "runaway.log").unlink()
+        deadline = time.monotonic() + 15
+        while "outbox" in str(proc.status()["storage"]["fault"]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # the outbox is back on disk; the day's counts stay in memory (and say so) until a restart
+        assert "outbox" not in str(proc.status()["storage"]["fault"])
+        assert "stats" in str(proc.status()["storage"]["fault"])
+        stored = {e["event_id"]: e["seq"] for e in proc.events()}
+        assert stored[panic["event_id"]] == panic["seq"]  # on disk now, same id and seq
+        assert press(proc)["record"] == "durable"
+        panics(sub, 2)
+        one_id_per_seq(sub)
+        assert proc.stop() == 0
+    finally:
+        proc.kill()
+        sub.close()
+
+
+def test_filled_while_running_a_press_is_delivered_and_written_once_room_returns(
+        short_dir: Path, tiny_disk: Path, broker: Broker) -> None:
+    sub = broker.subscriber([TOPIC])
+    proc = kiosk(short_dir, broker).start()
+    try:
+        assert press(proc)["record"] == "durable"
+        fill(tiny_disk / "runaway.log")
+        answers = [press(proc) for _ in range(3)]  # an SQLite WAL may still take a few on a full disk
+        got = panics(sub, 4)
+        assert {a["alarm"]["event_id"] for a in answers} <= {p["event_id"] for p in got}  # type: ignore[index]
+        (tiny_disk / "runaway.log").unlink()
+        deadline = time.monotonic() + 15
+        while proc.status()["pending_events"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.status()["pending_events"] == 0
+        stored = {e["event_id"]: e["seq"] for e in proc.events()}
+        assert all(stored[p["event_id"]] == p["seq"] for p in got)
+        one_id_per_seq(sub)
+        assert proc.stop() == 0
+        assert "stopped cleanly" in proc.log.read_text()
+    finally:
+        proc.kill()
+        sub.close()
+
+
+def test_a_read_only_state_dir_starts_and_delivers_presses(
+        short_dir: Path, tiny_disk: Path, broker: Broker) -> None:
+    sub = broker.subscriber([TOPIC])
+    proc = kiosk(short_dir, broker).start()
+    press(proc)
+    assert proc.stop() == 0
+    remount(tiny_disk, read_only=True)
+    try:
+        proc.start()
+        assert proc.status()["storage"]["fault"] is not None
+        before = max(int(p["seq"]) for p in panics(sub, 1))
+        answer = press(proc)
+        assert answer["record"] in ("delivered", "sent_from_memory")
+        [_, second] = panics(sub, 2)
+        assert int(second["seq"]) > before
+        remount(tiny_disk, read_only=False)
+        deadline = time.monotonic() + 15
+        while proc.status()["pending_events"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.status()["pending_events"] == 0
+        assert "outbox" not in str(proc.status()["storage"]["fault"])
+        one_id_per_seq(sub)
+    finally:
+        remount(tiny_disk, read_only=False)
+        proc.kill()
+        sub.close()
+
+
+def test_kill_9_at_seeded_points_while_storage_fails_loses_no_accepted_alarm(
+        short_dir: Path, tiny_disk: Path, broker: Broker) -> None:
+    """Every press answered while the disk is full reaches the precinct, whatever the kill point."""
+    rng = random.Random(11)
+    sub = broker.subscriber([TOPIC])
+    proc = kiosk(short_dir, broker).start()
+    accepted: list[str] = []
+    try:
+        fill(tiny_disk / "runaway.log")
+        for _round in range(3):
+            for _ in range(rng.randint(1, 2)):
+                answer = json.loads(proc.ok("press", "--json"))
+                accepted.append(answer["alarm"]["event_id"])
+                time.sleep(rng.uniform(0.0, 0.4))
+                proc.cli("resolve", "false_alarm")
+            proc.kill()
+            proc.start()
+        got = {p["event_id"] for p in panics(sub, len(accepted), timeout=20)}
+        assert set(accepted) <= got
+        one_id_per_seq(sub)
+    finally:
+        (tiny_disk / "runaway.log").unlink(missing_ok=True)
+        proc.kill()
+        sub.close()

@@ -47,6 +47,7 @@ class ServiceManager(Protocol):
     def wait_ready(self, timeout: float) -> tuple[bool, str]: ...
     def journal(self) -> list[str]: ...
     def still_up(self) -> tuple[bool, str]: ...
+    def main_pid(self) -> int | None: ...
     def close(self) -> None: ...
 
 
@@ -122,6 +123,10 @@ class Systemd:
                            f"{self._main} -> {now}, {props.get('ActiveState')}/{props.get('SubState')})")
         return True, f"the same process (MainPID {now[0]}) ran the whole acceptance, no restarts"
 
+    def main_pid(self) -> int | None:
+        """The unit's main process once READY=1 was seen (None before)."""
+        return int(self._main[0]) if self._main and self._main[0].isdigit() else None
+
     def close(self) -> None:
         """The unit keeps running: it is the kiosk."""
 
@@ -182,6 +187,9 @@ class SimService:
             code = None if self._proc is None else self._proc.returncode
             return False, f"the daemon stopped during the acceptance (exit status {code})"
         return True, f"the same process (pid {self._proc.pid}) ran the whole acceptance"
+
+    def main_pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
 
     def _stop(self) -> None:
         proc, self._proc = self._proc, None

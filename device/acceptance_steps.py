@@ -113,7 +113,18 @@ class Acceptance:
         failed = [c for c in checks if not c["ok"]]
         detail = (f"all {len(checks)} checks passed" if not failed else
                   "; ".join(f"{c['name']}: {c['detail']}" for c in failed))
-        return StepResult("", "", "fail" if failed else "pass", detail, data={"checks": checks})
+        ran_as, unit_pid = result.get("ran_as") or {}, self.service.main_pid()
+        detail += f" (in pid {ran_as.get('pid')}, user {ran_as.get('user')})"
+        wrong = None
+        if unit_pid is not None and ran_as.get("pid") != unit_pid:
+            wrong = (f"the checks ran in pid {ran_as.get('pid')}, not in the unit's main process {unit_pid}: "
+                     "another daemon answers on the control socket")
+        elif ran_as.get("uid") == 0 and self.config.device.hardware == "pi":
+            wrong = "the daemon runs as root: the unit must run as its own user (User=safehouse)"
+        if wrong:
+            failed, detail = [*failed, {"name": "process"}], f"{wrong}; {detail}"
+        return StepResult("", "", "fail" if failed else "pass", detail,
+                          data={"checks": checks, "ran_as": ran_as})
 
     def _loop(self) -> StepResult:
         if not self.config.microphone.enabled:

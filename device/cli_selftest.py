@@ -14,9 +14,7 @@ uses it.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import os
 import sys
 import time
 from typing import Any
@@ -24,6 +22,7 @@ from typing import Any
 from safehouse.device import config as configuration
 from safehouse.device.errors import ControlError
 from safehouse.services.control import request
+from safehouse.services.selftest import process_identity
 
 WARM_UP = 1.5  # standalone: the camera and microphone start in the background
 
@@ -46,15 +45,18 @@ def _selftest(args: argparse.Namespace) -> int:
     try:
         result = request(config.control.socket, "selftest", timeout=30.0)
         checks: list[dict[str, Any]] = result["checks"]
+        ran_as: dict[str, Any] = result.get("ran_as") or {}
     except ControlError as exc:
         if "not running" not in str(exc) or args.daemon_only:
             raise
         standalone = outside_warning(str(config.control.socket))
         print(standalone, file=sys.stderr, flush=True)
         checks = _standalone(config)
+        ran_as = process_identity()
     ok = all(c["ok"] for c in checks)
     if args.json:
-        body: dict[str, Any] = {"ok": ok, "checks": checks, "through_daemon": standalone is None}
+        body: dict[str, Any] = {"ok": ok, "checks": checks, "through_daemon": standalone is None,
+                                "ran_as": ran_as}
         if standalone is not None:
             body["warning"] = standalone
         print(json.dumps(body, indent=2))
@@ -63,6 +65,9 @@ def _selftest(args: argparse.Namespace) -> int:
             print(f"{'ok  ' if c['ok'] else 'FAIL'}  {c['name']:<13} {c['detail']}")
         print("selftest passed" if ok else "selftest FAILED: " + ", ".join(c["name"] for c in checks
                                                                           if not c["ok"]))
+        if standalone is None and ran_as:
+            print(f"ran in the daemon: pid {ran_as.get('pid')}, user {ran_as.get('user')}"
+                  + (", under systemd" if ran_as.get("systemd_invocation") else ", NOT under systemd"))
         if standalone is not None:
             print(standalone)
     if standalone is not None and args.json:
@@ -72,12 +77,9 @@ def _selftest(args: argparse.Namespace) -> int:
 
 def outside_warning(socket: str) -> str:
     """What a standalone run must say: where it ran, as whom, and what it does not prove."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "?"
+    me = process_identity()
     return (f"WARNING: the daemon is not running (no answer on {socket}): these checks ran in this "
-            f"process as user {user} (uid {os.getuid()}), OUTSIDE the safehouse unit's sandbox. They "
+            f"process as user {me['user']} (uid {me['uid']}), OUTSIDE the safehouse unit's sandbox. They "
             "are NOT proof that the unit works. Start it (sudo systemctl start safehouse) and run "
             "`safehouse selftest` again, or run `sudo safehouse accept`.")
 

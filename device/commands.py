@@ -28,6 +28,7 @@ from safehouse.device.state import CoreState
 from safehouse.device.status import alarm_view, status_view
 from safehouse.services.control import CommandRefused
 from safehouse.services.outbox import Outbox
+from safehouse.services.selftest import process_identity
 
 CONFIRM_TIMEOUT = 3.0
 MEMORY_ACK_WAIT = 2.0  # an alarm storage could not take: wait this long to say "delivered"
@@ -157,7 +158,7 @@ class Commands:
         if self._selftest is None:
             raise CommandRefused("selftest is not available")
         checks = self._selftest("technician")
-        return {"ok": all(c["ok"] for c in checks), "checks": checks}
+        return {"ok": all(c["ok"] for c in checks), "checks": checks, "ran_as": process_identity()}
 
     def outbox(self, _req: Mapping[str, Any]) -> dict[str, Any]:
         return self._outbox.stats().as_dict()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import pwd
 import shutil
 import time
 import wave
@@ -54,6 +56,17 @@ def run_selftest(daemon: Any) -> list[Check]:
         _run("outbox", lambda: _outbox(daemon)),
         _run("storage", lambda: _storage(daemon)),
     ]
+
+
+def process_identity() -> dict[str, Any]:
+    """Who ran the checks: a check is only as good as the process it ran in (the unit's user,
+    sandbox and devices, or a technician's root shell), so every answer says which."""
+    try:
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        user = str(os.getuid())
+    return {"pid": os.getpid(), "uid": os.getuid(), "user": user,
+            "systemd_invocation": os.environ.get("INVOCATION_ID") or None}
 
 
 def as_dicts(checks: list[Check]) -> list[dict[str, Any]]:

@@ -9,10 +9,10 @@ does nothing (the step times out). Then it reads the report the acceptance wrote
 
 from __future__ import annotations
 
-import getpass
 import io
 import json
 import os
+import pwd
 import re
 import subprocess
 import sys
@@ -113,7 +113,8 @@ def test_accept_passes_a_healthy_kiosk_driven_through_every_prompt(short_dir: Pa
     steps = {s["name"]: s for s in report["steps"]}
     assert list(steps) == STEPS
     assert all(s["status"] in ("pass", "warn") for s in steps.values()), steps
-    assert "READY=1 from pid" in steps["restart"]["detail"]
+    daemon_pid = steps["selftest"]["data"]["ran_as"]["pid"]  # the checks ran in the process that said READY
+    assert f"READY=1 from pid {daemon_pid}:" in steps["restart"]["detail"]
     assert [c["name"] for c in steps["selftest"]["data"]["checks"]][:3] == ["light box", "panic button",
                                                                            "microphone"]
     shots = steps["snapshots"]["data"]["shots"]
@@ -179,12 +180,14 @@ def test_selftest_with_the_daemon_stopped_says_it_proves_nothing(short_dir: Path
     config = write_config(short_dir)
     res = _cli(config, "selftest")
     assert res.returncode == 0, res.stderr
-    warning = f"as user {getpass.getuser()} (uid {os.getuid()}), OUTSIDE the safehouse unit's sandbox"
+    user = pwd.getpwuid(os.getuid()).pw_name
+    warning = f"as user {user} (uid {os.getuid()}), OUTSIDE the safehouse unit's sandbox"
     assert warning in res.stderr and "NOT proof that the unit works" in res.stderr
     assert res.stdout.splitlines()[-1].startswith("WARNING: the daemon is not running")
     as_json = _cli(config, "selftest", "--json")
     body = json.loads(as_json.stdout)
     assert body["through_daemon"] is False and "NOT proof" in body["warning"]
+    assert body["ran_as"]["user"] == user and body["ran_as"]["pid"] != os.getpid()
     refused = _cli(config, "selftest", "--daemon-only")
     assert refused.returncode == 1 and "not running" in refused.stderr and refused.stdout == ""
 

@@ -290,3 +290,21 @@ def test_the_kiosks_own_selftest_does_not_knock_its_link_off(world: World, tmp_p
         finally:
             proc.kill()  # its last will says offline/lost now, which is right and not counted
         assert states == [("online", None)], states
+
+
+def test_a_console_away_while_telemetry_piles_up_still_gets_the_alarm_sent_after_it(world: World) -> None:
+    """max_queued_messages: mosquitto's default (1000) would drop what comes after the pile."""
+    pair = world.pki.client("console-p1")
+
+    def console() -> Subscriber:  # a persistent session, as docs/mqtt.md asks of a console
+        return Subscriber(world.broker.port, (f"{P}/SH-B/#",), ca=world.pki.ca.cert, cert=pair.cert,
+                          key=pair.key, client_id="console-p1", session_expiry=3600)
+
+    console().close()
+    with world.connect("SH-B") as kiosk:
+        for n in range(1500):
+            kiosk.publish(f"{P}/SH-B/telemetry", f"t{n}", wait=False)
+        kiosk.publish(f"{P}/SH-B/events", b"panic")
+    with console() as back:
+        back.wait_for(f"{P}/SH-B/events", timeout=20.0)
+        assert len(back.messages(f"{P}/SH-B/telemetry")) == 1500

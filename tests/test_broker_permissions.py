@@ -308,3 +308,18 @@ def test_a_console_away_while_telemetry_piles_up_still_gets_the_alarm_sent_after
     with console() as back:
         back.wait_for(f"{P}/SH-B/events", timeout=20.0)
         assert len(back.messages(f"{P}/SH-B/telemetry")) == 1500
+
+
+def test_every_listener_of_the_shipped_config_carries_its_own_security_settings() -> None:
+    """With per_listener_settings, a listener without its own acl_file would grant everything."""
+    conf = (Path(__file__).resolve().parent.parent / "config" / "mosquitto-precinct.conf").read_text()
+    lines = [line.split() for line in conf.splitlines() if line.strip() and not line.startswith("#")]
+    assert ["per_listener_settings", "true"] in lines
+    starts = [i for i, words in enumerate(lines) if words[0] == "listener"]
+    assert starts, "no listener"
+    required = {"require_certificate": "true", "use_identity_as_username": "true",
+                "use_username_as_clientid": "true", "allow_anonymous": "false"}
+    for first, end in zip(starts, [*starts[1:], len(lines)], strict=True):
+        block = {words[0]: words[1:] for words in lines[first + 1:end]}
+        assert {key: (block.get(key) or [""])[0] for key in required} == required, lines[first]
+        assert "acl_file" in block and "cafile" in block, lines[first]

@@ -1,17 +1,24 @@
-"""Keypad figures: a key → the buzzer's click, and PIN# → the ack event at a subscriber.
+"""Keypad figures: a key → the buzzer's click, PIN# → the ack event at a subscriber, and a flood.
 
 The daemon runs in-process on MockPWMPin with its simulated keypad (pyserial ``loop://``,
 read back by the real keypad driver). Baselines, measured in the same run: pyserial
 ``loop://`` write→read plus a bare gpiozero Buzzer.on() (the physical minimum of the click
 path), and a bare paho publish→receive plus one registry verification (the minimum of the
 ack path: the PIN hash cost is part of it on purpose).
+
+``flood()``: press → light while another process floods the keypad's socat PTY (1 MB of digits
+then 100 KB of noise, over and over), against the same daemon's idle presses just before;
+and the process's RSS growth meanwhile. Targets: p99 at most 2x idle, growth at most 10 MB.
 """
 
 from __future__ import annotations
 
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,13 +28,14 @@ from gpiozero import Buzzer
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from bench.kiosk import NO_CAPTURE, start_kiosk
-from bench.press_latency import BUTTON, percentile
+from bench.press_latency import BLUE, BUTTON, RED, _first_change, percentile
 from bench.uplink_bench import bare_round_trip
 from safehouse.device.inputs import ResolveRequested
 from safehouse.device.volunteers import VolunteerRegistry
 from safehouse.device.volunteers_edit import add
 from safehouse.services.topics import Topics
 from tests.mqtt_rig import Broker
+from tests.serial_rig import SerialRig
 
 BUZZER = 23
 VOLUNTEERS = 8  # a typical kiosk's roster, each with a duress PIN: 16 hashes per check
@@ -125,3 +133,109 @@ def _daemon_path(folder: Path, broker: Broker, volunteers: Path,
         sub.close()
         factory.close()
     return clicks, acks
+
+
+# --- the keypad flood (issue 12): press → light while the keypad line floods, and RSS growth ------
+
+FLOOD_WRITER = """
+import os, random, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_NOCTTY)
+blocks = (b"1234567890" * 100_000, random.Random(7).randbytes(100_000))  # 1 MB of digits, 100 KB noise
+while True:
+    for block in blocks:
+        view = memoryview(block)
+        while view:
+            view = view[os.write(fd, view[:65536]):]
+"""
+
+
+def _rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def _presses(daemon: Any, factory: MockFactory, presses: int) -> list[float]:
+    red, blue, button = factory.pin(RED), factory.pin(BLUE), factory.pin(BUTTON)
+    samples = []
+    for _ in range(presses):
+        red.clear_states()
+        blue.clear_states()
+        cleared = t0 = time.monotonic()
+        button.drive_low()
+        if daemon.loop.wait_until(lambda s, _n: s.alarm is not None, 5.0) is None:
+            raise RuntimeError("press not registered within 5 s")
+        changes = [t for t in (_first_change(red, cleared), _first_change(blue, cleared)) if t]
+        samples.append(min(changes) - t0)
+        button.drive_high()
+        daemon.loop.wait_until(lambda s, _n: not s.button.pressed, 5.0)
+        daemon.loop.submit(ResolveRequested("false_alarm", "bench"), 5.0)
+        time.sleep(0.01)
+    return samples
+
+
+def flood(presses: int = 300) -> list[dict[str, Any]]:
+    """Idle presses, then the same presses while a separate process floods the keypad's PTY."""
+    folder = Path(tempfile.mkdtemp(prefix="sh-bench-flood-", dir="/tmp"))
+    (folder / "broker").mkdir()
+    (folder / "tty").mkdir()
+    broker = Broker(folder / "broker", mosquitto=shutil.which("mosquitto") or "/usr/sbin/mosquitto")
+    broker.start()
+    rig = SerialRig(folder / "tty")
+    rig.plug()
+    writer: subprocess.Popen[bytes] | None = None
+    try:
+        daemon, factory = start_kiosk(folder / "kiosk", broker.url,
+                                      f'[keypad]\nport = "{rig.kiosk}"\n' + NO_CAPTURE)
+        try:
+            time.sleep(0.5)  # the keypad is open
+            idle = _presses(daemon, factory, presses)
+            rss_before, peak = _rss_bytes(), [0]
+            writer = subprocess.Popen([sys.executable, "-c", FLOOD_WRITER, str(rig.device)])
+            keypad = daemon.hardware.keypad
+            assert keypad is not None
+            while keypad.discarded_bytes < 1_000_000:  # the flood is under way
+                time.sleep(0.01)
+            stop = threading.Event()
+            sampler = threading.Thread(target=_sample_rss, args=(stop, peak), daemon=True)
+            sampler.start()
+            started, discarded = time.monotonic(), keypad.discarded_bytes
+            flooded = _presses(daemon, factory, presses)
+            took, discarded = time.monotonic() - started, keypad.discarded_bytes - discarded
+            stop.set()
+            sampler.join()
+            state = daemon.loop.state
+            faults = daemon.runner.rejections.get("keypad", 0)
+        finally:
+            if writer is not None:
+                writer.terminate()
+                writer.wait(5)
+            daemon.close()
+            factory.close()
+    finally:
+        rig.unplug()
+        broker.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    rate = discarded / took / 1e3
+    note = (f"a separate process writes 1 MB of digits + 100 KB of noise, over and over, into the "
+            f"keypad's socat PTY: {rate:.0f} KB/s read and discarded by the flood guard during the "
+            f"presses (it reads a flooding line slowly; the rest waits in the kernel); "
+            f"wrong PINs {state.keypad.failures}, lockouts {state.keypad.lockouts}, keypad rejections "
+            f"{faults}; baseline: the same daemon's idle presses just before")
+    rows: list[dict[str, Any]] = []
+    for name, q, target in (("p50", 0.5, None), ("p99", 0.99, 2.0 * percentile(idle, 0.99) * 1000)):
+        rows.append({"figure": f"press→light during a keypad flood {name}", "unit": "ms",
+                     "n": len(flooded), "value": percentile(flooded, q) * 1000,
+                     "baseline": percentile(idle, q) * 1000, "target": target,
+                     **({"note": note} if name == "p99" else {})})
+    rows.append({"figure": "RSS growth during the keypad flood", "unit": "MB",
+                 "value": max(0, peak[0] - rss_before) / 1e6, "baseline": None, "target": 10.0,
+                 "note": f"peak RSS sampled every 20 ms against {rss_before / 1e6:.1f} MB just before"})
+    return rows
+
+
+def _sample_rss(stop: threading.Event, peak: list[int]) -> None:
+    while not stop.is_set():
+        peak[0] = max(peak[0], _rss_bytes())
+        stop.wait(0.02)

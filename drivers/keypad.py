@@ -37,6 +37,7 @@ _LOG = logging.getLogger(__name__)
 
 __all__ = ["KEYS", "SEPARATORS", "Keypad"]
 READ_MAX = 4096  # bytes per read: a flood is judged chunk by chunk, never buffered whole
+FLOOD_PAUSE = 0.02  # seconds between reads while a flood is being ignored
 _READ_TIMEOUT = 0.1  # seconds a read may block: bounds how long close() waits
 _JOIN_SECONDS = 2.0
 _INJECT_WAIT = 2.0
@@ -242,6 +243,10 @@ class Keypad(Closing):
             data = port.read(min(port.in_waiting, READ_MAX) or 1)
             if data:
                 self._decode(data, time.monotonic())
+                if self._guard.episode is not None:
+                    # a flood is read slowly (<= 200 KB/s): the rest waits in the kernel at no cost,
+                    # and the reader leaves the CPU (and the GIL) to the panic button's path
+                    self._stopping.wait(FLOOD_PAUSE)
             ended = self._guard.poll(time.monotonic())
             if ended is not None:
                 self._flood_over(ended)

@@ -268,7 +268,8 @@ def test_a_person_typing_passes_the_guard_and_a_flood_does_not() -> None:
 
 @pytest.mark.parametrize(("chunks", "why"), [
     ([b"1#", b"2#", b"3#", b"4#"], "4 entries within 1 s"),
-    ([b"\x00\xff\x13", b"A", b"\x1b[B\x00\x00"], "9 bytes that are not keys within 1 s (noise, or the wrong baud rate)"),
+    ([b"\x00\xff\x13", b"A", b"\x1b[B\x00\x00"],
+     "9 bytes that are not keys within 1 s (noise, or the wrong baud rate)"),
 ])
 def test_the_guard_counts_over_a_sliding_second(chunks: list[bytes], why: str) -> None:
     guard = FloodGuard()

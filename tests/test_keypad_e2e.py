@@ -186,21 +186,28 @@ def test_a_megabyte_of_digits_then_noise_is_one_fault_no_lockout_and_the_pin_wor
         proc.kill()
 
 
+def keypad_lost(proc: DaemonProcess, lost: bool, timeout: float = 6.0) -> bool:
+    """Poll ``safehouse status`` until the keypad is (or is no longer) reported lost."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.status()["keypad"]["lost"] is lost:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_a_keypad_plugged_in_after_the_daemon_started_is_lost_then_restored(short_dir: Path) -> None:
     (short_dir / "tty").mkdir()
     rig = SerialRig(short_dir / "tty")  # not plugged in: no device node when the daemon starts
     proc = kiosk(short_dir, rig)
     try:
-        time.sleep(1.0)
-        assert proc.status()["keypad"]["lost"] is True
+        assert keypad_lost(proc, True)
         rig.plug()  # socat creates the PTY now, as udev creates /dev/serial/by-id/... on plug-in
-        time.sleep(1.5)
-        assert proc.status()["keypad"]["lost"] is False
+        assert keypad_lost(proc, False)
         rig.unplug()  # kill socat by its PID
-        time.sleep(1.5)
-        assert proc.status()["keypad"]["lost"] is True
+        assert keypad_lost(proc, True)
         rig.replug()
-        time.sleep(1.5)
+        assert keypad_lost(proc, False)
         assert [e["type"] for e in events(proc) if e["type"].startswith("keypad_")] == \
             ["keypad_lost", "keypad_restored", "keypad_lost", "keypad_restored"]
         type_keys(rig, "4711*1#")

@@ -98,10 +98,11 @@ def test_a_record_written_before_ntp_runs_its_remaining_length_after_a_reboot(tm
     assert locked_for(restored, after) == 60
 
 
-@pytest.mark.parametrize("content", [b"", b"{", b"[]", b'{"version": 1}',
-                                     b'{"version": 1, "failures": -1, "lockouts": 0, "locked_s": 0, '
-                                     b'"boot_id": "x", "mono_until": null, "wall_until": null, "synced": true}',
-                                     b"\xff" * 10_000])
+NEGATIVE_COUNT = (b'{"version": 1, "failures": -1, "lockouts": 0, "locked_s": 0, "boot_id": "x", '
+                  b'"mono_until": null, "wall_until": null, "synced": true}')
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b"[]", b'{"version": 1}', NEGATIVE_COUNT, b"\xff" * 10_000])
 def test_a_damaged_record_is_reported_and_the_kiosk_still_starts(
         tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / FILE).write_bytes(content)
@@ -143,7 +144,7 @@ def _wrong(daemon: Daemon, times: int) -> None:
     for _ in range(times):
         done = daemon.runner.rejections["keypad"] + 1
         daemon.hardware.type_keys("0000#")
-        assert daemon.loop.wait_until(lambda _s, _n: daemon.runner.rejections["keypad"] >= done, 3)
+        assert daemon.loop.wait_until(lambda _s, _n, done=done: daemon.runner.rejections["keypad"] >= done, 3)
 
 
 def test_a_restart_keeps_the_lockout_refuses_the_right_pin_and_ends_it_on_time(

@@ -271,15 +271,15 @@ def test_a_flood_on_the_line_is_one_report_no_keys_and_keys_work_once_it_is_quie
 def test_the_port_is_opened_exclusively(rig: SerialRig) -> None:
     import serial
 
-    with serial.Serial(str(rig.kiosk), exclusive=True) as other:  # another program holds the keypad
-        with fast_keypad(rig.kiosk) as keypad:
-            seen = Recorder(keypad)
-            assert wait_for(lambda: len(seen.lost) == 1)
-            assert "exclusively lock" in seen.lost[0] and not keypad.is_connected
-            other.close()
-            assert wait_for(lambda: seen.restored == 1)
-            with pytest.raises(serial.SerialException, match="exclusively lock"):
-                serial.Serial(str(rig.kiosk), exclusive=True)  # and now nobody else can take it
+    # another program holds the keypad first
+    with serial.Serial(str(rig.kiosk), exclusive=True) as other, fast_keypad(rig.kiosk) as keypad:
+        seen = Recorder(keypad)
+        assert wait_for(lambda: len(seen.lost) == 1)
+        assert "exclusively lock" in seen.lost[0] and not keypad.is_connected
+        other.close()
+        assert wait_for(lambda: seen.restored == 1)
+        with pytest.raises(serial.SerialException, match="exclusively lock"):
+            serial.Serial(str(rig.kiosk), exclusive=True)  # and now nobody else can take it
 
 
 def test_a_keypad_plugged_in_long_after_start_is_opened_at_once(short_dir: Path) -> None:

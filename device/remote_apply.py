@@ -38,7 +38,7 @@ def apply_command(step: Step, inp: RemoteCommand, now: float) -> None:
         reply(False, exc.id, error=str(exc))
         return
     if cmd.id in step.state.seen_commands:
-        reply(False, cmd.id, error=f"replayed: command id {cmd.id!r} was already executed")
+        reply(False, cmd.id, error=f"replayed: duplicate command id {cmd.id!r}: already executed")
         return
     step.update(seen_commands=(*step.state.seen_commands, cmd.id)[-SEEN_IDS:])
     step.effects.append(RememberCommand(cmd.id, cmd.until))  # on disk before the command acts

@@ -121,6 +121,8 @@ class ControlServer:
         try:
             request = boundedjson.loads(line, max_bytes=MAX_LINE, max_depth=MAX_DEPTH, what="request")
         except boundedjson.JsonRefused as exc:
+            if exc.reason == "not_json":
+                return self.reject("bad request: not a JSON object on one line")
             return self.reject(f"bad request: {exc}")
         if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
             return self.reject('bad request: expected {"cmd": NAME, ...}')

@@ -1,6 +1,6 @@
 """The precinct broker as shipped, proved cell by cell: who may write and read every topic family.
 
-A real mosquitto runs ``config/mosquitto-precinct.conf`` (``tests.mqtt_rig.PrecinctBroker``:
+A real mosquitto runs ``config/mosquitto-precinct.conf`` (``tests.precinct_rig.PrecinctBroker``:
 only paths, port and logging differ) with the ACL ``safehouse acl render`` writes for a fleet
 inventory in the Ansible format, and real certificates from ``tests/pki.py``.
 
@@ -38,8 +38,9 @@ from safehouse.services.inventory import read_fleet
 from tests.conftest import write_config
 from tests.daemon_proc import DaemonProcess
 from tests.mqtt_fixtures import mosquitto_path, require_tool
-from tests.mqtt_rig import ConnectFailed, PrecinctBroker, Subscriber
+from tests.mqtt_rig import ConnectFailed, Subscriber
 from tests.pki import Pki, make_pki
+from tests.precinct_rig import PrecinctBroker
 
 P, Q = "safehouse/v1/p1", "safehouse/v1/p2"
 V311, V5 = MQTTProtocolVersion.MQTTv311, MQTTProtocolVersion.MQTTv5

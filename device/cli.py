@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from safehouse.device import __version__
+from safehouse.device import __version__, cli_outbox
 from safehouse.device import config as configuration
 from safehouse.device.cli_accept import add_parser as add_accept_parser
 from safehouse.device.cli_acl import add_parser as add_acl_parser
@@ -80,8 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     ev.add_argument("--json", action="store_true", help="one JSON object per line")
     ev.add_argument("--last", type=int, metavar="N", help="only the last N events")
-    ob = add("outbox", "what waits for the precinct: depth per lane, oldest age, last delivery", _outbox)
+    ob = add("outbox", "what waits for the precinct: depth per lane, oldest age, last delivery; "
+             "--check and --salvage: the storage tools (daemon stopped)", _outbox)
     ob.add_argument("--json", action="store_true", help="machine-readable output")
+    cli_outbox.add_arguments(ob)
     sim = add("simulate", "sim only: break or mend a simulated part (camera raise|hang|none; "
               "core hang: the core loop stops answering, to prove the systemd watchdog; "
               "clock jump --seconds ±S: step the kiosk's wall clock, clock none: undo; "
@@ -209,6 +211,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _outbox(args: argparse.Namespace) -> int:
+    if cli_outbox.wanted(args):
+        return cli_outbox.run(args, _load(args))
     stats = open_readonly_stats(_load(args).device.state_dir)
     if stats is None:
         print("no outbox yet: the daemon has not run with this state_dir", file=sys.stderr)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from safehouse.device import __version__, messages
 from safehouse.device.config import Config
+from safehouse.device.errors import EventLogError
 from safehouse.device.inputs import AllianceAlert, RemoteCommand
 from safehouse.services.mqtt_link import Incoming, Tls
 from safehouse.services.outbox import Lane
@@ -69,7 +70,9 @@ def telemetry_timer(daemon: Daemon) -> TelemetryTimer:
         stats = daemon.outbox.stats()
         link = daemon.link()
         return {**system_readings(cfg.device.state_dir, daemon.started),
-                "outbox": {"depth": stats.depth, "oldest_pending_age_s": stats.oldest_pending_age_s},
+                "outbox": {"depth": stats.depth, "oldest_pending_age_s": stats.oldest_pending_age_s,
+                           "storage_fault": daemon.runner.storage_fault(),
+                           "in_memory": daemon.runner.pending},
                 "link": {"state": link["state"], "since_s": link.get("since_s")},
                 "light": daemon.hardware.light.pattern,
                 "alarm": state.alarm.phase.value if state.alarm else "idle",
@@ -79,7 +82,12 @@ def telemetry_timer(daemon: Daemon) -> TelemetryTimer:
     def publish(readings: Mapping[str, Any]) -> None:
         payload = messages.telemetry(readings, device_id=cfg.device.id, precinct=cfg.device.precinct,
                                      wall=daemon.clock.wall())
-        daemon.outbox.append(Lane.TELEMETRY, daemon.topics.telemetry, payload)
+        try:
+            daemon.outbox.append(Lane.TELEMETRY, daemon.topics.telemetry, payload)
+        except EventLogError:  # storage failing: this reading (it names the fault) goes out from memory
+            if daemon.uplink is not None:
+                daemon.uplink.send(daemon.topics.telemetry, payload)
+            return
         if daemon.uplink is not None:
             daemon.uplink.wake()
 

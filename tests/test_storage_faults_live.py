@@ -36,8 +36,9 @@ def tiny_disk(short_dir: Path) -> Iterator[Path]:
         unmount(state)
 
 
-def kiosk(short_dir: Path, broker: Broker) -> DaemonProcess:
-    config = write_config(short_dir, f'[broker]\nurl = "{broker.url}"\n[outbox]\nalarm_reserve_mb = 0\n')
+def kiosk(short_dir: Path, broker: Broker, extra: str = "") -> DaemonProcess:
+    config = write_config(short_dir, f'[broker]\nurl = "{broker.url}"\n'
+                                     f'[outbox]\nalarm_reserve_mb = 0\n{extra}')
     return DaemonProcess(config, short_dir / "ctl.sock")
 
 
@@ -64,8 +65,11 @@ def test_full_before_start_the_kiosk_runs_from_memory_and_moves_to_disk_when_roo
         short_dir: Path, tiny_disk: Path, broker: Broker) -> None:
     fill(tiny_disk / "runaway.log")
     sub = broker.subscriber([TOPIC])
-    proc = kiosk(short_dir, broker).start()
+    tele = broker.subscriber(["safehouse/v1/test/SH-TEST-0001/telemetry"])
+    proc = kiosk(short_dir, broker, "[telemetry]\ninterval = 1.0\n").start()
     try:
+        [reading] = tele.wait_for(lambda m: True, timeout=10)  # sent from memory: it names the fault
+        assert "full" in str(reading.json()["outbox"]["storage_fault"])
         status = proc.status()
         assert "full" in str(status["storage"]["fault"]) or "unavailable" in str(status["storage"]["fault"])
         selftest = json.loads(proc.cli("selftest", "--json").stdout)
@@ -92,6 +96,7 @@ def test_full_before_start_the_kiosk_runs_from_memory_and_moves_to_disk_when_roo
     finally:
         proc.kill()
         sub.close()
+        tele.close()
 
 
 def test_filled_while_running_a_press_is_delivered_and_written_once_room_returns(

@@ -1,0 +1,69 @@
+"""The technician's storage tools, run as a technician would: `safehouse outbox --check` and
+`safehouse outbox --salvage` on a real damaged outbox, with the daemon stopped (and refused while
+it runs)."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+from pathlib import Path
+
+from safehouse.services.outbox import Outbox
+from tests.conftest import write_config
+from tests.daemon_proc import CLI, DaemonProcess
+
+TOPIC = "safehouse/v1/test/SH-TEST-0001/events"
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, "--config", str(config), *args], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def stored_events(state: Path, n: int) -> None:
+    with Outbox(state) as box:
+        for i in range(1, n + 1):
+            box.append_event({"event_id": f"t-{i}", "device_id": "SH-TEST-0001", "precinct": "test",
+                              "type": "walk_in", "code": None, "ts": "2026-11-28T00:00:00.000Z",
+                              "clock_synced": True, "mono": 1.0, "boot_id": "b", "test": False,
+                              "data": {"note": "z" * 200}}, TOPIC)
+
+
+def test_check_finds_a_garbage_page_and_salvage_brings_the_events_back(short_dir: Path) -> None:
+    config = write_config(short_dir)
+    state = short_dir / "state"
+    stored_events(state, 300)
+    healthy = cli(config, "outbox", "--check")
+    assert healthy.returncode == 0 and healthy.stdout.startswith("storage OK"), healthy.stdout
+    db = state / "outbox.db"
+    with db.open("r+b") as f:
+        f.seek(db.stat().st_size // 2 // 4096 * 4096)
+        f.write(random.Random(5).randbytes(4096))
+    damaged = cli(config, "outbox", "--check", "--json")
+    assert damaged.returncode == 1
+    report = json.loads(damaged.stdout)
+    assert not report["ok"] and report["outbox"]["problem"]
+    fixed = cli(config, "outbox", "--salvage", "--json")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    [salvaged] = json.loads(fixed.stdout)["salvaged"]
+    assert salvaged["salvaged_events"] >= 250 and Path(salvaged["quarantined"]).exists()
+    again = cli(config, "outbox", "--check")
+    assert again.returncode == 0, again.stdout
+    assert "quarantined" in again.stdout
+    with Outbox(state) as box:
+        events = box.events()
+        assert all(e.event_id == f"t-{e.seq}" for e in events) and len(events) >= 250
+    assert "nothing to salvage" in cli(config, "outbox", "--salvage").stdout
+
+
+def test_the_tools_refuse_while_the_daemon_runs_and_explain_themselves(short_dir: Path) -> None:
+    config = write_config(short_dir)
+    helptext = cli(config, "outbox", "--help").stdout
+    assert "--check" in helptext and "--salvage" in helptext and "daemon" in helptext
+    proc = DaemonProcess(config, short_dir / "ctl.sock").start()
+    try:
+        res = cli(config, "outbox", "--check")
+        assert res.returncode == 1 and "stop it first" in res.stdout
+    finally:
+        proc.stop()

@@ -3,11 +3,13 @@
 The flood comes from a forked process running as uid 65534 in the socket's group (root's
 group here), as a compromised program in the group would: it keeps up to 1,100 connections
 open, each sending half a line, a deeply nested request, nothing, or a real request, and
-reconnects every one the daemon closes, for ``seconds``. Meanwhile root asks ``status``
-every 0.1 s (the technician: the daemon keeps a slot for root), and a subscriber watches the
-kiosk's retained ``status`` topic for an ``offline``. Figures: status latency during the
-flood against the same run's idle latency, the real CLI's time to answer after the flood
-ends, the daemon's threads, and the link (it must stay online). Loopback only; bounded in time.
+reconnects every one the daemon closes, for ``seconds`` (then 10 s more, in which the broker
+is restarted). Meanwhile root asks ``status`` every 0.1 s (the technician: the daemon keeps a
+slot for root), a precinct sends ``cmd/ping`` (broker → core loop → uplink → broker), and a
+subscriber watches the kiosk's retained ``status`` topic for an ``offline``. Figures, each
+against the same run's idle figure: status and ping latency, the broker reconnect, the real
+CLI's time to answer after the flood ends, the daemon's threads and CPU, and the link (it must
+stay online). Loopback only; bounded in time (about ``seconds`` + 30 s).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from tests.mqtt_rig import Broker
 
 NOBODY = 65534
 HELD = 1100  # what the tester held open in issue 12
+RECONNECT_WINDOW = 10.0  # the flood goes on this long after the main window: a broker restart in it
 ROOT = "safehouse/v1/bench/SH-FLOOD/"
 CLI = [sys.executable, "-m", "safehouse.device.cli"]
 PAYLOADS = (b'{"cmd": "sta', b'{"cmd": "status", "x": ' + b"[" * 8000 + b"\n", b"", b'{"cmd": "status"}\n')
@@ -113,9 +116,15 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _offline_seen(watcher: Any) -> int:
+    """Offline status messages received since the last clear; then clear."""
+    seen = sum(1 for m in watcher.messages(ROOT + "status") if m.json().get("state") != "online")
+    watcher.clear()
+    return seen
+
+
 def _ping_ms(watcher: Any, seq: int) -> float:
     """A precinct's cmd/ping → result: broker, paho, the core loop and the uplink, end to end."""
-    watcher.clear()
     ts = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     t0 = time.monotonic()
     watcher.publish(ROOT + "cmd/ping", json.dumps({"id": f"flood-ping-{seq}", "ts": ts}))
@@ -138,10 +147,20 @@ class _Probe:
             ms, state = _status_ms(self.path)
             self.status.append(ms)
             self.states.append(state)
+            self.offline += _offline_seen(self.watcher)
             self.ping.append(_ping_ms(self.watcher, len(self.ping)))
-            self.offline += sum(1 for m in self.watcher.messages(ROOT + "status")
-                                if m.json().get("state") != "online")
             time.sleep(0.1)
+        self.offline += _offline_seen(self.watcher)
+
+
+def _reconnect_s(broker: Broker, watcher: Any) -> float:
+    """Broker restarted → the kiosk's retained `online` birth seen again by a subscriber."""
+    watcher.clear()
+    t0 = time.monotonic()
+    broker.restart()
+    watcher.wait_for(lambda m: m.topic == ROOT + "status" and m.json().get("state") == "online",
+                     timeout=30)
+    return time.monotonic() - t0
 
 
 def run(seconds: float = 15.0) -> list[dict[str, Any]]:
@@ -154,7 +173,7 @@ def run(seconds: float = 15.0) -> list[dict[str, Any]]:
     if child == 0:
         code = 1
         try:
-            _flood(str(sock_path), seconds, go_r, rep_w)
+            _flood(str(sock_path), seconds + RECONNECT_WINDOW, go_r, rep_w)
             code = 0
         finally:
             os._exit(code)
@@ -179,6 +198,8 @@ def run(seconds: float = 15.0) -> list[dict[str, Any]]:
             idle.run_until(time.monotonic() + min(seconds, 5.0))
             idle_cpu = (_cpu_s(daemon.pid) - cpu0) / (time.monotonic() - t0)
             idle_cli = min(_cli_s(config) for _ in range(3))
+            idle_reconnect = _reconnect_s(broker, watcher)
+            idle.run_until(time.monotonic() + 1.0)  # back to normal before the flood
             idle_threads = _threads(daemon.pid)
             flood = _Probe(sock_path, watcher)
             os.write(go_w, b"x")
@@ -188,6 +209,7 @@ def run(seconds: float = 15.0) -> list[dict[str, Any]]:
                 flood.run_until(min(time.monotonic() + 1.0, flood_start + seconds))
                 max_threads = max(max_threads, _threads(daemon.pid))
             flood_cpu = (_cpu_s(daemon.pid) - cpu0) / (time.monotonic() - flood_start)
+            flood_reconnect = _reconnect_s(broker, watcher)  # the flood is still on
             counts = json.loads(os.read(rep_r, 4096) or b"{}")  # the child writes when it has finished
             flood_end = time.monotonic()
             after_request = _status_ms(sock_path)[0]
@@ -203,7 +225,8 @@ def run(seconds: float = 15.0) -> list[dict[str, Any]]:
         shutil.rmtree(folder, ignore_errors=True)
     not_online = sum(1 for s in flood.states if s != "online")
     lat = flood.status
-    note = (f"{counts.get('connections', 0)} connections in {seconds:g} s from uid {NOBODY} "
+    total = seconds + RECONNECT_WINDOW
+    note = (f"{counts.get('connections', 0)} connections in {total:g} s from uid {NOBODY} "
             f"(up to {counts.get('max_open', 0)} open at once; {counts.get('busy', 0)} refused busy, "
             f"{counts.get('timeouts', 0)} timed out, {counts.get('answers', 0)} answered, "
             f"{counts.get('backlog_full', 0)} connects found the backlog full); root asked status "
@@ -223,6 +246,9 @@ def run(seconds: float = 15.0) -> list[dict[str, Any]]:
          "value": after_cli, "baseline": idle_cli, "target": 1.0,
          "note": f"from the flood's last connection closed to the CLI's answer (a bare request: "
                  f"{after_request:.1f} ms); baseline: the same CLI idle (interpreter start included)"},
+        {"figure": "control flood: broker restart → kiosk online again, during the flood", "unit": "s",
+         "value": flood_reconnect, "baseline": idle_reconnect, "target": 3.0,
+         "note": "one restart each; the first reconnect waits a jittered 0.5-1 s backoff"},
         {"figure": "control flood: connections opened by the flood", "unit": "",
          "value": float(counts.get("connections", 0)), "target": 1000.0, "higher_is_better": True},
         {"figure": "control flood: daemon threads (max during flood)", "unit": "",

@@ -110,6 +110,7 @@ class Daemon:
         self.runner = EffectRunner(light=self.hardware.light, sink=self.outbox, clock=self.clock,
                                    device_id=cfg.device.id, precinct=cfg.device.precinct,
                                    boot_id=self.boot_id, topics=self.topics, messenger=self.uplink)
+        self._closers.append(self.runner.flush_logs)  # run late in the shutdown: after the loop
         self.stats, stats_damage, self.stats_fault = open_stats(cfg.device.state_dir, clock=self.clock.wall)
         self._closers.append(self.stats.close)
         self.storage_watch = wire_storage(self, stats_damage)

@@ -124,6 +124,10 @@ class EffectRunner:
     def last_seq(self) -> int:
         return self._sink.last_seq
 
+    def flush_logs(self) -> None:
+        """At shutdown: say how many rejection lines the rate limit left out."""
+        self._rejected_log.flush()
+
     @property
     def pending(self) -> int:
         """Events decided but not yet durable (normally 0)."""

@@ -150,6 +150,7 @@ class ControlServer:
             for t in self._threads:
                 t.join(2.0)
         self._io.close()
+        self._log.flush()
         self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> ControlServer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +151,11 @@ def test_live_retained_nested_and_oversized_commands_are_refused_with_their_id(s
         grown = proc.log.read_bytes()[log_before:]
         assert max(len(line) for line in grown.splitlines()) < 1000
         assert len(grown) < 10_000, f"50 rejected commands logged {len(grown)} bytes"
-        assert b"Traceback" not in proc.log.read_bytes()
+        assert proc.stop() == 0
+        log = proc.log.read_text()
+        suppressed = re.search(r"(\d+) more command lines were suppressed", log)  # said at shutdown
+        assert suppressed is not None and int(suppressed.group(1)) >= 45
+        assert "Traceback" not in log
     finally:
         proc.kill()
         sub.close()

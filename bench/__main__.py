@@ -37,7 +37,7 @@ def suites(quick: bool) -> dict[str, Suite]:
         "uplink": lambda: uplink_bench.run(100 if quick else 300, 2000 if quick else 10_000),
         "evidence": lambda: evidence_bench.run(20 if quick else 60),
         "keypad": lambda: keypad_bench.run(30 if quick else 100),
-        "keypad_flood": lambda: keypad_bench.flood(100 if quick else 300),
+        "keypad_flood": lambda: keypad_bench.flood(300 if quick else 1000),
         "microphone": lambda: microphone_bench.run(5.0 if quick else 20.0),
         "ready": lambda: ready_time.run(3 if quick else 5),
         "fleet": lambda: fleet.run(300 if quick else 2100, 150, 50 if quick else 100, 100, 10.0,

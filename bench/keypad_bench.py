@@ -28,7 +28,7 @@ from gpiozero import Buzzer
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from bench.kiosk import NO_CAPTURE, start_kiosk
-from bench.press_latency import BLUE, BUTTON, RED, _first_change, percentile
+from bench.press_latency import BUTTON, percentile, press_samples
 from bench.uplink_bench import bare_round_trip
 from safehouse.device.inputs import ResolveRequested
 from safehouse.device.volunteers import VolunteerRegistry
@@ -156,26 +156,7 @@ def _rss_bytes() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def _presses(daemon: Any, factory: MockFactory, presses: int) -> list[float]:
-    red, blue, button = factory.pin(RED), factory.pin(BLUE), factory.pin(BUTTON)
-    samples = []
-    for _ in range(presses):
-        red.clear_states()
-        blue.clear_states()
-        cleared = t0 = time.monotonic()
-        button.drive_low()
-        if daemon.loop.wait_until(lambda s, _n: s.alarm is not None, 5.0) is None:
-            raise RuntimeError("press not registered within 5 s")
-        changes = [t for t in (_first_change(red, cleared), _first_change(blue, cleared)) if t]
-        samples.append(min(changes) - t0)
-        button.drive_high()
-        daemon.loop.wait_until(lambda s, _n: not s.button.pressed, 5.0)
-        daemon.loop.submit(ResolveRequested("false_alarm", "bench"), 5.0)
-        time.sleep(0.01)
-    return samples
-
-
-def flood(presses: int = 300) -> list[dict[str, Any]]:
+def flood(presses: int = 1000) -> list[dict[str, Any]]:
     """Idle presses, then the same presses while a separate process floods the keypad's PTY."""
     folder = Path(tempfile.mkdtemp(prefix="sh-bench-flood-", dir="/tmp"))
     (folder / "broker").mkdir()
@@ -190,7 +171,7 @@ def flood(presses: int = 300) -> list[dict[str, Any]]:
                                       f'[keypad]\nport = "{rig.kiosk}"\n' + NO_CAPTURE)
         try:
             time.sleep(0.5)  # the keypad is open
-            idle = _presses(daemon, factory, presses)
+            idle = press_samples(daemon, factory, presses, 5.0)
             rss_before, peak = _rss_bytes(), [0]
             writer = subprocess.Popen([sys.executable, "-c", FLOOD_WRITER, str(rig.device)])
             keypad = daemon.hardware.keypad
@@ -201,7 +182,7 @@ def flood(presses: int = 300) -> list[dict[str, Any]]:
             sampler = threading.Thread(target=_sample_rss, args=(stop, peak), daemon=True)
             sampler.start()
             started, discarded = time.monotonic(), keypad.discarded_bytes
-            flooded = _presses(daemon, factory, presses)
+            flooded = press_samples(daemon, factory, presses, 5.0)
             took, discarded = time.monotonic() - started, keypad.discarded_bytes - discarded
             stop.set()
             sampler.join()

@@ -43,25 +43,30 @@ def measure(presses: int, debounce_ms: int) -> list[float]:
     factory = MockFactory(pin_class=MockPWMPin)
     daemon = Daemon(configuration.load(folder / "c.toml"), pin_factory=factory)
     daemon.start()
-    red, blue, button = factory.pin(RED), factory.pin(BLUE), factory.pin(BUTTON)
-    samples: list[float] = []
     try:
-        for _ in range(presses):
-            red.clear_states()
-            blue.clear_states()
-            cleared = t0 = time.monotonic()
-            button.drive_low()
-            if daemon.loop.wait_until(lambda s, _n: s.alarm is not None, 2.0) is None:
-                raise RuntimeError("press not registered within 2 s")
-            changes = [t for t in (_first_change(red, cleared), _first_change(blue, cleared)) if t]
-            samples.append(min(changes) - t0)
-            button.drive_high()
-            daemon.loop.wait_until(lambda s, _n: not s.button.pressed, 2.0)
-            daemon.loop.submit(ResolveRequested("false_alarm", "bench"), 2.0)
+        return press_samples(daemon, factory, presses)
     finally:
         daemon.close()
         factory.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def press_samples(daemon: Daemon, factory: MockFactory, presses: int, timeout: float = 2.0) -> list[float]:
+    """Press → first light change on a running daemon, each press resolved before the next."""
+    red, blue, button = factory.pin(RED), factory.pin(BLUE), factory.pin(BUTTON)
+    samples: list[float] = []
+    for _ in range(presses):
+        red.clear_states()
+        blue.clear_states()
+        cleared = t0 = time.monotonic()
+        button.drive_low()
+        if daemon.loop.wait_until(lambda s, _n: s.alarm is not None, timeout) is None:
+            raise RuntimeError(f"press not registered within {timeout:g} s")
+        changes = [t for t in (_first_change(red, cleared), _first_change(blue, cleared)) if t]
+        samples.append(min(changes) - t0)
+        button.drive_high()
+        daemon.loop.wait_until(lambda s, _n: not s.button.pressed, timeout)
+        daemon.loop.submit(ResolveRequested("false_alarm", "bench"), timeout)
     return samples
 
 

@@ -92,6 +92,7 @@ class AllianceAlert:
     """A neighbouring kiosk's alarm announcement (一呼百應), raw as received."""
 
     payload: bytes
+    retain: bool = False  # a retained alert is stale: it would light every kiosk at each reconnect
 
 
 @dataclass(frozen=True)

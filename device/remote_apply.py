@@ -93,6 +93,10 @@ def _execute(step: Step, cmd: Command, now: float) -> tuple[dict[str, Any], str 
 
 
 def apply_alliance(step: Step, inp: AllianceAlert, now: float) -> None:
+    if inp.retain:
+        step.reject("alliance", "retained: a retained alliance alert is stale (alerts are never "
+                    "retained): ignored")
+        return
     try:
         device_id, _event_id = parse_alliance(inp.payload)
     except ValueError as exc:

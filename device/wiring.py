@@ -56,7 +56,7 @@ def build_uplink(daemon: Daemon, *, digest: str) -> Uplink | None:
                                       msg.response_topic, msg.correlation))
 
     def on_alliance(msg: Incoming) -> None:
-        daemon.loop.put(AllianceAlert(msg.payload))
+        daemon.loop.put(AllianceAlert(msg.payload, msg.retain))
 
     return Uplink(settings, topics, daemon.outbox, birth=birth, offline=offline, on_command=on_command,
                   on_alliance=on_alliance, on_state=daemon.hardware.status_led.show)

@@ -207,3 +207,10 @@ def test_a_deeply_nested_alliance_alert_is_a_counted_rejection_not_an_exception(
         state, effects = decide(fresh(), AllianceAlert(payload), 10.0)
         assert state.light == "beacon"
         assert [type(e).__name__ for e in effects] == ["Reject"]
+
+
+def test_a_retained_alliance_alert_is_stale_and_never_lights_the_sign() -> None:
+    theirs = json.dumps({"device_id": "SH-2", "event_id": "e"}).encode()
+    state, effects = decide(fresh(), AllianceAlert(theirs, retain=True), 10.0)
+    assert state.light == "beacon" and state.neighbor_alerts == 0
+    assert [type(e).__name__ for e in effects] == ["Reject"] and "retained" in effects[0].reason

@@ -73,7 +73,8 @@ def test_keypad_noise_and_unknown_pins_are_counted_never_acted_on(kiosk: DaemonP
     res = kiosk.cli("keys", "9876#")
     assert res.returncode == 1 and "PIN not recognised" in res.stderr
     status = kiosk.status()
-    assert status["keypad"]["wrong_pins"] == 1 and status["alarm"]["state"] == "active"
+    assert status["keypad"]["wrong_pins"] == 1
+    assert status["alarm"]["state"] in ("active", "escalated")  # not acknowledged (ack_timeout is 2 s)
 
 
 def test_hold_until_release_then_release(kiosk: DaemonProcess) -> None:

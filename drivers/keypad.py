@@ -196,6 +196,7 @@ class Keypad(Closing):
             if self._thread.is_alive():
                 _LOG.warning("%r: reader did not stop within %.1f s", self, _JOIN_SECONDS)
         self._drop_port()
+        self._logs.flush()  # say how many noise lines were left out
 
     # -- reader thread ---------------------------------------------------------------------
 

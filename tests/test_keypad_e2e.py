@@ -169,12 +169,17 @@ def test_a_megabyte_of_digits_then_noise_is_one_fault_no_lockout_and_the_pin_wor
         flood = threading.Thread(target=lambda: (rig.send(b"1234567890" * 100_000),  # 1 MB, no #
                                                  rig.send(random.Random(12).randbytes(100_000))))
         flood.start()
-        answers = 0
+        answers, checked = 0, []
         while flood.is_alive():
-            assert proc.status()["alarm"]["state"] != "idle"  # the daemon answers meanwhile
+            status = proc.status()  # the daemon answers meanwhile
+            assert status["alarm"]["state"] != "idle"
             answers += 1
+            if status["keypad"]["noise"] and not checked:
+                res = proc.cli("selftest", "--json")
+                checked = [c for c in json.loads(res.stdout)["checks"] if c["name"] == "keypad"]
         flood.join()
         assert answers >= 1
+        assert checked and not checked[0]["ok"] and "floods" in checked[0]["detail"], checked
         time.sleep(1.5)  # the line has been quiet for the ignore window
         status = proc.status()
         assert status["keypad"]["wrong_pins"] == 0 and status["keypad"]["locked_for_s"] == 0

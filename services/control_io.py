@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import queue
 import selectors
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 
 from safehouse.device.ratelimit import RateLimitedLog
 
+_LOG = logging.getLogger(__name__)
 RESERVED = 1  # extra connections kept for root and the daemon's own user
 ACCEPT_PAUSE = 0.1  # out of file descriptors: stop accepting this long instead of spinning
 REFUSALS_PER_S = 500.0  # past this, extra connections wait in the listen backlog instead
@@ -92,18 +94,25 @@ class IoLoop:
 
     def run(self) -> None:
         while not self._stopping:
-            for key, mask in self._sel.select(self._timeout()):
-                if key.data == "accept":
-                    self._accept()
-                elif key.data == "wake":
-                    self._drain_wake()
-                else:
-                    conn: Conn = key.data
-                    if mask & selectors.EVENT_WRITE:
-                        self._flush(conn)
-                    if mask & selectors.EVENT_READ and not conn.closed:
-                        self._read(conn)
-            self._expire(time.monotonic())
+            try:
+                self._once()
+            except Exception:  # a bug here must not leave the kiosk without its control socket
+                _LOG.exception("control socket: I/O loop error (carrying on)")
+                time.sleep(0.05)
+
+    def _once(self) -> None:
+        for key, mask in self._sel.select(self._timeout()):
+            if key.data == "accept":
+                self._accept()
+            elif key.data == "wake":
+                self._drain_wake()
+            else:
+                conn: Conn = key.data
+                if mask & selectors.EVENT_WRITE:
+                    self._flush(conn)
+                if mask & selectors.EVENT_READ and not conn.closed:
+                    self._read(conn)
+        self._expire(time.monotonic())
 
     def _timeout(self) -> float | None:
         deadlines = [c.deadline for c in self._conns if not c.busy]

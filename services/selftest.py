@@ -16,6 +16,7 @@ import time
 import wave
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from safehouse.drivers.buzzer import SELFTEST_HZ
@@ -168,26 +169,23 @@ def _keypad(daemon: Any) -> tuple[bool, str]:
 
 
 def _broker(daemon: Any) -> tuple[bool, str]:
-    """A real round trip through the broker over the daemon's OWN uplink connection.
-
-    Never a second connection: the precinct broker makes any connection with the kiosk's
-    certificate the kiosk itself (``use_username_as_clientid``), so a second one would take
-    the daemon's session over and show the precinct a false offline (services/link_probe.py).
-    """
+    """A real round trip with the kiosk's own credentials, beside the uplink's own link."""
     link = daemon.link()
     if link["state"] == "disabled":
         return True, "no broker configured: offline by design"
-    url = daemon.config.broker.url
+    from safehouse.device.provision import round_trip
+
+    broker, dev = daemon.config.broker, daemon.config.device
+    tls = broker.url.startswith("mqtts://")
     try:
-        seconds = daemon.uplink.round_trip(timeout=5.0)
+        seconds = round_trip(broker.url, dev.id, dev.precinct, timeout=5.0,
+                             ca=Path(broker.ca) if tls else None, cert=Path(broker.cert) if tls else None,
+                             key=Path(broker.key) if tls else None)
     except Exception as exc:
-        link = daemon.link()
-        return False, f"round trip through {url} failed: {exc}; uplink {link['state']}" + (
-            f": {link['reason']}" if link.get("reason") else "")
-    link = daemon.link()
+        return False, f"round trip through {broker.url} failed: {exc}; uplink {link['state']}"
     ok = link["state"] == "online"
-    detail = f"round trip {seconds * 1000:.0f} ms on the uplink's own connection; uplink {link['state']}"
-    return ok, detail + ("" if ok else f": {link.get('reason') or 'connecting'}")
+    return ok, f"round trip {seconds * 1000:.0f} ms; uplink {link['state']}" + (
+        "" if ok else f": {link.get('reason') or 'connecting'}")
 
 
 def _disk(daemon: Any) -> tuple[bool, str]:

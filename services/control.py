@@ -191,12 +191,23 @@ def request(path: Path, cmd: str, *, timeout: float = 10.0, **args: Any) -> Any:
         time.sleep(random.uniform(0.05, 0.2))
 
 
+def _connect_timeout(sock: socket.socket, timeout: float) -> None:
+    """A blocking connect waits its turn in a full listen backlog (a flood) for up to ``timeout``;
+    Python's settimeout() would make it fail at once with EAGAIN (then retried as busy)."""
+    whole, frac = divmod(max(timeout, 0.001), 1.0)
+    for layout in ("ll", "qq"):  # struct timeval; 64-bit fields on 32-bit ARM built for time64
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                            struct.pack(layout, int(whole), int(frac * 1e6)))
+            return
+        except (OSError, struct.error):
+            continue
+    sock.settimeout(timeout)
+
+
 def _request_once(path: Path, cmd: str, timeout: float, args: Mapping[str, Any]) -> dict[str, Any]:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    # A blocking connect waits its turn in a full listen backlog (a flood) for up to the timeout;
-    # Python's settimeout() would make it fail at once with EAGAIN instead.
-    whole, frac = divmod(max(timeout, 0.001), 1.0)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(whole), int(frac * 1e6)))
+    _connect_timeout(sock, timeout)
     try:
         try:
             sock.connect(str(path))

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,12 +57,14 @@ def connect(path: Path) -> socket.socket:
 
 
 @pytest.fixture
-def daemon(short_dir: Path) -> DaemonProcess:
-    proc = DaemonProcess(control_config(short_dir, idle_timeout=2.0), short_dir / "ctl.sock").start()
-    yield proc  # type: ignore[misc]
+def daemon(short_dir: Path, request: pytest.FixtureRequest) -> Iterator[DaemonProcess]:
+    idle = getattr(request, "param", 2.0)
+    proc = DaemonProcess(control_config(short_dir, idle_timeout=idle), short_dir / "ctl.sock").start()
+    yield proc
     proc.kill()
 
 
+@pytest.mark.parametrize("daemon", [60.0], indirect=True)  # the 16 stay connected throughout
 def test_a_17th_client_is_refused_at_once_while_root_still_gets_status(short_dir: Path,
                                                                        daemon: DaemonProcess) -> None:
     if os.geteuid() != 0:

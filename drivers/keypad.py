@@ -275,8 +275,8 @@ class Keypad(Closing):
     def _flood_over(self, episode: Episode) -> None:
         took = f"{time.monotonic() - episode.started:.1f} s"
         self._logs.log(logging.INFO, "quiet", "keypad on %s is quiet again after %s: %d byte(s) discarded",
-                       self._port_name, took, episode.discarded)
-        self._call("when_flood", self.when_flood, False, took, episode.discarded)
+                       self._port_name, took, episode.first + episode.discarded)
+        self._call("when_flood", self.when_flood, False, took, episode.discarded)  # the first: at start
 
     def _deliver(self, key: str) -> None:
         fn = self._when_key

@@ -39,8 +39,12 @@ class Verdict:
 
 @dataclass
 class Episode:
+    """A flood under way: when and why it started, the chunk that started it (``first`` bytes)
+    and the bytes discarded after it."""
+
     started: float
     reason: str
+    first: int
     discarded: int = 0
 
 

@@ -262,7 +262,7 @@ def test_a_person_typing_passes_the_guard_and_a_flood_does_not() -> None:
     assert guard.feed(b"1#", now + 4.9).items == ()  # still noisy: the wait starts again
     assert guard.poll(now + 9.8) is None
     episode = guard.poll(now + 9.9)
-    assert episode is not None and episode.discarded == 4098 and guard.discarded == 4098
+    assert episode is not None and episode.discarded == 2 and guard.discarded == 4098
     assert guard.feed(b"4711#", now + 10).items == tuple("4711#")
 
 

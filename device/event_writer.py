@@ -49,6 +49,7 @@ class EventSink(Protocol):
     def admit(self, fields: Mapping[str, Any]) -> None: ...
     def issue(self, fields: Mapping[str, Any]) -> Event: ...
     def store(self, event: Event, topic: str, *, delivered: bool = False) -> Event: ...
+    def checkpoint(self) -> None: ...
 
 
 class Reserve(Protocol):
@@ -130,6 +131,8 @@ class EventWriter:
             wrote, urgent = wrote or more[0], urgent or more[1]
         if self.messenger is not None and wrote:
             self.messenger.wake(urgent)
+        if urgent:  # the alarm is on its way: now also into the database file itself
+            self._sink.checkpoint()
         return not self._queue
 
     def _write_queue(self) -> tuple[bool, bool, int]:

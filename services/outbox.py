@@ -110,6 +110,17 @@ class Outbox(OutboxBase):
         self._update_near_full()
         return event
 
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file (after an alarm is written and on its way): an
+        alarm then survives even the loss of the WAL. Best effort; never blocks a writer."""
+        if self._recovering or self.fault is not None:
+            return
+        try:
+            with self._lock, self._reading() as conn:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except EventLogError as exc:
+            _LOG.warning("outbox: checkpoint after an alarm failed: %s", exc)
+
     def append_event(self, fields: Mapping[str, Any], topic: str) -> Event:
         """Assign the next seq and store the event durably; return it once committed.
 

@@ -129,7 +129,13 @@ class OutboxBase(Closing):
 
     def _quarantine(self, problem: str) -> None:
         high = max(self._last_seq, self.lease.high, seq_of_damaged(self.path))
-        moved = quarantine(self.path, wall=self._clock())
+        try:
+            moved = quarantine(self.path, wall=self._clock())
+        except OSError as exc:  # read-only or vanished: run from memory, quarantine when writable
+            kind = classify(exc, self._state_dir if self._state_dir.exists() else Path("/"))
+            raise storage_error(DAMAGED if kind == DAMAGED else kind,
+                                f"the outbox {self.path} is damaged ({problem}) and cannot be moved "
+                                f"aside: {exc}") from exc
         self.damage.append(Damage(file=FILENAME, reason=problem, quarantined=moved, high=high))
         _LOG.critical("outbox damaged (%s): a fresh outbox is opened, seq continues above %d", problem, high)
 

@@ -54,10 +54,23 @@ def free_bytes(directory: Path) -> int | None:
     return st.f_bavail * st.f_frsize
 
 
+def read_only(directory: Path) -> bool:
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def classify(exc: BaseException, directory: Path) -> str:
-    """``FULL``, ``DAMAGED`` or ``UNAVAILABLE`` for an error from SQLite or the file system."""
+    """``FULL``, ``DAMAGED`` or ``UNAVAILABLE`` for an error from SQLite or the file system.
+
+    An I/O error on a read-only file system (the kernel remounts a failing card read-only) is
+    storage out of reach, not damage: the file itself may be fine once it is writable again.
+    """
     if isinstance(exc, StorageError):
         return exc.kind
+    if read_only(directory):
+        return UNAVAILABLE
     if isinstance(exc, sqlite3.Error):
         code = int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
         if code == SQLITE_FULL:

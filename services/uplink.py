@@ -104,7 +104,7 @@ class Uplink:
         self.memory: MemoryAlarms | None = None  # alarms the outbox could not write
         self._memory_flight: dict[int, str] = {}  # mid -> event_id published from memory
         self._generation = 0  # of the outbox file the rows in flight came from
-        self._read_failed = False
+        self._read_failed = self._mark_failed = False
         self._rng = random.Random()
         self._lock = threading.Lock()
         self.state, self.since, self.reason = "connecting", time.monotonic(), ""
@@ -280,12 +280,17 @@ class Uplink:
     def _record_acked(self) -> None:
         if not self._acked_rows:
             return
-        done, self._acked_rows = self._acked_rows, []
+        done = self._acked_rows
         try:
             self._source.mark_delivered(done)
-        except Exception as exc:  # storage failing: these rows are sent again, de-duplicated by id
-            _LOG.warning("uplink: could not record %d delivery(ies) in the outbox: %s", len(done), exc)
+        except Exception as exc:  # storage failing: keep them acknowledged (not sent again), retry
+            if not self._mark_failed:
+                _LOG.warning("uplink: could not record %d delivery(ies) in the outbox (kept, retried): %s",
+                             len(done), exc)
+            self._mark_failed = True
             return
+        self._mark_failed = False
+        self._acked_rows = []
         with self._lock:
             self.delivered += len(done)
 

@@ -195,3 +195,27 @@ def test_stop_waits_for_an_unwritten_alarm_and_never_says_stopped_cleanly_withou
         assert 4.0 <= waited < 12.0  # it waited (bounded) for the broker
     finally:
         proc.kill()
+
+
+def test_a_lost_wal_on_a_read_only_card_starts_from_memory_and_is_quarantined_once_writable(
+        short_dir: Path, tiny_disk: Path, broker: Broker) -> None:
+    sub = broker.subscriber([TOPIC])
+    proc = kiosk(short_dir, broker).start()
+    try:
+        press(proc)
+        proc.kill()
+        (tiny_disk / "outbox.db-wal").unlink()
+        remount(tiny_disk, read_only=True)
+        proc.start()  # found damaged, cannot be moved aside: runs from memory
+        assert "damaged" in str(proc.status()["storage"]["fault"])
+        before = max(int(p["seq"]) for p in panics(sub, 1))
+        press(proc)
+        assert int(panics(sub, 2)[1]["seq"]) > before
+        remount(tiny_disk, read_only=False)
+        [report] = sub.wait_for(lambda m: m.json().get("type") == "storage_damaged", timeout=15)
+        assert "wal" in report.json()["data"]["reason"].lower()
+        one_id_per_seq(sub)
+    finally:
+        remount(tiny_disk, read_only=False)
+        proc.kill()
+        sub.close()

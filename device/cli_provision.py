@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from safehouse.device import config as configuration
 from safehouse.device import provision as prov
 from safehouse.device.config import EX_CONFIG
 from safehouse.device.errors import ConfigError
@@ -29,6 +30,13 @@ when the certificate does not match the key, is not signed by the CA or has expi
 certificate expiring within 30 days only warns). Re-running with the same arguments
 changes nothing. --check then connects with the installed credentials and round-trips a
 probe on safehouse/v1/PRECINCT/DEVICE/provision/check.
+
+Run --check with the service stopped (before `systemctl start safehouse`). The precinct
+broker gives every connection made with the kiosk's certificate the kiosk's own client id,
+so a second connection while the daemon runs would briefly take over the kiosk's session
+(the precinct would see it offline, then online): --check refuses when the daemon's control
+socket answers. With the daemon running, `safehouse selftest --daemon-only` checks the
+broker over the daemon's own connection instead.
 
 exit codes: 0 ok, 1 refused or --check failed, 2 usage, 78 invalid configuration"""
 
@@ -52,7 +60,9 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--root", type=Path, default=Path("/"), metavar="DIR",
                    help="install under DIR instead of / (image building, tests)")
     p.add_argument("--check", action="store_true",
-                   help="afterwards, round-trip a probe through the broker with the installed credentials")
+                   help="afterwards, round-trip a probe through the broker with the installed credentials "
+                   "on a connection of its own (refused while the daemon runs: it would briefly take over "
+                   "the kiosk's session; use `safehouse selftest --daemon-only` then)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="--check timeout (default 10)")
     p.set_defaults(func=run)
 
@@ -87,6 +97,15 @@ def run(args: argparse.Namespace) -> int:
 def check(req: prov.Request, timeout: float) -> int:
     from safehouse.services.mqtt_link import LinkError
 
+    running = _daemon_answers(req.root)
+    if running is not None:
+        print(f"safehouse: --check refused: the daemon is running (it answers on {running}). --check "
+              "connects with the kiosk's own certificate, and the precinct broker gives that connection the "
+              "kiosk's client id, so it would take over the daemon's session (the precinct would see the "
+              "kiosk offline, then online). Run `safehouse selftest --daemon-only` instead: its broker check "
+              "uses the daemon's own connection (restart the daemon first to use newly installed "
+              "credentials); or stop the daemon and run --check again.", file=sys.stderr)
+        return EX_FAIL
     ca, cert, key = prov.installed_tls(req.root)
     try:
         seconds = prov.round_trip(req.broker_url, req.device_id, req.precinct, ca=ca, cert=cert, key=key,
@@ -96,3 +115,14 @@ def check(req: prov.Request, timeout: float) -> int:
         return EX_FAIL
     print(f"check: round trip through {req.broker_url} in {seconds * 1000:.0f} ms")
     return 0
+
+
+def _daemon_answers(root: Path) -> Path | None:
+    """The control socket of a daemon running with the provisioned config, or None."""
+    from safehouse.device.cli_outbox import daemon_running
+
+    try:
+        config = configuration.load(root / prov.CONFIG_REL)
+    except ConfigError:  # just provisioned and validated; unreadable now: nothing runs with it
+        return None
+    return config.control.socket if daemon_running(config) else None

@@ -285,6 +285,9 @@ def round_trip(url: str, device_id: str, precinct: str, *, ca: Path | None, cert
     """Connect as the kiosk, subscribe to its probe topic, publish a probe, wait for it back.
 
     Returns the round trip in seconds (publish to receipt); raises LinkError with the reason.
+    A connection of its own: only with the daemon stopped (the precinct broker gives it the
+    kiosk's client id, so it would take over a running daemon's session; the daemon's
+    selftest uses services/link_probe.py on its own link instead).
     """
     from safehouse.services.mqtt_link import Incoming, LinkError, MqttLink, Tls
 

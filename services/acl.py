@@ -28,7 +28,7 @@ __all__ = ["Fleet", "Kiosk", "console_grants", "fleet_of", "kiosk_grants", "rend
 ROOT = "safehouse/v1"
 # What a kiosk publishes under its own root, one entry per topic family of services/topics.py.
 KIOSK_WRITES = ("status", "events", "telemetry", "evidence/#", "cmd/+/result")
-PROVISION_PROBE = "provision/check"  # device/provision.py round_trip(): written and read back
+PROVISION_PROBE = "provision/check"  # written and read back: provision --check, selftest (link_probe)
 
 
 def kiosk_grants(kiosk: Kiosk) -> list[tuple[str, str]]:

@@ -181,6 +181,12 @@ class MqttLink:
         if rc != paho.MQTT_ERR_SUCCESS:
             raise LinkError(f"subscribe to {filters} failed: {paho.error_string(rc)}")
 
+    def unsubscribe(self, filters: list[str]) -> None:
+        """Drop filters subscribed for a while (the selftest's probe, services/link_probe.py)."""
+        rc, _mid = self._client.unsubscribe(filters)
+        if rc != paho.MQTT_ERR_SUCCESS:
+            raise LinkError(f"unsubscribe from {filters} failed: {paho.error_string(rc)}")
+
     def close(self, last_words: tuple[str, bytes] | None = None, timeout: float = 2.0) -> None:
         """Disconnect (publishing ``last_words`` first, retained, when still connected)."""
         was_open, self._open = self._open, False

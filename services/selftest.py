@@ -16,7 +16,6 @@ import time
 import wave
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from safehouse.drivers.buzzer import SELFTEST_HZ
@@ -169,23 +168,26 @@ def _keypad(daemon: Any) -> tuple[bool, str]:
 
 
 def _broker(daemon: Any) -> tuple[bool, str]:
-    """A real round trip with the kiosk's own credentials, beside the uplink's own link."""
+    """A real round trip through the broker over the daemon's OWN uplink connection.
+
+    Never a second connection: the precinct broker makes any connection with the kiosk's
+    certificate the kiosk itself (``use_username_as_clientid``), so a second one would take
+    the daemon's session over and show the precinct a false offline (services/link_probe.py).
+    """
     link = daemon.link()
     if link["state"] == "disabled":
         return True, "no broker configured: offline by design"
-    from safehouse.device.provision import round_trip
-
-    broker, dev = daemon.config.broker, daemon.config.device
-    tls = broker.url.startswith("mqtts://")
+    url = daemon.config.broker.url
     try:
-        seconds = round_trip(broker.url, dev.id, dev.precinct, timeout=5.0,
-                             ca=Path(broker.ca) if tls else None, cert=Path(broker.cert) if tls else None,
-                             key=Path(broker.key) if tls else None)
+        seconds = daemon.uplink.round_trip(timeout=5.0)
     except Exception as exc:
-        return False, f"round trip through {broker.url} failed: {exc}; uplink {link['state']}"
+        link = daemon.link()
+        return False, f"round trip through {url} failed: {exc}; uplink {link['state']}" + (
+            f": {link['reason']}" if link.get("reason") else "")
+    link = daemon.link()
     ok = link["state"] == "online"
-    return ok, f"round trip {seconds * 1000:.0f} ms; uplink {link['state']}" + (
-        "" if ok else f": {link.get('reason') or 'connecting'}")
+    detail = f"round trip {seconds * 1000:.0f} ms on the uplink's own connection; uplink {link['state']}"
+    return ok, detail + ("" if ok else f": {link.get('reason') or 'connecting'}")
 
 
 def _disk(daemon: Any) -> tuple[bool, str]:

@@ -46,6 +46,11 @@ class Topics:
         return self.root + f"evidence/{event_id}/{name}"
 
     @property
+    def probe(self) -> str:
+        """Written and read back by `provision --check` and the selftest's broker check, only."""
+        return self.root + "provision/check"
+
+    @property
     def alliance_out(self) -> str:
         return self.root + f"alliance/{self.alliance}/alert"
 

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from safehouse.services.link_probe import LinkProbe
 from safehouse.services.memory_alarms import MemoryAlarms
 from safehouse.services.mqtt_link import Incoming, LinkError, MqttLink, Tls, Will
 from safehouse.services.topics import Topics
@@ -98,6 +99,7 @@ class Uplink:
         self._outgoing: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
         self._lost: str | None = None
         self._link: MqttLink | None = None
+        self.probe = LinkProbe(topics.probe)  # the selftest's broker round trip, on this link
         self._in_flight: dict[int, int] = {}  # mid -> outbox row id
         self._in_flight_lanes: dict[int, int] = {}  # mid -> lane
         self._acked_rows: list[int] = []  # PUBACKed, not yet recorded in the outbox
@@ -137,6 +139,11 @@ class Uplink:
             return {"state": self.state, "broker": self.settings.url,
                     "since_s": round(time.monotonic() - self.since, 1), "reason": self.reason,
                     "in_flight": len(self._in_flight), "delivered": self.delivered}
+
+    def round_trip(self, timeout: float) -> float:
+        """The broker check over this very connection (any thread; services/link_probe.py): a
+        second connection with the kiosk's certificate would take this one's session over."""
+        return self.probe.round_trip(lambda: self._link if self.state == "online" else None, timeout)
 
     def close(self, timeout: float = 2.0) -> None:
         self.stopping.set()
@@ -357,6 +364,7 @@ class Uplink:
     # --- paho's thread: hand over, nothing else -----------------------------------------
 
     def _acked(self, mid: int, refusal: str | None) -> None:
+        self.probe.acked(mid, refusal)
         self._acks.put((mid, refusal))
         self._wake.set()
 
@@ -365,6 +373,8 @@ class Uplink:
         self._wake.set()
 
     def _received(self, msg: Incoming) -> None:
+        if self.probe.received(msg):
+            return
         if self.topics.command_name(msg.topic) is not None:
             self._on_command(msg)
         elif self.topics.alliance and msg.topic.endswith(f"/alliance/{self.topics.alliance}/alert"):

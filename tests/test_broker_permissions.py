@@ -20,6 +20,7 @@ from the renderer, so the test can disagree with it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -271,18 +272,23 @@ def test_a_kiosk_removed_from_the_inventory_loses_its_rights_at_reload_on_its_op
             assert b.messages() == [] and b.disconnects == []
 
 
-@pytest.mark.xfail(strict=True, reason="known (issue 12): the selftest's broker check round-trips on a "
-                   "second connection with the kiosk's certificate (device/provision.py round_trip); with "
-                   "use_username_as_clientid that connection IS the kiosk and takes over the daemon's link")
 def test_the_kiosks_own_selftest_does_not_knock_its_link_off(world: World, tmp_path: Path) -> None:
+    """The broker check goes over the daemon's own link: with use_username_as_clientid a second
+    connection with the kiosk's certificate would take its session over (a false offline/lost)."""
     pair = world.pki.client("SH-A")
     tls = f'ca = "{world.pki.ca.cert}"\ncert = "{pair.cert}"\nkey = "{pair.key}"\n'
     config = write_config(tmp_path, f'[broker]\nurl = "{world.broker.url}"\n{tls}', id="SH-A", precinct="p1")
     with world.connect("console-p1", topics=(f"{P}/SH-A/status",)) as console:
+        log_from = len(world.broker.log_text())
         proc = DaemonProcess(config, tmp_path / "ctl.sock").start()
         try:
             console.wait_for(lambda m: m.json().get("state") == "online", timeout=10.0)
-            assert proc.cli("selftest", "--json").returncode == 0
+            res = proc.cli("selftest", "--json")  # through the control socket: inside the daemon
+            assert res.returncode == 0, res.stdout + res.stderr
+            body = json.loads(res.stdout)
+            [broker] = [c for c in body["checks"] if c["name"] == "broker"]
+            assert body["through_daemon"] and broker["ok"], broker
+            assert "round trip" in broker["detail"] and "uplink's own connection" in broker["detail"]
             proc.ok("test-alarm")  # anything after the selftest: its status changes come first
             deadline = time.monotonic() + 10.0
             while proc.status()["outbox"]["depth"]["events"] and time.monotonic() < deadline:
@@ -291,6 +297,10 @@ def test_the_kiosks_own_selftest_does_not_knock_its_link_off(world: World, tmp_p
         finally:
             proc.kill()  # its last will says offline/lost now, which is right and not counted
         assert states == [("online", None)], states
+        log = world.broker.log_text()[log_from:]
+        # the probe really went through the broker, on the daemon's one and only connection
+        assert log.count(" as SH-A ") == 1, log
+        assert f"{P}/SH-A/provision/check" in log and "already connected" not in log, log
 
 
 def test_a_console_away_while_telemetry_piles_up_still_gets_the_alarm_sent_after_it(world: World) -> None:

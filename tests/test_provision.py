@@ -10,6 +10,8 @@ import pytest
 
 from safehouse.device import config as configuration
 from safehouse.device.cli_provision import add_parser
+from tests.conftest import write_config
+from tests.daemon_proc import DaemonProcess
 from tests.mqtt_rig import Broker
 from tests.pki import CertKey, Pki
 
@@ -125,6 +127,29 @@ def test_check_round_trips_through_the_broker(tmp_path: Path, pki: Pki, tls_brok
     captured = capsys.readouterr()
     assert "no changes" in captured.out
     assert "--check failed: cannot reach the broker" in captured.err
+
+
+def test_check_is_refused_while_the_daemon_runs_and_opens_no_second_connection(
+        short_dir: Path, pki: Pki, tls_broker: Broker, capsys: pytest.CaptureFixture[str]) -> None:
+    """With use_username_as_clientid a second connection with the kiosk's certificate would take
+    over the running daemon's session: --check says so and what to run instead, and connects not."""
+    pair = pki.client("SH-A")
+    tls = f'ca = "{pki.ca.cert}"\ncert = "{pair.cert}"\nkey = "{pair.key}"\n'
+    etc = short_dir / "etc/safehouse"
+    etc.mkdir(parents=True)
+    config = write_config(etc, f'[broker]\nurl = "{tls_broker.url}"\n{tls}', id="SH-A", precinct="p1")
+    proc = DaemonProcess(config, etc / "ctl.sock").start()
+    try:
+        tls_broker.wait_for_log("as SH-A")
+        connections = tls_broker.log_text().count("New client connected")
+        assert cli(*argv(short_dir, pki, url=tls_broker.url, extra=("--check", "--timeout", "3"))) == 1
+        err = capsys.readouterr().err
+        assert f"--check refused: the daemon is running (it answers on {etc / 'ctl.sock'})" in err
+        assert "safehouse selftest --daemon-only" in err
+        assert tls_broker.log_text().count("New client connected") == connections
+        assert proc.status()["link"]["state"] == "online"
+    finally:
+        proc.kill()
 
 
 def test_help_has_an_example(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,7 @@ import json
 import logging
 import stat
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -129,7 +130,9 @@ def factory() -> Iterator[MockFactory]:
     f.close()
 
 
-def _kiosk(folder: Path, clock: StepClock, factory: MockFactory) -> Daemon:
+@contextmanager
+def running(folder: Path, clock: StepClock, factory: MockFactory) -> Iterator[Daemon]:
+    """One run of the real daemon on ``clock``; leaving the block is a clean restart's stop."""
     config = folder / "config.toml"
     if not config.exists():
         write_config(folder, "[button]\ndebounce_ms = 0\n[keypad]\nlockout_seconds = 60\n"
@@ -137,7 +140,10 @@ def _kiosk(folder: Path, clock: StepClock, factory: MockFactory) -> Daemon:
         add(folder / "volunteers.toml", "v1", "V One", "4711")
     daemon = Daemon(configuration.load(config), clock=clock, pin_factory=factory)
     daemon.start()
-    return daemon
+    try:
+        yield daemon
+    finally:
+        daemon.close()
 
 
 def _wrong(daemon: Daemon, times: int) -> None:
@@ -150,21 +156,14 @@ def _wrong(daemon: Daemon, times: int) -> None:
 def test_a_restart_keeps_the_lockout_refuses_the_right_pin_and_ends_it_on_time(
         short_dir: Path, factory: MockFactory) -> None:
     clock = StepClock()
-    daemon = _kiosk(short_dir, clock, factory)
-    try:
+    with running(short_dir, clock, factory) as daemon:
         _wrong(daemon, 4)
-    finally:
-        daemon.close()
-    daemon = _kiosk(short_dir, clock, factory)  # restarted with 4 wrong PINs counted
-    try:
+    with running(short_dir, clock, factory) as daemon:  # restarted with 4 wrong PINs counted
         assert daemon.loop.state.keypad.failures == 4
         _wrong(daemon, 1)  # the fifth: locked for 60 s
         assert locked_for(daemon.loop.state.keypad, clock) == 60
-    finally:
-        daemon.close()
     clock.advance(45)
-    daemon = _kiosk(short_dir, clock, factory)
-    try:
+    with running(short_dir, clock, factory) as daemon:
         assert locked_for(daemon.loop.state.keypad, clock) == 15
         refusals = daemon.runner.rejections["keypad"]
         daemon.hardware.type_keys("4711*1#")  # the right PIN, 15 s before the end
@@ -173,15 +172,10 @@ def test_a_restart_keeps_the_lockout_refuses_the_right_pin_and_ends_it_on_time(
         clock.advance(15)
         _wrong(daemon, 5)  # on time it takes PINs again; the level survived: this lockout doubles
         assert locked_for(daemon.loop.state.keypad, clock) == 120
-    finally:
-        daemon.close()
     clock.advance(120)
-    daemon = _kiosk(short_dir, clock, factory)
-    try:
+    with running(short_dir, clock, factory) as daemon:
         daemon.hardware.type_keys("4711*1#")
         assert daemon.loop.wait_until(lambda s, _n: s.on_duty == {"v1"}, 3)
-    finally:
-        daemon.close()
     lockouts = [e.data for e in read_events(short_dir / "state") if e.type == "keypad_lockout"]
     assert [(d["locked_s"], d["lockout"]) for d in lockouts] == [(60, 1), (120, 2)]
     record = json.loads((short_dir / "state" / FILE).read_text())

@@ -69,6 +69,7 @@ class LockoutStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
+                os.fchmod(fd, 0o600)  # a temp file left by a crash keeps its mode otherwise
                 os.write(fd, json.dumps(record).encode("ascii"))
                 os.fsync(fd)
             finally:

@@ -71,9 +71,19 @@ class Commands:
 
     def status(self, _req: Mapping[str, Any]) -> dict[str, Any]:
         now = time.monotonic()
-        return status_view(self._loop.state, self._runner, self._static, light=self._hw.light.pattern,
+        view = status_view(self._loop.state, self._runner, self._static, light=self._hw.light.pattern,
                            uptime=now - self._started, now=now, link=self._link(),
                            outbox=self._outbox.stats().as_dict())
+        view["microphone"] = self._microphone()
+        return view
+
+    def _microphone(self) -> dict[str, Any]:
+        """Which device, its native rate and the rate it is opened at (a 48 kHz-only USB mic is
+        resampled), its stalls and overflows: drivers/microphone.py ``describe()``."""
+        mic = self._capture_parts().get("microphone")
+        if mic is None:  # microphone.enabled = false, or it could not be set up (the journal says why)
+            return {"enabled": False}
+        return {"enabled": True, **mic.describe()}
 
     def simulate(self, req: Mapping[str, Any]) -> dict[str, Any]:
         """Sim only: break or mend a simulated part, for end-to-end tests and chaos runs."""

@@ -38,7 +38,8 @@ def render_status(s: Mapping[str, Any]) -> str:
                                     ("LAMP DARK", s["lamp"]["fault"]),
                                     ("KEYPAD UNPLUGGED", s["keypad"]["lost"]),
                                     ("KEYPAD LOCKED", s["keypad"]["locked_for_s"] > 0),
-                                    ("KEYPAD LINE NOISE", s["keypad"].get("noise", False))) if on]
+                                    ("KEYPAD LINE NOISE", s["keypad"].get("noise", False)),
+                                    ("MICROPHONE FAULT", bool(s.get("microphone", {}).get("fault")))) if on]
     rows = [
         ("device", f"{s['device_id']} (precinct {s['precinct']}, {s['hardware']} hardware, "
                    f"v{s['version']})"),
@@ -47,8 +48,28 @@ def render_status(s: Mapping[str, Any]) -> str:
         ("on duty", ", ".join(s["on_duty"]) or "NOBODY (alarms escalate at once)"),
         ("faults", ", ".join(faults) or "none"),
         ("link", link_line),
+        ("mic", microphone_line(s.get("microphone", {}))),
         ("backlog", backlog),
         ("events", f"last seq {s['last_seq']}, {s['pending_events']} not yet durable"),
         ("uptime", f"{s['uptime_s']:.0f} s"),
     ]
     return "\n".join(f"{k:<8} {v}" for k, v in rows)
+
+
+def microphone_line(mic: Mapping[str, Any]) -> str:
+    """Device, native rate and the rate it is opened at: a USB microphone that only does
+    44.1/48 kHz is opened at its own rate and resampled, and the technician sees so."""
+    if not mic.get("enabled"):
+        return "none (microphone.enabled = false, or it could not be set up: see the journal)"
+    if mic.get("device") is None:
+        line = "not opened yet"
+    else:
+        line = f"{mic['device']!r}, native {mic['native_rate']} Hz, opened at {mic['device_rate']} Hz"
+        if mic["device_rate"] != mic["rate"]:
+            line += f", resampled to {mic['rate']} Hz"
+    line += f"; {mic.get('stalls', 0)} stall(s), {mic.get('overflows', 0)} overflow(s)"
+    if mic.get("fault"):
+        line += f"; FAULT: {mic['fault']}"
+    elif not mic.get("capturing"):
+        line += "; not capturing"
+    return line

@@ -14,6 +14,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from tests.conftest import require_tool
 from tests.pki import make_pki
@@ -128,3 +131,36 @@ def test_site_yml_installs_provisions_and_is_idempotent(tmp_path: Path) -> None:
     assert set(counts) == set(HOSTS), counts
     for host, c in counts.items():
         assert c == {**c, "changed": 0, "failed": 0, "unreachable": 0}, (host, c)
+
+
+def test_site_yml_starts_the_unit_before_its_selftest_which_runs_only_inside_the_unit() -> None:
+    """The selftest must test the unit (its sandbox, user and devices): `--daemon-only`, never the
+    unsandboxed fallback, so the unit is (re)started first; a restart only when something changed."""
+    [play] = yaml.safe_load(PLAYBOOK.read_text(encoding="utf-8"))
+    tasks: list[dict[str, Any]] = play["tasks"]
+
+    def argv(task: dict[str, Any]) -> list[str]:
+        command = task.get("ansible.builtin.command")
+        return [str(a) for a in command["argv"]] if isinstance(command, dict) and "argv" in command else []
+
+    def index(what: str, match: Any) -> int:
+        found = [i for i, task in enumerate(tasks) if match(task)]
+        assert len(found) == 1, (what, [tasks[i]["name"] for i in found])
+        return found[0]
+
+    def unit(task: dict[str, Any], state: str) -> bool:
+        service = task.get("ansible.builtin.systemd_service") or {}
+        return service.get("state") == state and "safehouse.service" in (
+            [service.get("name"), *(task.get("loop") or [])])
+
+    provision = index("provision", lambda t: "provision" in (t.get("vars") or {}).get("provision_argv", []))
+    restart = index("restart", lambda t: unit(t, "restarted"))
+    start = index("start", lambda t: unit(t, "started"))
+    selftest = index("selftest", lambda t: "selftest" in argv(t))
+    report = index("report", lambda t: "selftest.rc" in str(t.get("ansible.builtin.debug")))
+    assert provision < restart < start < selftest < report, [t["name"] for t in tasks]
+    assert argv(tasks[selftest])[-3:] == ["selftest", "--daemon-only", "--json"]
+    assert tasks[start]["ansible.builtin.systemd_service"]["enabled"] is True
+    assert set(tasks[start]["loop"]) == {"safehouse.service", "safehouse-selftest.timer"}
+    # a restart only when the install or the provisioning changed something: a second run stays changed=0
+    assert tasks[restart]["when"] == "enable_units and (install_out is changed or provisioned is changed)"

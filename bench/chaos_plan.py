@@ -21,6 +21,9 @@ FAULTS: dict[str, tuple[str, float, float]] = {
     "camera_hang": ("camera", 3.0, 15.0),     # `safehouse simulate camera hang`
     "keypad_unplug": ("keypad", 2.0, 10.0),   # socat stopped: the serial device vanishes
     "disk_full": ("disk", 3.0, 12.0),         # a filler file takes every free byte of state_dir
+    "state_readonly": ("disk", 3.0, 12.0),    # state_dir's file system remounted read-only, daemon running
+    "outbox_corrupt": ("daemon", 0.3, 2.0),   # kill -9, outbox.db's header garbled, restarted after `hold`
+    "wal_lost": ("daemon", 0.3, 2.0),         # kill -9, the outbox's WAL deleted, restarted after `hold`
     "clock_jump": ("clock", 0.0, 0.0),        # the kiosk's wall clock steps ±1 h, and stays
 }
 RESOLVE_CODES = ("3", "4", "5")  # assistance, false alarm, handed to police (the keypad card)

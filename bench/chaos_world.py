@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
 import subprocess
 import threading
@@ -23,9 +24,10 @@ import pytest
 
 from bench.chaos_plan import Step
 from safehouse.services.control import ControlError, request
+from safehouse.services.storage_errors import read_only
 from tests.conftest import IN_CI, write_config
 from tests.daemon_proc import CLI, DaemonProcess
-from tests.disk_rig import TmpfsError, fill, mount_tmpfs, unmount
+from tests.disk_rig import TmpfsError, fill, mount_tmpfs, remount, unmount
 from tests.mqtt_rig import Blackhole, Broker
 from tests.serial_rig import SerialRig
 
@@ -83,7 +85,8 @@ class World:
 
     def heal(self) -> None:
         """Mend every fault still open (each ends before the run does; this is a safety net)."""
-        for kind in ("broker_blackhole", "broker_stop", "camera_hang", "keypad_unplug", "disk_full"):
+        for kind in ("broker_blackhole", "broker_stop", "camera_hang", "keypad_unplug", "disk_full",
+                     "state_readonly"):
             self._end(kind)
         if self.daemon is None or self.daemon.proc is None or self.daemon.proc.poll() is not None:
             self._start_daemon()
@@ -160,14 +163,30 @@ class World:
             case "disk_full":
                 if self.quota:
                     fill(self._filler)
+            case "state_readonly":  # the card went read-only under a running kiosk, which restarted
+                if self.quota:
+                    running = self.daemon is not None and self.daemon.proc is not None \
+                        and self.daemon.proc.poll() is None
+                    if running and self.daemon is not None:
+                        self.daemon.kill()  # tmpfs refuses `remount,ro` while files are open for writing
+                    remount(self.state, read_only=True)
+                    if running:
+                        self._start_daemon()
+            case "outbox_corrupt" | "wal_lost":
+                if self.daemon is not None:
+                    self.daemon.kill()
+                damage_outbox(self.state, step.kind, self.quota)
             case "clock_jump":  # the kiosk keeps the step across restarts (its SimClock file)
                 self.call("simulate", part="clock", fault="jump", seconds=float(step.arg))
 
     def _end(self, kind: str) -> None:
         match kind:
-            case "kill_daemon":
+            case "kill_daemon" | "outbox_corrupt" | "wal_lost":
                 self._start_daemon()
                 self.restarts += 1
+            case "state_readonly":
+                if self.quota and read_only(self.state):
+                    remount(self.state, read_only=False)
             case "broker_stop":
                 self.broker.start()
             case "broker_blackhole":
@@ -182,6 +201,26 @@ class World:
                     self.keypad.plug()
             case "disk_full":
                 self._filler.unlink(missing_ok=True)
+
+
+def damage_outbox(state: Path, kind: str, quota: bool) -> None:
+    """What a failing card does to a stopped kiosk's outbox: a garbled header (the file is then
+    not a database at all; the daemon quarantines it and salvages every row behind the header),
+    or a lost WAL (commits since the last checkpoint gone; alarms are checkpointed when written)."""
+    remount_later = quota and read_only(state)  # the card is read-only too: damage it anyway
+    if remount_later:
+        remount(state, read_only=False)
+    try:
+        if kind == "wal_lost":
+            (state / "outbox.db-wal").unlink(missing_ok=True)
+        elif (state / "outbox.db").exists():
+            with (state / "outbox.db").open("r+b") as f:
+                f.write(os.urandom(100))
+    except OSError as exc:  # a full disk does not stop an overwrite in place nor an unlink
+        _LOG.warning("could not damage the outbox (%s): %s", kind, exc)
+    finally:
+        if remount_later:
+            remount(state, read_only=True)
 
 
 def _extra(url: str, port: Path, volunteers: Path) -> str:

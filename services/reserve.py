@@ -9,6 +9,7 @@ the same amount (``floor_ok``). The ballast is put back once the partition has r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -51,7 +52,8 @@ class SpaceReserve:
                 os.close(fd)
         except OSError as exc:
             _LOG.warning("could not set aside %d bytes for alarms in %s: %s", self.size, self.path, exc)
-            self.path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a read-only partition refuses even this
+                self.path.unlink(missing_ok=True)
             return False
         return True
 

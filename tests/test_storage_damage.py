@@ -24,6 +24,7 @@ from safehouse.services.outbox import Outbox
 from safehouse.services.outbox_salvage import missing_range
 from safehouse.services.quarantine import FOLDER, KEEP, quarantine
 from safehouse.services.seq_lease import SeqLease
+from safehouse.services.stats import DailyStats
 from safehouse.services.storage_errors import StorageDamaged
 
 TOPIC = "safehouse/v1/p/K/events"
@@ -190,12 +191,14 @@ def test_quarantine_keeps_the_newest_copies_only(tmp_path: Path) -> None:
 def test_state_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
-        with Outbox(tmp_path) as box:
+        with Outbox(tmp_path) as box, DailyStats(tmp_path) as stats:
             box.append_event(fields(1), TOPIC)
+            stats.record("walk_in", {}, test=False)
             modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir() if p.is_file()}
     finally:
         os.umask(old)
     assert modes["outbox.db"] == 0o640 and modes["outbox.db-wal"] == 0o640
+    assert modes["stats.db"] == 0o640 and modes["stats.db-wal"] == 0o640
     assert modes["seq.lease"] == 0o600
 
 

@@ -309,9 +309,9 @@ class Keypad(Closing):
             # a handler that raised (e.g. the daemon's queue not built yet) is asked again later
             self._reported_down = self._call("when_lost", self._when_lost, self._loss)
         elif self._loss is None and self._reported_down:
-            if self._when_restored is not None:
-                _LOG.info("keypad on %s is back", self._port_name)
             self._reported_down = not self._call("when_restored", self._when_restored)
+            if not self._reported_down:
+                _LOG.info("keypad on %s is back", self._port_name)
 
     def _call(self, name: str, fn: Callable[..., object] | None, *args: Any) -> bool:
         """Run a handler; False if there is none or it raised (logged, rate-limited)."""

@@ -293,3 +293,19 @@ def test_a_keypad_plugged_in_long_after_start_is_opened_at_once(short_dir: Path)
             plugged = time.monotonic()
             assert wait_for(lambda: seen.restored == 1)
             assert time.monotonic() - plugged < 1.5
+
+
+def test_a_loss_the_owner_could_not_take_yet_is_reported_again(short_dir: Path) -> None:
+    """The daemon assigns handlers before its core queue exists: the first call may raise."""
+    calls: list[str] = []
+
+    def when_lost(reason: str) -> None:
+        calls.append(reason)
+        if len(calls) == 1:
+            raise AttributeError("'Daemon' object has no attribute 'loop'")
+
+    with fast_keypad(short_dir / "absent") as keypad:
+        keypad.when_lost = when_lost
+        assert wait_for(lambda: len(calls) == 2)
+        time.sleep(0.5)
+        assert len(calls) == 2, "reported again once, then not repeated"

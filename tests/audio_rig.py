@@ -40,7 +40,8 @@ import numpy as np
 import pytest
 
 from safehouse.drivers.sim_audio import RATE, SimAudio, prepare_sim_audio
-from tests.conftest import IN_CI, require_tool, unavailable
+from tests.conftest import IN_CI, require_tool, unavailable, write_config
+from tests.daemon_proc import DaemonProcess
 
 USB_RATE = 48000
 _PLUGIN_SOURCE = Path(__file__).with_name("alsa_fixed_rate.c")
@@ -122,6 +123,16 @@ def usb_mic(infile: Path, *, rate: int = USB_RATE, name: str = "usbmic",
         yield name
     finally:
         install()
+
+
+def usb_mic_daemon(folder: Path, extra: str, *, hz: float = 440.0) -> DaemonProcess:
+    """A started sim daemon (config ``extra``) whose ``usbmic`` is the 48 kHz-only device above,
+    hearing a 60 s ``hz`` tone; the daemon keeps the device's config once started."""
+    raw = folder / "tone.raw"
+    tone(60, hz, USB_RATE).astype("<i2").tofile(raw)
+    with usb_mic(raw):
+        env = {"ALSA_CONFIG_PATH": os.environ["ALSA_CONFIG_PATH"]}
+        return DaemonProcess(write_config(folder, extra, capture=True), folder / "ctl.sock", env=env).start()
 
 
 class FifoFeed:

@@ -23,8 +23,7 @@ import pytest
 from safehouse.drivers.microphone import Clip, MicrophoneError, SoundDeviceMicrophone
 from safehouse.drivers.resample import Resampler
 from tests import audio_rig
-from tests.conftest import unavailable, write_config
-from tests.daemon_proc import DaemonProcess
+from tests.conftest import unavailable
 
 RATE = 16000
 HZ = 440.0
@@ -155,13 +154,8 @@ def test_an_overrun_is_counted_and_the_capture_goes_on(tmp_path: Path) -> None:
 
 def test_selftest_names_the_usb_microphone_and_its_rates(short_dir: Path) -> None:
     """What the technician reads from `safehouse selftest --json` on a kiosk with such a mic."""
-    raw = short_dir / "tone.raw"
-    audio_rig.tone(60, HZ, 48000).astype("<i2").tofile(raw)
     extra = '[camera]\nenabled = false\n[microphone]\npre_roll = 1.0\ndevice = "usbmic"\n'
-    with audio_rig.usb_mic(raw):
-        env = {"ALSA_CONFIG_PATH": os.environ["ALSA_CONFIG_PATH"]}
-        proc = DaemonProcess(write_config(short_dir, extra, capture=True), short_dir / "ctl.sock",
-                             env=env).start()
+    proc = audio_rig.usb_mic_daemon(short_dir, extra, hz=HZ)
     try:
         checks = {c["name"]: c for c in json.loads(proc.ok("selftest", "--json"))["checks"]}
     finally:

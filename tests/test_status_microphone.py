@@ -8,7 +8,6 @@ through the real CLI, as a technician would when a mic that "does not work" is p
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,6 @@ import pytest
 from tests import audio_rig
 from tests.conftest import write_config
 from tests.daemon_proc import DaemonProcess
-
-HZ = 440.0
 
 
 @pytest.fixture(autouse=True)
@@ -38,13 +35,8 @@ def _opened(proc: DaemonProcess, timeout: float = 15.0) -> dict[str, Any]:
 
 
 def test_status_names_a_48khz_usb_microphone_and_the_rate_it_is_resampled_to(short_dir: Path) -> None:
-    raw = short_dir / "tone.raw"
-    audio_rig.tone(60, HZ, audio_rig.USB_RATE).astype("<i2").tofile(raw)
     extra = '[camera]\nenabled = false\n[microphone]\npre_roll = 1.0\ndevice = "usbmic"\n'
-    with audio_rig.usb_mic(raw):
-        env = {"ALSA_CONFIG_PATH": os.environ["ALSA_CONFIG_PATH"]}
-        proc = DaemonProcess(write_config(short_dir, extra, capture=True), short_dir / "ctl.sock",
-                             env=env).start()
+    proc = audio_rig.usb_mic_daemon(short_dir, extra)
     try:
         mic = _opened(proc)
         text = proc.ok("status")

@@ -27,6 +27,7 @@ from typing import Any
 from bench.kiosk import NO_CAPTURE, start_kiosk
 from bench.press_latency import BUTTON, percentile
 from safehouse.device.daemon import Daemon
+from safehouse.device.events import Event
 from safehouse.device.inputs import ResolveRequested
 from safehouse.services.outbox import Outbox
 from safehouse.services.topics import Topics
@@ -54,12 +55,14 @@ def _presses(daemon: Daemon, factory: Any, sub: Subscriber, n: int) -> list[floa
 def _damage_running(daemon: Daemon) -> None:
     """Garble every page past the first few under the running kiosk; keep it damaged."""
     daemon.storage_watch.close()  # no repair during the measurement
-    db = daemon.outbox.path
-    with db.open("r+b") as f:
-        f.seek(4 * 4096)
-        f.write(random.Random(1).randbytes(max(4096, db.stat().st_size - 4 * 4096)))
-    conn = daemon.outbox._conn  # the bench drops SQLite's page cache, as a reboot would
-    if conn is not None:
+    conn = daemon.outbox._conn  # the bench reaches in: everything into the file, then no cache
+    assert conn is not None
+    with daemon.outbox._lock:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        db = daemon.outbox.path
+        with db.open("r+b") as f:
+            f.seek(4096)  # every page but the first (the schema): the tables' pages are garbage now
+            f.write(random.Random(1).randbytes(max(4096, db.stat().st_size - 4096)))
         conn.execute("PRAGMA shrink_memory")
 
 
@@ -100,12 +103,16 @@ def big_outbox(state: Path, megabytes: int) -> None:
     with Outbox(state):
         pass
     conn = sqlite3.connect(state / "outbox.db")
-    payload = b"x" * 900
     rows = megabytes * 1024 * 1024 // 1000
+
+    def payload(i: int) -> bytes:
+        return Event(seq=i, event_id=f"big-{i}", device_id="READY", precinct="b", type="walk_in", code=None,
+                     ts="2026-11-28T00:00:00.000Z", clock_synced=True, mono=1.0, boot_id="b", test=False,
+                     data={"note": "x" * 600}).to_json().encode()
     with conn:
         conn.executemany("INSERT INTO messages(lane, topic, payload, event_id, seq, type, created) "
                          "VALUES (0, ?, ?, ?, ?, 'walk_in', 0)",
-                         ((TOPIC, payload, f"big-{i}", i) for i in range(1, rows + 1)))
+                         ((TOPIC, payload(i), f"big-{i}", i) for i in range(1, rows + 1)))
         conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (rows,))
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()

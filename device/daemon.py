@@ -171,7 +171,7 @@ class Daemon:
         """Resume an alarm the previous run left open (see device/recovery.py)."""
         try:
             recent = self.outbox.events(since_seq=max(0, self.outbox.last_seq - RECOVERY_WINDOW))
-        except EventLogError as exc:  # storage failing: the kiosk starts anyway, from memory
+        except (EventLogError, ValueError) as exc:  # storage failing or garbled: start anyway
             _LOG.error("cannot look for an alarm left open by the previous run: %s", exc)
             return state
         alarm = recover_alarm(recent, boot_id=self.boot_id, mono=self.clock.mono(), wall=self.clock.wall(),

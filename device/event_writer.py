@@ -79,6 +79,7 @@ class EventWriter:
         self._was_near_full = False
         self._failing: str | None = None  # why the last write failed (logged once per episode)
         self._handed: set[str] = set()  # event ids handed to the memory queue
+        self._listener_failing = False
         self.dropped = 0
         self.last_event: Event | None = None
 
@@ -106,8 +107,15 @@ class EventWriter:
         for listener in self.listeners:
             try:
                 listener(event)
+            except EventLogError as exc:  # e.g. the daily counts on a full disk: said once, not per event
+                if not self._listener_failing:
+                    _LOG.error("event #%d not counted (and later ones while this lasts): %s", event.seq, exc)
+                self._listener_failing = True
+                continue
             except Exception:
                 _LOG.exception("event listener failed on #%d", event.seq)
+                continue
+            self._listener_failing = False
 
     def _bound_queue(self) -> None:
         others = [e for e in self._queue if e.type not in SENT_FROM_MEMORY]

@@ -26,6 +26,8 @@ from safehouse.services.quarantine import FOLDER, KEEP, quarantine
 from safehouse.services.seq_lease import SeqLease
 from safehouse.services.stats import DailyStats
 from safehouse.services.storage_errors import StorageDamaged
+from tests.conftest import unavailable
+from tests.disk_rig import TmpfsError, mount_tmpfs, remount, unmount
 
 TOPIC = "safehouse/v1/p/K/events"
 
@@ -166,16 +168,19 @@ def test_the_lease_survives_a_torn_write_and_reserves_in_blocks(tmp_path: Path) 
 
 def test_a_read_only_state_dir_keeps_the_lease_in_the_second_directory(tmp_path: Path) -> None:
     state, run = tmp_path / "state", tmp_path / "run"
-    state.mkdir()
-    os.chmod(state, 0o500)
     try:
-        if os.access(state, os.W_OK):
-            pytest.skip("running as root: a 0500 directory is still writable (see test_degraded_start)")
+        mount_tmpfs(state, 1)
+    except TmpfsError as exc:
+        unavailable(str(exc))
+    try:
+        SeqLease([state]).cover(1)  # a lease from before the card went read-only: high 100
+        remount(state, read_only=True)
         lease = SeqLease([state, run])
-        assert lease.cover(5) and lease.high >= 5
-        assert SeqLease([state, run]).high == lease.high
+        assert lease.high == 100
+        assert lease.cover(101) and lease.high == 200  # written beside the runtime dir only
+        assert SeqLease([state, run]).high == 200 and SeqLease([state]).high == 100
     finally:
-        os.chmod(state, 0o700)
+        unmount(state)
 
 
 def test_quarantine_keeps_the_newest_copies_only(tmp_path: Path) -> None:

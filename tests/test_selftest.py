@@ -6,9 +6,13 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import write_config
 from tests.daemon_proc import DaemonProcess
-from tests.mqtt_rig import Broker
+from tests.mqtt_fixtures import ACL_KIOSKS, CONSOLE_USER, mosquitto_path
+from tests.mqtt_rig import Broker, write_acl
+from tests.pki import Pki
 
 FAST = "[camera]\nwidth = 640\nheight = 480\n[microphone]\npre_roll = 1.0\n"
 
@@ -65,3 +69,38 @@ def test_selftest_round_trips_through_the_broker(short_dir: Path, broker: Broker
         assert res.returncode == 1 and not checks["broker"]["ok"]
     finally:
         proc.kill()
+
+
+@pytest.mark.parametrize(("protocol", "why"), [
+    ("5", "the broker refused the probe on safehouse/v1/p1/SH-A/provision/check: Not authorized"),
+    ("3.1.1", "did not come back within 5 s"),  # MQTT 3.1.1: a denied publish is dropped in silence
+])
+def test_a_probe_the_acl_denies_fails_the_broker_check_and_leaves_the_link_alone(
+        short_dir: Path, mqtt_dir: Path, pki: Pki, protocol: str, why: str) -> None:
+    """A broker ACL without the kiosk's provision/check: the check says why, and the daemon's one
+    connection (the probe rides on it) stays up and keeps carrying events."""
+    acl = write_acl(mqtt_dir, ACL_KIOSKS, CONSOLE_USER)
+    acl.write_text("".join(line for line in acl.read_text().splitlines(keepends=True)
+                           if "provision/check" not in line))
+    pair = pki.client("SH-A")
+    tls = f'ca = "{pki.ca.cert}"\ncert = "{pair.cert}"\nkey = "{pair.key}"\nprotocol = "{protocol}"\n'
+    with Broker(mqtt_dir / "acl", pki=pki, acl_file=acl, mosquitto=mosquitto_path()) as broker:
+        config = write_config(short_dir, f'[broker]\nurl = "{broker.url}"\n{tls}', id="SH-A", precinct="p1")
+        proc = DaemonProcess(config, short_dir / "ctl.sock").start()
+        try:
+            broker.wait_for_log("as SH-A")
+            res = proc.cli("selftest", "--json")
+            checks = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
+            proc.ok("test-alarm")
+            deadline = time.monotonic() + 10.0
+            while proc.status()["outbox"]["depth"]["events"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            status = proc.status()
+        finally:
+            proc.kill()
+        log = broker.log_text()
+    assert res.returncode == 1 and not checks["broker"]["ok"], checks["broker"]
+    assert why in checks["broker"]["detail"]
+    assert "uplink online" in checks["broker"]["detail"]
+    assert status["link"]["state"] == "online" and status["outbox"]["depth"]["events"] == 0
+    assert log.count(" as SH-A ") == 1, log  # one connection all along: no takeover, no reconnect

@@ -39,7 +39,9 @@ def render_status(s: Mapping[str, Any]) -> str:
                                     ("KEYPAD UNPLUGGED", s["keypad"]["lost"]),
                                     ("KEYPAD LOCKED", s["keypad"]["locked_for_s"] > 0),
                                     ("KEYPAD LINE NOISE", s["keypad"].get("noise", False)),
-                                    ("MICROPHONE FAULT", bool(s.get("microphone", {}).get("fault")))) if on]
+                                    ("MICROPHONE FAULT", bool(s.get("microphone", {}).get("fault"))),
+                                    ("STORAGE FAULT", bool(s.get("storage", {}).get("fault")))) if on]
+    storage = s.get("storage", {})
     rows = [
         ("device", f"{s['device_id']} (precinct {s['precinct']}, {s['hardware']} hardware, "
                    f"v{s['version']})"),
@@ -51,6 +53,10 @@ def render_status(s: Mapping[str, Any]) -> str:
         ("mic", microphone_line(s.get("microphone", {}))),
         ("backlog", backlog),
         ("events", f"last seq {s['last_seq']}, {s['pending_events']} not yet durable"),
+        ("storage", "on disk" if not storage.get("fault") else
+         f"RUNNING FROM MEMORY: {storage['fault']}; {storage.get('alarms_only_in_memory', 0)} alarm(s) "
+         f"only in memory, {storage.get('sent_from_memory', 0)} sent from memory, "
+         f"{storage.get('dropped_from_memory', 0)} event(s) dropped"),
         ("uptime", f"{s['uptime_s']:.0f} s"),
     ]
     return "\n".join(f"{k:<8} {v}" for k, v in rows)

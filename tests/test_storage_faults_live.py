@@ -72,6 +72,8 @@ def test_full_before_start_the_kiosk_runs_from_memory_and_moves_to_disk_when_roo
         assert "full" in str(reading.json()["outbox"]["storage_fault"])
         status = proc.status()
         assert "full" in str(status["storage"]["fault"]) or "unavailable" in str(status["storage"]["fault"])
+        text = proc.ok("status")
+        assert "STORAGE FAULT" in text and "RUNNING FROM MEMORY" in text
         selftest = json.loads(proc.cli("selftest", "--json").stdout)
         [storage] = [c for c in selftest["checks"] if c["name"] == "storage"]
         assert not storage["ok"] and "running from memory" in storage["detail"]

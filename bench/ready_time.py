@@ -18,15 +18,16 @@ from pathlib import Path
 from typing import Any
 
 
-def _ready_once(folder: Path) -> float:
+def ready_once(folder: Path, state: Path | None = None) -> float:
+    """Seconds from starting `safehouse run --sim` to its READY=1 (state_dir: ``state``)."""
     notify = folder / "notify.sock"
     notify.unlink(missing_ok=True)
-    config = folder / "c.toml"
-    config.write_text(f'[device]\nid = "READY"\nprecinct = "b"\nstate_dir = "{folder}/state"\n'
+    config, state_dir = folder / "c.toml", state or folder / "state"
+    config.write_text(f'[device]\nid = "READY"\nprecinct = "b"\nstate_dir = "{state_dir}"\n'
                       f'[control]\nsocket = "{folder}/ctl.sock"\n')
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(notify))
-        sock.settimeout(20)
+        sock.settimeout(60)
         t0 = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-m", "safehouse.device.cli", "--config", str(config),
                                  "run", "--sim"], env={**os.environ, "NOTIFY_SOCKET": str(notify)},
@@ -49,7 +50,7 @@ def _import_once() -> float:
 def run(samples: int = 5) -> list[dict[str, Any]]:
     folder = Path(tempfile.mkdtemp(prefix="sh-bench-ready-", dir="/tmp"))
     try:
-        ready = [_ready_once(folder) for _ in range(samples)]
+        ready = [ready_once(folder) for _ in range(samples)]
         imports = [_import_once() for _ in range(samples)]
     finally:
         shutil.rmtree(folder, ignore_errors=True)

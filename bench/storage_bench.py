@@ -14,11 +14,8 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import socket
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +23,7 @@ from typing import Any
 
 from bench.kiosk import NO_CAPTURE, start_kiosk
 from bench.press_latency import BUTTON, percentile
+from bench.ready_time import ready_once
 from safehouse.device.daemon import Daemon
 from safehouse.device.events import Event
 from safehouse.device.inputs import ResolveRequested
@@ -119,28 +117,6 @@ def big_outbox(state: Path, megabytes: int) -> None:
     (state / "outbox.db-wal").unlink(missing_ok=True)
 
 
-def _ready_once(folder: Path, state: Path) -> float:
-    notify = folder / "notify.sock"
-    notify.unlink(missing_ok=True)
-    config = folder / "c.toml"
-    config.write_text(f'[device]\nid = "READY"\nprecinct = "b"\nstate_dir = "{state}"\n'
-                      f'[control]\nsocket = "{folder}/ctl.sock"\n')
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.bind(str(notify))
-        sock.settimeout(60)
-        t0 = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "safehouse.device.cli", "--config", str(config),
-                                 "run", "--sim"], env={**os.environ, "NOTIFY_SOCKET": str(notify)},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            while not sock.recv(4096).startswith(b"READY=1"):
-                pass
-            return time.monotonic() - t0
-        finally:
-            proc.terminate()
-            proc.wait(30)
-
-
 def ready_figures(folder: Path, megabytes: int, samples: int) -> tuple[list[float], list[float]]:
     master = folder / "master"
     big_outbox(master, megabytes)
@@ -157,7 +133,7 @@ def ready_figures(folder: Path, megabytes: int, samples: int) -> tuple[list[floa
                     f.seek(db.stat().st_size // 2 // 4096 * 4096)
                     f.write(random.Random(2).randbytes(4096))
             os.sync()
-            out.append(_ready_once(folder, state))
+            out.append(ready_once(folder, state))
     return healthy, damaged
 
 

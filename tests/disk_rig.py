@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -57,3 +60,37 @@ def fill(path: Path) -> int:
     finally:
         os.close(fd)
     return written
+
+
+@contextmanager
+def tmpfs(path: Path, megabytes: int) -> Iterator[Path]:
+    """A mounted tmpfs for the length of a test; unavailable (fail in CI, skip elsewhere) if not root."""
+    from tests.conftest import unavailable
+
+    try:
+        mount_tmpfs(path, megabytes)
+    except TmpfsError as exc:
+        unavailable(str(exc))
+    try:
+        yield path
+    finally:
+        unmount(path)
+
+
+# What a failing SD card does to a SQLite file (seeded: the same garbage every run).
+
+def garbage_page(db: Path, seed: int = 1) -> None:
+    """4 KiB of garbage over the page in the middle of the file."""
+    with db.open("r+b") as f:
+        f.seek(db.stat().st_size // 2 // 4096 * 4096)
+        f.write(random.Random(seed).randbytes(4096))
+
+
+def truncate_half(db: Path, _seed: int = 0) -> None:
+    os.truncate(db, db.stat().st_size // 2)
+
+
+def garbage_header(db: Path, seed: int = 2) -> None:
+    """The 100-byte database header overwritten: the file is no longer a database at all."""
+    with db.open("r+b") as f:
+        f.write(random.Random(seed).randbytes(100))

@@ -10,7 +10,6 @@ range may be missing, and the salvaged undelivered events arrive with their own 
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 from collections.abc import Callable
@@ -21,6 +20,7 @@ import pytest
 from safehouse.services.outbox import Outbox
 from tests.conftest import write_config
 from tests.daemon_proc import DaemonProcess
+from tests.disk_rig import garbage_header, garbage_page, truncate_half
 from tests.mqtt_rig import Broker, Message
 
 DEVICE = "SH-TEST-0001"
@@ -37,31 +37,12 @@ def earlier_events(state: Path, n: int = EARLIER) -> dict[str, int]:
                               "data": {"note": "x" * 200}}, TOPIC).seq for i in range(1, n + 1)}
 
 
-def garbage_page(state: Path) -> None:
-    db = state / "outbox.db"
-    with db.open("r+b") as f:
-        f.seek(db.stat().st_size // 2 // 4096 * 4096)
-        f.write(random.Random(1).randbytes(4096))
-
-
-def truncated(state: Path) -> None:
-    db = state / "outbox.db"
-    os.truncate(db, db.stat().st_size // 2)
-
-
-def garbage_header(state: Path) -> None:
-    with (state / "outbox.db").open("r+b") as f:
-        f.write(random.Random(2).randbytes(100))
-
-
-def stats_garbage(state: Path) -> None:
-    db = state / "stats.db"
-    with db.open("r+b") as f:
-        f.write(random.Random(3).randbytes(min(4096, db.stat().st_size)))
-
-
-DAMAGE: dict[str, Callable[[Path], None]] = {"garbage_page": garbage_page, "truncated": truncated,
-                                             "garbage_header": garbage_header, "stats_garbage": stats_garbage}
+DAMAGE: dict[str, Callable[[Path], None]] = {
+    "garbage_page": lambda state: garbage_page(state / "outbox.db"),
+    "truncated": lambda state: truncate_half(state / "outbox.db"),
+    "garbage_header": lambda state: garbage_header(state / "outbox.db"),
+    "stats_garbage": lambda state: garbage_header(state / "stats.db", seed=3),
+}
 
 
 def events(sub: object, predicate: Callable[[dict[str, object]], bool], timeout: float = 15.0,

@@ -26,8 +26,13 @@ from safehouse.services.quarantine import FOLDER, KEEP, quarantine
 from safehouse.services.seq_lease import SeqLease
 from safehouse.services.stats import DailyStats
 from safehouse.services.storage_errors import StorageDamaged
-from tests.conftest import unavailable
-from tests.disk_rig import TmpfsError, mount_tmpfs, remount, unmount
+from tests.disk_rig import (
+    garbage_header,
+    garbage_page,
+    remount,
+    tmpfs,
+    truncate_half,
+)
 
 TOPIC = "safehouse/v1/p/K/events"
 
@@ -64,24 +69,6 @@ def killed_after(state: Path, n: int) -> None:
     assert (state / "outbox.db-wal").exists()
 
 
-def garbage_page(state: Path) -> None:
-    db = state / "outbox.db"
-    size = db.stat().st_size
-    with db.open("r+b") as f:
-        f.seek((size // 2) // 4096 * 4096)
-        f.write(random.Random(7).randbytes(4096))
-
-
-def truncate_half(state: Path) -> None:
-    db = state / "outbox.db"
-    os.truncate(db, db.stat().st_size // 2)
-
-
-def garbage_header(state: Path) -> None:
-    with (state / "outbox.db").open("r+b") as f:
-        f.write(random.Random(8).randbytes(100))
-
-
 def checkpointed(state: Path) -> None:
     """The damage is applied to a fully checkpointed file (daemon stopped cleanly)."""
     assert not (state / "outbox.db-wal").exists()
@@ -92,7 +79,7 @@ def test_a_damaged_file_is_quarantined_salvaged_and_seq_continues_above_it(
         tmp_path: Path, damage: Callable[[Path], None]) -> None:
     fill(tmp_path, 300, delivered=100)
     checkpointed(tmp_path)
-    damage(tmp_path)
+    damage(tmp_path / "outbox.db")
     with pytest.raises(StorageDamaged):  # a tool that does not recover says so, changes nothing
         Outbox(tmp_path)
     with Outbox(tmp_path, recover=True) as box:
@@ -167,20 +154,14 @@ def test_the_lease_survives_a_torn_write_and_reserves_in_blocks(tmp_path: Path) 
 
 
 def test_a_read_only_state_dir_keeps_the_lease_in_the_second_directory(tmp_path: Path) -> None:
-    state, run = tmp_path / "state", tmp_path / "run"
-    try:
-        mount_tmpfs(state, 1)
-    except TmpfsError as exc:
-        unavailable(str(exc))
-    try:
+    run = tmp_path / "run"
+    with tmpfs(tmp_path / "state", 1) as state:
         SeqLease([state]).cover(1)  # a lease from before the card went read-only: high 100
         remount(state, read_only=True)
         lease = SeqLease([state, run])
         assert lease.high == 100
         assert lease.cover(101) and lease.high == 200  # written beside the runtime dir only
         assert SeqLease([state, run]).high == 200 and SeqLease([state]).high == 100
-    finally:
-        unmount(state)
 
 
 def test_quarantine_keeps_the_newest_copies_only(tmp_path: Path) -> None:

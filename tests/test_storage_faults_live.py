@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import unavailable, write_config
+from tests.conftest import write_config
 from tests.daemon_proc import DaemonProcess
-from tests.disk_rig import TmpfsError, fill, mount_tmpfs, remount, unmount
+from tests.disk_rig import fill, remount, tmpfs
 from tests.mqtt_rig import Broker, Subscriber
 
 TOPIC = "safehouse/v1/test/SH-TEST-0001/events"
@@ -25,15 +25,8 @@ TOPIC = "safehouse/v1/test/SH-TEST-0001/events"
 
 @pytest.fixture
 def tiny_disk(short_dir: Path) -> Iterator[Path]:
-    state = short_dir / "state"
-    try:
-        mount_tmpfs(state, 2)
-    except TmpfsError as exc:
-        unavailable(str(exc))
-    try:
+    with tmpfs(short_dir / "state", 2) as state:
         yield state
-    finally:
-        unmount(state)
 
 
 def kiosk(short_dir: Path, broker: Broker, extra: str = "") -> DaemonProcess:

@@ -17,9 +17,9 @@ import pytest
 from safehouse.services import reserve as reserve_module
 from safehouse.services.reserve import SpaceReserve
 from safehouse.services.stats import DailyStats
-from tests.conftest import unavailable, write_config
+from tests.conftest import write_config
 from tests.daemon_proc import DaemonProcess
-from tests.disk_rig import TmpfsError, fill, mount_tmpfs, unmount
+from tests.disk_rig import fill, tmpfs
 from tests.mqtt_rig import Broker
 
 MB = 1 << 20
@@ -27,15 +27,8 @@ MB = 1 << 20
 
 @pytest.fixture
 def small_disk(short_dir: Path) -> Iterator[Path]:
-    state = short_dir / "state"
-    try:
-        mount_tmpfs(state, 16)
-    except TmpfsError as exc:
-        unavailable(str(exc))
-    try:
+    with tmpfs(short_dir / "state", 16) as state:
         yield state
-    finally:
-        unmount(state)
 
 
 def test_a_press_on_a_full_disk_is_durable_at_once_and_reaches_the_precinct(

@@ -35,8 +35,10 @@ from safehouse.services.sqlite_tx import immediate
 from safehouse.services.storage_errors import (
     DAMAGED,
     FULL,
+    LOW_SPACE,
     StorageError,
     classify,
+    free_bytes,
     storage_error,
 )
 
@@ -145,8 +147,10 @@ class OutboxBase(Closing):
             if self.fault is None or self._recovering:
                 return self.fault is None
             if self._conn is not None and self.fault_kind == FULL:
-                self.fault = self.fault_kind = None  # a write will tell whether there is room
-                return True
+                free = free_bytes(self._state_dir)
+                if free is None or free >= LOW_SPACE:
+                    self.fault = self.fault_kind = None  # room again: the next write will tell
+                return self.fault is None
             self._recovering = True
             damaged = self.fault_kind == DAMAGED and self.fault
         try:

@@ -71,6 +71,7 @@ class SeqLease:
         self.was_memory = False  # the last writer issued seqs it may not have stored
         self.flags = 0
         self.writable = False
+        self._warned = False
         for path in self.paths:
             try:
                 slot = read_slots(path.read_bytes())
@@ -119,8 +120,9 @@ class SeqLease:
             except OSError as exc:
                 _LOG.debug("seq lease %s not written: %s", path, exc)
         self.high = max(self.high, high)
-        self.writable = wrote > 0
-        if not wrote:
+        was_writable, self.writable = self.writable, wrote > 0
+        if not wrote and (was_writable or self.generation <= 1 or not self._warned):
+            self._warned = True
             _LOG.critical("seq lease: no copy of %s could be written; seq %d is protected only in "
                           "memory until storage returns", NAME, high)
         return self.writable

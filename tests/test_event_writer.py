@@ -1,0 +1,61 @@
+"""The event writer while storage fails: seq at once, alarms handed to the uplink's memory queue,
+other events kept in order in a bounded queue (drops counted), all written once storage is back.
+
+A real outbox made unusable the way a missing partition makes it (its state_dir is a file), then
+usable again; no broker here: what would be published is what the memory queue holds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from safehouse.device.effects import Emit
+from safehouse.device.event_writer import MEMORY_CAP, EventWriter
+from safehouse.device.events import Event
+from safehouse.services.outbox import Outbox
+
+TOPIC = "safehouse/v1/p/K/events"
+
+
+def make_fields(event_id: str, type_: str, code: int | None, test: bool,
+                data: dict[str, object]) -> dict[str, object]:
+    return {"device_id": "K", "precinct": "p", "boot_id": "b", "event_id": event_id, "type": type_,
+            "code": code, "ts": "2026-11-28T00:00:00.000Z", "clock_synced": True, "mono": 1.0,
+            "test": test, "data": data}
+
+
+def test_while_storage_is_out_alarms_go_to_memory_others_wait_bounded_and_all_land_on_disk(
+        tmp_path: Path) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_text("the partition is not mounted")
+    box = Outbox(blocker, recover=True, lease_dirs=[tmp_path / "run"])
+    assert box.fault_kind == "unavailable"
+    seen: list[Event] = []
+    writer = EventWriter(box, TOPIC, make_fields, listeners=[seen.append], rejections=Counter())
+    writer.add(Emit("alarm-1", "panic", 120))
+    for i in range(MEMORY_CAP + 5):
+        writer.add(Emit(f"walk-{i}", "walk_in", None))
+    writer.add(Emit("alarm-2", "panic", 120))
+    assert not writer.flush()  # nothing durable yet
+    assert [e.seq for e in seen] == list(range(1, MEMORY_CAP + 8))  # seq at once, in order
+    assert writer.dropped == 5 and writer.rejections["memory_dropped"] == 5
+    assert writer.pending == MEMORY_CAP + 2  # both alarms kept, the 5 oldest others dropped
+    assert [m.event_id for m in writer.memory.unsent(set())] == ["alarm-1", "alarm-2"]
+    assert writer.record_of("alarm-1")[0] == "memory_only"
+    writer.memory.published("alarm-1")
+    writer.memory.acked("alarm-1")  # the broker acknowledged it while the disk was out
+    assert writer.record_of("alarm-1")[0] == "delivered"
+    box.close()
+
+    blocker.unlink()  # the partition is back
+    box = Outbox(blocker, recover=True, lease_dirs=[tmp_path / "run"])
+    writer._sink = box  # the daemon's outbox recovers in place; here a new one stands for it
+    assert writer.flush() and writer.pending == 0
+    stored = {e.event_id: e.seq for e in box.events()}
+    assert stored["alarm-1"] == 1 and stored["alarm-2"] == MEMORY_CAP + 7
+    assert "walk-0" not in stored and stored["walk-5"] == 7
+    assert [r.event_id for r in box.pending(2)] == ["walk-5", "walk-6"]  # alarm-1 stored as delivered
+    assert writer.record_of("alarm-2")[0] == "durable"
+    assert box.append_event(make_fields("after", "walk_in", None, False, {}), TOPIC).seq > MEMORY_CAP + 7
+    box.close()

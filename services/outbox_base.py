@@ -19,7 +19,15 @@ from pathlib import Path
 from safehouse.device.closing import Closing
 from safehouse.device.errors import EventLogError
 from safehouse.services.outbox_open import connect_checked, preflight
-from safehouse.services.outbox_salvage import Damage, SalvagedRow, adopt_row, salvage_into, seq_of_damaged
+from safehouse.services.outbox_salvage import (
+    ID_GAP,
+    Damage,
+    SalvagedRow,
+    adopt_row,
+    max_id_of_damaged,
+    salvage_into,
+    seq_of_damaged,
+)
 from safehouse.services.outbox_schema import (
     FILENAME,
     NEAR_FULL_RATIO,
@@ -29,6 +37,7 @@ from safehouse.services.outbox_schema import (
     pending_events,
     retire_legacy_log,
 )
+from safehouse.services.outbox_sql import raise_id_floor
 from safehouse.services.quarantine import quarantine
 from safehouse.services.seq_lease import SeqLease
 from safehouse.services.sqlite_tx import immediate
@@ -80,6 +89,7 @@ class OutboxBase(Closing):
         self._pending_events = 0
         self._last_purge = clock()
         self._recovering = False
+        self._id_floor = 0
         try:
             self._open(quarantine_damage=recover)
         except StorageError as exc:
@@ -111,6 +121,8 @@ class OutboxBase(Closing):
         try:
             with immediate(conn, lambda e: self._error("write", e), f"outbox {self.path}") as tx:
                 imported = import_legacy_log(tx, self._state_dir, self._clock())
+                if self._id_floor:  # after a quarantine: new rows above every salvaged row's id
+                    raise_id_floor(tx, self._id_floor)
             if imported:
                 retire_legacy_log(self._state_dir)  # only once the import is committed
             stored_last = int(meta_get(conn, "last_seq"))
@@ -131,6 +143,7 @@ class OutboxBase(Closing):
 
     def _quarantine(self, problem: str) -> None:
         high = max(self._last_seq, self.lease.high, seq_of_damaged(self.path))
+        self._id_floor = max(self._id_floor, max_id_of_damaged(self.path) + ID_GAP)
         try:
             moved = quarantine(self.path, wall=self._clock())
         except OSError as exc:  # read-only or vanished: run from memory, quarantine when writable

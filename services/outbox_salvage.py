@@ -25,6 +25,7 @@ _LOG = logging.getLogger(__name__)
 
 COLUMNS = "id, lane, topic, payload, path, retain, key, created, event_id, seq, type, delivered, error"
 BATCH = 500
+ID_GAP = 1 << 32  # a fresh outbox's row ids start this far above the damaged one's
 MAX_QUERIES = 200_000  # a file damaged everywhere is given up on, not bisected forever
 SalvagedRow = tuple[Any, ...]
 
@@ -55,6 +56,20 @@ class Damage:
 
 class Adopter(Protocol):
     def adopt(self, rows: Sequence[SalvagedRow]) -> int: ...
+
+
+def max_id_of_damaged(path: Path) -> int:
+    """The damaged file's highest row id if it can still be read (0 if not)."""
+    try:
+        conn = _connect_ro(path)
+    except sqlite3.Error:
+        return 0
+    try:
+        return _upper_id(conn) if conn.execute("SELECT 1 FROM messages LIMIT 1").fetchall() else 0
+    except sqlite3.Error:
+        return 1 << 40  # unreadable: far above anything a kiosk writes in its life
+    finally:
+        conn.close()
 
 
 def seq_of_damaged(path: Path) -> int:
@@ -201,14 +216,19 @@ def missing_range(seqs: set[int], high: int) -> tuple[int, int] | None:
 
 def adopt_row(conn: sqlite3.Connection, row: SalvagedRow) -> int:
     """Insert one salvaged row unless its event_id, seq or key is already there; 1 if inserted."""
-    _rid, lane, topic, payload, path, retain, key, created, event_id, seq, type_, delivered, error = row
+    rid, lane, topic, payload, path, retain, key, created, event_id, seq, type_, delivered, error = row
+    values = (lane, topic, payload, path, retain, key, created, event_id, seq, type_, delivered, error)
+    columns = "lane, topic, payload, path, retain, key, created, event_id, seq, type, delivered, error"
     try:
-        cur = conn.execute(
-            "INSERT INTO messages(lane, topic, payload, path, retain, key, created, event_id, seq, type, "
-            "delivered, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (lane, topic, payload, path, retain, key, created, event_id, seq, type_, delivered, error))
+        # its own id first: the fresh file's ids start far above (see ID_GAP), so a salvaged event
+        # drains before every event written since the damage, in its original order
+        cur = conn.execute(f"INSERT INTO messages(id, {columns}) VALUES (?{', ?' * len(values)}) "
+                           "ON CONFLICT DO NOTHING", (rid, *values))
+        if cur.rowcount == 0 and conn.execute("SELECT 1 FROM messages WHERE id = ?", (rid,)).fetchone():
+            cur = conn.execute(f"INSERT INTO messages({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                               "ON CONFLICT DO NOTHING", values)
     except sqlite3.IntegrityError as exc:  # a malformed row (e.g. both payload and path NULL)
-        _LOG.warning("salvage: row %s not taken: %s", _rid, exc)
+        _LOG.warning("salvage: row %s not taken: %s", rid, exc)
         return 0
     if cur.rowcount and seq is not None:
         conn.execute("UPDATE meta SET value = MAX(value, ?) WHERE key = 'last_seq'", (seq,))

@@ -84,3 +84,10 @@ def purge(conn: sqlite3.Connection, before: float) -> int:
 def give_up(conn: sqlite3.Connection, lost: Sequence[tuple[int, str]], now: float) -> None:
     conn.executemany("UPDATE messages SET delivered = ?, error = ? WHERE id = ? AND delivered IS NULL",
                      [(now, error, rid) for rid, error in lost])
+
+
+def raise_id_floor(conn: sqlite3.Connection, floor: int) -> None:
+    """New rows get ids above ``floor`` (AUTOINCREMENT's counter, sqlite_sequence, raised)."""
+    if not conn.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'messages'",
+                        (floor,)).rowcount:
+        conn.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('messages', ?)", (floor,))

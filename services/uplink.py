@@ -335,8 +335,13 @@ class Uplink:
         return rows
 
     def _fill_window(self, link: MqttLink) -> None:
-        self._send_memory(link)
+        """Outbox rows first (older queued events keep their order, in the same burst), then the
+        alarms that exist only in memory (outside the window: they never wait for it)."""
         self._check_generation()
+        self._fill_from_outbox(link)
+        self._send_memory(link)
+
+    def _fill_from_outbox(self, link: MqttLink) -> None:
         room = self.settings.window - len(self._in_flight)
         if room <= 0 or (self._in_flight and room < self.settings.window // 4):
             return  # refill in batches: each outbox read costs the same for 1 row or 25

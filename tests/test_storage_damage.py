@@ -91,6 +91,8 @@ def test_a_damaged_file_is_quarantined_salvaged_and_seq_continues_above_it(
         assert stat.S_IMODE(report.quarantined.stat().st_mode) == 0o600
         pending = {r.event_id: r.seq for r in box.pending(1000)}
         salvaged = {eid: seq for eid, seq in pending.items() if eid != "enew"}
+        assert list(pending)[-1] == "enew"  # salvaged events drain first, in their old order
+        assert list(salvaged.values()) == sorted(salvaged.values())
         assert all(salvaged[f"e{seq}"] == seq for seq in salvaged.values())  # seq and id kept
         assert all(seq > 100 for seq in salvaged.values())  # delivered ones stay delivered
         if damage is not truncate_half:

@@ -50,6 +50,7 @@ class EventSink(Protocol):
     def issue(self, fields: Mapping[str, Any]) -> Event: ...
     def store(self, event: Event, topic: str, *, delivered: bool = False) -> Event: ...
     def checkpoint(self) -> None: ...
+    def salvage_due(self) -> bool: ...
 
 
 class Reserve(Protocol):
@@ -159,7 +160,12 @@ class EventWriter:
                 self._from_memory(exc)
                 break
             self._queue.popleft()
-            self.memory.stored(event.event_id)
+            if event.type in SENT_FROM_MEMORY and self._sink.salvage_due():
+                # the outbox holds its drain until a damaged file's events are salvaged: the
+                # alarm goes out from memory now (the outbox sends it again later: same id)
+                self.memory.add(event.event_id, self._topic, event.to_json().encode("utf-8"))
+            else:
+                self.memory.stored(event.event_id)
             self._handed.discard(event.event_id)
             wrote, urgent = True, urgent or event.type in ALARM_TYPES
             self._near_full()

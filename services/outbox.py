@@ -231,9 +231,11 @@ class Outbox(OutboxBase):
 
         Pass the ids awaiting PUBACK as ``exclude`` (no id cursor: see the module doc). A
         missing evidence file's row is given up (logged, marked delivered with an error).
-        Empty while storage is faulted: what is in memory is sent by other means.
+        Empty while storage is faulted (what is in memory is sent by other means) and while a
+        salvage is due: the salvaged events, older, are sent first (alarms meanwhile go out from
+        memory, see device/event_writer.py).
         """
-        if self._recovering or (self.fault is not None and self.fault_kind != FULL):
+        if self._recovering or (self.fault is not None and self.fault_kind != FULL) or self.salvage_due():
             return []
         rows: list[Row] = []
         skip = set(exclude)

@@ -185,7 +185,13 @@ class OutboxBase(Closing):
         """Copy what can be read of each quarantined file into this outbox; the finished reports."""
         done = []
         for damage in [d for d in self.damage if not d.salvaged_done]:
-            salvage_into(self, damage)
+            try:
+                salvage_into(self, damage)
+            except StorageError:
+                raise  # the fresh outbox failed too: faulted, the storage thread retries
+            except Exception:  # never hold the drain (see Outbox.pending) on a salvage that broke
+                _LOG.exception("salvage of %s stopped early; what was copied is kept", damage.quarantined)
+                damage.salvaged_done = True
             done.append(damage)
         return done
 

@@ -55,6 +55,11 @@ def test_while_storage_is_out_alarms_go_to_memory_others_wait_bounded_and_all_la
     stored = {e.event_id: e.seq for e in box.events()}
     assert stored["alarm-1"] == 1 and stored["alarm-2"] == MEMORY_CAP + 7
     assert "walk-0" not in stored and stored["walk-5"] == 7
+    # the lease says seqs were issued that outbox.db never held: reported (storage_damaged), and
+    # the drain waits for that (empty) salvage
+    assert box.pending(2) == [] and box.salvage_due()
+    [report] = box.salvage()
+    assert report.quarantined is None and report.missing is not None
     assert [r.event_id for r in box.pending(2)] == ["walk-5", "walk-6"]  # alarm-1 stored as delivered
     assert writer.record_of("alarm-2")[0] == "durable"
     assert box.append_event(make_fields("after", "walk_in", None, False, {}), TOPIC).seq > MEMORY_CAP + 7

@@ -235,7 +235,8 @@ class Outbox(OutboxBase):
         salvage is due: the salvaged events, older, are sent first (alarms meanwhile go out from
         memory, see device/event_writer.py).
         """
-        if self._recovering or (self.fault is not None and self.fault_kind != FULL) or self.salvage_due():
+        if self._recovering or self.salvage_due() or (
+                self.fault is not None and self.fault_kind != FULL and self._ro is None):
             return []
         rows: list[Row] = []
         skip = set(exclude)
@@ -243,7 +244,7 @@ class Outbox(OutboxBase):
             excluded = sorted(skip)[:sql.CHUNK]
             want = limit - len(rows) + len(skip) - len(excluded)
             try:
-                with self._lock, self._reading() as conn:
+                with self._lock, self._reading_any() as conn:
                     found = sql.select_pending(conn, excluded, want)
             except StorageError as exc:
                 self._fail(exc)

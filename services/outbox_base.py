@@ -45,6 +45,7 @@ from safehouse.services.storage_errors import (
     DAMAGED,
     FULL,
     LOW_SPACE,
+    UNAVAILABLE,
     StorageError,
     classify,
     free_bytes,
@@ -77,6 +78,8 @@ class OutboxBase(Closing):
         self._clock = clock
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._ro: sqlite3.Connection | None = None  # read-only view while the partition is read-only
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the open file
         self.near_full = False
         self.fault: str | None = None
         self.fault_kind: str | None = None
@@ -135,10 +138,14 @@ class OutboxBase(Closing):
         self._last_seq = max(self._last_seq, stored_last, *(d.high for d in self.damage))
         self.lease.mark(True)
         self._unclean = True  # from now on the lease says open until close()
+        identity = _identity(self.path)
         with self._lock:
+            self._close_ro()
             self._conn, self._pending_events = conn, pending
             self.fault = self.fault_kind = None
-            self.generation += 1
+            if identity != self._identity or identity is None:
+                self.generation += 1  # another file: row ids in flight name other rows now
+            self._identity = identity
         self._update_near_full()
 
     def _quarantine(self, problem: str) -> None:
@@ -220,6 +227,10 @@ class OutboxBase(Closing):
                 self._conn = None
                 self._unclean = False
             self.fault_kind, self.fault = kind, f"{kind}: {exc}"
+            if kind == UNAVAILABLE and self._ro is None:
+                self._ro = _open_read_only(self.path)
+            elif kind == DAMAGED:
+                self._close_ro()
         self.lease.mark_memory()
         if not quiet:
             _LOG.critical("outbox storage fault (%s): %s; running from memory, retrying", kind, exc)
@@ -242,6 +253,24 @@ class OutboxBase(Closing):
                              "free space on the state partition (df) and `safehouse outbox --check`")
 
     # -- transactions ------------------------------------------------------------------
+
+    def _close_ro(self) -> None:
+        if self._ro is not None:
+            self._ro.close()
+            self._ro = None
+
+    @contextmanager
+    def _reading_any(self) -> Iterator[sqlite3.Connection]:
+        """Like ``_reading`` but, while the partition is read-only, from the read-only view: what
+        is durable there is still sent (in order), only its delivery cannot be recorded yet."""
+        if self._conn is None and self._ro is not None:
+            try:
+                yield self._ro
+            except sqlite3.Error as exc:
+                raise self._error("read", exc) from exc
+        else:
+            with self._reading() as conn:
+                yield conn
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -292,7 +321,35 @@ class OutboxBase(Closing):
 
     def close(self) -> None:
         with self._lock:
+            self._close_ro()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
                 self.lease.mark(False)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection | None:
+    """A read-only view of an outbox on a read-only partition (None if even that fails).
+
+    SQLite reads a WAL database read-only when its -wal and -shm already exist (left by the
+    previous run); without a -wal the file is complete on its own and is opened immutable."""
+    if not path.exists():
+        return None
+    wal = path.with_name(path.name + "-wal").exists()
+    uri = f"{path.absolute().as_uri()}?mode=ro" + ("" if wal else "&immutable=1")
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=5.0)
+        conn.execute("SELECT COUNT(*) FROM messages").fetchone()
+    except sqlite3.Error as exc:
+        _LOG.warning("outbox %s: not even readable (%s): its pending messages wait for storage", path, exc)
+        return None
+    _LOG.warning("outbox %s: read-only for now: its pending messages are still sent", path)
+    return conn

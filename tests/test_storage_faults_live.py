@@ -204,8 +204,9 @@ def test_a_lost_wal_on_a_read_only_card_starts_from_memory_and_is_quarantined_on
         proc.start()  # found damaged, cannot be moved aside: runs from memory
         assert "damaged" in str(proc.status()["storage"]["fault"])
         before = max(int(p["seq"]) for p in panics(sub, 1))
-        press(proc)
-        assert int(panics(sub, 2)[1]["seq"]) > before
+        later = press(proc)["alarm"]["event_id"]  # type: ignore[index]
+        [new] = sub.wait_for(lambda m: m.json().get("event_id") == later, timeout=10)
+        assert int(new.json()["seq"]) > before
         remount(tiny_disk, read_only=False)
         [report] = sub.wait_for(lambda m: m.json().get("type") == "storage_damaged", timeout=15)
         assert "wal" in report.json()["data"]["reason"].lower()
@@ -214,3 +215,26 @@ def test_a_lost_wal_on_a_read_only_card_starts_from_memory_and_is_quarantined_on
         remount(tiny_disk, read_only=False)
         proc.kill()
         sub.close()
+
+
+def test_events_queued_before_the_card_went_read_only_still_go_first_and_in_order(
+        short_dir: Path, tiny_disk: Path, broker: Broker) -> None:
+    broker.stop()  # the precinct away: the first run's events stay queued on the card
+    proc = kiosk(short_dir, broker).start()
+    try:
+        queued = press(proc)
+        proc.kill()  # the power cut leaves outbox.db with its -wal and -shm
+        remount(tiny_disk, read_only=True)
+        broker.start()
+        sub = broker.subscriber([TOPIC])
+        proc.start()
+        later = press(proc)  # from memory: the outbox cannot be written
+        assert later["record"] in ("delivered", "sent_from_memory"), later
+        got = panics(sub, 2)
+        assert [p["event_id"] for p in got] == [queued["alarm"]["event_id"], later["alarm"]["event_id"]]  # type: ignore[index]
+        seqs = [int(m.json()["seq"]) for m in sub.wait_for(lambda m: True, timeout=1)]
+        assert seqs == sorted(seqs), seqs  # the queued events first, then the alarm from memory
+        sub.close()
+    finally:
+        remount(tiny_disk, read_only=False)
+        proc.kill()

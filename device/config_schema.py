@@ -122,7 +122,7 @@ SCHEMA: Mapping[str, Mapping[str, Key]] = {
         "pre_roll": Key(float, 10.0, "seconds kept from before the press (0 = microphone closed "
                         "until an alarm)", in_range(0.0, 60.0)),
         "post_roll": Key(float, 20.0, "seconds recorded after the press", in_range(1.0, 300.0)),
-        "device": Key(str, "", "sounddevice input device name ('' = the default input)"),
+        "device": Key(str, "", "sounddevice input device name, or its number ('' = the default input)"),
     },
     "evidence": {
         "quota_mb": Key(float, 512.0, "evidence kept on disk; past it the oldest delivered goes first",

@@ -45,8 +45,9 @@ class SoundDeviceMicrophone:
     """Keeps the last ``pre_roll`` seconds; ``record()`` adds the post-roll and returns a clip.
 
     With ``pre_roll == 0`` the device stays closed until a clip is asked for. ``device`` is a
-    sounddevice name or index (None or "" = the default input). ``restart_after`` (seconds of
-    stream time) closes and reopens the stream, which rewinds the simulator's file plugin.
+    sounddevice name or index (None or "" = the default input; a string of digits is an
+    index). ``restart_after`` (seconds of stream time) closes and reopens the stream, which
+    rewinds the simulator's file plugin.
     ``stall_after``: seconds without a block before the capture is declared stalled and
     restarted (several blocks' worth; a real device delivers one every ``blocksize / rate`` s).
     """
@@ -58,6 +59,10 @@ class SoundDeviceMicrophone:
             raise ValueError(f"microphone: need rate > 0, blocksize > 0, pre_roll >= 0, stall_after "
                              f"> two blocks (got {rate}, {blocksize}, {pre_roll}, {stall_after})")
         self.rate, self.pre_roll, self.blocksize = rate, pre_roll, blocksize
+        # "2" from the config is PortAudio's index, as `python3 -m sounddevice` prints it: to
+        # sounddevice a str is a name to match, and no device's name is a bare number.
+        if isinstance(device, str) and device.strip().isdigit():
+            device = int(device)
         self.device = None if device == "" else device
         self._clock = clock
         self.stall_after = stall_after

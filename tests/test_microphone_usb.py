@@ -139,6 +139,23 @@ def test_the_microphone_opens_it_at_its_own_rate_and_hears_440_hz_at_16k(
     assert f"opened at {native} Hz, resampled to 16000 Hz" in caplog.text
 
 
+def test_the_device_given_by_its_index_as_the_config_holds_it_opens_too(tmp_path: Path) -> None:
+    """`python3 -m sounddevice` lists inputs by number: microphone.device = "2" (TOML string)."""
+    raw = tmp_path / "tone.raw"
+    audio_rig.tone(30, HZ, 32000).astype("<i2").tofile(raw)
+    with audio_rig.usb_mic(raw, rate=32000) as name:
+        listing = subprocess.run([sys.executable, "-m", "sounddevice"], capture_output=True, text=True,
+                                 timeout=30, check=True).stdout
+        index = next(line.split()[0].lstrip(">*") for line in listing.splitlines()
+                     if line[2:].split()[1:2] == [f"{name},"])
+        with SoundDeviceMicrophone(pre_roll=0.5, device=index) as mic:
+            assert mic.fault is None and mic.is_capturing, mic.fault
+            clip = mic.record(0.5)
+    assert (mic.device_name, mic.native_rate, mic.device_rate) == (name, 32000, 32000)
+    amplitude, residual = sine_fit(samples_of(clip)[200:], HZ, RATE)
+    assert residual < 0.01 * amplitude
+
+
 def test_an_overrun_is_counted_and_the_capture_goes_on(tmp_path: Path) -> None:
     """`safehouse accept` wants 60 s with zero overflows: the count must be PortAudio's."""
     raw = tmp_path / "tone.raw"

@@ -20,6 +20,7 @@ a part breaks this test.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import unavailable
 from tests.sandbox_rig import Result, parse_unit, rehearse, stages
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,3 +170,90 @@ def test_the_selftest_unit_lets_lgpio_and_gpiozero_work_too(tmp_path: Path) -> N
     assert seen["who"].endswith("cwd=/run/safehouse-selftest") and "uid=0 " not in seen["who"], seen
     assert seen["lgpio"] == "ok lgpio", seen
     assert seen["board"].startswith("PinUnknownPi: unable to locate Pi revision"), seen
+
+
+SIM_CONFIG = """[device]
+id = "SH-REHEARSAL"
+precinct = "test"
+hardware = "sim"
+state_dir = "/var/lib/safehouse"
+
+[control]
+socket = "/run/safehouse/control.sock"
+
+[microphone]
+pre_roll = 1.0
+"""
+
+# The unit's daemon, started from its ExecStart (argv), then `safehouse selftest --json` through
+# it as the same user. MemoryDenyWriteExecute= is the kernel's PR_SET_MDWE, which the rig does
+# not apply: set here before the daemon starts, so it and its capture process inherit it.
+SIM_PAYLOAD = r"""
+import ctypes, json, subprocess, sys, time
+mdwe = sys.argv[1] == "yes"
+if mdwe and ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE
+    print(json.dumps({"mdwe": "unavailable"}), flush=True)
+    sys.exit()
+command = sys.argv[2:]
+cli = [command[0], *command[1:3]]
+daemon = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+try:
+    for _ in range(300):
+        if daemon.poll() is not None or subprocess.run([*cli, "status"], capture_output=True).returncode == 0:
+            break
+        time.sleep(0.1)
+    res = subprocess.run([*cli, "selftest", "--json"], capture_output=True, text=True, timeout=60)
+    print(json.dumps({"mdwe": mdwe, "selftest": res.stdout, "selftest_err": res.stderr}), flush=True)
+finally:
+    daemon.terminate()
+    log = daemon.communicate(timeout=15)[1]  # a few KB: the pipe never fills
+print(json.dumps({"daemon_rc": daemon.returncode, "log": log[-4000:]}), flush=True)
+"""
+
+
+def rehearse_sim_kiosk(unit_text: str, tmp_path: Path) -> dict[str, object]:
+    mdwe = parse_unit(unit_text).get("MemoryDenyWriteExecute", ["no"])[-1]
+    (payload,) = rehearse(unit_text, tmp_path,
+                          [[str(VENV_BIN / "python"), "-c", SIM_PAYLOAD, mdwe, *exec_start(unit_text)]],
+                          config_files={"config.toml": SIM_CONFIG})
+    assert payload.rc == 0, payload.stderr
+    seen: dict[str, object] = {}
+    for line in payload.stdout:
+        if line.startswith("{"):
+            seen.update(json.loads(line))
+    if seen.get("mdwe") == "unavailable":
+        unavailable("this kernel has no PR_SET_MDWE (Linux >= 6.3): cannot apply MemoryDenyWriteExecute=")
+    return seen
+
+
+def test_the_sim_kiosk_in_the_units_view_hears_its_microphone_and_takes_a_snapshot(tmp_path: Path) -> None:
+    """Camera and microphone paths in the unit's view: the microphone's capture process (a child
+    started with `python -m`), PortAudio/ALSA on the fake device, MemoryDenyWriteExecute, the
+    state dir for evidence and the control socket in the RuntimeDirectory, as the unit's user."""
+    seen = rehearse_sim_kiosk(UNIT.read_text(), tmp_path)
+    log = str(seen["log"])
+    assert seen["mdwe"] is True, seen  # the shipped unit keeps MemoryDenyWriteExecute=yes
+    report = json.loads(str(seen["selftest"]) or "{}")
+    assert report, f"no selftest answer: {seen['selftest_err']}\ndaemon log:\n{log}"
+    checks = {c["name"]: c for c in report["checks"]}
+    assert report["through_daemon"] is True and report["ran_as"]["user"] == "safehouse", report
+    assert checks["microphone"]["ok"], checks["microphone"]
+    assert checks["microphone"]["detail"].startswith("'default' (native 16000 Hz, opened at 16000 Hz): ")
+    assert checks["camera"]["ok"] and checks["camera"]["detail"].startswith("snapshot 1280x720"), checks
+    assert seen["daemon_rc"] == 0 and "stopped cleanly" in log, log
+
+
+def test_a_unit_without_its_runtime_directory_stops_the_kiosk_in_the_rehearsal(tmp_path: Path) -> None:
+    """ProtectSystem=strict and no RuntimeDirectory=: /run/safehouse does not exist, so the
+    working directory (and the control socket in it) cannot be had; systemd would refuse to
+    start the process (status 200/CHDIR), and the rig says so before running anything."""
+    text = without(UNIT.read_text(), "RuntimeDirectory=")
+    with pytest.raises(AssertionError, match="cannot enter the working directory /run/safehouse"):
+        rehearse_sim_kiosk(text, tmp_path)
+    # Keep the working directory elsewhere: the control socket still has nowhere to go.
+    text = without(text, "WorkingDirectory=", "Environment=LG_WD=")
+    (tmp_path / "2").mkdir()
+    seen = rehearse_sim_kiosk(text, tmp_path / "2")
+    assert seen["daemon_rc"] != 0, seen
+    assert ("cannot listen on control socket /run/safehouse/control.sock: Read-only file system"
+            in str(seen["log"])), seen["log"]

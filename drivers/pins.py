@@ -30,7 +30,8 @@ def make_pin_factory(hardware: str, *, sysfs: Path = Path("/sys"), dev: Path = P
     lgpio is imported only for "pi" so the firmware imports and its tests run on an x86 box
     where lgpio cannot open a gpiochip. The chip is the one whose label is the header's
     (drivers/gpiochip.py), never gpiozero's guess by number. Each step fails with its own
-    HardwareError: loading lgpio, finding the header's chip, opening it.
+    HardwareError: loading lgpio, reading the board from /proc, finding the header's chip,
+    opening it.
     """
     if hardware == "sim":
         _LOG.info("GPIO is simulated (gpiozero MockFactory with PWM pins)")
@@ -53,6 +54,7 @@ def _lgpio_factory(sysfs: Path, dev: Path) -> Factory:
             'install lgpio (apt python3-lgpio, or the pip extra "pi") on a Pi, or set '
             'hardware = "sim" in [device] of config.toml to run off a Pi'
         ) from exc
+    _board_readable()
     chip = header_chip(sysfs, dev)
     try:
         factory = LGPIOFactory(chip=chip)
@@ -64,6 +66,26 @@ def _lgpio_factory(sysfs: Path, dev: Path) -> Factory:
         ) from exc
     _LOG.info("GPIO is real (gpiozero LGPIOFactory on gpiochip%d)", chip)
     return factory
+
+
+def _board_readable() -> None:
+    """gpiozero names the board (to map pin numbers) from /proc when the first pin is claimed.
+
+    A unit with ProcSubset=pid hides /proc/cpuinfo and /proc/device-tree: that first claim would
+    fail as if the [gpio] pin were wrong. Asked here, the failure names the unit instead. Not a
+    Pi (gpiozero's PinUnknownPi) is left to the chip open, which says so in its own words.
+    """
+    from gpiozero.pins.local import get_pi_revision
+
+    try:
+        get_pi_revision()
+    except OSError as exc:
+        raise HardwareError(
+            f"cannot identify the Raspberry Pi board: gpiozero reads /proc/device-tree or "
+            f"/proc/cpuinfo ({type(exc).__name__}: {exc}); the unit must not set ProcSubset=pid"
+        ) from exc
+    except Exception:  # PinUnknownPi: off a Pi; the chip open below fails with the clearer words
+        pass
 
 
 @contextmanager

@@ -160,6 +160,12 @@ def test_each_old_line_alone_breaks_the_rehearsal(tmp_path: Path, change: str) -
         assert seen["lgpio"] == "ok lgpio", seen
         assert seen["board"].endswith("'/proc/cpuinfo'") and seen["board"].startswith("FileNotFoundError")
         assert seen["gpiozero_factory"].startswith("FileNotFoundError"), seen
+        # The daemon stops before the chip, naming the unit (not a wrong [gpio] pin at first claim).
+        err = "\n".join(daemon.stderr)
+        assert daemon.rc == 1, err
+        assert ("safehouse: cannot identify the Raspberry Pi board: gpiozero reads /proc/device-tree "
+                "or /proc/cpuinfo (FileNotFoundError") in err, err
+        assert "the unit must not set ProcSubset=pid" in err and "gpiochip0" not in err, err
 
 
 def test_the_selftest_unit_lets_lgpio_and_gpiozero_work_too(tmp_path: Path) -> None:

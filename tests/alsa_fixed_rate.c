@@ -14,7 +14,9 @@
  * a FIFO with no writer) it returns silence. If `infile` is a FIFO whose writer stops
  * writing, the capture stalls: a real read that stops inside libasound, which is what a
  * stalled device looks like to PortAudio. With `xrun_after`, the stream overruns once after
- * that many frames (PortAudio then reports an input overflow).
+ * that many frames (PortAudio then reports an input overflow). Deleting `infile` unplugs the
+ * device: the open stream fails with ENODEV, as a pulled USB card's does, and opening fails
+ * until the file is back.
  */
 #include <alsa/asoundlib.h>
 #include <alsa/pcm_external.h>
@@ -39,6 +41,8 @@ static int fixed_stop(snd_pcm_ioplug_t *io) { (void)io; return 0; }
 static snd_pcm_sframes_t fixed_pointer(snd_pcm_ioplug_t *io)
 {
 	fixed_t *f = io->private_data;
+	if (access(f->infile, F_OK) != 0)
+		return -ENODEV;  /* unplugged */
 	if (f->xrun_after > 0 && f->delivered >= f->xrun_after) {
 		f->xrun_after = 0;
 		return -EPIPE;

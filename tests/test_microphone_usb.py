@@ -261,6 +261,31 @@ def test_a_stalled_device_is_noticed_restarted_and_counted(
     assert "works again" in caplog.text  # restored
 
 
+def test_a_microphone_pulled_mid_stream_is_noticed_and_works_again_once_plugged_back(
+        tmp_path: Path) -> None:
+    """A USB card pulled while streaming: its PCM fails with ENODEV (the plugin does that while
+    its infile is gone). PortAudio 19.6 then waits for frames that never come (PortAudio #1037
+    spins, here it blocks): the stall detector must end that capture process, report the
+    loss, keep retrying while the device is absent, and hear it again once it is back."""
+    raw = tmp_path / "tone.raw"
+    audio_rig.tone(60, HZ, 48000).astype("<i2").tofile(raw)
+    with audio_rig.usb_mic(raw) as name, SoundDeviceMicrophone(pre_roll=0.5, device=name) as mic:
+        assert wait_for(lambda: mic.is_capturing and mic.capture_pid is not None, 10.0), mic.fault
+        first = mic.capture_pid
+        assert first is not None
+        raw.rename(tmp_path / "pulled.raw")  # the cable comes out
+        assert wait_for(lambda: mic.fault is not None, 10.0)
+        assert mic.stalls == 1 and "no audio for 5.0 s" in str(mic.fault), mic.fault
+        assert wait_for(lambda: not Path(f"/proc/{first}").exists(), 5.0)  # no process left spinning
+        assert wait_for(lambda: "No input device matching 'usbmic'" in str(mic.fault), 10.0), mic.fault
+        (tmp_path / "pulled.raw").rename(raw)  # and back in
+        assert wait_for(lambda: mic.fault is None and mic.is_capturing, 35.0), mic.fault
+        clip = mic.record(0.5)
+    assert clip.frames >= 0.5 * RATE and mic.stalls == 1
+    amplitude, residual = sine_fit(samples_of(clip)[-RATE // 2:], HZ, RATE)
+    assert residual < 0.01 * amplitude
+
+
 def test_a_clip_asked_for_during_a_stall_ends_with_the_stall_named(tmp_path: Path) -> None:
     """An alarm while the device is silently stuck, longer than the pre-roll: the clip waits,
     then fails naming the stall (it used to raise IndexError from the ring at once)."""

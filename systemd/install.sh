@@ -156,6 +156,14 @@ list --local). On a 32-bit image PyPI has no lgpio wheel: apt-get install python
     rm -rf "$CHECK_DIR"
     printf '%s\n' "$REPORT"
 fi
+# 2c. A staged venv runs from /opt/safehouse on the target: its scripts' #! lines (the unit's
+# ExecStart is bin/safehouse) and activate scripts must name that, not the staging directory.
+if [ -n "$DESTDIR" ]; then
+    STAGED=$(printf '%s' "$OPT" | sed 's/[][\\.*^$|]/\\&/g')
+    grep -rlIF -- "$OPT" "$OPT/bin" | while IFS= read -r file; do
+        sed -i "s|$STAGED|/opt/safehouse|g" "$file"
+    done
+fi
 install -m 0644 "$SOURCE/README.md" "$OPT/README.md"
 install -d -m 0755 "$DESTDIR/usr/local/bin"
 ln -sfn /opt/safehouse/bin/safehouse "$DESTDIR/usr/local/bin/safehouse"

@@ -193,6 +193,21 @@ def test_destdir_from_the_environment_and_a_bad_source(tmp_path: Path) -> None:
     assert res.returncode != 0 and "is not a safehouse checkout" in res.stderr
 
 
+def test_a_staged_venv_names_opt_safehouse_not_the_staging_directory(tmp_path: Path) -> None:
+    """Staged under DESTDIR for an image, the venv runs from /opt/safehouse: the #! lines of its
+    scripts (the unit's ExecStart is bin/safehouse; pip writes the venv's path there) and its
+    activate scripts must not point into the staging directory, which the Pi does not have."""
+    stage = tmp_path / "stage"
+    install(stage)
+    bin_dir = stage / "opt/safehouse/bin"
+    assert (bin_dir / "activate").is_file()
+    leaks = [p.name for p in bin_dir.iterdir()
+             if p.is_file() and not p.is_symlink() and str(stage).encode() in p.read_bytes()]
+    assert leaks == [], f"these files in the staged venv name {stage}: {leaks}"
+    assert "/opt/safehouse" in (bin_dir / "activate").read_text()
+    assert (bin_dir / "python").is_symlink()  # the interpreter links stay links
+
+
 def install_with_check(destdir: Path, modules: str | None = None,
                        pythonpath: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items()

@@ -145,12 +145,17 @@ def _write(file: Path, volunteers: Sequence[Volunteer]) -> None:
         fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), FILE_MODE)
-            if previous is not None and (previous.st_uid, previous.st_gid) != (os.getuid(), os.getgid()):
-                try:  # keep the owner and group the daemon reads it as
-                    os.fchown(fh.fileno(), previous.st_uid, previous.st_gid)
+            # Keep the owner and group the daemon reads it as; a first file takes the group of
+            # its directory (/etc/safehouse is root:safehouse 0750), not root's own group, which
+            # the daemon is not in: `sudo safehouse volunteer add` must enrol for the daemon.
+            owner = ((previous.st_uid, previous.st_gid) if previous is not None
+                     else (os.getuid(), os.stat(file.parent).st_gid))
+            if owner != (os.getuid(), os.getgid()):
+                try:
+                    os.fchown(fh.fileno(), *owner)
                 except PermissionError:
-                    _LOG.warning("%s: could not keep owner %d:%d (not root); the new file is owned "
-                                 "by %d:%d", file, previous.st_uid, previous.st_gid, os.getuid(), os.getgid())
+                    _LOG.warning("%s: could not set owner %d:%d (not root); the new file is owned "
+                                 "by %d:%d", file, *owner, os.getuid(), os.getgid())
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())

@@ -37,7 +37,7 @@ from safehouse.device.volunteers import (
     volunteers_path,
 )
 from safehouse.device.volunteers_edit import add, hash_pin, remove
-from tests.conftest import write_config
+from tests.conftest import unavailable, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 CHEAP = ScryptParams(n=16, r=1, p=1)
@@ -224,6 +224,23 @@ def test_file_mode_0640_and_no_temp_files(tmp_path: Path) -> None:
         os.umask(old)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["volunteers.toml"]
     assert path.read_text().startswith("# Safe House volunteers")
+
+
+def test_the_first_enrolment_as_root_is_readable_by_the_daemons_group(tmp_path: Path) -> None:
+    """README: `sudo safehouse volunteer add` into /etc/safehouse (root:safehouse 0750). A file
+    left root:root 0640 is unreadable by the daemon's user: no PIN would ever work."""
+    if os.geteuid() != 0:
+        unavailable("needs root: the file's group is the directory's, not the caller's")
+    folder = tmp_path / "etc"
+    folder.mkdir(mode=0o750)
+    os.chown(folder, 0, 65534)  # the daemon's group stands in as nogroup's id
+    config = write_config(folder)
+    res = subprocess.run([sys.executable, "-m", "safehouse.device.cli", "--config", str(config),
+                          "volunteer", "add", "v001", "--name", "Chan Tai Man", "--pin-stdin"],
+                         input=f"{PIN}\n", capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 0, res.stderr
+    made = (folder / "volunteers.toml").stat()
+    assert (made.st_uid, made.st_gid, made.st_mode & 0o777) == (0, 65534, 0o640)  # group may read
 
 
 def test_verify_takes_as_long_whoever_matches(tmp_path: Path) -> None:

@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 CONFIG ?= config/sim.toml
 # Debian packages the test suite talks to: broker, serial PTYs, audio (libasound2-dev + gcc build
 # the 48 kHz-only test microphone, tests/alsa_fixed_rate.c; gcc only recommends libc6-dev, and
-# apt-get runs without recommends), PKI.
-APT_PACKAGES := mosquitto mosquitto-clients socat libportaudio2 alsa-utils libasound2-dev gcc libc6-dev openssl tzdata
+# apt-get runs without recommends), PKI, systemd-analyze/systemd-sysusers (the unit tests; a
+# minimal image has no systemd package).
+APT_PACKAGES := mosquitto mosquitto-clients socat libportaudio2 alsa-utils libasound2-dev gcc libc6-dev openssl tzdata systemd
 
 .PHONY: run test lint typecheck pytest pytest-tz bench chaos fleet deps venv clean help
 

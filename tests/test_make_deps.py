@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -38,15 +39,20 @@ def closure(packages: list[str]) -> set[str]:
 
 
 def owners(paths: list[str]) -> dict[str, str]:
-    """Package -> one of ``paths`` it owns, in one dpkg call (each path as given and resolved:
-    /lib vs /usr/lib on usrmerge)."""
-    candidates = list(dict.fromkeys(p for path in paths for p in (path, os.path.realpath(path))))
-    res = subprocess.run(["dpkg-query", "-S", *candidates], capture_output=True, text=True, check=False)
+    """Path -> the package owning it, in one dpkg call. dpkg knows a file by the path its package
+    ships (usrmerge: /bin/mount is /usr/bin/mount), so each is asked as given, resolved, and
+    without its /usr prefix; unowned paths are left out."""
+    asked: dict[str, str] = {}
+    for path in paths:
+        for real in (path, os.path.realpath(path)):
+            for candidate in (real, real[4:] if real.startswith("/usr/") else real):
+                asked.setdefault(candidate, path)
+    res = subprocess.run(["dpkg-query", "-S", *asked], capture_output=True, text=True, check=False)
     found: dict[str, str] = {}
     for line in res.stdout.splitlines():
-        packages, _, path = line.partition(": ")
-        for package in packages.split(", "):
-            found.setdefault(package.split(":")[0].strip(), path.strip())
+        packages, _, owned = line.partition(": ")
+        if owned.strip() in asked:
+            found.setdefault(asked[owned.strip()], packages.split(", ")[0].split(":")[0].strip())
     return found
 
 
@@ -68,9 +74,36 @@ def test_the_fixed_rate_microphone_builds_from_apt_packages_alone(tmp_path: Path
     linked = [line.strip() for line in res.stdout.splitlines() if line.strip().startswith("/")]
     assert any(h.endswith("alsa/pcm_ioplug.h") for h in headers), res.stderr[-2000:]
     assert any(h.endswith("/stdio.h") for h in headers), res.stderr[-2000:]
-    owned = owners(headers + [p.strip("()") for p in linked])
+    owned = {pkg: path for path, pkg in owners(headers + [p.strip("()") for p in linked]).items()}
     assert "libasound2-dev" in owned and "libc6-dev" in owned, owned
     have = closure(apt_packages())
     missing = {pkg: path for pkg, path in owned.items() if pkg not in have and not required(pkg)}
     assert not missing, (f"the Makefile's APT_PACKAGES (installed without recommends) do not bring "
                          f"these packages the test microphone's build reads: {missing}")
+
+
+# Tools the tests ask for by name (require_tool fails in CI when one is missing). Not from apt:
+# the venv's own scripts; make, which runs `make test` itself.
+_NOT_APT = {"ansible-playbook", "safehouse", "make"}
+
+
+def test_every_tool_the_tests_require_comes_from_apt_packages() -> None:
+    """A tool a test requires must come from APT_PACKAGES (or a package every Debian has):
+    systemd-analyze and systemd-sysusers are in `systemd`, which a minimal image lacks."""
+    names = {match for path in (REPO / "tests").glob("*.py")
+             for match in re.findall(r'require_tool\("([\w.+-]+)"\)', path.read_text())}
+    names |= {"unshare", "setpriv", "mount"}  # tests/sandbox_rig.py require_sandbox()
+    names -= _NOT_APT
+    assert {"systemd-analyze", "cc", "socat", "mosquitto"} <= names, names
+    paths = {}
+    for name in sorted(names):
+        path = shutil.which(name)
+        if path is None:
+            require_tool(name)  # fails in CI, skips elsewhere
+        assert path is not None
+        paths[name] = os.path.realpath(path)
+    package = owners(list(paths.values()))
+    have = closure(apt_packages())
+    missing = {name: package.get(path, f"no package owns {path}") for name, path in paths.items()
+               if package.get(path) not in have and not (path in package and required(package[path]))}
+    assert not missing, f"tools the tests require that APT_PACKAGES does not bring: {missing}"

@@ -9,7 +9,10 @@ nothing of it reaches the core, and ``when_flood(False, ...)`` follows once the 
 quiet. Reads are at most ``READ_MAX`` bytes, so memory stays bounded whatever the line sends.
 Key values are PINs, so nothing here ever logs them: logs carry counts only.
 
-The port is opened with ``exclusive=True`` (a second program cannot share the keypad's bytes).
+The port is opened with ``exclusive=True`` (pyserial's flock: a second program that also locks
+cannot share the keypad's bytes) and marked TIOCEXCL, so a plain open by any program not running
+as root (``cat``, ``screen``) is refused with EBUSY too; the mark is taken off before closing,
+as a pty keeps it after the last close.
 A keypad that is missing at start-up or pulled out later is reported once through
 ``when_lost``; the reader then retries: every ``reopen_min`` seconds while the device node is
 absent (USB hotplug: it appears the moment the keypad is plugged in), with exponential backoff
@@ -20,8 +23,10 @@ starts and raises alarms without its keypad.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
+import termios
 import threading
 import time
 import traceback
@@ -53,6 +58,19 @@ def _default_factory(*args: Any, **kwargs: Any) -> Any:
     import serial  # lazily: the daemon without a keypad never needs pyserial loaded
 
     return serial.serial_for_url(*args, **kwargs)
+
+
+def _exclusive(port: Any, request: int) -> None:
+    """TIOCEXCL / TIOCNXCL on a real tty (loop:// and test doubles have no fd)."""
+    fd = getattr(port, "fd", None)
+    if isinstance(fd, int):
+        with contextlib.suppress(OSError):  # an unplugged device's tty: nothing left to mark
+            fcntl.ioctl(fd, request)
+
+
+def _close(port: Any) -> None:
+    _exclusive(port, termios.TIOCNXCL)
+    port.close()
 
 
 class Keypad(Closing):
@@ -214,9 +232,10 @@ class Keypad(Closing):
                 self._sleep(delay)
                 delay = min(delay * 2, self._reopen[1])
                 continue
+            _exclusive(port, termios.TIOCEXCL)
             with self._lock:
                 if self._stopping.is_set():
-                    port.close()
+                    _close(port)
                     return
                 self._port = port
             self._opened.set()
@@ -340,6 +359,6 @@ class Keypad(Closing):
             port, self._port = self._port, None
         if port is not None:
             try:
-                port.close()
+                _close(port)
             except Exception:
                 _LOG.debug("keypad on %s: closing the port failed", self._port_name, exc_info=True)

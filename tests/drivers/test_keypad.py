@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +18,7 @@ from hypothesis import strategies as st
 from safehouse.device.errors import HardwareError
 from safehouse.drivers.keypad import Keypad
 from safehouse.drivers.keypad_guard import FloodGuard
+from tests.conftest import unavailable
 from tests.serial_rig import SerialRig
 
 KEY_BYTES = b"0123456789*#"
@@ -280,6 +284,30 @@ def test_the_port_is_opened_exclusively(rig: SerialRig) -> None:
         assert wait_for(lambda: seen.restored == 1)
         with pytest.raises(serial.SerialException, match="exclusively lock"):
             serial.Serial(str(rig.kiosk), exclusive=True)  # and now nobody else can take it
+
+
+def test_a_plain_open_by_another_user_is_refused_while_the_keypad_holds_the_port(rig: SerialRig) -> None:
+    """pyserial's exclusive=True is a flock, which `cat` or `screen` never ask for: the port is
+    also marked TIOCEXCL, so such a program (not root) cannot read PIN digits off the line."""
+    if os.geteuid() != 0:
+        unavailable("needs root to run the other program as another user")
+    device = os.path.realpath(rig.kiosk)
+    os.chmod(device, 0o666)  # as a dialout member could open it
+    probe = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+             f"import os\ntry:\n    os.close(os.open({device!r}, os.O_RDONLY | os.O_NOCTTY))\n"
+             "    print('opened')\nexcept OSError as exc:\n    print(exc.strerror)"]
+
+    def other_program() -> str:
+        return subprocess.run(probe, capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+
+    assert other_program() == "opened"  # nobody holds it yet
+    with fast_keypad(rig.kiosk) as keypad:
+        assert wait_for(lambda: keypad.is_connected)
+        assert other_program() == "Device or resource busy"
+        seen = Recorder(keypad)
+        rig.send(b"12#")
+        assert wait_for(lambda: seen.typed == "12#")
+    assert other_program() == "opened"  # the mark went with the daemon's close (a pty keeps it)
 
 
 def test_a_keypad_plugged_in_long_after_start_is_opened_at_once(short_dir: Path) -> None:

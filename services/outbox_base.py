@@ -135,6 +135,8 @@ class OutboxBase(Closing):
             if isinstance(exc, sqlite3.Error):
                 raise self._error("open", exc) from exc
             raise
+        if stored_last == 0 and self.lease.found:  # an empty outbox (a file cut to 0 bytes, lost,
+            stored_last = self.lease.high  # or new during a fault): above every seq ever issued
         self._last_seq = max(self._last_seq, stored_last, *(d.high for d in self.damage))
         self.lease.mark(True)
         self._unclean = True  # from now on the lease says open until close()

@@ -29,6 +29,7 @@ from safehouse.services.wal_check import wal_problem
 
 _LOG = logging.getLogger(__name__)
 DB_MODE = 0o640
+MIN_PAGE = 512  # SQLite's smallest page size
 
 
 def wal_of(path: Path) -> Path:
@@ -39,10 +40,30 @@ def preflight(path: Path, *, unclean: bool) -> str | None:
     """Why the files at ``path`` cannot be trusted before opening them, or None."""
     if not path.exists():
         return None
+    short = short_file(path)
+    if short is not None:
+        return short
     wal = wal_of(path)
     if unclean and not wal.exists():
         return f"{wal.name} is missing after an unclean stop: its last commits are lost"
     return wal_problem(wal)
+
+
+def short_file(path: Path) -> str | None:
+    """A file of 1 to 511 bytes is a truncated database, never a real one.
+
+    SQLite's smallest page is 512 bytes and it writes whole pages; but it opens a file shorter
+    than its 100-byte header as an EMPTY database and starts over in it, so a card that cut
+    ``outbox.db`` to a few bytes would lose every event without a word. (0 bytes is a file
+    created just before its first write failed; see ``Outbox._open`` for its seq.)
+    """
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return None
+    if 0 < size < MIN_PAGE:
+        return f"{path.name} is {size} bytes, shorter than one database page: truncated"
+    return None
 
 
 def create_private(path: Path, mode: int = DB_MODE) -> bool:

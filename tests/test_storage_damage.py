@@ -106,6 +106,18 @@ def test_a_damaged_file_is_quarantined_salvaged_and_seq_continues_above_it(
         assert box.damage == [] and box.append_event(fields("later"), TOPIC).seq == new.seq + 1
 
 
+@pytest.mark.parametrize("size", [0, 1, 100, 4095])
+def test_an_outbox_cut_to_a_few_bytes_never_restarts_seq(tmp_path: Path, size: int) -> None:
+    """SQLite opens a file shorter than its header as an empty database: seq would restart at 1."""
+    fill(tmp_path, 50)
+    os.truncate(tmp_path / "outbox.db", size)
+    with Outbox(tmp_path, recover=True) as box:
+        assert box.append_event(fields("after"), TOPIC).seq > 50
+        if size:  # 0 bytes is also what a file created while the disk was full looks like
+            [report] = box.salvage()
+            assert report.quarantined is not None and report.missing == (1, report.high)
+
+
 @pytest.mark.parametrize("how", ["deleted", "garbled"])
 def test_a_wal_lost_after_kill_9_is_found_and_seq_does_not_go_back(tmp_path: Path, how: str) -> None:
     killed_after(tmp_path, 40)

@@ -50,8 +50,7 @@ SYSTEMCTL=1
 VENV_PYTHON=/usr/bin/python3
 IMPORT_CHECK=
 # What the kiosk's real hardware imports, in this order (numpy and Pillow first: picamera2 must
-# work with the ones the venv resolves). lgpio: 32-bit (armv7l) images have no PyPI wheel, so
-# apt's python3-lgpio is the one used there.
+# work with the ones the venv resolves). lgpio: apt's python3-lgpio is the one used.
 IMPORT_MODULES=${SAFEHOUSE_IMPORT_CHECK:-numpy PIL lgpio picamera2}
 APT_PACKAGES="python3-venv python3-picamera2 python3-lgpio libportaudio2"
 
@@ -113,7 +112,7 @@ if [ "$PIP" = 1 ]; then
         --exclude=./.state --exclude='__pycache__' --exclude='.*_cache' -cf - . | tar -C "$BUILD" -xf -
     say "pip install $SOURCE[pi]"
     # --only-binary=lgpio: never build lgpio from source (it needs swig and liblgpio). apt's
-    # python3-lgpio satisfies the requirement; PyPI has wheels for aarch64 but not for armv7l.
+    # python3-lgpio satisfies the requirement (PyPI's wheels: cp311 aarch64 and armv7l).
     "$OPT/bin/python" -m pip install --quiet --upgrade --only-binary=lgpio "$BUILD[pi]" \
         || die "pip install failed (on a 32-bit image, lgpio must come from apt: apt-get install python3-lgpio)"
     [ -x "$OPT/bin/safehouse" ] || die "pip installed no $OPT/bin/safehouse"

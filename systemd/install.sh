@@ -150,7 +150,7 @@ PYEOF
         die "the venv $OPT cannot import what the kiosk's hardware needs (above). picamera2 and \
 lgpio come from apt (python3-picamera2, python3-lgpio) and must import with the venv's numpy \
 and Pillow: a pip-installed numpy >= 2 or Pillow in the venv shadows apt's (see $OPT/bin/pip \
-list --local). On a 32-bit image PyPI has no lgpio wheel: apt-get install python3-lgpio."
+list --local). lgpio missing: apt-get install python3-lgpio."
     fi
     rm -rf "$CHECK_DIR"
     printf '%s\n' "$REPORT"

@@ -114,7 +114,7 @@ if [ "$PIP" = 1 ]; then
     # --only-binary=lgpio: never build lgpio from source (it needs swig and liblgpio). apt's
     # python3-lgpio satisfies the requirement (PyPI's wheels: cp311 aarch64 and armv7l).
     "$OPT/bin/python" -m pip install --quiet --upgrade --only-binary=lgpio "$BUILD[pi]" \
-        || die "pip install failed (on a 32-bit image, lgpio must come from apt: apt-get install python3-lgpio)"
+        || die "pip install failed (lgpio must come from apt: apt-get install python3-lgpio; pip never builds it)"
     [ -x "$OPT/bin/safehouse" ] || die "pip installed no $OPT/bin/safehouse"
 else
     say "creating the venv $OPT (--system-site-packages, without pip; --no-pip: package not installed)"

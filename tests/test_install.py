@@ -227,7 +227,7 @@ def test_the_import_proof_fails_the_install_naming_what_does_not_import(tmp_path
     assert "checking that the venv imports: numpy PIL lgpio picamera2" in res.stdout
     assert "cannot import picamera2: ModuleNotFoundError: No module named 'picamera2'" in res.stderr
     assert "cannot import what the kiosk's hardware needs" in res.stderr
-    assert "apt-get install python3-lgpio" in res.stderr  # the 32-bit hint
+    assert "lgpio missing: apt-get install python3-lgpio" in res.stderr
     assert "done." not in res.stdout
     assert not (tmp_path / "etc/systemd/system/safehouse.service").exists()  # nothing enabled
 

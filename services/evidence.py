@@ -209,7 +209,7 @@ class EvidenceStore:
     def _ensure_root(self) -> None:
         if self.root.is_dir():
             return
-        self.root.parent.mkdir(parents=True, exist_ok=True)
+        self.root.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
         parent_fd = open_dir(self.root.parent, follow=True)
         try:
             make_dir(parent_fd, self.root.name)

@@ -94,7 +94,7 @@ def connect_checked(path: Path, *, check: bool = True) -> sqlite3.Connection:
     """Open, integrity-check and prepare the outbox at ``path``; StorageError on any failure."""
     state_dir = path.parent
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)  # umask 000 must not make it 0777
         created = create_private(path)
         tighten(path)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)

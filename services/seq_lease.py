@@ -131,7 +131,7 @@ class SeqLease:
 def _write_slot(path: Path, offset: int, record: bytes) -> None:
     created = not path.exists()
     if created:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         if created:

@@ -189,7 +189,7 @@ class DailyStats(Closing):
                 created = False
                 conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
             else:
-                state_dir.mkdir(parents=True, exist_ok=True)
+                state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)  # umask 000 must not make it 0777
                 created = create_private(self.path)
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
         except (OSError, sqlite3.Error) as exc:

@@ -202,6 +202,26 @@ def test_state_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
     assert modes["seq.lease"] == 0o600
 
 
+def test_a_state_dir_the_kiosk_creates_under_umask_000_is_not_world_writable(tmp_path: Path) -> None:
+    """A 0777 state_dir would let any local user swap outbox.db whatever the files' own modes."""
+    state = tmp_path / "state"
+    old = os.umask(0)
+    try:
+        with Outbox(state) as box, DailyStats(state) as stats:
+            box.append_event(fields(1), TOPIC)
+            stats.record("walk_in", {}, test=False)
+        garbage_header(state / "outbox.db")
+        with Outbox(state, recover=True) as box:
+            [report] = box.salvage()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(state.stat().st_mode) == 0o750
+    modes = {p.relative_to(state).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in state.rglob("*")}
+    assert modes["outbox.db"] == modes["stats.db"] == 0o640 and modes["seq.lease"] == 0o600
+    assert report.quarantined is not None and modes[f"quarantine/{report.quarantined.name}"] == 0o600
+    assert modes["quarantine"] == 0o700
+
+
 def test_a_runtime_corruption_is_damage_not_a_full_disk(tmp_path: Path) -> None:
     fill(tmp_path, 300)
     with Outbox(tmp_path, recover=True) as box:

@@ -26,20 +26,40 @@ SIDECARS = ("", "-wal", "-shm", "-journal")
 def quarantine(path: Path, *, wall: float | None = None) -> Path | None:
     """Move ``path`` and its sidecars into the quarantine folder; the new main file's path.
 
-    Returns None when there was nothing to move. Raises OSError when the rename itself fails
-    (a read-only or vanished ``state_dir``): the caller then runs from memory.
+    Returns None when there was nothing to move. If the folder itself cannot be used (a file
+    in its place, a read-only or foreign mount on it), the copy is renamed beside ``path``
+    instead (``outbox-quarantined-STAMP.db``): a broken folder must not keep the kiosk off its
+    disk. Raises OSError when no rename works (a read-only or vanished ``state_dir``): the
+    caller then runs from memory.
     """
     present = [s for s in SIDECARS if path.with_name(path.name + s).exists()]
     if not present:
         return None
-    folder = path.parent / FOLDER
-    folder.mkdir(mode=0o700, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if wall is None else wall))
-    stem = f"{path.stem}-{stamp}"
-    n = 0
+    folder = path.parent / FOLDER
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        target = _move(path, folder, f"{path.stem}-{stamp}", present)
+    except OSError as exc:
+        present = [s for s in SIDECARS if path.with_name(path.name + s).exists()]
+        if not present:
+            raise
+        try:
+            target = _move(path, path.parent, f"{path.stem}-quarantined-{stamp}", present)
+        except OSError:
+            raise exc from None
+        _LOG.error("quarantine folder %s is unusable (%s): the damaged copy is kept beside it", folder, exc)
+        folder = path.parent
+    _LOG.critical("quarantined the damaged %s as %s (kept for forensics)", path.name, target)
+    prune(folder, path)
+    return target
+
+
+def _move(path: Path, folder: Path, stem: str, present: list[str]) -> Path:
+    base, n = stem, 0
     while (folder / f"{stem}{path.suffix}").exists() or (folder / f"{stem}{path.suffix}-wal").exists():
         n += 1
-        stem = f"{path.stem}-{stamp}-{n}"
+        stem = f"{base}-{n}"
     target = folder / f"{stem}{path.suffix}"
     # The WAL first: a crash half-way must never leave a WAL beside a fresh database.
     for suffix in sorted(present, key=lambda s: s == ""):
@@ -51,8 +71,6 @@ def quarantine(path: Path, *, wall: float | None = None) -> Path | None:
             _LOG.warning("quarantine: could not make %s 0600", dst)
     fsync_dir(folder)
     fsync_dir(path.parent)
-    _LOG.critical("quarantined the damaged %s as %s (kept for forensics)", path.name, target)
-    prune(folder, path)
     return target
 
 
@@ -66,7 +84,8 @@ def prune(folder: Path, path: Path, keep: int = KEEP) -> None:
 
 
 def quarantined(folder: Path) -> list[Path]:
-    """Quarantined main files, oldest first."""
+    """Quarantined main files, oldest first (also those kept beside it when it was unusable)."""
+    beside = list(folder.parent.glob("*-quarantined-*.db"))
     if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.suffix == ".db")
+        return sorted(beside)
+    return sorted([p for p in folder.iterdir() if p.suffix == ".db"] + beside)

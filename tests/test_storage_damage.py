@@ -188,6 +188,21 @@ def test_quarantine_keeps_the_newest_copies_only(tmp_path: Path) -> None:
     assert len(kept) == KEEP and kept[-1].name.startswith("outbox-2027")
 
 
+def test_an_unusable_quarantine_folder_does_not_keep_the_kiosk_off_its_disk(tmp_path: Path) -> None:
+    """A file where the folder should be: the damaged copy is kept beside the outbox instead."""
+    fill(tmp_path, 50)
+    (tmp_path / FOLDER).write_text("not a folder")
+    for i in range(KEEP + 2):  # damaged again at every start: the copies stay bounded there too
+        garbage_header(tmp_path / "outbox.db", seed=i)
+        with Outbox(tmp_path, recover=True, clock=lambda i=i: 1_800_000_000.0 + i) as box:
+            assert box.fault is None, box.fault
+            [report] = box.salvage()
+            assert report.quarantined is not None and report.quarantined.parent == tmp_path
+            assert stat.S_IMODE(report.quarantined.stat().st_mode) == 0o600
+            assert box.append_event(fields(f"n{i}"), TOPIC).seq > 50
+    assert len(list(tmp_path.glob("outbox-quarantined-*.db"))) == KEEP
+
+
 def test_state_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:

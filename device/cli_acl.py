@@ -33,6 +33,9 @@ docs/precinct-broker.md.
 exit codes: 0 written, 2 usage, 78 invalid inventory (every problem listed, nothing written)"""
 
 
+_TOO_DEEP = "nested too deeply to read (hundreds of levels): an inventory nests a few groups deep"
+
+
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     acl = sub.add_parser("acl", help="the precinct broker's mosquitto ACL (run off the kiosk)")
     actions = acl.add_subparsers(dest="acl_command", metavar="ACTION", required=True)
@@ -80,11 +83,15 @@ def load_inventory(path: Path) -> Any:
     except ImportError:  # the control machine has PyYAML with Ansible; a JSON inventory needs nothing
         try:
             return json.loads(text)
+        except RecursionError as exc:
+            raise ConfigError(str(path), [_TOO_DEEP]) from exc
         except ValueError as exc:
             raise ConfigError(str(path), [f"not JSON ({exc}), and PyYAML is not installed to read YAML "
                                           "(pip install pyyaml)"]) from exc
     try:
         return yaml.load(text, Loader=_loader(yaml))  # a SafeLoader subclass: no object tags
+    except RecursionError as exc:  # both parsers recurse per level: a few hundred levels end the stack
+        raise ConfigError(str(path), [_TOO_DEEP]) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from exc
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from safehouse.device.errors import ConfigError
@@ -29,6 +29,11 @@ ID_TEXT = "1-64 characters of A-Z a-z 0-9 _ -"
 # Variables that only make sense on a kiosk: a host with one of them but no device_id is a typo.
 _KIOSK_HINTS = ("precinct", "alliance", "broker_url", "safehouse_cert", "safehouse_key")
 _GROUP_KEYS = frozenset({"hosts", "vars", "children"})
+# YAML anchors can make a group its own child (an endless walk) or double the groups at each
+# level (2^40 visits from 40 lines): both are reported, never walked. Real fleets nest a few
+# levels and list at most thousands of groups.
+MAX_NESTING = 64
+MAX_GROUP_VISITS = 100_000
 
 
 class Kiosk(NamedTuple):
@@ -70,19 +75,49 @@ def read_fleet(tree: Any, source: str) -> Fleet:
     hosts: dict[str, _Seen] = {}
     if not isinstance(tree, Mapping) or not tree:
         raise ConfigError(source, ["the inventory must be a YAML mapping of groups (e.g. 'all:')"])
+    budget = _Budget()
     for name, group in tree.items():
-        _walk(group, {}, {}, str(name), hosts, problems)
+        _walk(group, {}, {}, str(name), hosts, problems, budget)
     kiosks, consoles = _kiosks(hosts, problems)
     if problems:
         raise ConfigError(source, problems)
     return Fleet(tuple(kiosks), {p: tuple(sorted(users)) for p, users in sorted(consoles.items()) if users})
 
 
+@dataclass
+class _Budget:
+    """The groups on the current path (by identity) and the visits so far: loops and alias bombs."""
+
+    path: list[int] = field(default_factory=list)
+    visits: int = 0
+
+
 def _walk(group: Any, inherited: dict[str, Any], origin: dict[str, str], path: str,
-          hosts: dict[str, _Seen], problems: list[str]) -> None:
+          hosts: dict[str, _Seen], problems: list[str], budget: _Budget) -> None:
     """Depth-first through one group: merge its vars over the inherited ones, visit hosts and children."""
     if group is None:
         return
+    if id(group) in budget.path:
+        problems.append(f"{path}: the group contains itself (a YAML alias loop)")
+        return
+    if len(budget.path) >= MAX_NESTING:
+        problems.append(f"{path}: groups nested more than {MAX_NESTING} levels deep")
+        return
+    budget.visits += 1
+    if budget.visits > MAX_GROUP_VISITS:
+        if budget.visits == MAX_GROUP_VISITS + 1:
+            problems.append(f"{path}: the inventory expands to more than {MAX_GROUP_VISITS} groups "
+                            "(YAML aliases repeating groups?); list each group once")
+        return
+    budget.path.append(id(group))
+    try:
+        _walk_group(group, inherited, origin, path, hosts, problems, budget)
+    finally:
+        budget.path.pop()
+
+
+def _walk_group(group: Any, inherited: dict[str, Any], origin: dict[str, str], path: str,
+                hosts: dict[str, _Seen], problems: list[str], budget: _Budget) -> None:
     if not isinstance(group, Mapping):
         problems.append(f"{path}: a group must be a mapping of hosts/vars/children, got {_kind(group)}")
         return
@@ -112,7 +147,7 @@ def _walk(group: Any, inherited: dict[str, Any], origin: dict[str, str], path: s
         merged_where.update({str(k): here for k in host_vars or {}})
         _add_host(str(host), merged, merged_where, set(host_vars or {}), hosts, problems)
     for child, sub in _mapping(group.get("children")).items():
-        _walk(sub, values, where, f"{path}.children.{child}", hosts, problems)
+        _walk(sub, values, where, f"{path}.children.{child}", hosts, problems, budget)
 
 
 def _check_vars(variables: Mapping[Any, Any], path: str, problems: list[str]) -> None:

@@ -143,6 +143,33 @@ def test_an_unreadable_inventory_is_exit_78_too(tmp_path: Path, capsys: pytest.C
     assert "cannot read the inventory" in capsys.readouterr().err
 
 
+def _alias_bomb(levels: int) -> str:
+    """Each group lists the one before it twice: 2**levels group visits from a few lines."""
+    lines = ["g0: &g0 {hosts: {h: {device_id: K1, precinct: p1}}}"]
+    lines += [f"g{i}: &g{i} {{children: {{a: *g{i - 1}, b: *g{i - 1}}}}}" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("text", "fault"), [
+    ("all: &a\n  children:\n    x: *a\n", "all.children.x: the group contains itself (a YAML alias loop)"),
+    ("all:\n  children:\n    g: " + "{children: {g: " * 3000 + "{}" + "}}" * 3000 + "\n",
+     "nested too deeply to read"),
+    ("{\"all\": " * 5000 + "{}" + "}" * 5000, "nested too deeply to read"),
+    ("all: " + "{children: {g: " * 70 + "{hosts: {h: {device_id: K1, precinct: p1}}}" + "}}" * 70 + "\n",
+     "groups nested more than 64 levels deep"),
+    (_alias_bomb(40), "the inventory expands to more than 100000 groups"),
+])
+def test_an_inventory_that_loops_nests_or_explodes_is_exit_78_not_a_traceback_or_a_hang(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, fault: str) -> None:
+    """Found by testing: an alias loop and deep nesting raised RecursionError (exit 1, a traceback);
+    40 lines of aliases doubling each level walked 2**40 groups (never finished)."""
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(text, encoding="utf-8")
+    assert main(["acl", "render", "--inventory", str(inventory)]) == 78
+    err = capsys.readouterr().err
+    assert fault in err and "Traceback" not in err, err[:2000]
+
+
 def test_render_writes_the_file_mosquitto_reads_and_says_what_it_granted(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "safehouse.acl"

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from safehouse.device.errors import EventLogError
+from safehouse.services.outbox_open import short_file
 from safehouse.services.outbox_salvage import Damage
 from safehouse.services.quarantine import quarantine
 from safehouse.services.stats import FILENAME, DailyStats
@@ -28,7 +29,7 @@ def stats_problem(path: Path) -> str | None:
     """Why ``path`` cannot be trusted (a WAL that would drop commits, a failed quick_check)."""
     if not path.exists():
         return None
-    problem = wal_problem(path.with_name(path.name + "-wal"))
+    problem = short_file(path) or wal_problem(path.with_name(path.name + "-wal"))
     if problem is not None:
         return problem
     try:

@@ -25,6 +25,7 @@ from safehouse.services.outbox_salvage import missing_range
 from safehouse.services.quarantine import FOLDER, KEEP, quarantine
 from safehouse.services.seq_lease import SeqLease
 from safehouse.services.stats import DailyStats
+from safehouse.services.stats_open import open_stats
 from safehouse.services.storage_errors import StorageDamaged
 from tests.disk_rig import (
     garbage_header,
@@ -201,6 +202,18 @@ def test_an_unusable_quarantine_folder_does_not_keep_the_kiosk_off_its_disk(tmp_
             assert stat.S_IMODE(report.quarantined.stat().st_mode) == 0o600
             assert box.append_event(fields(f"n{i}"), TOPIC).seq > 50
     assert len(list(tmp_path.glob("outbox-quarantined-*.db"))) == KEEP
+
+
+@pytest.mark.parametrize("size", [1, 100, 511])
+def test_a_stats_db_cut_to_a_few_bytes_is_damage_not_a_fresh_day(tmp_path: Path, size: int) -> None:
+    """SQLite would open it as an empty database: the day's counts gone without a word."""
+    with DailyStats(tmp_path) as stats:
+        stats.record("walk_in", {}, test=False)
+    os.truncate(tmp_path / "stats.db", size)
+    fresh, damage, fault = open_stats(tmp_path)
+    with fresh:
+        assert fault is None and damage is not None and "truncated" in damage.reason
+        assert damage.quarantined is not None and damage.quarantined.stat().st_size == size
 
 
 def test_state_files_are_private_whatever_the_umask(tmp_path: Path) -> None:

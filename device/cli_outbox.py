@@ -79,11 +79,15 @@ def check(state_dir: Path) -> dict[str, Any]:
     stats = state_dir / "stats.db"
     stats_bad = stats_problem(stats) if stats.exists() else None
     lease_note = None
-    if not lease.found:
+    if lease.unreadable:  # not "not written yet": the mark that keeps seq from going back is gone
+        lease_note = (f"{lease.paths[0].name} is unreadable (both slots fail their check): if the outbox "
+                      "or its WAL is lost too, seq may start below what the precinct has seen")
+    elif not lease.found:
         lease_note = "no seq lease yet (written at the daemon's next start)"
     elif lease.high < last:
         lease_note = f"the seq lease ({lease.high}) is below the outbox's last seq ({last})"
-    return {"ok": problem is None and stats_bad is None and not (lease.found and lease.high < last),
+    return {"ok": problem is None and stats_bad is None and not lease.unreadable
+            and not (lease.found and lease.high < last),
             "outbox": {"path": str(outbox), "exists": outbox.exists(), "problem": problem, "last_seq": last},
             "stats": {"path": str(stats), "exists": stats.exists(), "problem": stats_bad},
             "seq_lease": {"high": lease.high, "found": lease.found, "unclean_stop": lease.was_open,

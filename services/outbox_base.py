@@ -138,6 +138,8 @@ class OutboxBase(Closing):
         if stored_last == 0 and self.lease.found:  # an empty outbox (a file cut to 0 bytes, lost,
             stored_last = self.lease.high  # or new during a fault): above every seq ever issued
         self._last_seq = max(self._last_seq, stored_last, *(d.high for d in self.damage))
+        if self.lease.high < self._last_seq:  # a lost or garbled lease: rebuilt from the outbox
+            self.lease.cover(self._last_seq)
         self.lease.mark(True)
         self._unclean = True  # from now on the lease says open until close()
         identity = _identity(self.path)

@@ -71,6 +71,7 @@ class SeqLease:
         self.was_memory = False  # the last writer issued seqs it may not have stored
         self.flags = 0
         self.writable = False
+        self.unreadable: list[Path] = []  # copies present whose slots both fail their check
         self._warned = False
         for path in self.paths:
             try:
@@ -84,6 +85,7 @@ class SeqLease:
                 self.was_open = self.was_open or bool(slot[2] & OPEN)
                 self.was_memory = self.was_memory or bool(slot[2] & MEMORY)
             else:
+                self.unreadable.append(path)
                 _LOG.error("seq lease %s is unreadable (both slots fail their check); ignored", path)
 
     def cover(self, seq: int) -> bool:

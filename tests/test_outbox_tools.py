@@ -67,3 +67,16 @@ def test_the_tools_refuse_while_the_daemon_runs_and_explain_themselves(short_dir
         assert res.returncode == 1 and "stop it first" in res.stdout
     finally:
         proc.stop()
+
+
+def test_check_says_an_unreadable_seq_lease_is_damage_not_a_lease_not_yet_written(short_dir: Path) -> None:
+    """Found by testing: a garbled seq.lease read 'no seq lease yet', storage OK, exit 0."""
+    config = write_config(short_dir)
+    state = short_dir / "state"
+    stored_events(state, 5)
+    (state / "seq.lease").write_bytes(random.Random(8).randbytes(64))
+    damaged = cli(config, "outbox", "--check")
+    assert damaged.returncode == 1 and damaged.stdout.startswith("storage DAMAGED"), damaged.stdout
+    assert "seq.lease is unreadable" in damaged.stdout and "not yet" not in damaged.stdout
+    assert cli(config, "outbox", "--salvage").returncode == 0  # opening the outbox writes a good mark
+    assert cli(config, "outbox", "--check").returncode == 0

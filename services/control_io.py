@@ -204,8 +204,13 @@ class IoLoop:
         self._update(conn)
 
     def _next(self, conn: Conn) -> None:
-        """Hand the next complete line to a worker; enforce the line limit."""
-        while not conn.busy and not conn.closing:
+        """Hand the next complete line to a worker; enforce the line limit.
+
+        Not while an answer is still unwritten: a client that sends requests and never reads
+        its answers would otherwise have them pile up here without bound (found by testing:
+        ~14 MB a minute of ``status`` answers). It waits in the kernel's buffers instead, and
+        ``idle_timeout`` after its last answer it is closed."""
+        while not conn.busy and not conn.closing and not conn.out:
             end = conn.buf.find(b"\n", 0, self._max_line + 1)
             if end < 0 and conn.eof and 0 < len(conn.buf) <= self._max_line:
                 end = len(conn.buf)  # the last line, sent without its newline
@@ -224,7 +229,7 @@ class IoLoop:
                 self._submit(conn, line)
         if conn.busy and len(conn.buf) > 2 * self._max_line:
             self._send(conn, _line("too_long: too much input before the answer"), close=True)
-        if conn.eof and not conn.busy and not conn.closed:
+        if conn.eof and not conn.busy and not conn.closed and not conn.out:
             conn.closing = True
             self._flush(conn)
 
@@ -263,13 +268,18 @@ class IoLoop:
         if not conn.out and conn.closing:
             self._close(conn)
             return
+        if sent and not conn.out and not conn.busy:
+            self._next(conn)  # the answer is out: on to a line that waited for it
+            if conn.closed:
+                return
         self._update(conn)
 
     def _update(self, conn: Conn) -> None:
-        """Watch for input unless the client is done sending; for output while some is left."""
+        """Watch for input unless the client is done sending or has an answer still to take;
+        for output while some is left."""
         if conn.closed:
             return
-        events = (0 if conn.eof or conn.closing else selectors.EVENT_READ) | \
+        events = (0 if conn.eof or conn.closing or conn.out else selectors.EVENT_READ) | \
             (selectors.EVENT_WRITE if conn.out else 0)
         if events == conn.events:
             return

@@ -12,11 +12,13 @@ import contextlib
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from safehouse.services.control import ControlServer, request
 from tests.conftest import unavailable, write_config
 from tests.daemon_proc import DaemonProcess
 
@@ -139,3 +141,41 @@ def test_nested_json_on_the_socket_gets_an_error_line_and_the_connection_stays_u
     log = daemon.log.read_text()
     assert "Traceback" not in log and "RecursionError" not in log
     assert max(len(line) for line in log.splitlines()) < 1000
+
+
+def test_a_client_that_never_reads_its_answers_cannot_pile_them_up_in_the_daemon(short_dir: Path) -> None:
+    """Found by testing: one client sending `status` and never reading grew the daemon by ~14 MB a
+    minute (every answer kept in its buffer). Now the next request waits until the answer before
+    it is taken, so the rest waits in the kernel; the client is closed idle_timeout later."""
+    calls: list[int] = []
+    answer = "x" * 4096
+
+    def handler(_req: object) -> str:
+        calls.append(1)
+        return answer
+
+    with ControlServer(short_dir / "c.sock", {"status": handler}, idle_timeout=1.0) as server:
+        server.start()
+        greedy = connect(server.path)
+        greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        greedy.settimeout(5)
+        sent = 0
+        with contextlib.suppress(OSError):  # closed by the daemon once it stopped taking requests
+            for sent in range(1, 3001):
+                before = len(calls)
+                greedy.sendall(b'{"cmd": "status"}\n')
+                deadline = time.monotonic() + 2.0  # the answer is taken at once, or never
+                while len(calls) == before and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                if len(calls) == before:
+                    break
+        # Without the bound all 3,000 were answered into the daemon's memory (12 MB here).
+        assert len(calls) < 300, f"{len(calls)} answers taken from a client that reads none"
+        assert sent < 3000
+        assert request(server.path, "status") == answer  # everyone else is still served
+        data = b""
+        with contextlib.suppress(OSError):
+            while chunk := greedy.recv(65536):
+                data += chunk
+        assert data.count(b'"ok": true') <= len(calls)  # what was answered; then closed
+        greedy.close()

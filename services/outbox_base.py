@@ -18,7 +18,7 @@ from pathlib import Path
 
 from safehouse.device.closing import Closing
 from safehouse.device.errors import EventLogError
-from safehouse.services.outbox_open import connect_checked, preflight
+from safehouse.services.outbox_open import connect_checked, preflight, wal_of
 from safehouse.services.outbox_salvage import (
     ID_GAP,
     Damage,
@@ -51,6 +51,7 @@ from safehouse.services.storage_errors import (
     free_bytes,
     storage_error,
 )
+from safehouse.services.wal_check import torn_tail
 
 _LOG = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class OutboxBase(Closing):
     def _open(self, *, quarantine_damage: bool) -> None:
         """Check, (quarantine,) open; the lock is not held: the caller makes it exclusive."""
         problem = preflight(self.path, unclean=self._unclean)
+        torn = self._unclean and torn_tail(wal_of(self.path))
         lease_high = self.lease.high if self.lease.found else 0
         if problem is None and not self.path.exists() and lease_high > 0 and not self.damage:
             problem = f"{self.path.name} is missing; seq {lease_high} was already issued"
@@ -135,6 +137,10 @@ class OutboxBase(Closing):
             if isinstance(exc, sqlite3.Error):
                 raise self._error("open", exc) from exc
             raise
+        if torn and stored_last < self.lease.high:
+            _LOG.warning("outbox.db-wal ends inside a frame (a write cut short): seq continues above the "
+                         "lease (%d), not after the last stored seq (%d)", self.lease.high, stored_last)
+            stored_last = self.lease.high
         if stored_last == 0 and self.lease.found:  # an empty outbox (a file cut to 0 bytes, lost,
             stored_last = self.lease.high  # or new during a fault): above every seq ever issued
         self._last_seq = max(self._last_seq, stored_last, *(d.high for d in self.damage))

@@ -61,11 +61,41 @@ def wal_problem(path: Path) -> str | None:
         if commit:
             valid_end = offset
     # Anything of this generation after what SQLite accepts was written by a commit it will drop.
+    # Only whole frames count: a frame cut short by the end of the file is an append that never
+    # finished (ENOSPC, kill -9), so its commit never returned; see ``torn_tail``.
     scan = valid_end
-    while scan + _FRAME_HEADER <= len(data):
+    while scan + frame <= len(data):
         _page, commit, fs1, fs2, _c1, _c2 = struct.unpack(">6I", data[scan:scan + _FRAME_HEADER])
         if (fs1, fs2) == (salt1, salt2) and commit:
             return (f"{path.name} has committed frames beyond byte {valid_end} that fail their "
                     "checksum: SQLite would drop them")
         scan += frame
     return None
+
+
+def torn_tail(path: Path) -> bool:
+    """Does the WAL end inside a frame of its current generation (an append that never finished)?
+
+    Not damage: with ``synchronous=FULL`` a commit returns only once its frames are whole on
+    disk, so a cut-short last frame was never acknowledged. But a card can also cut a WAL
+    short, and then a commit the kiosk had reported is gone without a trace: the outbox then
+    continues seq above its lease (a gap, never a repeat) instead of after its last stored seq.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    if len(data) < _HEADER:
+        return len(data) > 0
+    magic, _version, page_size, _ckpt, salt1, salt2, _c1, _c2 = struct.unpack(">8I", data[:_HEADER])
+    if magic not in (_MAGIC_LE, _MAGIC_BE) or page_size < 512 or page_size & (page_size - 1):
+        return False  # garbled header: wal_problem's business
+    frame = _FRAME_HEADER + page_size
+    cut = (len(data) - _HEADER) % frame
+    if cut == 0:
+        return False
+    if cut < _FRAME_HEADER:
+        return True  # cannot tell its generation: assume the worst (it only costs a seq gap)
+    start = len(data) - cut
+    _page, _commit, fs1, fs2, _fc1, _fc2 = struct.unpack(">6I", data[start:start + _FRAME_HEADER])
+    return (fs1, fs2) == (salt1, salt2)

@@ -13,6 +13,7 @@ import os
 import random
 import signal
 import stat
+import struct
 import subprocess
 import sys
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from safehouse.services.outbox_salvage import missing_range
 from safehouse.services.quarantine import FOLDER, KEEP, quarantine
 from safehouse.services.seq_lease import SeqLease
 from safehouse.services.stats import DailyStats
-from safehouse.services.stats_open import open_stats
+from safehouse.services.stats_open import open_stats, stats_problem
 from safehouse.services.storage_errors import StorageDamaged
 from tests.disk_rig import (
     garbage_header,
@@ -141,6 +142,32 @@ def test_kill_9_with_an_intact_wal_is_not_damage_and_seq_stays_gap_free(tmp_path
     with Outbox(tmp_path, recover=True) as box:
         assert box.damage == []
         assert box.append_event(fields("after"), TOPIC).seq == 41
+
+
+def torn_append(wal: Path, data_bytes: int = 100) -> None:
+    """What a WAL append cut by ENOSPC or kill -9 leaves: a frame header (commit flag, current
+    salts) and part of its page, at the end of the file."""
+    head = wal.read_bytes()[:32]
+    salts = head[16:24]
+    with wal.open("ab") as f:
+        f.write(struct.pack(">II", 2, 99) + salts + b"\x11" * 8 + b"\x22" * data_bytes)
+
+
+def test_a_wal_append_cut_short_is_not_damage_but_seq_skips_above_the_lease(tmp_path: Path) -> None:
+    """Found by testing (kill -9 on a full tmpfs): stats.db and outbox.db were quarantined and a
+    storage_damaged sent for a write that never finished. It cannot have been acknowledged,
+    but a card cutting a WAL short looks the same: so no quarantine, and seq never reused."""
+    killed_after(tmp_path, 40)
+    torn_append(tmp_path / "outbox.db-wal")
+    with Outbox(tmp_path, recover=True) as box:
+        assert box.damage == []
+        assert box.append_event(fields("after"), TOPIC).seq > 41  # 41 may be in the cut frame
+    with DailyStats(tmp_path) as stats:
+        stats.record("walk_in", {}, test=False)
+    wal = tmp_path / "stats.db-wal"
+    if wal.exists() and wal.stat().st_size >= 32:
+        torn_append(wal)
+        assert stats_problem(tmp_path / "stats.db") is None
 
 
 def test_losing_outbox_db_and_its_wal_keeps_seq_above_the_lease(tmp_path: Path) -> None:

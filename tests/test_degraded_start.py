@@ -10,6 +10,7 @@ range may be missing, and the salvaged undelivered events arrive with their own 
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 from collections.abc import Callable
@@ -41,6 +42,7 @@ DAMAGE: dict[str, Callable[[Path], None]] = {
     "garbage_page": lambda state: garbage_page(state / "outbox.db"),
     "truncated": lambda state: truncate_half(state / "outbox.db"),
     "garbage_header": lambda state: garbage_header(state / "outbox.db"),
+    "cut_to_1_byte": lambda state: os.truncate(state / "outbox.db", 1),  # SQLite: an empty database
     "stats_garbage": lambda state: garbage_header(state / "stats.db", seed=3),
 }
 
@@ -88,11 +90,15 @@ def test_a_damaged_state_file_is_quarantined_and_the_kiosk_still_raises_alarms(
         assert data["file"] == file and Path(data["quarantined"]).exists()
         assert oct(Path(data["quarantined"]).stat().st_mode & 0o777) == "0o600"
         if file == "outbox.db":
-            assert data["salvaged_events"] > 0 or damage == "truncated"
+            assert data["salvaged_events"] > 0 or damage in ("truncated", "cut_to_1_byte")
             if data["missing_seq"] is not None:
                 assert data["missing_seq"][1] >= EARLIER
-            salvaged = [e for e in events(sub, lambda e: str(e.get("event_id", "")).startswith("old-"),
-                                          count=max(1, data["salvaged_events"] - 5))]
+            if damage == "cut_to_1_byte":  # nothing left to salvage: the report names every seq
+                assert data["salvaged_events"] == 0 and data["missing_seq"] == [1, data["seq_high_water"]]
+                assert data["seq_high_water"] >= EARLIER
+            salvaged = [] if damage == "cut_to_1_byte" else events(
+                sub, lambda e: str(e.get("event_id", "")).startswith("old-"),
+                count=max(1, data["salvaged_events"] - 5))
             assert all(stored[str(e["event_id"])] == e["seq"] for e in salvaged)  # seq and id kept
         else:
             assert status["storage"]["fault"] is None  # quarantined, fresh counts: no lasting fault

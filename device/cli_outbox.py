@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import sqlite3
 from pathlib import Path
@@ -86,13 +87,27 @@ def check(state_dir: Path) -> dict[str, Any]:
         lease_note = "no seq lease yet (written at the daemon's next start)"
     elif lease.high < last:
         lease_note = f"the seq lease ({lease.high}) is below the outbox's last seq ({last})"
-    return {"ok": problem is None and stats_bad is None and not lease.unreadable
+    where = _state_dir_problem(state_dir)
+    return {"ok": where is None and problem is None and stats_bad is None and not lease.unreadable
             and not (lease.found and lease.high < last),
+            "state_dir": {"path": str(state_dir), "problem": where},
             "outbox": {"path": str(outbox), "exists": outbox.exists(), "problem": problem, "last_seq": last},
             "stats": {"path": str(stats), "exists": stats.exists(), "problem": stats_bad},
             "seq_lease": {"high": lease.high, "found": lease.found, "unclean_stop": lease.was_open,
                           "note": lease_note},
             "quarantined": [str(p) for p in quarantined(state_dir / FOLDER)]}
+
+
+def _state_dir_problem(state_dir: Path) -> str | None:
+    """What keeps the daemon off its disk whoever runs the check (not the caller's own rights)."""
+    if state_dir.exists() and not state_dir.is_dir():
+        return "not a directory: the daemon runs from memory"
+    try:
+        if state_dir.is_dir() and os.statvfs(state_dir).f_flag & os.ST_RDONLY:
+            return "on a read-only file system: the daemon runs from memory"
+    except OSError as exc:
+        return f"cannot be examined: {exc}"
+    return None
 
 
 def _quick_check(path: Path) -> str | None:
@@ -112,6 +127,8 @@ def _quick_check(path: Path) -> str | None:
 def render(report: dict[str, Any]) -> str:
     out, ok = report["outbox"], report["ok"]
     lines = [f"storage {'OK' if ok else 'DAMAGED'}"]
+    if report["state_dir"]["problem"]:
+        lines.append(f"state_dir {report['state_dir']['path']}: {report['state_dir']['problem']}")
     lines.append(f"outbox   {out['path']}: " + ("missing" if not out["exists"] else out["problem"] or
                                                  f"ok (last seq {out['last_seq']})"))
     st = report["stats"]
@@ -121,7 +138,10 @@ def render(report: dict[str, Any]) -> str:
                  + ("; the daemon did not stop cleanly" if lease["unclean_stop"] else ""))
     for path in report["quarantined"]:
         lines.append(f"quarantined {path}")
-    if not ok:
+    if report["state_dir"]["problem"]:
+        lines.append("fix: device.state_dir must be a writable directory (`mount | grep safehouse`, `dmesg`; "
+                     "README 'storage fault'); the daemon moves to disk by itself once it is")
+    elif not ok:
         lines.append("fix: `safehouse outbox --salvage` (as the daemon's user), or just start the daemon: "
                      "it quarantines and salvages by itself")
     return "\n".join(lines)

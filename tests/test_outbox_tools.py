@@ -80,3 +80,14 @@ def test_check_says_an_unreadable_seq_lease_is_damage_not_a_lease_not_yet_writte
     assert "seq.lease is unreadable" in damaged.stdout and "not yet" not in damaged.stdout
     assert cli(config, "outbox", "--salvage").returncode == 0  # opening the outbox writes a good mark
     assert cli(config, "outbox", "--check").returncode == 0
+
+
+def test_check_says_a_state_dir_that_is_a_file_keeps_the_daemon_off_its_disk(short_dir: Path) -> None:
+    """Found by testing: with state_dir a file, --check said 'storage OK' (outbox missing), exit 0."""
+    config = write_config(short_dir)
+    (short_dir / "state").write_text("not a directory")
+    res = cli(config, "outbox", "--check", "--json")
+    assert res.returncode == 1, res.stdout
+    report = json.loads(res.stdout)
+    assert not report["ok"] and "not a directory" in report["state_dir"]["problem"]
+    assert "must be a writable directory" in cli(config, "outbox", "--check").stdout

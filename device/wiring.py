@@ -52,8 +52,10 @@ def build_uplink(daemon: Daemon, *, digest: str) -> Uplink | None:
 
     def on_command(msg: Incoming) -> None:
         name = topics.command_name(msg.topic) or ""
+        # a response topic elsewhere is ignored: the result still goes to cmd/{name}/result
+        response = msg.response_topic if msg.response_topic and topics.is_result(msg.response_topic) else None
         daemon.loop.put(RemoteCommand(name, msg.payload, msg.retain, clock.wall(), clock.synced(),
-                                      msg.response_topic, msg.correlation))
+                                      response, msg.correlation))
 
     def on_alliance(msg: Incoming) -> None:
         daemon.loop.put(AllianceAlert(msg.payload, msg.retain))

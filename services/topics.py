@@ -7,9 +7,11 @@ enforces it) and reads its own ``cmd/+`` and its alliance's alerts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 VERSION = "v1"
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,14 @@ class Topics:
         as unknown rather than dropped in silence); a topic outside ``cmd/`` → None."""
         prefix = self.root + "cmd/"
         return topic[len(prefix):] if topic.startswith(prefix) else None
+
+    def is_result(self, topic: str) -> bool:
+        """Is ``topic`` one of our own ``cmd/{name}/result`` topics (``name`` an id: no wildcard,
+        no level)? The only place an MQTT 5 response topic may send a command's reply: a
+        console's response topic with a wildcard once killed the uplink thread (paho raises on
+        publish), and one naming ``events`` or ``status`` put a result in the precinct's events."""
+        name = self.command_name(topic)
+        return name is not None and name.endswith("/result") and _NAME.fullmatch(name[:-7]) is not None
 
     def subscriptions(self) -> list[str]:
         subs = [self.commands]

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from safehouse.device.ratelimit import RateLimitedLog, clip
 from safehouse.services.link_probe import LinkProbe
 from safehouse.services.memory_alarms import MemoryAlarms
 from safehouse.services.mqtt_link import Incoming, LinkError, MqttLink, Tls, Will
@@ -111,6 +112,7 @@ class Uplink:
         self._lock = threading.Lock()
         self.state, self.since, self.reason = "connecting", time.monotonic(), ""
         self.delivered = 0
+        self._bad_topic_log = RateLimitedLog(_LOG)
         self._thread = threading.Thread(target=self._run, name="uplink", daemon=True)
 
     # --- any thread -------------------------------------------------------------------------
@@ -364,7 +366,11 @@ class Uplink:
             if time.monotonic() - msg.created > OUTGOING_TTL:
                 _LOG.warning("uplink: dropped a stale message for %s (queued while offline)", msg.topic)
                 continue
-            link.publish(msg.topic, msg.payload, correlation=msg.correlation)
+            try:
+                link.publish(msg.topic, msg.payload, correlation=msg.correlation)
+            except ValueError as exc:  # a topic paho refuses (too long): that message, never the thread
+                self._bad_topic_log.warning("topic", "uplink: dropped a message paho refused (%s) for %s",
+                                            exc, clip(msg.topic, 120))
 
     # --- paho's thread: hand over, nothing else -----------------------------------------
 

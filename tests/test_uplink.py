@@ -95,12 +95,13 @@ def test_commands_are_answered_on_result_and_on_the_mqtt5_response_topic(
     [msg] = sub.wait_for(ROOT + "events")
     alarm_id = json.loads(msg.payload)["event_id"]
     body = json.dumps({"id": "c-1", "ts": now_ts(), "event_id": alarm_id})
-    sub.subscribe(["console/replies"])
-    sub.publish(ROOT + "cmd/ack", body, response_topic="console/replies", correlation_data=b"\x01\x02")
+    replies = ROOT + "cmd/replies/result"  # a response topic must be one of the kiosk's own results
+    sub.subscribe([replies])
+    sub.publish(ROOT + "cmd/ack", body, response_topic=replies, correlation_data=b"\x01\x02")
     [res] = sub.wait_for(ROOT + "cmd/ack/result")
     result = validate("result", res.payload)
     assert result["ok"] and result["id"] == "c-1"
-    [reply] = sub.wait_for("console/replies")
+    [reply] = sub.wait_for(replies)
     assert reply.correlation_data == b"\x01\x02" and json.loads(reply.payload) == result
     assert proc.status()["light"] == "help_coming"
     sub.publish(ROOT + "cmd/ack", body)  # a redelivery: same id

@@ -24,12 +24,14 @@ capture started inside the ``with``.
 from __future__ import annotations
 
 import atexit
+import io
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +41,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from safehouse.drivers.ring_buffer import Clip
 from safehouse.drivers.sim_audio import RATE, SimAudio, prepare_sim_audio
 from tests.conftest import IN_CI, require_tool, unavailable, write_config
 from tests.daemon_proc import DaemonProcess
@@ -58,6 +61,13 @@ def install() -> SimAudio:
         _rig = prepare_sim_audio(folder, seconds=8.0)
     os.environ["ALSA_CONFIG_PATH"] = str(_rig.conf)
     return _rig
+
+
+def clip_samples(clip: Clip) -> np.ndarray[Any, np.dtype[np.int16]]:
+    """The int16 samples of a clip's WAV, after checking it is the firmware's 16 kHz mono int16."""
+    with wave.open(io.BytesIO(clip.wav)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, RATE)
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
 
 
 def sounddevice() -> ModuleType:

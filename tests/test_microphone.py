@@ -6,7 +6,6 @@ a clip can be checked sample for sample against its source.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -14,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import wave
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ import numpy as np
 import pytest
 
 from safehouse.device.errors import HardwareError
-from safehouse.drivers.microphone import Clip, MicrophoneError, SoundDeviceMicrophone
+from safehouse.drivers.microphone import MicrophoneError, SoundDeviceMicrophone
 from safehouse.drivers.ring_buffer import SampleRing
 from safehouse.drivers.sim_audio import chirp_signal, prepare_sim_audio
 from tests import audio_rig
@@ -37,10 +35,7 @@ def _portaudio() -> None:
     audio_rig.sounddevice()
 
 
-def samples_of(clip: Clip) -> np.ndarray[Any, np.dtype[np.int16]]:
-    with wave.open(io.BytesIO(clip.wav)) as w:
-        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, RATE)
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+samples_of = audio_rig.clip_samples
 
 
 def wait_for(predicate: Any, timeout: float = 3.0) -> bool:

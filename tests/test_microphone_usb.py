@@ -6,14 +6,12 @@ its own) under the real sounddevice -> PortAudio path, inside the driver's captu
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
 import subprocess
 import sys
 import time
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +33,7 @@ def _portaudio() -> None:
 
 
 def samples_of(clip: Clip) -> np.ndarray[Any, np.dtype[np.float64]]:
-    with wave.open(io.BytesIO(clip.wav)) as w:
-        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, RATE)
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+    return audio_rig.clip_samples(clip).astype(np.float64)
 
 
 def sine_fit(x: np.ndarray[Any, np.dtype[np.float64]], hz: float, rate: int) -> tuple[float, float]:

@@ -96,7 +96,6 @@ def test_commands_are_answered_on_result_and_on_the_mqtt5_response_topic(
     alarm_id = json.loads(msg.payload)["event_id"]
     body = json.dumps({"id": "c-1", "ts": now_ts(), "event_id": alarm_id})
     replies = ROOT + "cmd/replies/result"  # a response topic must be one of the kiosk's own results
-    sub.subscribe([replies])
     sub.publish(ROOT + "cmd/ack", body, response_topic=replies, correlation_data=b"\x01\x02")
     [res] = sub.wait_for(ROOT + "cmd/ack/result")
     result = validate("result", res.payload)

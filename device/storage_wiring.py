@@ -37,6 +37,7 @@ def wire_storage(daemon: Daemon, stats_damage: Damage | None) -> StorageWatch:
     writer = daemon.runner.writer
     if daemon.uplink is not None:
         daemon.uplink.memory = writer.memory
+    writer.memory.spool(daemon.config.control.socket.parent)  # outlives kill -9 (not a power cut)
     writer.damage_sources.append(daemon.outbox.take_damage)
     if stats_damage is not None:
         once = [stats_damage]
@@ -51,7 +52,7 @@ def settle_alarms(daemon: Daemon, timeout: float = SETTLE_TIMEOUT) -> list[str]:
     exists only in memory. The event ids still unsettled (the caller logs them critically)."""
     writer = daemon.runner.writer
     memory = writer.memory
-    if not writer.pending:
+    if not writer.pending and not memory.unsettled():
         return []
     daemon.loop.submit(Tick(), 1.0)  # a last try at writing them
     if not memory.unsettled():

@@ -11,8 +11,15 @@ one copy even if both paths sent it. Shutdown asks ``wait_settled()`` so it neve
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
+
+_LOG = logging.getLogger(__name__)
+PREFIX = "unsent-alarm-"
 
 
 @dataclass(frozen=True)
@@ -30,12 +37,59 @@ class MemoryAlarms:
         self._waiting: dict[str, MemoryMessage] = {}  # to publish until acked or stored
         self._acked: set[str] = set()
         self._published: set[str] = set()
+        self._spool: Path | None = None
         self.sent = 0
+
+    def spool(self, folder: Path) -> int:
+        """Keep waiting alarms in ``folder`` too; take back those a killed run left there."""
+        self._spool = folder
+        found = 0
+        for path in sorted(folder.glob(PREFIX + "*.json")):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                message = MemoryMessage(str(data["event_id"]), str(data["topic"]),
+                                        str(data["payload"]).encode())
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                _LOG.error("unsent alarm %s left by the previous run is unreadable: %s", path, exc)
+                continue
+            with self._cond:
+                self._waiting.setdefault(message.event_id, message)
+            found += 1
+        if found:
+            _LOG.critical("%d alarm(s) the previous run could neither write nor deliver: sending them now",
+                          found)
+        return found
 
     def add(self, event_id: str, topic: str, payload: bytes) -> None:
         with self._cond:
             if event_id not in self._acked:
                 self._waiting[event_id] = MemoryMessage(event_id, topic, payload)
+                self._keep(self._waiting[event_id])
+
+    def _keep(self, message: MemoryMessage) -> None:
+        if self._spool is None:
+            return
+        path = self._spool / f"{PREFIX}{message.event_id}.json"
+        tmp = path.with_suffix(".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, json.dumps({"event_id": message.event_id, "topic": message.topic,
+                                         "payload": message.payload.decode()}).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as exc:
+            _LOG.error("alarm %s not kept in %s (a crash now would lose it): %s",
+                       message.event_id, self._spool, exc)
+
+    def _drop(self, event_id: str) -> None:
+        if self._spool is not None:
+            try:
+                (self._spool / f"{PREFIX}{event_id}.json").unlink(missing_ok=True)
+            except OSError as exc:
+                _LOG.warning("could not remove the kept copy of alarm %s: %s", event_id, exc)
 
     def unsent(self, exclude: set[str]) -> list[MemoryMessage]:
         """What the uplink should publish now: waiting, not acknowledged, not in flight."""
@@ -51,12 +105,14 @@ class MemoryAlarms:
         with self._cond:
             if event_id in self._waiting:
                 self._acked.add(event_id)
+                self._drop(event_id)
                 self._cond.notify_all()
 
     def stored(self, event_id: str) -> None:
         """The event is on disk now: the outbox takes over (or knows it was delivered)."""
         with self._cond:
             self._waiting.pop(event_id, None)
+            self._drop(event_id)
             self._acked.discard(event_id)
             self._published.discard(event_id)
             self._cond.notify_all()

@@ -238,3 +238,38 @@ def test_events_queued_before_the_card_went_read_only_still_go_first_and_in_orde
     finally:
         remount(tiny_disk, read_only=False)
         proc.kill()
+
+
+def test_an_alarm_only_in_memory_survives_a_kill_9_of_the_daemon(
+        short_dir: Path, tiny_disk: Path, broker: Broker) -> None:
+    """Found by make chaos seed 9 (2 alarms lost): a read-only card, the broker unreachable and the
+    daemon killed: the alarm was nowhere. The runtime directory keeps it until it is delivered."""
+    proc = kiosk(short_dir, broker).start()
+    try:
+        assert press(proc)["record"] == "durable"
+        broker.stop()
+        proc.kill()
+        remount(tiny_disk, read_only=True)
+        proc.start()
+        answer = press(proc)
+        assert answer["record"] == "memory_only", answer
+        kept = list(short_dir.glob("unsent-alarm-*.json"))
+        assert len(kept) == 1 and oct(kept[0].stat().st_mode & 0o777) == "0o600"
+        proc.kill()
+        broker.start()
+        sub = broker.subscriber([TOPIC])
+        proc.start()
+        [panic] = sub.wait_for(lambda m: m.json().get("event_id") == answer["alarm"]["event_id"],  # type: ignore[index]
+                               timeout=15)
+        later = press(proc)["alarm"]["event_id"]  # type: ignore[index]
+        [new] = sub.wait_for(lambda m: m.json().get("event_id") == later, timeout=15)
+        assert int(new.json()["seq"]) > int(panic.json()["seq"])
+        deadline = time.monotonic() + 10
+        while list(short_dir.glob("unsent-alarm-*.json")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not list(short_dir.glob("unsent-alarm-*.json"))  # acknowledged: no longer kept
+        one_id_per_seq(sub)
+        sub.close()
+    finally:
+        remount(tiny_disk, read_only=False)
+        proc.kill()

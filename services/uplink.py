@@ -22,65 +22,26 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from safehouse.device.ratelimit import RateLimitedLog, clip
 from safehouse.services.link_probe import LinkProbe
 from safehouse.services.memory_alarms import MemoryAlarms
-from safehouse.services.mqtt_link import Incoming, LinkError, MqttLink, Tls, Will
+from safehouse.services.mqtt_link import Incoming, LinkError, MqttLink, Will
 from safehouse.services.topics import Topics
+from safehouse.services.uplink_types import (
+    ALARM_BACKOFF_MAX,
+    EVIDENCE_LANE,
+    OUTGOING_TTL,
+    STABLE_SESSION,
+    LinkSettings,
+    Outgoing,
+    Source,
+    backoff_delay,
+)
 
 _LOG = logging.getLogger(__name__)
-BACKOFF_MIN, BACKOFF_MAX = 1.0, 60.0
-ALARM_BACKOFF_MAX = 2.0  # while an alarm waits in the outbox, never back off longer than this
-STABLE_SESSION = 60.0  # a session this long resets the backoff
-OUTGOING_TTL = 60.0  # a command result or alliance alert older than this is stale: not sent
-EVIDENCE_LANE = 1  # outbox Lane.EVIDENCE: large files, sent one at a time
-
-
-class _Row(Protocol):
-    id: int
-    topic: str
-    payload: bytes
-    retain: bool
-
-
-class Source(Protocol):
-    """What the uplink needs of the outbox."""
-
-    def pending(self, limit: int, *, exclude: set[int]) -> list[Any]: ...
-    def mark_delivered(self, ids: list[int]) -> None: ...
-    def pending_alarms(self) -> int: ...
-
-
-@dataclass(frozen=True)
-class LinkSettings:
-    url: str
-    client_id: str
-    keepalive: int = 10
-    protocol: str = "5"
-    tls: Tls | None = None
-    username: str = ""
-    password: str = ""
-    window: int = 100
-    connect_timeout: float = 10.0
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A message that is not worth persisting (a command result, an alliance alert)."""
-
-    topic: str
-    payload: bytes
-    correlation: bytes | None = None
-    created: float = field(default_factory=time.monotonic)
-
-
-def backoff_delay(attempt: int, rng: random.Random) -> float:
-    """Jittered exponential backoff, so 2,100 kiosks don't reconnect in lockstep."""
-    ceiling = min(BACKOFF_MAX, BACKOFF_MIN * 2 ** min(attempt, 16))
-    return rng.uniform(ceiling / 2, ceiling)
+__all__ = ["LinkSettings", "Source", "Uplink", "backoff_delay"]
 
 
 class Uplink:
@@ -137,8 +98,9 @@ class Uplink:
         self._wake.set()
 
     def view(self) -> dict[str, Any]:
-        with self._lock:
-            return {"state": self.state, "broker": self.settings.url,
+        ended = self._thread.ident is not None and not self._thread.is_alive() and not self.stopping.is_set()
+        with self._lock:  # a thread that ended anyway is never shown as online
+            return {"state": "dead" if ended else self.state, "broker": self.settings.url,
                     "since_s": round(time.monotonic() - self.since, 1), "reason": self.reason,
                     "in_flight": len(self._in_flight), "delivered": self.delivered}
 
@@ -172,22 +134,33 @@ class Uplink:
         attempt = 0
         while not self.stopping.is_set():
             try:
-                self._connect()
-            except LinkError as exc:
-                _LOG.error("uplink: %s", exc)
-                self._set_state("offline", str(exc))
-                attempt = self._back_off(attempt)
-                continue
-            started = time.monotonic()
-            self._serve()
-            if time.monotonic() - started >= STABLE_SESSION:
-                attempt = 0  # a link that held is not a flapping one: retry quickly
-            if not self.stopping.is_set():
+                attempt = self._session(attempt)
+            except Exception as exc:  # a bug costs one connection, never the thread (nothing silent)
+                _LOG.critical("uplink: unexpected %s: %s; dropping the connection and reconnecting",
+                              type(exc).__name__, exc, exc_info=True)
+                self._set_state("offline", f"internal error: {type(exc).__name__}: {clip(str(exc), 200)}")
+                link, self._link = self._link, None
+                if link is not None:
+                    link.close()
                 attempt = self._back_off(attempt)
         self._record_acked()
         link = self._link
         if link is not None:
             link.close(last_words=(self.topics.status, self._offline("shutdown")))
+
+    def _session(self, attempt: int) -> int:
+        """One connection, from connect to loss; returns the backoff attempt to go on with."""
+        try:
+            self._connect()
+        except LinkError as exc:
+            _LOG.error("uplink: %s", exc)
+            self._set_state("offline", str(exc))
+            return self._back_off(attempt)
+        started = time.monotonic()
+        self._serve()
+        if time.monotonic() - started >= STABLE_SESSION:
+            attempt = 0  # a link that held is not a flapping one: retry quickly
+        return attempt if self.stopping.is_set() else self._back_off(attempt)
 
     def _back_off(self, attempt: int) -> int:
         delay = backoff_delay(attempt, self._rng)

@@ -12,8 +12,11 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from safehouse.device.errors import EventLogError
+from safehouse.device.events import Event
 from safehouse.device.inputs import Tick
 from safehouse.device.storage_watch import StorageWatch
+from safehouse.services.memory_alarms import MemoryMessage
 from safehouse.services.outbox import Outbox
 from safehouse.services.outbox_salvage import Damage
 from safehouse.services.reserve import SpaceReserve
@@ -37,7 +40,8 @@ def wire_storage(daemon: Daemon, stats_damage: Damage | None) -> StorageWatch:
     writer = daemon.runner.writer
     if daemon.uplink is not None:
         daemon.uplink.memory = writer.memory
-    writer.memory.spool(daemon.config.control.socket.parent)  # outlives kill -9 (not a power cut)
+    for left in writer.memory.spool(daemon.config.control.socket.parent):  # outlives kill -9
+        _store_left_alarm(daemon, left)
     writer.damage_sources.append(daemon.outbox.take_damage)
     if stats_damage is not None:
         once = [stats_damage]
@@ -45,6 +49,19 @@ def wire_storage(daemon: Daemon, stats_damage: Damage | None) -> StorageWatch:
     if daemon.stats_fault is not None:
         writer.other_faults["stats"] = daemon.stats_fault
     return StorageWatch(daemon.outbox, lambda: daemon.loop.put(Tick()))
+
+
+def _store_left_alarm(daemon: Daemon, left: MemoryMessage) -> None:
+    """An alarm a killed run could neither write nor deliver: into the outbox before anything of
+    this run (its seq is below theirs, above the queued rows'), so it goes out in seq order."""
+    if daemon.outbox.fault is not None:
+        return  # still no disk: it is sent from memory
+    try:
+        daemon.outbox.store(Event.from_json(left.payload.decode("utf-8")), left.topic)
+    except (EventLogError, ValueError, TypeError) as exc:
+        _LOG.error("alarm %s left by the previous run not written (%s): sent from memory", left.event_id, exc)
+        return
+    daemon.runner.writer.memory.stored(left.event_id)
 
 
 def settle_alarms(daemon: Daemon, timeout: float = SETTLE_TIMEOUT) -> list[str]:

@@ -40,10 +40,10 @@ class MemoryAlarms:
         self._spool: Path | None = None
         self.sent = 0
 
-    def spool(self, folder: Path) -> int:
-        """Keep waiting alarms in ``folder`` too; take back those a killed run left there."""
+    def spool(self, folder: Path) -> list[MemoryMessage]:
+        """Keep waiting alarms in ``folder`` too; take back (and return) those a killed run left."""
         self._spool = folder
-        found = 0
+        found: list[MemoryMessage] = []
         for path in sorted(folder.glob(PREFIX + "*.json")):
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
@@ -54,10 +54,10 @@ class MemoryAlarms:
                 continue
             with self._cond:
                 self._waiting.setdefault(message.event_id, message)
-            found += 1
+            found.append(message)
         if found:
             _LOG.critical("%d alarm(s) the previous run could neither write nor deliver: sending them now",
-                          found)
+                          len(found))
         return found
 
     def add(self, event_id: str, topic: str, payload: bytes) -> None:

@@ -240,8 +240,9 @@ def test_events_queued_before_the_card_went_read_only_still_go_first_and_in_orde
         proc.kill()
 
 
+@pytest.mark.parametrize("card", ["still_read_only", "writable_again"])
 def test_an_alarm_only_in_memory_survives_a_kill_9_of_the_daemon(
-        short_dir: Path, tiny_disk: Path, broker: Broker) -> None:
+        short_dir: Path, tiny_disk: Path, broker: Broker, card: str) -> None:
     """Found by make chaos seed 9 (2 alarms lost): a read-only card, the broker unreachable and the
     daemon killed: the alarm was nowhere. The runtime directory keeps it until it is delivered."""
     proc = kiosk(short_dir, broker).start()
@@ -256,14 +257,23 @@ def test_an_alarm_only_in_memory_survives_a_kill_9_of_the_daemon(
         kept = list(short_dir.glob("unsent-alarm-*.json"))
         assert len(kept) == 1 and oct(kept[0].stat().st_mode & 0o777) == "0o600"
         proc.kill()
+        if card == "writable_again":
+            remount(tiny_disk, read_only=False)
         broker.start()
         sub = broker.subscriber([TOPIC])
         proc.start()
+        later = press(proc)["alarm"]["event_id"]  # type: ignore[index]
+        if later == answer["alarm"]["event_id"]:  # type: ignore[index]
+            later = press(proc)["alarm"]["event_id"]  # type: ignore[index]  # on disk: it was resumed
         [panic] = sub.wait_for(lambda m: m.json().get("event_id") == answer["alarm"]["event_id"],  # type: ignore[index]
                                timeout=15)
-        later = press(proc)["alarm"]["event_id"]  # type: ignore[index]
         [new] = sub.wait_for(lambda m: m.json().get("event_id") == later, timeout=15)
         assert int(new.json()["seq"]) > int(panic.json()["seq"])
+        seqs = [int(m.json()["seq"]) for m in sub.wait_for(lambda m: True, timeout=1)]
+        assert seqs == sorted(seqs), seqs  # the kept alarm goes out in seq order
+        if card == "writable_again":  # on disk now, with its own seq
+            stored = {e["event_id"]: e["seq"] for e in proc.events()}
+            assert stored[panic.json()["event_id"]] == panic.json()["seq"]
         deadline = time.monotonic() + 10
         while list(short_dir.glob("unsent-alarm-*.json")) and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -9,7 +9,9 @@ this rig reads the unit file and reproduces, as root in new mount and PID namesp
   ``ReadWritePaths=``: temp dirs bound read-write at those paths, owned by the unit's user;
   ``ConfigurationDirectory=``: a temp dir (holding the test's config) bound read-only;
 - ``PrivateTmp=``: fresh /tmp and /var/tmp; ``ProtectHome=yes``: /home and /run/user emptied
-  (not /root: a test machine's interpreter may live there, as pyenv's does);
+  (not /root: a test machine's interpreter may live there, as pyenv's does). The code under test
+  stands in for /opt/safehouse, so a checkout (or interpreter) under a hidden path — a CI clone
+  in /tmp — is bound back, read-only, at its own path;
 - ``ProtectProc=``/``ProcSubset=``: a new /proc mounted with hidepid=/subset=;
 - ``User=``/``Group=``/``SupplementaryGroups=``: the user is added to /etc/passwd and
   /etc/group *inside the view* (an overlay: the host's /etc is never written), and the
@@ -38,6 +40,8 @@ from pathlib import Path
 
 from tests.conftest import unavailable
 
+REPO = Path(__file__).resolve().parent.parent
+_KEEP = "/opt/.rehearsal-keep"  # where host code the view would hide is held while /tmp is replaced
 _DIRECTORY_KEYS = {"StateDirectory": "/var/lib", "RuntimeDirectory": "/run",
                    "CacheDirectory": "/var/cache", "LogsDirectory": "/var/log"}
 
@@ -190,6 +194,13 @@ def _shell(view: UnitView, scratch: Path, commands: list[list[str]], config_file
                   "mkdir -p /sys/bus/gpio/devices/gpiochip0 /sys/class/gpio/chip0",
                   f"echo {q(fake_gpio_label)} > /sys/class/gpio/chip0/label",
                   "mount -o remount,ro /sys/bus", "mount -o remount,ro /sys/class"]
+    hidden = ["/home", "/run/user"] if view.protect_home else []
+    hidden += ["/tmp", "/var/tmp"] if view.private_tmp else []
+    code = {str(REPO), *(str(Path(os.path.realpath(c[0])).parents[1]) for c in commands)}
+    kept = sorted(p for p in code if any(p == h or p.startswith(h + "/") for h in hidden))
+    for n, path in enumerate(kept):  # held outside what PrivateTmp/ProtectHome replace
+        ensure(f"{_KEEP}{n}")
+        lines.append(f"mount --bind {q(path)} {_KEEP}{n}")
     # ProtectSystem=strict: everything read-only but the API file systems and the writable paths.
     if view.protect_system == "strict":
         lines.append("mount -o remount,bind,ro /")
@@ -197,9 +208,13 @@ def _shell(view: UnitView, scratch: Path, commands: list[list[str]], config_file
         lines += [f"mount -o remount,bind,ro {q(p)}" for p in view.readonly_config]
         lines.append("mount -o remount,bind,ro /sys")
     if view.protect_home:
-        lines += [f"[ ! -d {d} ] || mount -t tmpfs -o ro,mode=0755 home {d}" for d in ("/home", "/run/user")]
+        lines += [f"[ ! -d {d} ] || mount -t tmpfs -o mode=0755 home {d}" for d in ("/home", "/run/user")]
     if view.private_tmp:
         lines += ["mount -t tmpfs -o mode=1777 tmp /tmp", "mount -t tmpfs -o mode=1777 vartmp /var/tmp"]
+    for n, path in enumerate(kept):
+        lines += [f"mkdir -p {q(path)}", f"mount --bind {_KEEP}{n} {q(path)}",
+                  f"mount -o remount,bind,ro {q(path)}"]
+    lines += [f"[ ! -d {d} ] || mount -o remount,ro {d}" for d in ("/home", "/run/user") if view.protect_home]
     lines.append(f"mount -t proc -o {','.join(['nosuid', 'nodev', 'noexec', *view.proc_options])} proc /proc")
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
            "USER": view.user, "LOGNAME": view.user, "HOME": home, **view.environment}

@@ -107,6 +107,9 @@ def run(spec: dict[str, Any], out: BinaryIO) -> int:
 
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[1])
+    # Ctrl-C in a terminal (`make run`) reaches the whole process group: the daemon stops this
+    # process itself (and it dies with the daemon), so a SIGINT here would only be a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(int(spec["parent"]))
     try:
         return run(spec, sys.stdout.buffer)

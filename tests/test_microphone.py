@@ -15,7 +15,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -38,13 +37,7 @@ def _portaudio() -> None:
 samples_of = audio_rig.clip_samples
 
 
-def wait_for(predicate: Any, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+wait_for = audio_rig.wait_for
 
 
 @pytest.mark.parametrize("capacity", [0, 1, 7, 1600])

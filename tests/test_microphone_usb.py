@@ -302,10 +302,4 @@ def test_a_clip_asked_for_during_a_stall_ends_with_the_stall_named(tmp_path: Pat
         feed.close()
 
 
-def wait_for(predicate: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+wait_for = audio_rig.wait_for

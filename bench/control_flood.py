@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.press_latency import percentile
-from safehouse.device.errors import ControlError
+from safehouse.device.core.errors import ControlError
 from safehouse.services.control import request
 from tests.mqtt_rig import Broker
 
@@ -39,7 +39,7 @@ NOBODY = 65534
 HELD = 1100  # what the tester held open in issue 12
 RECONNECT_WINDOW = 10.0  # the flood goes on this long after the main window: a broker restart in it
 ROOT = "safehouse/v1/bench/SH-FLOOD/"
-CLI = [sys.executable, "-m", "safehouse.device.cli"]
+CLI = [sys.executable, "-m", "safehouse.device.cli.main"]
 PAYLOADS = (b'{"cmd": "sta', b'{"cmd": "status", "x": ' + b"[" * 8000 + b"\n", b"", b'{"cmd": "status"}\n')
 
 

@@ -19,8 +19,8 @@ from gpiozero.pins.mock import MockFactory
 
 from bench.kiosk import start_kiosk
 from bench.press_latency import BUTTON, percentile
-from safehouse.device.daemon import Daemon
-from safehouse.device.inputs import ResolveRequested
+from safehouse.device.core.inputs import ResolveRequested
+from safehouse.device.runtime.daemon import Daemon
 from safehouse.services.topics import Topics
 from tests.mqtt_rig import Broker
 

@@ -36,7 +36,7 @@ from typing import Any
 from bench.fleet_observer import Observer
 from bench.fleet_worker import PRECINCT, serve
 from bench.press_latency import percentile
-from safehouse.device.config_schema import SCHEMA
+from safehouse.device.runtime.config_schema import SCHEMA
 from tests.mqtt_rig import Broker
 
 OUT = Path(__file__).resolve().parent / "out"

@@ -20,8 +20,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from safehouse.device import __version__, codes, messages
-from safehouse.device.clock import iso_utc
+from safehouse.device import __version__
+from safehouse.device.core import codes, messages
+from safehouse.device.core.clock import iso_utc
 from safehouse.services.outbox import Lane, Outbox
 from safehouse.services.telemetry import system_readings
 from safehouse.services.topics import Topics

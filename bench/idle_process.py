@@ -35,7 +35,7 @@ def run(window: float = 30.0) -> list[dict[str, Any]]:
     config = folder / "c.toml"
     config.write_text(f'[device]\nid = "IDLE"\nprecinct = "b"\nstate_dir = "{folder}/state"\n'
                       f'[control]\nsocket = "{folder}/ctl.sock"\n')
-    cli = [sys.executable, "-m", "safehouse.device.cli", "--config", str(config)]
+    cli = [sys.executable, "-m", "safehouse.device.cli.main", "--config", str(config)]
     daemon = subprocess.Popen([*cli, "run", "--sim"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bare = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
     try:

@@ -30,10 +30,10 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 from bench.kiosk import NO_CAPTURE, start_kiosk
 from bench.press_latency import BUTTON, percentile, press_samples
 from bench.uplink_bench import bare_round_trip
-from safehouse.device.inputs import ResolveRequested
-from safehouse.device.volunteers import VolunteerRegistry
-from safehouse.device.volunteers_edit import add
+from safehouse.device.core.inputs import ResolveRequested
 from safehouse.services.topics import Topics
+from safehouse.services.volunteers import VolunteerRegistry
+from safehouse.services.volunteers_edit import add
 from tests.mqtt_rig import Broker
 from tests.serial_rig import SerialRig
 

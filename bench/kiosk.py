@@ -7,8 +7,8 @@ from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from safehouse.device import config as configuration
-from safehouse.device.daemon import Daemon
+from safehouse.device.runtime import config as configuration
+from safehouse.device.runtime.daemon import Daemon
 
 NO_CAPTURE = "[camera]\nenabled = false\n[microphone]\nenabled = false\n"
 

@@ -19,9 +19,9 @@ from typing import Any
 
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from safehouse.device import config as configuration
-from safehouse.device.daemon import Daemon
-from safehouse.device.inputs import ResolveRequested
+from safehouse.device.core.inputs import ResolveRequested
+from safehouse.device.runtime import config as configuration
+from safehouse.device.runtime.daemon import Daemon
 
 RED, BLUE, BUTTON = 17, 27, 22
 

@@ -29,7 +29,7 @@ def ready_once(folder: Path, state: Path | None = None) -> float:
         sock.bind(str(notify))
         sock.settimeout(60)
         t0 = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "safehouse.device.cli", "--config", str(config),
+        proc = subprocess.Popen([sys.executable, "-m", "safehouse.device.cli.main", "--config", str(config),
                                  "run", "--sim"], env={**os.environ, "NOTIFY_SOCKET": str(notify)},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -43,7 +43,7 @@ def ready_once(folder: Path, state: Path | None = None) -> float:
 
 def _import_once() -> float:
     t0 = time.monotonic()
-    subprocess.run([sys.executable, "-c", "import safehouse.device.daemon"], check=True)
+    subprocess.run([sys.executable, "-c", "import safehouse.device.runtime.daemon"], check=True)
     return time.monotonic() - t0
 
 
@@ -56,4 +56,4 @@ def run(samples: int = 5) -> list[dict[str, Any]]:
         shutil.rmtree(folder, ignore_errors=True)
     return [{"figure": "`safehouse run --sim` → READY=1 (median)", "unit": "s",
              "value": statistics.median(ready), "baseline": statistics.median(imports), "target": 2.0,
-             "n": samples, "note": "baseline: a bare `python -c 'import safehouse.device.daemon'`"}]
+             "n": samples, "note": "baseline: a bare `python -c 'import safehouse.device.runtime.daemon'`"}]

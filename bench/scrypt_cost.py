@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from safehouse.device.volunteers import DEFAULT_PARAMS, ScryptParams, VolunteerRegistry
-from safehouse.device.volunteers_edit import add
+from safehouse.services.volunteers import DEFAULT_PARAMS, ScryptParams, VolunteerRegistry
+from safehouse.services.volunteers_edit import add
 
 CHOICES = [ScryptParams(2**n, 8, 1) for n in (10, 11, 12, 13, 14)] + [ScryptParams(2**12, 4, 1)]
 PI_SLOWER = (8, 12)

@@ -24,9 +24,9 @@ from typing import Any
 from bench.kiosk import NO_CAPTURE, start_kiosk
 from bench.press_latency import BUTTON, percentile
 from bench.ready_time import ready_once
-from safehouse.device.daemon import Daemon
-from safehouse.device.events import Event
-from safehouse.device.inputs import ResolveRequested
+from safehouse.device.core.events import Event
+from safehouse.device.core.inputs import ResolveRequested
+from safehouse.device.runtime.daemon import Daemon
 from safehouse.services.outbox import Outbox
 from safehouse.services.topics import Topics
 from tests.disk_rig import TmpfsError, fill, mount_tmpfs, unmount

@@ -22,7 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.kiosk import start_kiosk
 from bench.press_latency import BUTTON, percentile
-from safehouse.device.inputs import ResolveRequested
+from safehouse.device.core.inputs import ResolveRequested
 from safehouse.services.outbox import Outbox
 from safehouse.services.topics import Topics
 from safehouse.services.uplink import LinkSettings, Uplink

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from safehouse.device.errors import ConfigError
+from safehouse.device.core.errors import ConfigError
 from safehouse.services.inventory import ID_PATTERN, ID_TEXT, Fleet, Kiosk
 
 __all__ = ["Fleet", "Kiosk", "console_grants", "fleet_of", "kiosk_grants", "render_acl"]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from safehouse.device.inputs import EvidenceEvicted, EvidenceReady, Input
+from safehouse.device.core.inputs import EvidenceEvicted, EvidenceReady, Input
 
 _LOG = logging.getLogger(__name__)
 T = TypeVar("T")

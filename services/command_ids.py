@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from safehouse.device.errors import EventLogError
+from safehouse.device.core.errors import EventLogError
 from safehouse.services.sqlite_tx import immediate
 
 _LOG = logging.getLogger(__name__)
 FILE = "command_ids.db"
-MAX_IDS = 1024  # the core remembers as many (device/remote_apply.py SEEN_IDS)
+MAX_IDS = 1024  # the core remembers as many (device/core/precinct.py SEEN_IDS)
 
 
 class CommandIdError(EventLogError):

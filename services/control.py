@@ -37,9 +37,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from safehouse.device import boundedjson
-from safehouse.device.errors import ControlError
-from safehouse.device.ratelimit import RateLimitedLog, clip
+from safehouse.device.core import boundedjson
+from safehouse.device.core.errors import ControlError
+from safehouse.device.core.ratelimit import RateLimitedLog, clip
 from safehouse.services.control_io import Conn, IoLoop
 
 _LOG = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from safehouse.device.ratelimit import RateLimitedLog
+from safehouse.device.core.ratelimit import RateLimitedLog
 
 _LOG = logging.getLogger(__name__)
 RESERVED = 1  # extra connections kept for root and the daemon's own user

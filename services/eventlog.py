@@ -17,8 +17,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from safehouse.device.errors import EventLogError
-from safehouse.device.events import Event
+from safehouse.device.core.errors import EventLogError
+from safehouse.device.core.events import Event
 from safehouse.services.fsync import fsync_dir
 
 _LOG = logging.getLogger(__name__)

@@ -34,8 +34,8 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from safehouse.device.clock import iso_utc
-from safehouse.device.errors import SafehouseError
+from safehouse.device.core.clock import iso_utc
+from safehouse.device.core.errors import SafehouseError
 from safehouse.services.evidence_evict import Delivered, Eviction, EvictionReport, ask
 from safehouse.services.evidence_fs import (
     MANIFEST,

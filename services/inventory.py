@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from safehouse.device.errors import ConfigError
+from safehouse.device.core.errors import ConfigError
 
 # The kiosk config's rule for ids (device.config_schema.IDENT, repeated so services stay free
 # of the config layer; tests/test_acl.py checks they agree). It also keeps every ACL line

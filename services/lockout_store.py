@@ -32,9 +32,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from safehouse.device.clock import Clock
-from safehouse.device.errors import EventLogError
-from safehouse.device.state import KeypadState
+from safehouse.device.core.clock import Clock
+from safehouse.device.core.errors import EventLogError
+from safehouse.device.core.state import KeypadState
 from safehouse.services.fsync import fsync_dir
 
 _LOG = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from safehouse.device.errors import SafehouseError
+from safehouse.device.core.errors import SafehouseError
 
 _LOG = logging.getLogger(__name__)
 

@@ -38,8 +38,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from safehouse.device.errors import EventLogError, SafehouseError
-from safehouse.device.events import ALARM_TYPES, Event
+from safehouse.device.core.errors import EventLogError, SafehouseError
+from safehouse.device.core.events import ALARM_TYPES, Event
 from safehouse.services import outbox_sql as sql
 from safehouse.services.outbox_base import OutboxBase
 from safehouse.services.outbox_read import open_readonly_stats, read_events
@@ -233,7 +233,7 @@ class Outbox(OutboxBase):
         missing evidence file's row is given up (logged, marked delivered with an error).
         Empty while storage is faulted (what is in memory is sent by other means) and while a
         salvage is due: the salvaged events, older, are sent first (alarms meanwhile go out from
-        memory, see device/event_writer.py).
+        memory, see device/runtime/event_writer.py).
         """
         if self._recovering or self.salvage_due() or (
                 self.fault is not None and self.fault_kind != FULL and self._ro is None):

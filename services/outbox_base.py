@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from safehouse.device.closing import Closing
-from safehouse.device.errors import EventLogError
+from safehouse.device.core.closing import Closing
+from safehouse.device.core.errors import EventLogError
 from safehouse.services.outbox_open import connect_checked, preflight, wal_of
 from safehouse.services.outbox_salvage import (
     ID_GAP,

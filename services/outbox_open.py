@@ -16,7 +16,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from safehouse.device.errors import EventLogError
+from safehouse.device.core.errors import EventLogError
 from safehouse.services.fsync import fsync_dir
 from safehouse.services.outbox_schema import ensure_schema
 from safehouse.services.storage_errors import (

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from safehouse.device.errors import EventLogError
-from safehouse.device.events import Event
+from safehouse.device.core.errors import EventLogError
+from safehouse.device.core.events import Event
 from safehouse.services import eventlog
 from safehouse.services.outbox_schema import (
     NEAR_FULL_RATIO,

@@ -18,8 +18,8 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from safehouse.device.errors import EventLogError
-from safehouse.device.events import Event
+from safehouse.device.core.errors import EventLogError
+from safehouse.device.core.events import Event
 from safehouse.services import eventlog
 from safehouse.services.fsync import fsync_dir
 

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from safehouse.device.events import ALARM_TYPES
+from safehouse.device.core.events import ALARM_TYPES
 from safehouse.services.outbox_schema import ROW_COLUMNS, Lane
 
 CHUNK = 500  # ids per statement, well under SQLite's bound-parameter limit

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from safehouse.device.inputs import Input, PinChecked
+from safehouse.device.core.inputs import Input, PinChecked
 
 _LOG = logging.getLogger(__name__)
 

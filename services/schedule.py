@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from safehouse.device.inputs import DaySummarised, Input, RollcallStarted
+from safehouse.device.core.inputs import DaySummarised, Input, RollcallStarted
 
 _LOG = logging.getLogger(__name__)
 MAX_SLEEP = 60.0

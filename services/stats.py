@@ -30,8 +30,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from safehouse.device.closing import Closing
-from safehouse.device.errors import EventLogError
+from safehouse.device.core.closing import Closing
+from safehouse.device.core.errors import EventLogError
 from safehouse.services.fsync import fsync_dir
 from safehouse.services.localday import date_of as _date_of
 from safehouse.services.localday import day_bounds as _day_bounds

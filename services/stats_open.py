@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from safehouse.device.errors import EventLogError
+from safehouse.device.core.errors import EventLogError
 from safehouse.services.outbox_open import short_file
 from safehouse.services.outbox_salvage import Damage
 from safehouse.services.quarantine import quarantine

@@ -15,7 +15,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from safehouse.device.errors import EventLogError
+from safehouse.device.core.errors import EventLogError
 
 SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_CANTOPEN, SQLITE_FULL = 10, 11, 14, 13
 SQLITE_READONLY, SQLITE_NOTADB, SQLITE_PERM = 8, 26, 3

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from safehouse.device.ratelimit import RateLimitedLog, clip
+from safehouse.device.core.ratelimit import RateLimitedLog, clip
 from safehouse.services.link_probe import LinkProbe
 from safehouse.services.memory_alarms import MemoryAlarms
 from safehouse.services.mqtt_link import Incoming, LinkError, MqttLink, Will

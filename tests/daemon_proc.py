@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-CLI = [sys.executable, "-m", "safehouse.device.cli"]
+CLI = [sys.executable, "-m", "safehouse.device.cli.main"]
 
 
 class DaemonProcess:

@@ -22,13 +22,13 @@ from typing import Any
 
 import pytest
 
-from safehouse.device.acceptance import scan_journal
-from safehouse.device.acceptance_probe import jpeg_size
-from safehouse.device.acceptance_service import AcceptanceError, Systemd
+from safehouse.device.cli.acceptance import scan_journal
+from safehouse.device.cli.acceptance_service import AcceptanceError, Systemd
+from safehouse.device.runtime.acceptance_probe import jpeg_size
 from tests.conftest import write_config
 from tests.daemon_proc import DaemonProcess
 
-CLI = [sys.executable, "-m", "safehouse.device.cli"]
+CLI = [sys.executable, "-m", "safehouse.device.cli.main"]
 PIN = "2468"
 KIOSK = ("[camera]\nwidth = 640\nheight = 480\n[microphone]\npre_roll = 1.0\npost_roll = 1.0\n"
          "[gpio]\ntamper = 5\n")

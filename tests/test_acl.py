@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from safehouse.device.cli import main
-from safehouse.device.config_schema import IDENT
-from safehouse.device.errors import ConfigError
+from safehouse.device.cli.main import main
+from safehouse.device.core.errors import ConfigError
+from safehouse.device.runtime.config_schema import IDENT
 from safehouse.services.acl import fleet_of, render_acl
 from safehouse.services.inventory import ID_PATTERN, Kiosk, read_fleet
 

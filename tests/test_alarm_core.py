@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from safehouse.device.alarm import decide, next_deadline
-from safehouse.device.effects import Effect, Emit, Reject, SetLight, SetSound
-from safehouse.device.inputs import (
+from safehouse.device.core.alarm import decide, next_deadline
+from safehouse.device.core.effects import Effect, Emit, Reject, SetLight, SetSound
+from safehouse.device.core.inputs import (
     ButtonChanged,
     Input,
     LampChanged,
@@ -18,7 +18,7 @@ from safehouse.device.inputs import (
     Tick,
     VolunteerAck,
 )
-from safehouse.device.state import CoreState, Phase, Policy, initial_state
+from safehouse.device.core.state import CoreState, Phase, Policy, initial_state
 
 RUN = uuid.UUID("00000000-0000-4000-8000-000000000001")
 

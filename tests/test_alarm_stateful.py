@@ -15,8 +15,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from safehouse.device.alarm import decide, light_for, next_deadline
-from safehouse.device.inputs import (
+from safehouse.device.core.alarm import decide, light_for, next_deadline
+from safehouse.device.core.inputs import (
     ButtonChanged,
     Input,
     PrecinctAck,
@@ -25,8 +25,8 @@ from safehouse.device.inputs import (
     Tick,
     VolunteerAck,
 )
-from safehouse.device.shell import EffectRunner
-from safehouse.device.state import Phase, Policy, initial_state
+from safehouse.device.core.state import Phase, Policy, initial_state
+from safehouse.device.runtime.effect_runner import EffectRunner
 from safehouse.services.outbox import Outbox
 from safehouse.services.topics import Topics
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.conftest import write_config
 
-CLI = [sys.executable, "-m", "safehouse.device.cli"]
+CLI = [sys.executable, "-m", "safehouse.device.cli.main"]
 
 
 def test_output_into_a_closed_pipe_ends_quietly(short_dir: Path) -> None:

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from safehouse.device import config
-from safehouse.device.errors import ConfigError
+from safehouse.device.core.errors import ConfigError
+from safehouse.device.runtime import config
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "safehouse.device.cli", *args],
+    return subprocess.run([sys.executable, "-m", "safehouse.device.cli.main", *args],
                           capture_output=True, text=True, timeout=30, check=False)
 
 

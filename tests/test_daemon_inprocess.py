@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from safehouse.device import config as configuration
-from safehouse.device.clock import SystemClock
-from safehouse.device.daemon import Daemon
+from safehouse.device.core.clock import SystemClock
+from safehouse.device.runtime import config as configuration
+from safehouse.device.runtime.daemon import Daemon
 from safehouse.services.control import request
 from safehouse.services.outbox import read_events
 from tests.conftest import write_config
@@ -123,7 +123,7 @@ def test_sim_only_commands_are_refused_on_real_hardware(short_dir: Path, factory
 
 def _ack_with(folder: Path, factory: MockFactory, pin: str) -> tuple[list[Any], list[str]]:
     """Press, wait, type ``pin#`` on the simulated keypad; return the pins' level sequences."""
-    from safehouse.device.volunteers_edit import add
+    from safehouse.services.volunteers_edit import add
 
     config = write_config(folder, "[button]\ndebounce_ms = 0\n")
     add(folder / "volunteers.toml", "v1", "V One", "4711", duress_pin="9110")

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from safehouse.device.effects import Emit
-from safehouse.device.event_writer import MEMORY_CAP, EventWriter
-from safehouse.device.events import Event
+from safehouse.device.core.effects import Emit
+from safehouse.device.core.events import Event
+from safehouse.device.runtime.event_writer import MEMORY_CAP, EventWriter
 from safehouse.services.outbox import Outbox
 
 TOPIC = "safehouse/v1/p/K/events"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from safehouse.device.clock import iso_utc
-from safehouse.device.errors import SafehouseError
+from safehouse.device.core.clock import iso_utc
+from safehouse.device.core.errors import SafehouseError
 from safehouse.services.evidence import (
     EvictionReport,
     EvidenceError,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from safehouse.device.errors import HardwareError
+from safehouse.device.core.errors import HardwareError
 from safehouse.drivers.gpiochip import Chip, header_chip, list_chips
 from tests.conftest import unavailable
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safehouse.device import boundedjson
-from safehouse.device.ratelimit import RateLimitedLog, clip
+from safehouse.device.core import boundedjson
+from safehouse.device.core.ratelimit import RateLimitedLog, clip
 from safehouse.services.command_ids import CommandIds
 
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safehouse.device.alarm import decide
-from safehouse.device.effects import Beep, Effect, Emit, SetIndicator, SetLight, SetSound, VerifyPin
-from safehouse.device.inputs import (
+from safehouse.device.core.alarm import decide
+from safehouse.device.core.effects import Beep, Effect, Emit, SetIndicator, SetLight, SetSound, VerifyPin
+from safehouse.device.core.inputs import (
     ButtonChanged,
     Input,
     KeypadFlood,
@@ -21,8 +21,8 @@ from safehouse.device.inputs import (
     RollcallStarted,
     Tick,
 )
-from safehouse.device.keypad_entry import MAX_ENTRY
-from safehouse.device.state import CoreState, Phase, Policy, initial_state
+from safehouse.device.core.keypad_grammar import MAX_ENTRY
+from safehouse.device.core.state import CoreState, Phase, Policy, initial_state
 from safehouse.drivers.keypad_guard import FloodGuard
 
 PINS = {"1234": ("v1", False), "9999": ("v1", True), "5678": ("v2", False)}  # 9999: v1's duress

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from safehouse.device import config as configuration
-from safehouse.device.daemon import Daemon
-from safehouse.device.state import KeypadState
-from safehouse.device.volunteers_edit import add
+from safehouse.device.core.state import KeypadState
+from safehouse.device.runtime import config as configuration
+from safehouse.device.runtime.daemon import Daemon
 from safehouse.services.lockout_store import FILE, LockoutStore
 from safehouse.services.outbox import read_events
+from safehouse.services.volunteers_edit import add
 from tests.conftest import write_config
 
 BOOT, OTHER_BOOT = "boot-a", "boot-b"

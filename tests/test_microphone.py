@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from safehouse.device.errors import HardwareError
+from safehouse.device.core.errors import HardwareError
 from safehouse.drivers.microphone import MicrophoneError, SoundDeviceMicrophone
 from safehouse.drivers.ring_buffer import SampleRing
 from safehouse.drivers.sim_audio import chirp_signal, prepare_sim_audio

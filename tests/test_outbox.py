@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from safehouse.device.errors import EventLogError, SafehouseError
-from safehouse.device.events import Event
+from safehouse.device.core.errors import EventLogError, SafehouseError
+from safehouse.device.core.events import Event
 from safehouse.services.eventlog import EventLog
 from safehouse.services.outbox import (
     Lane,

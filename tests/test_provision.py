@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from safehouse.device import config as configuration
-from safehouse.device.cli_provision import add_parser
+from safehouse.device.cli.provision import add_parser
+from safehouse.device.runtime import config as configuration
 from tests.conftest import write_config
 from tests.daemon_proc import DaemonProcess
 from tests.mqtt_rig import Broker
@@ -19,7 +19,7 @@ URL = "mqtts://broker.example:8883"
 
 
 def cli(*argv: str) -> int:
-    """The provision subcommand behind a minimal parser (as device/cli.py wires it)."""
+    """The provision subcommand behind a minimal parser (as device/cli/main.py wires it)."""
     common = argparse.ArgumentParser(add_help=False)
     parser = argparse.ArgumentParser(prog="safehouse")
     add_parser(parser.add_subparsers(dest="command", required=True), common)

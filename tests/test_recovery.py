@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from safehouse.device.events import Event
-from safehouse.device.recovery import recover_alarm
-from safehouse.device.state import Phase
+from safehouse.device.core.events import Event
+from safehouse.device.core.recovery import recover_alarm
+from safehouse.device.core.state import Phase
 
 
 def ev(seq: int, type_: str, *, boot: str = "b1", mono: float = 100.0, synced: bool = True,

@@ -10,11 +10,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safehouse.device.alarm import decide
-from safehouse.device.effects import Emit, Reply, SetLight
-from safehouse.device.inputs import AllianceAlert, ButtonChanged, RemoteCommand, Tick
-from safehouse.device.remote import MAX_PAYLOAD
-from safehouse.device.state import CoreState, Policy, initial_state
+from safehouse.device.core.alarm import decide
+from safehouse.device.core.effects import Emit, Reply, SetLight
+from safehouse.device.core.inputs import AllianceAlert, ButtonChanged, RemoteCommand, Tick
+from safehouse.device.core.precinct_commands import MAX_PAYLOAD
+from safehouse.device.core.state import CoreState, Policy, initial_state
 
 WALL = 1_800_000_000.0
 
@@ -114,7 +114,7 @@ def test_alliance_alerts_from_neighbours_show_for_a_while_and_our_own_are_ignore
 
 
 def test_a_real_alarm_announces_itself_to_the_alliance_but_a_test_does_not() -> None:
-    from safehouse.device.effects import Announce
+    from safehouse.device.core.effects import Announce
 
     _, effects = decide(fresh(), ButtonChanged(True), 1.0)
     assert any(isinstance(e, Announce) for e in effects)
@@ -151,7 +151,7 @@ def test_fuzz_every_command_gets_exactly_one_answer_and_never_crashes(name: str,
 
 
 def test_cmd_selftest_starts_a_selftest_off_the_loop_and_answers_at_once() -> None:
-    from safehouse.device.effects import RunSelftest
+    from safehouse.device.core.effects import RunSelftest
 
     _, reply, effects = run(fresh(), cmd("selftest", {"id": "st", "ts": ts()}))
     assert reply.ok and reply.result["started"] is True
@@ -161,7 +161,7 @@ def test_cmd_selftest_starts_a_selftest_off_the_loop_and_answers_at_once() -> No
 # --- issue 12: replays, retained commands, bounded parsing -------------------------------------
 
 def test_a_command_records_its_id_durably_before_it_acts() -> None:
-    from safehouse.device.effects import RememberCommand
+    from safehouse.device.core.effects import RememberCommand
 
     _, reply, effects = run(fresh(), cmd("test", {"id": "t-1", "ts": ts()}))
     kinds = [type(e).__name__ for e in effects]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from safehouse.device.clock import SimClock
+from safehouse.device.core.clock import SimClock
 from tests.conftest import write_config
 from tests.daemon_proc import DaemonProcess
 

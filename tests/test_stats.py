@@ -19,12 +19,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from safehouse.device.alarm import decide
-from safehouse.device.cli_stats import add_parser
-from safehouse.device.effects import Emit
-from safehouse.device.errors import EventLogError, SafehouseError
-from safehouse.device.inputs import DaySummarised
-from safehouse.device.state import Policy, initial_state
+from safehouse.device.cli.stats import add_parser
+from safehouse.device.core.alarm import decide
+from safehouse.device.core.effects import Emit
+from safehouse.device.core.errors import EventLogError, SafehouseError
+from safehouse.device.core.inputs import DaySummarised
+from safehouse.device.core.state import Policy, initial_state
 from safehouse.services.stats import COUNTERS, DailyStats, DayCounts, read_day
 
 TPE = ZoneInfo("Asia/Taipei")  # UTC+8, no DST

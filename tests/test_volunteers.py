@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from safehouse.device import config as configuration
-from safehouse.device.cli_volunteer import add_parser
-from safehouse.device.errors import ConfigError, SafehouseError
-from safehouse.device.volunteers import (
+from safehouse.device.cli.volunteer import add_parser
+from safehouse.device.core.errors import ConfigError, SafehouseError
+from safehouse.device.runtime import config as configuration
+from safehouse.services.volunteers import (
     DEFAULT_PARAMS,
     DuplicateVolunteer,
     InvalidPin,
@@ -34,9 +34,8 @@ from safehouse.device.volunteers import (
     ScryptParams,
     UnknownVolunteer,
     VolunteerRegistry,
-    volunteers_path,
 )
-from safehouse.device.volunteers_edit import add, hash_pin, remove
+from safehouse.services.volunteers_edit import add, hash_pin, remove
 from tests.conftest import unavailable, write_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -235,7 +234,7 @@ def test_the_first_enrolment_as_root_is_readable_by_the_daemons_group(tmp_path: 
     folder.mkdir(mode=0o750)
     os.chown(folder, 0, 65534)  # the daemon's group stands in as nogroup's id
     config = write_config(folder)
-    res = subprocess.run([sys.executable, "-m", "safehouse.device.cli", "--config", str(config),
+    res = subprocess.run([sys.executable, "-m", "safehouse.device.cli.main", "--config", str(config),
                           "volunteer", "add", "v001", "--name", "Chan Tai Man", "--pin-stdin"],
                          input=f"{PIN}\n", capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 0, res.stderr
@@ -262,13 +261,13 @@ def test_verify_takes_as_long_whoever_matches(tmp_path: Path) -> None:
 
 def test_volunteers_path_is_beside_the_config(tmp_path: Path) -> None:
     cfg = configuration.load(write_config(tmp_path))
-    assert volunteers_path(cfg) == tmp_path / "volunteers.toml"
+    assert cfg.keypad.volunteers == tmp_path / "volunteers.toml"
 
 
-# -- the CLI, through a harness that wires add_parser() the way device/cli.py does ---------------
+# -- the CLI, through a harness that wires add_parser() the way device/cli/main.py does ---------------
 
 def run_cli(argv: Sequence[str]) -> int:
-    """`safehouse volunteer ...` as device/cli.py's main() would run it (parser and exit codes)."""
+    """`safehouse volunteer ...` as device/cli/main.py's main() would run it (parser and exit codes)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS)
     parser = argparse.ArgumentParser(prog="safehouse")

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from PIL import Image, ImageChops
 
-from safehouse.device import config, evidence_wiring
-from safehouse.device.errors import HardwareError
+from safehouse.device.core.errors import HardwareError
+from safehouse.device.runtime import config, evidence_wiring
 from safehouse.drivers.camera import (
     Camera,
     CameraError,

@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from safehouse.device import codes
-from safehouse.device.effects import Emit
-from safehouse.device.evidence_apply import apply_evidence
-from safehouse.device.inputs import EvidenceReady, Input
-from safehouse.device.lifecycle import Step
-from safehouse.device.state import Policy, initial_state
+from safehouse.device.core import codes
+from safehouse.device.core.effects import Emit
+from safehouse.device.core.evidence import apply_evidence
+from safehouse.device.core.inputs import EvidenceReady, Input
+from safehouse.device.core.lifecycle import Step
+from safehouse.device.core.state import Policy, initial_state
 from safehouse.drivers.camera import CameraError, Picamera2Camera
 from safehouse.services.capture import CaptureService, CaptureSettings, call_with_timeout
 from safehouse.services.evidence import EvidenceStore

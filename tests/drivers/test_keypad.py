@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from safehouse.device.errors import HardwareError
+from safehouse.device.core.errors import HardwareError
 from safehouse.drivers.keypad import Keypad
 from safehouse.drivers.keypad_guard import FloodGuard
 from tests.conftest import unavailable

@@ -13,7 +13,7 @@ import pytest
 from gpiozero import PWMLED
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from safehouse.device.errors import HardwareError
+from safehouse.device.core.errors import HardwareError
 from safehouse.drivers.lightbox import LightBox
 from safehouse.drivers.patterns import PATTERNS, BrightnessSchedule
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from safehouse.device.errors import HardwareError
+from safehouse.device.core.errors import HardwareError
 from safehouse.drivers.status_led import StatusLed
 
 LED_PIN = 24

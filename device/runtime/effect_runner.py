@@ -1,0 +1,270 @@
+"""The imperative shell: runs decide()'s effects against the light box, the outbox and the uplink.
+
+Order matters and is kept: the light changes first (the citizen sees a reaction at once),
+then the event is written durably, then the uplink is woken. Writing, and what happens when
+storage fails (alarms sent from memory, the alarm reserve, storage fault events), is
+device/runtime/event_writer.py's job. Only a non-alarm event refused at the outbox's hard cap, or
+pushed out of the bounded memory queue while storage fails, is dropped, counted and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Protocol
+
+from safehouse.device.core import messages
+from safehouse.device.core.clock import Clock, iso_utc
+from safehouse.device.core.effects import (
+    Announce,
+    Beep,
+    Capture,
+    Effect,
+    Emit,
+    KeepLockout,
+    Reject,
+    RememberCommand,
+    Reply,
+    RunSelftest,
+    SetIndicator,
+    SetLight,
+    SetSound,
+    VerifyPin,
+)
+from safehouse.device.core.errors import EventLogError, SafehouseError
+from safehouse.device.core.events import Event
+from safehouse.device.core.ratelimit import RateLimitedLog, clip_text
+from safehouse.device.runtime.event_writer import EventSink as WriterSink
+from safehouse.device.runtime.event_writer import EventWriter, Reserve
+
+_LOG = logging.getLogger(__name__)
+
+
+class Light(Protocol):
+    def play(self, name: str) -> None: ...
+
+
+class EventSink(WriterSink, Protocol):
+    @property
+    def last_seq(self) -> int: ...
+
+
+class CommandMemory(Protocol):
+    """Where executed precinct command ids are kept across restarts (services/command_ids.py)."""
+
+    def remember(self, command_id: str, until: float) -> None: ...
+
+
+class Messenger(Protocol):
+    """The uplink as the shell sees it (absent when the kiosk is offline by design)."""
+
+    def wake(self, urgent: bool = False) -> None: ...
+    def send(self, topic: str, payload: bytes, correlation: bytes | None = None) -> None: ...
+
+
+class Capturer(Protocol):
+    def request(self, alarm_id: str, test: bool, at: float) -> None: ...
+
+
+class Buzzer(Protocol):
+    def play(self, sound: str) -> None: ...
+    def stop(self) -> None: ...
+
+
+class Indicator(Protocol):
+    def rollcall(self, on: bool) -> None: ...
+
+
+class Checker(Protocol):
+    def check(self, entry: int, pin: str, action: str) -> None: ...
+
+
+class LockoutKeeper(Protocol):
+    """Where the keypad lockout is kept across restarts (services/lockout_store.py)."""
+
+    def keep(self, failures: int, lockouts: int, locked_until: float | None, locked_s: float) -> None: ...
+
+
+class Topics(Protocol):
+    @property
+    def events(self) -> str: ...
+    @property
+    def alliance(self) -> str: ...
+    @property
+    def alliance_out(self) -> str: ...
+    def result(self, command: str) -> str: ...
+
+
+class EffectRunner:
+    """Callable executor for ``CoreLoop``; returns False while emits wait for a retry."""
+
+    def __init__(self, *, light: Light, sink: EventSink, clock: Clock, device_id: str,
+                 precinct: str, boot_id: str, topics: Topics, messenger: Messenger | None = None) -> None:
+        self._light, self._sink, self._clock, self._topics = light, sink, clock, topics
+        self.messenger = messenger
+        self.capturer: Capturer | None = None
+        self.buzzer: Buzzer | None = None
+        self.indicator: Indicator | None = None
+        self.pin_checker: Checker | None = None
+        self.lockout_store: LockoutKeeper | None = None
+        self.selftester: Callable[[str], None] | None = None  # starts a self-test off the loop
+        self._device = {"device_id": device_id, "precinct": precinct, "boot_id": boot_id}
+        self.rejections: Counter[str] = Counter()
+        self.last_rejection: dict[str, str] = {}
+        self.command_ids: CommandMemory | None = None
+        self._rejected_log = RateLimitedLog(_LOG)  # rejected input can arrive by the thousand
+        self.listeners: list[Callable[[Event], None]] = []
+        self.writer = EventWriter(sink, topics.events, self._fields, listeners=self.listeners,
+                                  rejections=self.rejections)
+        self.writer.messenger = messenger
+
+    @property
+    def last_seq(self) -> int:
+        return self._sink.last_seq
+
+    def flush_logs(self) -> None:
+        """At shutdown: say how many rejection lines the rate limit left out."""
+        self._rejected_log.flush()
+
+    @property
+    def pending(self) -> int:
+        """Events decided but not yet durable (normally 0)."""
+        return self.writer.pending
+
+    @property
+    def last_event(self) -> Event | None:
+        return self.writer.last_event
+
+    @property
+    def reserve(self) -> Reserve | None:
+        return self.writer.reserve
+
+    @reserve.setter
+    def reserve(self, reserve: Reserve | None) -> None:
+        self.writer.reserve = reserve
+
+    def storage_fault(self) -> str | None:
+        """The storage fault shown in status, STATUS= and telemetry; None when all is well."""
+        faults = [f"outbox {self._sink.fault}"] if self._sink.fault else []
+        faults += [f"{name} {fault}" for name, fault in self.writer.other_faults.items()]
+        if self.writer.pending and not faults:
+            faults.append(f"{self.writer.pending} event(s) not yet written")
+        return "; ".join(faults)[:300] or None
+
+    def storage_view(self) -> dict[str, object]:
+        return {"fault": self.storage_fault(), "in_memory": self.writer.pending,
+                "sent_from_memory": self.writer.memory.sent,
+                "alarms_only_in_memory": len(self.writer.memory.unsettled()),
+                "dropped_from_memory": self.writer.dropped}
+
+    def __call__(self, effects: Sequence[Effect]) -> bool:
+        captures: list[Capture] = []
+        for effect in effects:
+            match effect:
+                case SetLight(pattern=pattern):
+                    self._set_light(pattern)
+                case Emit():
+                    self.writer.add(effect)
+                case Reject(what=what, reason=reason):
+                    self.rejections[what] += 1
+                    self.last_rejection[what] = clip_text(reason, 400)
+                    self._rejected_log.warning(what, "rejected %s: %s", what, clip_text(reason, 400))
+                case RememberCommand(id=command_id, until=until):
+                    self._remember(command_id, until)
+                case Reply():
+                    self._reply(effect)
+                case Announce(event_id=event_id):
+                    self._announce(event_id)
+                case Capture():
+                    captures.append(effect)
+                case Beep(sound=sound) | SetSound(sound=sound):
+                    self._sound(sound)
+                case SetIndicator(rollcall=on):
+                    if self.indicator is not None:
+                        self._guard("status LED", partial(self.indicator.rollcall, on))
+                case VerifyPin(entry=entry, pin=pin, action=action):
+                    self._verify(entry, pin, action)
+                case KeepLockout():
+                    self._keep_lockout(effect)
+                case RunSelftest(source=source):
+                    if self.selftester is not None:
+                        self._guard("selftest", partial(self.selftester, source))
+        durable = self.writer.flush()
+        for capture in captures:  # after the alarm is on disk and on its way: capture never delays it
+            if self.capturer is not None:
+                self.capturer.request(capture.alarm_id, capture.test, capture.at)
+        return durable
+
+    def _sound(self, sound: str | None) -> None:
+        buzzer = self.buzzer
+        if buzzer is None:
+            return
+        if sound is None:
+            self._guard("buzzer", buzzer.stop)
+        else:
+            self._guard("buzzer", partial(buzzer.play, sound))
+
+    def _remember(self, command_id: str, until: float) -> None:
+        """Before the command acts. A failed write does not stop it (the precinct asked, and this
+        run still refuses a replay); it is logged, counted and shows in ``status``."""
+        if self.command_ids is None:
+            return
+        try:
+            self.command_ids.remember(command_id, until)
+        except (SafehouseError, OSError) as exc:
+            self.rejections["command_ids"] += 1
+            self.last_rejection["command_ids"] = str(exc)
+            _LOG.error("command id %r not stored (a replay after a restart would act again): %s",
+                       command_id, exc)
+
+    def _verify(self, entry: int, pin: str, action: str) -> None:
+        if self.pin_checker is None:
+            _LOG.warning("keypad entry %d not checked: no volunteer registry", entry)
+            return
+        self.pin_checker.check(entry, pin, action)
+
+    def _keep_lockout(self, keep: KeepLockout) -> None:
+        """A failed write does not stop the keypad (this run still enforces the lockout)."""
+        if self.lockout_store is None:
+            return
+        try:
+            self.lockout_store.keep(keep.failures, keep.lockouts, keep.locked_until, keep.locked_s)
+        except (EventLogError, OSError) as exc:
+            self.rejections["lockout_store"] += 1
+            _LOG.error("keypad lockout not stored (a restart would forget it): %s", exc)
+
+    @staticmethod
+    def _guard(what: str, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except Exception:
+            _LOG.exception("%s failed", what)
+
+    def _set_light(self, pattern: str) -> None:
+        try:
+            self._light.play(pattern)
+        except Exception:
+            _LOG.exception("light box failed to play %r", pattern)
+
+    def _fields(self, event_id: str, type_: str, code: int | None, test: bool,
+                data: dict[str, object]) -> dict[str, object]:
+        return {**self._device, "event_id": event_id, "type": type_, "code": code,
+                "ts": iso_utc(self._clock.wall()), "clock_synced": self._clock.synced(),
+                "mono": round(self._clock.mono(), 6), "test": test, "data": data}
+
+    def _reply(self, reply: Reply) -> None:
+        if self.messenger is None:
+            return
+        payload = messages.result(reply, device_id=self._device["device_id"], wall=self._clock.wall())
+        self.messenger.send(self._topics.result(reply.command), payload)
+        if reply.response_topic:
+            self.messenger.send(reply.response_topic, payload, reply.correlation)
+
+    def _announce(self, event_id: str) -> None:
+        if self.messenger is None or not self._topics.alliance:
+            return
+        self.messenger.send(self._topics.alliance_out, messages.alliance_alert(
+            event_id, device_id=self._device["device_id"], precinct=self._device["precinct"],
+            alliance=self._topics.alliance, wall=self._clock.wall()))

@@ -1,0 +1,228 @@
+"""Writing decided events: durable first, and never waiting for storage that is failing.
+
+Each event gets its seq the moment it is decided (``add``: in memory, above the outbox's
+durable seq lease), then is written (``flush``). When the write fails:
+
+- a full disk (``StorageFull``): the alarm reserve is given back and the write tried again at
+  once — the only case where the reserve is spent;
+- anything else, or still no room: an alarm (and a storage fault report) is handed to the
+  uplink's memory queue and published at once, QoS 1, with its seq and event_id; every event
+  stays queued here, in order, and is written the moment the outbox works again (same
+  event_id: the precinct keeps one copy). Non-alarm events wait in a bounded queue; the
+  oldest are dropped beyond ``MEMORY_CAP``, counted and logged.
+
+Storage reports become events here too: ``storage_full``/``storage_restored`` (the reserve)
+and ``storage_damaged`` (a quarantined and salvaged file, with the seq range that may be
+missing), taken from ``damage_sources`` once their salvage is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from safehouse.device.core import codes
+from safehouse.device.core.effects import Emit
+from safehouse.device.core.errors import EventLogError
+from safehouse.device.core.events import ALARM_TYPES, Event
+from safehouse.services.memory_alarms import MemoryAlarms
+from safehouse.services.outbox import OutboxFull
+from safehouse.services.outbox_salvage import Damage
+from safehouse.services.storage_errors import FULL
+
+_LOG = logging.getLogger(__name__)
+MEMORY_CAP = 1000  # non-alarm events kept in memory while storage fails
+SENT_FROM_MEMORY = (*ALARM_TYPES, "storage_damaged")
+FieldMaker = Callable[[str, str, "int | None", bool, "dict[str, object]"], "dict[str, object]"]
+
+
+class EventSink(Protocol):
+    @property
+    def last_seq(self) -> int: ...
+    @property
+    def near_full(self) -> bool: ...
+    @property
+    def fault(self) -> str | None: ...
+    def admit(self, fields: Mapping[str, Any]) -> None: ...
+    def issue(self, fields: Mapping[str, Any]) -> Event: ...
+    def store(self, event: Event, topic: str, *, delivered: bool = False) -> Event: ...
+    def checkpoint(self) -> None: ...
+    def salvage_due(self) -> bool: ...
+
+
+class Reserve(Protocol):
+    def release(self) -> int: ...
+    def rearm_due(self) -> bool: ...
+
+
+class Waker(Protocol):
+    def wake(self, urgent: bool = False) -> None: ...
+
+
+class EventWriter:
+    """Owned by the core loop's thread (the shell); ``memory`` is shared with the uplink."""
+
+    def __init__(self, sink: EventSink, topic: str, make_fields: FieldMaker, *,
+                 listeners: list[Callable[[Event], None]], rejections: Counter[str]) -> None:
+        self._sink, self._topic, self._fields = sink, topic, make_fields
+        self.listeners = listeners
+        self.rejections = rejections
+        self.memory = MemoryAlarms()
+        self.messenger: Waker | None = None
+        self.reserve: Reserve | None = None
+        self.damage_sources: list[Callable[[], list[Damage]]] = []
+        self.other_faults: dict[str, str] = {}  # e.g. the daily counts kept in memory
+        self._queue: deque[Event] = deque()
+        self._storage_short = False  # a storage_full event went out; storage_restored is owed
+        self._was_near_full = False
+        self._failing: str | None = None  # why the last write failed (logged once per episode)
+        self._handed: set[str] = set()  # event ids handed to the memory queue
+        self._listener_failing = False
+        self.dropped = 0
+        self.last_event: Event | None = None
+
+    @property
+    def pending(self) -> int:
+        """Events decided but not yet durable (normally 0)."""
+        return len(self._queue)
+
+    def add(self, emit: Emit) -> None:
+        self._add(self._fields(emit.event_id, emit.type, emit.code, emit.test, dict(emit.data)))
+
+    def _add(self, fields: dict[str, object]) -> None:
+        try:
+            self._sink.admit(fields)
+        except OutboxFull as exc:
+            self.rejections["outbox_full"] += 1
+            _LOG.critical("event %s (%s) DROPPED: %s", fields["event_id"], fields["type"], exc)
+            return
+        event = self._sink.issue(fields)
+        if event.type not in SENT_FROM_MEMORY:
+            self._bound_queue()
+        self._queue.append(event)
+        self.last_event = event
+        _LOG.info("event %s", event.summary())
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except EventLogError as exc:  # e.g. the daily counts on a full disk: said once, not per event
+                if not self._listener_failing:
+                    _LOG.error("event #%d not counted (and later ones while this lasts): %s", event.seq, exc)
+                self._listener_failing = True
+                continue
+            except Exception:
+                _LOG.exception("event listener failed on #%d", event.seq)
+                continue
+            self._listener_failing = False
+
+    def _bound_queue(self) -> None:
+        others = [e for e in self._queue if e.type not in SENT_FROM_MEMORY]
+        if len(others) < MEMORY_CAP:
+            return
+        oldest = others[0]
+        self._queue.remove(oldest)
+        self.dropped += 1
+        self.rejections["memory_dropped"] += 1
+        _LOG.critical("storage failing: event #%d %s (%s) DROPPED from memory (%d kept, %d dropped so far)",
+                      oldest.seq, oldest.event_id, oldest.type, MEMORY_CAP, self.dropped)
+
+    def flush(self) -> bool:
+        """Write what waits, in order; True when nothing is left in memory."""
+        for source in self.damage_sources:
+            for damage in source():
+                self._fault_event("storage_damaged", codes.STORAGE_DAMAGED, damage.as_data())
+        wrote, urgent, released = self._write_queue()
+        if self._storage_events(released):
+            more = self._write_queue()
+            wrote, urgent = wrote or more[0], urgent or more[1]
+        if self.messenger is not None and wrote:
+            self.messenger.wake(urgent)
+        if urgent:  # the alarm is on its way: now also into the database file itself
+            self._sink.checkpoint()
+        return not self._queue
+
+    def _write_queue(self) -> tuple[bool, bool, int]:
+        wrote = urgent = False
+        released = 0
+        while self._queue:
+            event = self._queue[0]
+            try:
+                self._sink.store(event, self._topic, delivered=self.memory.delivered(event.event_id))
+            except EventLogError as exc:
+                if getattr(exc, "kind", None) == FULL and self.reserve is not None:
+                    freed = self.reserve.release()
+                    if freed:
+                        released += freed
+                        continue  # room again: write it now, not at the next retry
+                self._from_memory(exc)
+                break
+            self._queue.popleft()
+            if event.type in SENT_FROM_MEMORY and self._sink.salvage_due():
+                # the outbox holds its drain until a damaged file's events are salvaged: the
+                # alarm goes out from memory now (the outbox sends it again later: same id)
+                self.memory.add(event.event_id, self._topic, event.to_json().encode("utf-8"))
+            else:
+                self.memory.stored(event.event_id)
+            self._handed.discard(event.event_id)
+            wrote, urgent = True, urgent or event.type in ALARM_TYPES
+            self._near_full()
+        if not self._queue and self._failing is not None:
+            _LOG.warning("storage works again: every event kept in memory is written")
+            self._failing = None
+        return wrote, urgent, released
+
+    def _from_memory(self, exc: Exception) -> None:
+        """The write failed: alarms go out from memory now; everything waits for a retry."""
+        if self._failing is None:
+            _LOG.critical("storage failing (%s): events are kept in memory, alarms sent from memory", exc)
+        self._failing = str(exc)
+        sent = False
+        for event in self._queue:
+            if event.type in SENT_FROM_MEMORY and event.event_id not in self._handed:
+                self._handed.add(event.event_id)
+                self.memory.add(event.event_id, self._topic, event.to_json().encode("utf-8"))
+                _LOG.critical("alarm #%d %s (%s) not written (%s): sending it from memory",
+                              event.seq, event.event_id, event.type, exc)
+                sent = True
+        if sent and self.messenger is not None:
+            self.messenger.wake(True)
+
+    def _near_full(self) -> None:
+        near = self._sink.near_full
+        if near and not self._was_near_full:
+            self._add(self._fields(str(uuid.uuid4()), "outbox_near_full", codes.COMM_TROUBLE, False, {}))
+        self._was_near_full = near
+
+    def _storage_events(self, released: int) -> bool:
+        """``storage_full`` once the reserve was spent; ``storage_restored`` once it is back."""
+        if released:
+            self._storage_short = True
+            self._fault_event("storage_full", codes.PERIPHERAL_TROUBLE, {"reserve_released_bytes": released})
+            return True
+        if self._storage_short and self.reserve is not None and self.reserve.rearm_due():
+            self._storage_short = False
+            self._fault_event("storage_restored", codes.PERIPHERAL_TROUBLE,
+                              {"dropped_from_memory": self.dropped})
+            return True
+        return False
+
+    def _fault_event(self, type_: str, code: int, data: dict[str, object]) -> None:
+        self._add(self._fields(str(uuid.uuid4()), type_, code, False, data))
+
+    def record_of(self, event_id: str, link: str = "") -> tuple[str, str]:
+        """Where an event stands, for `safehouse press`: (durable|delivered|sent_from_memory|
+        memory_only, why)."""
+        if all(e.event_id != event_id for e in self._queue):
+            return "durable", "written to the outbox on disk (fsynced); the uplink delivers it from there"
+        fault = self._sink.fault or self._failing or "the write failed"
+        if self.memory.delivered(event_id):
+            return "delivered", (f"NOT on disk ({fault}); sent from memory and acknowledged by the "
+                                 "broker; written to disk when storage returns")
+        if self.memory.was_published(event_id):
+            return "sent_from_memory", (f"NOT on disk ({fault}); published from memory, no broker "
+                                        "acknowledgement yet; written to disk when storage returns")
+        return "memory_only", (f"NOT on disk ({fault}) and not sent yet (link {link or 'down'}); kept in "
+                               "memory: sent the moment the broker is reachable, lost if power fails first")

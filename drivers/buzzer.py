@@ -26,8 +26,8 @@ from gpiozero import Buzzer as _GpioBuzzer
 from gpiozero import TonalBuzzer as _GpioTonalBuzzer
 from gpiozero.tones import Tone
 
-from safehouse.device.closing import Closing
-from safehouse.device.errors import HardwareError
+from safehouse.device.core.closing import Closing
+from safehouse.device.core.errors import HardwareError
 from safehouse.drivers.pins import opening
 
 _LOG = logging.getLogger(__name__)

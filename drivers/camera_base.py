@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from safehouse.device.closing import Closing
-from safehouse.device.errors import HardwareError
+from safehouse.device.core.closing import Closing
+from safehouse.device.core.errors import HardwareError
 
 _LOG = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from gpiozero import DigitalInputDevice
 
-from safehouse.device.closing import Closing
+from safehouse.device.core.closing import Closing
 from safehouse.drivers.pins import opening
 
 _LOG = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from safehouse.device.errors import HardwareError
+from safehouse.device.core.errors import HardwareError
 
 _LOG = logging.getLogger(__name__)
 

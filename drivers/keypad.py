@@ -33,9 +33,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from safehouse.device.closing import Closing
-from safehouse.device.errors import HardwareError
-from safehouse.device.ratelimit import RateLimitedLog, clip_text
+from safehouse.device.core.closing import Closing
+from safehouse.device.core.errors import HardwareError
+from safehouse.device.core.ratelimit import RateLimitedLog, clip_text
 from safehouse.drivers.keypad_guard import KEYS, SEPARATORS, Episode, FloodGuard
 
 _LOG = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from typing import Any
 
 from gpiozero import PWMLED
 
-from safehouse.device.closing import Closing
-from safehouse.device.errors import HardwareError
+from safehouse.device.core.closing import Closing
+from safehouse.device.core.errors import HardwareError
 from safehouse.drivers.patterns import PATTERNS, BrightnessSchedule, Pattern, Step
 from safehouse.drivers.pins import opening
 

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from safehouse.device.errors import HardwareError
+from safehouse.device.core.errors import HardwareError
 from safehouse.drivers.mic_child import BLOCK, ERROR, HEADER, OVERRUN, RECORD
 from safehouse.drivers.resample import Resampler
 from safehouse.drivers.ring_buffer import Samples

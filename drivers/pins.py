@@ -16,7 +16,7 @@ from pathlib import Path
 from gpiozero.pins import Factory
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from safehouse.device.errors import HardwareError
+from safehouse.device.core.errors import HardwareError
 from safehouse.drivers.gpiochip import header_chip
 
 _LOG = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from typing import Any
 
 from gpiozero import LED
 
-from safehouse.device.closing import Closing
-from safehouse.device.errors import HardwareError
+from safehouse.device.core.closing import Closing
+from safehouse.device.core.errors import HardwareError
 from safehouse.drivers.pins import opening
 
 _LOG = logging.getLogger(__name__)

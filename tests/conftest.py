@@ -18,10 +18,10 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # the daily counts, roll-call times). `make test` reruns them under a night-time and a day-time TZ.
 LOCAL_TIME_TESTS = (
     "tests/drivers/test_lightbox.py",
-    "tests/test_stats.py",
-    "tests/test_keypad_core.py",
-    "tests/test_sim_clock.py",
-    "tests/test_daemon_inprocess.py::test_the_idle_beacon_dims_by_the_daemons_clock_not_the_machines",
+    "tests/services/test_stats.py",
+    "tests/core/test_keypad_core.py",
+    "tests/core/test_sim_clock.py",
+    "tests/runtime/test_daemon_inprocess.py::test_the_idle_beacon_dims_by_the_daemons_clock_not_the_machines",
 )
 
 

@@ -1,7 +1,7 @@
 """A mosquitto that runs the repository's own ``config/mosquitto-precinct.conf``.
 
 Kept apart from ``tests/mqtt_rig.py`` (which it builds on) so the shipped broker settings, not
-the rig's defaults, are what tests/test_broker_permissions.py exercises.
+the rig's defaults, are what tests/e2e/test_broker_permissions.py exercises.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The systemd units: valid, hardened (exposure ≤ 2.0), Type=notify with a watchdog, and every
-line the kiosk's hardware needs (a removed line fails here; tests/test_sandbox_rehearsal.py
+line the kiosk's hardware needs (a removed line fails here; tests/e2e/test_sandbox_rehearsal.py
 runs the real GPIO stack in the unit's file view)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import require_tool
 from tests.sandbox_rig import UnitView, parse_unit
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "safehouse.service"
 SELFTEST = REPO / "systemd" / "safehouse-selftest.service"
 

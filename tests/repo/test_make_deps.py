@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tests.conftest import require_tool
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def apt_packages() -> list[str]:

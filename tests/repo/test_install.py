@@ -20,7 +20,7 @@ from packaging.requirements import Requirement
 from tests.conftest import require_tool, unavailable
 from tests.sandbox_rig import parse_unit
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SYSTEMD = REPO / "systemd"
 INSTALL = SYSTEMD / "install.sh"
 UNINSTALL = SYSTEMD / "uninstall.sh"

@@ -323,7 +323,7 @@ def test_a_console_away_while_telemetry_piles_up_still_gets_the_alarm_sent_after
 
 def test_every_listener_of_the_shipped_config_carries_its_own_security_settings() -> None:
     """With per_listener_settings, a listener without its own acl_file would grant everything."""
-    conf = (Path(__file__).resolve().parent.parent / "config" / "mosquitto-precinct.conf").read_text()
+    conf = (Path(__file__).resolve().parents[2] / "config" / "mosquitto-precinct.conf").read_text()
     lines = [line.split() for line in conf.splitlines() if line.strip() and not line.startswith("#")]
     assert ["per_listener_settings", "true"] in lines
     starts = [i for i, words in enumerate(lines) if words[0] == "listener"]

@@ -21,7 +21,7 @@ from safehouse.device.core.errors import HardwareError
 from safehouse.drivers.gpiochip import Chip, header_chip, list_chips
 from tests.conftest import unavailable
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def fake_sysfs(root: Path, chips: list[tuple[str, int, int, str]], *, legacy: bool = True,

@@ -31,7 +31,7 @@ import pytest
 from tests.conftest import unavailable
 from tests.sandbox_rig import Result, parse_unit, rehearse, stages
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "safehouse.service"
 SELFTEST = REPO / "systemd" / "safehouse-selftest.service"
 VENV_BIN = Path(sys.executable).parent

@@ -11,7 +11,7 @@ import pytest
 from safehouse.device.core.errors import ConfigError
 from safehouse.device.runtime import config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

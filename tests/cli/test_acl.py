@@ -1,6 +1,6 @@
 """`safehouse acl render`: the fleet inventory in, a least-privilege mosquitto ACL out.
 
-What the rules do on a real broker is proved in tests/test_broker_permissions.py; here: the
+What the rules do on a real broker is proved in tests/e2e/test_broker_permissions.py; here: the
 inventory is read the way Ansible resolves it, every bad input is reported at once with where
 it is, and the CLI writes the file a precinct installs.
 """
@@ -20,7 +20,7 @@ from safehouse.device.runtime.config_schema import IDENT
 from safehouse.services.acl import fleet_of, render_acl
 from safehouse.services.inventory import ID_PATTERN, Kiosk, read_fleet
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "deploy" / "ansible" / "inventory.example.yml"
 N7 = "safehouse/v1/north-7"
 

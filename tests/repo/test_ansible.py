@@ -21,7 +21,7 @@ import yaml
 from tests.conftest import require_tool
 from tests.pki import make_pki
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "deploy" / "ansible" / "site.yml"
 HOSTS = {"kiosk1": "SH-T001", "kiosk2": "SH-T002"}
 # What install.sh needs from a checkout; a snapshot keeps the run stable while the repo is edited.

@@ -38,7 +38,7 @@ from safehouse.services.volunteers import (
 from safehouse.services.volunteers_edit import add, hash_pin, remove
 from tests.conftest import unavailable, write_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHEAP = ScryptParams(n=16, r=1, p=1)
 PIN, DURESS, OTHER_PIN = "73914628", "51862093", "40027715"  # 8 digits: never in base64 by chance
 HASHES = re.compile(r'"scrypt\$[^"]*"')
@@ -285,7 +285,7 @@ def run_cli(argv: Sequence[str]) -> int:
 
 
 def cli(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    code = "import sys; from tests.test_volunteers import run_cli; sys.exit(run_cli(sys.argv[1:]))"
+    code = "import sys; from tests.services.test_volunteers import run_cli; sys.exit(run_cli(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, "--config", str(config), "volunteer", *args],
                           input=stdin, capture_output=True, text=True, cwd=REPO, timeout=30, check=False)
 

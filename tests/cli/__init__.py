@@ -1,0 +1,1 @@
+"""Tests of the `safehouse` command, run through its real main()."""

@@ -1,0 +1,1 @@
+"""Tests of the pure core: decide(), the keypad grammar, precinct commands, bounded input."""

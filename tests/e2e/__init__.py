@@ -1,0 +1,1 @@
+"""Tests of the whole kiosk: real daemon, real mosquitto, PTYs, ALSA."""

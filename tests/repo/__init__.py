@@ -1,0 +1,1 @@
+"""Tests of the repository itself: docs, Makefile, installer, units, playbook."""

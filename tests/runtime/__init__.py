@@ -1,0 +1,1 @@
+"""Tests of the runtime: config, the daemon in-process, the event writer."""

@@ -1,0 +1,1 @@
+"""Tests of services on real files, sockets and brokers."""

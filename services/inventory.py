@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from safehouse.device.core.errors import ConfigError
 
 # The kiosk config's rule for ids (device.config_schema.IDENT, repeated so services stay free
-# of the config layer; tests/test_acl.py checks they agree). It also keeps every ACL line
+# of the config layer; tests/cli/test_acl.py checks they agree). It also keeps every ACL line
 # literal: no '+', '#', '/' or space can turn a grant into a wildcard.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ID_TEXT = "1-64 characters of A-Z a-z 0-9 _ -"

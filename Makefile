@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= config/sim.toml
 # Debian packages the test suite talks to: broker, serial PTYs, audio (libasound2-dev + gcc build
-# the 48 kHz-only test microphone, tests/alsa_fixed_rate.c; gcc only recommends libc6-dev, and
+# the 48 kHz-only test microphone, tests/rig/alsa_fixed_rate.c; gcc only recommends libc6-dev, and
 # apt-get runs without recommends), PKI, systemd-analyze/systemd-sysusers (the unit tests; a
 # minimal image has no systemd package).
 APT_PACKAGES := mosquitto mosquitto-clients socat libportaudio2 alsa-utils libasound2-dev gcc libc6-dev openssl tzdata systemd
@@ -66,8 +66,8 @@ pytest: venv deps
 # The time-of-day tests again, where it is night now (23:xx) and where it is day now (11:xx):
 # one that secretly reads the local wall clock fails on every run, not only after 19:00.
 pytest-tz: venv deps
-	TZ=$$($(PY) -m tests.tz_at 23) $(PY) -m pytest -q -p no:cacheprovider -m local_time
-	TZ=$$($(PY) -m tests.tz_at 11) $(PY) -m pytest -q -p no:cacheprovider -m local_time
+	TZ=$$($(PY) -m tests.rig.tz_at 23) $(PY) -m pytest -q -p no:cacheprovider -m local_time
+	TZ=$$($(PY) -m tests.rig.tz_at 11) $(PY) -m pytest -q -p no:cacheprovider -m local_time
 
 test: deps venv lint typecheck pytest
 

@@ -28,7 +28,7 @@ from bench.chaos_precinct import Verdict, alarms_with_evidence, console, first_s
 from bench.chaos_world import DEVICE, PRECINCT, World
 from safehouse.services.outbox_read import read_events
 from safehouse.services.topics import Topics
-from tests.mqtt_rig import Subscriber
+from tests.rig.subscriber import Subscriber
 
 _LOG = logging.getLogger("chaos")
 
@@ -94,7 +94,7 @@ def run(seed: int, duration: float, *, drain: float = 150.0, folder: Path | None
                                    name="people", daemon=True)  # Ctrl-C must not wait for it
         citizen.start()
         # Faults run on this (the main) thread: the broker dies with the thread that started it
-        # (PR_SET_PDEATHSIG in tests/mqtt_rig.py), so a short-lived thread must never start it.
+        # (PR_SET_PDEATHSIG in tests/rig/broker.py), so a short-lived thread must never start it.
         _run_steps(fault_steps, t0, world.apply, errors)
         citizen.join()
         world.heal()

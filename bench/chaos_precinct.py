@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.mqtt_rig import Broker, Message, Subscriber
+from tests.rig.broker import Broker
+from tests.rig.mqtt_message import Message
+from tests.rig.subscriber import Subscriber
 
 SESSION_EXPIRY = 86400
 

@@ -25,11 +25,13 @@ import pytest
 from bench.chaos_plan import Step
 from safehouse.services.control import ControlError, request
 from safehouse.services.storage_errors import read_only
-from tests.conftest import IN_CI, write_config
-from tests.daemon_proc import CLI, DaemonProcess
-from tests.disk_rig import TmpfsError, fill, mount_tmpfs, remount, unmount
-from tests.mqtt_rig import Blackhole, Broker
-from tests.serial_rig import SerialRig
+from tests.rig.availability import IN_CI
+from tests.rig.blackhole import Blackhole
+from tests.rig.broker import Broker
+from tests.rig.daemon import CLI, DaemonProcess
+from tests.rig.disk import TmpfsError, fill, mount_tmpfs, remount, unmount
+from tests.rig.kiosk_config import write_config
+from tests.rig.serial_pty import SerialRig
 
 _LOG = logging.getLogger("chaos")
 DEVICE, PRECINCT = "SH-CHAOS-0001", "chaos"

@@ -33,7 +33,7 @@ from typing import Any
 from bench.press_latency import percentile
 from safehouse.device.core.errors import ControlError
 from safehouse.services.control import request
-from tests.mqtt_rig import Broker
+from tests.rig.broker import Broker
 
 NOBODY = 65534
 HELD = 1100  # what the tester held open in issue 12

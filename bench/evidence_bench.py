@@ -22,7 +22,7 @@ from bench.press_latency import BUTTON, percentile
 from safehouse.device.core.inputs import ResolveRequested
 from safehouse.device.runtime.daemon import Daemon
 from safehouse.services.topics import Topics
-from tests.mqtt_rig import Broker
+from tests.rig.broker import Broker
 
 CAPTURE_ON = ("[camera]\noffsets = [0.0, 0.2]\n"
               "[microphone]\npre_roll = 10.0\npost_roll = 1.0\n")

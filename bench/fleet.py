@@ -37,7 +37,7 @@ from bench.fleet_observer import Observer
 from bench.fleet_worker import PRECINCT, serve
 from bench.press_latency import percentile
 from safehouse.device.runtime.config_schema import SCHEMA
-from tests.mqtt_rig import Broker
+from tests.rig.broker import Broker
 
 OUT = Path(__file__).resolve().parent / "out"
 DEFAULT_INTERVAL = float(SCHEMA["telemetry"]["interval"].default)

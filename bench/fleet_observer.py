@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Self
 
-from tests.mqtt_rig import Broker, Subscriber
+from tests.rig.broker import Broker
+from tests.rig.subscriber import Subscriber
 
 # PUBLISH packets only; $SYS/broker/messages/* would also count PINGREQ, PUBACK and the rest
 SYS_RECEIVED = "$SYS/broker/publish/messages/received"

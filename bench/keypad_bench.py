@@ -34,8 +34,8 @@ from safehouse.device.core.inputs import ResolveRequested
 from safehouse.services.topics import Topics
 from safehouse.services.volunteers import VolunteerRegistry
 from safehouse.services.volunteers_edit import add
-from tests.mqtt_rig import Broker
-from tests.serial_rig import SerialRig
+from tests.rig.broker import Broker
+from tests.rig.serial_pty import SerialRig
 
 BUZZER = 23
 VOLUNTEERS = 8  # a typical kiosk's roster, each with a duress PIN: 16 hashes per check

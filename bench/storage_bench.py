@@ -29,8 +29,9 @@ from safehouse.device.core.inputs import ResolveRequested
 from safehouse.device.runtime.daemon import Daemon
 from safehouse.services.outbox import Outbox
 from safehouse.services.topics import Topics
-from tests.disk_rig import TmpfsError, fill, mount_tmpfs, unmount
-from tests.mqtt_rig import Broker, Subscriber
+from tests.rig.broker import Broker
+from tests.rig.disk import TmpfsError, fill, mount_tmpfs, unmount
+from tests.rig.subscriber import Subscriber
 
 TOPIC = Topics("b", "BENCH").events
 

@@ -26,7 +26,7 @@ from safehouse.device.core.inputs import ResolveRequested
 from safehouse.services.outbox import Outbox
 from safehouse.services.topics import Topics
 from safehouse.services.uplink import LinkSettings, Uplink
-from tests.mqtt_rig import Broker
+from tests.rig.broker import Broker
 
 WINDOW = 100
 

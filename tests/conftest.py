@@ -1,18 +1,24 @@
-"""Shared fixtures: kiosk configs in short temp dirs, and the CI rule that nothing is skipped."""
+"""Every shared fixture, defined once: short temp dirs, GPIO, the test PKI and brokers.
+
+Helpers (not fixtures) live in ``tests/rig/``, one module per part; this file only hands them to
+tests. The PKI is session-scoped because generating it is the slow part (~0.2 s) and tests only
+read it; brokers are per test because tests stop, kill and restart them.
+"""
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
+from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
+from tests.rig.availability import require_tool
+from tests.rig.blackhole import Blackhole
+from tests.rig.broker import ACL_KIOSKS, CONSOLE_USER, PKI_CLIENTS, Broker, mosquitto_path, write_acl
+from tests.rig.pki import Pki, make_pki
 
 # Tests whose meaning depends on the local hour or the time zone (beacon dimming, the local day of
 # the daily counts, roll-call times). `make test` reruns them under a night-time and a day-time TZ.
@@ -31,49 +37,74 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.local_time)
 
 
-def unavailable(message: str) -> NoReturn:
-    """Something real the test needs is missing: in CI that fails the test, elsewhere it skips."""
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def require_tool(name: str) -> str:
-    """Path of a tool the test needs (see ``unavailable``)."""
-    path = shutil.which(name)
-    if path:
-        return path
-    unavailable(f"{name} is not installed (make test installs it: see APT_PACKAGES in the Makefile)")
+def _temp_dir(prefix: str) -> Path:
+    """Short /tmp paths: tracebacks stay readable and Unix socket paths stay under 108 bytes."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
 
 
 @pytest.fixture
 def short_dir() -> Iterator[Path]:
     """A temp dir with a short path: Unix socket paths must stay under 108 bytes."""
-    path = Path(tempfile.mkdtemp(prefix="sh-", dir="/tmp"))
+    path = _temp_dir("sh-")
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def write_config(folder: Path, extra: str = "", *, capture: bool = False, alarm: str = "",
-                 staffed: bool = True, **device: str) -> Path:
-    """A minimal sim kiosk config whose state and socket live in ``folder``.
-
-    Evidence capture (camera, microphone) is off unless ``capture``: most tests are about
-    alarms and links, and a 20 s audio clip per alarm would only slow them down. ``staffed``
-    turns off the at-once escalation of alarms while nobody is on duty (keypad tests check
-    in for real); ``alarm`` adds lines to the [alarm] table.
-    """
-    dev = {"id": "SH-TEST-0001", "precinct": "test", "hardware": "sim", **device}
-    lines = ["[device]"] + [f'{k} = "{v}"' for k, v in dev.items()]
-    lines += [f'state_dir = "{folder / "state"}"', "", "[control]", f'socket = "{folder / "ctl.sock"}"', ""]
-    if not capture:
-        lines += ["[camera]", "enabled = false", "[microphone]", "enabled = false", ""]
-    lines += ["[alarm]", f"escalate_unstaffed = {'false' if staffed else 'true'}", alarm, ""]
-    path = folder / "config.toml"
-    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
-    return path
+@pytest.fixture
+def factory() -> Iterator[MockFactory]:
+    """GPIO: gpiozero's own MockFactory with PWM-capable pins, one per test."""
+    pin_factory = MockFactory(pin_class=MockPWMPin)
+    yield pin_factory
+    pin_factory.close()
 
 
-from tests.mqtt_fixtures import acl_broker, blackhole, broker, mqtt_dir, pki, tls_broker  # noqa: E402, F401
+@pytest.fixture(scope="session")
+def pki() -> Iterator[Pki]:
+    """A CA, a 127.0.0.1 server cert, clients SH-A, SH-B and precinct-console, plus bad clients."""
+    openssl = require_tool("openssl")
+    folder = _temp_dir("sh-pki-")
+    try:
+        yield make_pki(folder, clients=PKI_CLIENTS, openssl=openssl)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def mqtt_dir() -> Iterator[Path]:
+    """A per-test folder for broker config, log and ACL."""
+    folder = _temp_dir("sh-mq-")
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def broker(mqtt_dir: Path) -> Iterator[Broker]:
+    """A running plain broker (anonymous clients allowed) on a free 127.0.0.1 port."""
+    with Broker(mqtt_dir / "plain", mosquitto=mosquitto_path()) as running:
+        yield running
+
+
+@pytest.fixture
+def tls_broker(mqtt_dir: Path, pki: Pki) -> Iterator[Broker]:
+    """A running broker that requires a client certificate of ``pki.ca``; CN = username."""
+    with Broker(mqtt_dir / "tls", pki=pki, mosquitto=mosquitto_path()) as running:
+        yield running
+
+
+@pytest.fixture
+def acl_broker(mqtt_dir: Path, pki: Pki) -> Iterator[Broker]:
+    """The TLS broker with the repository's ACL template rendered for ``ACL_KIOSKS``."""
+    acl = write_acl(mqtt_dir, ACL_KIOSKS, CONSOLE_USER)
+    with Broker(mqtt_dir / "acl", pki=pki, acl_file=acl, mosquitto=mosquitto_path()) as running:
+        yield running
+
+
+@pytest.fixture
+def blackhole() -> Iterator[Blackhole]:
+    """A 127.0.0.1 port that accepts TCP and never answers."""
+    with Blackhole() as hole:
+        yield hole

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import write_config
+from tests.rig.kiosk_config import write_config
 
 CLI = [sys.executable, "-m", "safehouse.device.cli.main"]
 

@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 from safehouse.services.outbox import Outbox
-from tests.conftest import write_config
-from tests.daemon_proc import CLI, DaemonProcess
+from tests.rig.daemon import CLI, DaemonProcess
+from tests.rig.kiosk_config import write_config
 
 TOPIC = "safehouse/v1/test/SH-TEST-0001/events"
 

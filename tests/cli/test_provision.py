@@ -10,10 +10,10 @@ import pytest
 
 from safehouse.device.cli.provision import add_parser
 from safehouse.device.runtime import config as configuration
-from tests.conftest import write_config
-from tests.daemon_proc import DaemonProcess
-from tests.mqtt_rig import Broker
-from tests.pki import CertKey, Pki
+from tests.rig.broker import Broker
+from tests.rig.daemon import DaemonProcess
+from tests.rig.kiosk_config import write_config
+from tests.rig.pki import CertKey, Pki
 
 URL = "mqtts://broker.example:8883"
 

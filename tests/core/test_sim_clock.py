@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from safehouse.device.core.clock import SimClock
-from tests.conftest import write_config
-from tests.daemon_proc import DaemonProcess
+from tests.rig.daemon import DaemonProcess
+from tests.rig.kiosk_config import write_config
 
 
 def _age(ts: str) -> float:

@@ -1,6 +1,6 @@
 """The camera as the capture worker sees it: JPEG bytes that decode, errors a technician can act on.
 
-Picamera2Camera runs against a test double of picamera2 (tests/picamera2_double.py), installed
+Picamera2Camera runs against a test double of picamera2 (tests/rig/picamera2_double.py), installed
 in ``sys.modules`` for one test at a time; SimCamera runs for real, Pillow and all.
 """
 
@@ -29,7 +29,7 @@ from safehouse.drivers.camera import (
     SimCamera,
     make_camera,
 )
-from tests.picamera2_double import Picamera2Double, installed
+from tests.rig.picamera2_double import Picamera2Double, installed
 
 HINTS = ("ribbon cable", "rpicam-hello --list-cameras", "video")
 

@@ -1,6 +1,6 @@
 """A camera that stops sending frames: the snapshot fails in time, and the camera comes back.
 
-picamera2 runs as the test double (tests/picamera2_double.py), which queues captures and
+picamera2 runs as the test double (tests/rig/picamera2_double.py), which queues captures and
 ``stop()`` the way the real library does, so a stalled camera here hangs exactly where a real
 one does. Time limits are checked the way the kiosk checks them: the capture goes through the
 capture worker's own ``call_with_timeout`` at ``camera.timeout``, which would raise
@@ -30,7 +30,7 @@ from safehouse.drivers.camera import CameraError, Picamera2Camera
 from safehouse.services.capture import CaptureService, CaptureSettings, call_with_timeout
 from safehouse.services.evidence import EvidenceStore
 from safehouse.services.outbox import Outbox
-from tests.picamera2_double import Picamera2Double, installed
+from tests.rig.picamera2_double import Picamera2Double, installed
 
 TIMEOUT = 1.0  # camera.timeout: the driver waits 0.6 s for a frame, 0.3 s for a release
 

@@ -19,7 +19,7 @@ import pytest
 
 from safehouse.device.core.errors import HardwareError
 from safehouse.drivers.gpiochip import Chip, header_chip, list_chips
-from tests.conftest import unavailable
+from tests.rig.availability import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from safehouse.device.core.errors import HardwareError
 from safehouse.drivers.keypad import Keypad
 from safehouse.drivers.keypad_guard import FloodGuard
-from tests.conftest import unavailable
-from tests.serial_rig import SerialRig
+from tests.rig.availability import unavailable
+from tests.rig.serial_pty import SerialRig
 
 KEY_BYTES = b"0123456789*#"
 

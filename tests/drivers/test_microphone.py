@@ -1,6 +1,6 @@
 """The microphone through the real sounddevice -> PortAudio -> ALSA path, no mocks.
 
-The "sound card" is ALSA's file plugin reading samples a test chose (tests/audio_rig.py), so
+The "sound card" is ALSA's file plugin reading samples a test chose (tests/rig/audio.py), so
 a clip can be checked sample for sample against its source.
 """
 
@@ -23,7 +23,7 @@ from safehouse.device.core.errors import HardwareError
 from safehouse.drivers.microphone import MicrophoneError, SoundDeviceMicrophone
 from safehouse.drivers.ring_buffer import SampleRing
 from safehouse.drivers.sim_audio import chirp_signal, prepare_sim_audio
-from tests import audio_rig
+from tests.rig import audio as audio_rig
 
 RATE = 16000
 BLOCK = 1600

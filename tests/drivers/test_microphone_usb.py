@@ -1,6 +1,6 @@
 """A microphone like people plug in: one that only does 48 (or 44.1) kHz, and one that stalls.
 
-The device is real ALSA (tests/alsa_fixed_rate.c, an ioplug PCM that refuses every rate but
+The device is real ALSA (tests/rig/alsa_fixed_rate.c, an ioplug PCM that refuses every rate but
 its own) under the real sounddevice -> PortAudio path, inside the driver's capture process.
 """
 
@@ -20,8 +20,8 @@ import pytest
 
 from safehouse.drivers.microphone import Clip, MicrophoneError, SoundDeviceMicrophone
 from safehouse.drivers.resample import Resampler
-from tests import audio_rig
-from tests.conftest import unavailable
+from tests.rig import audio as audio_rig
+from tests.rig.availability import unavailable
 
 RATE = 16000
 HZ = 440.0

@@ -25,8 +25,8 @@ import pytest
 from safehouse.device.cli.acceptance import scan_journal
 from safehouse.device.cli.acceptance_service import AcceptanceError, Systemd
 from safehouse.device.runtime.acceptance_probe import jpeg_size
-from tests.conftest import write_config
-from tests.daemon_proc import DaemonProcess
+from tests.rig.daemon import DaemonProcess
+from tests.rig.kiosk_config import write_config
 
 CLI = [sys.executable, "-m", "safehouse.device.cli.main"]
 PIN = "2468"

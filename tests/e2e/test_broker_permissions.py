@@ -1,8 +1,8 @@
 """The precinct broker as shipped, proved cell by cell: who may write and read every topic family.
 
-A real mosquitto runs ``config/mosquitto-precinct.conf`` (``tests.precinct_rig.PrecinctBroker``:
+A real mosquitto runs ``config/mosquitto-precinct.conf`` (``tests.rig.precinct.PrecinctBroker``:
 only paths, port and logging differ) with the ACL ``safehouse acl render`` writes for a fleet
-inventory in the Ansible format, and real certificates from ``tests/pki.py``.
+inventory in the Ansible format, and real certificates from ``tests/rig/pki.py``.
 
 How a cell is decided, never by sleeping and hoping (mosquitto 2 drops a denied publish in
 silence for MQTT 3.1.1 and grants a denied subscription, then withholds the messages):
@@ -36,12 +36,14 @@ from paho.mqtt.enums import MQTTProtocolVersion
 
 from safehouse.services.acl import render_acl
 from safehouse.services.inventory import read_fleet
-from tests.conftest import write_config
-from tests.daemon_proc import DaemonProcess
-from tests.mqtt_fixtures import mosquitto_path, require_tool
-from tests.mqtt_rig import ConnectFailed, Subscriber
-from tests.pki import Pki, make_pki
-from tests.precinct_rig import PrecinctBroker
+from tests.rig.availability import require_tool
+from tests.rig.broker import mosquitto_path
+from tests.rig.daemon import DaemonProcess
+from tests.rig.kiosk_config import write_config
+from tests.rig.mqtt_message import ConnectFailed
+from tests.rig.pki import Pki, make_pki
+from tests.rig.precinct import PrecinctBroker
+from tests.rig.subscriber import Subscriber
 
 P, Q = "safehouse/v1/p1", "safehouse/v1/p2"
 V311, V5 = MQTTProtocolVersion.MQTTv311, MQTTProtocolVersion.MQTTv5

@@ -14,10 +14,10 @@ import os
 import re
 from pathlib import Path
 
-from tests.mqtt_fixtures import mosquitto_path
-from tests.mqtt_rig import Subscriber, write_acl
-from tests.pki import Pki
-from tests.precinct_rig import PRECINCT_CONF, PrecinctBroker
+from tests.rig.broker import mosquitto_path, write_acl
+from tests.rig.pki import Pki
+from tests.rig.precinct import PRECINCT_CONF, PrecinctBroker
+from tests.rig.subscriber import Subscriber
 
 ROOT = "safehouse/v1/p1/SH-B/"
 MIB = 1024 * 1024

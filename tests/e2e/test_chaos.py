@@ -13,7 +13,7 @@ import pytest
 
 from bench.chaos import run
 from bench.chaos_plan import FAULTS, describe, plan
-from tests.conftest import require_tool, unavailable
+from tests.rig.availability import require_tool, unavailable
 
 SHORT = 45.0
 SHORT_GAP = (1.5, 5.0)

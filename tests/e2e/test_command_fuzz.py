@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import write_config
-from tests.contract import validate
-from tests.daemon_proc import DaemonProcess
-from tests.mqtt_rig import Broker
+from tests.rig.broker import Broker
+from tests.rig.contract import validate
+from tests.rig.daemon import DaemonProcess
+from tests.rig.kiosk_config import write_config
 
 ROOT = "safehouse/v1/test/SH-TEST-0001/"
 

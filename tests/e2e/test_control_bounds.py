@@ -1,6 +1,6 @@
 """The control socket of a real daemon under abuse: client limit, idle timeout, nesting, no threads.
 
-The daemon runs as a subprocess (tests/daemon_proc.py) and is asked with the real CLI. The
+The daemon runs as a subprocess (tests/rig/daemon.py) and is asked with the real CLI. The
 16 connections that fill its slots come from a process running as another user (uid 65534,
 in the socket's group), as a compromised program in the group would: root's `safehouse
 status` still gets the slot kept for root.
@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from safehouse.services.control import ControlServer, request
-from tests.conftest import unavailable, write_config
-from tests.daemon_proc import DaemonProcess
+from tests.rig.availability import unavailable
+from tests.rig.daemon import DaemonProcess
+from tests.rig.kiosk_config import write_config
 
 NOBODY = 65534
 

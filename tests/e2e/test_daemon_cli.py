@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_config
-from tests.daemon_proc import CLI, DaemonProcess
+from tests.rig.daemon import CLI, DaemonProcess
+from tests.rig.kiosk_config import write_config
 
 
 @pytest.fixture

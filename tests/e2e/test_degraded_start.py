@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from safehouse.services.outbox import Outbox
-from tests.conftest import write_config
-from tests.daemon_proc import DaemonProcess
-from tests.disk_rig import garbage_header, garbage_page, truncate_half
-from tests.mqtt_rig import Broker, Message
+from tests.rig.broker import Broker
+from tests.rig.daemon import DaemonProcess
+from tests.rig.disk import garbage_header, garbage_page, truncate_half
+from tests.rig.kiosk_config import write_config
+from tests.rig.mqtt_message import Message
 
 DEVICE = "SH-TEST-0001"
 TOPIC = f"safehouse/v1/test/{DEVICE}/events"

@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from tests.conftest import write_config
-from tests.contract import validate
-from tests.daemon_proc import DaemonProcess
-from tests.mqtt_rig import Broker, Subscriber
+from tests.rig.broker import Broker
+from tests.rig.contract import validate
+from tests.rig.daemon import DaemonProcess
+from tests.rig.kiosk_config import write_config
+from tests.rig.subscriber import Subscriber
 
 ROOT = "safehouse/v1/test/SH-TEST-0001/"
 FAST = ("[camera]\noffsets = [0.0, 0.5]\ntimeout = 1.0\nwidth = 640\nheight = 480\n"

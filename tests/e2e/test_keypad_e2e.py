@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import write_config
-from tests.daemon_proc import CLI, DaemonProcess
-from tests.mqtt_rig import Broker
-from tests.serial_rig import SerialRig
+from tests.rig.broker import Broker
+from tests.rig.daemon import CLI, DaemonProcess
+from tests.rig.kiosk_config import write_config
+from tests.rig.serial_pty import SerialRig
 
 ROOT = "safehouse/v1/test/SH-TEST-0001/"
 

@@ -22,7 +22,7 @@ from safehouse.device.runtime.daemon import Daemon
 from safehouse.services.lockout_store import FILE, LockoutStore
 from safehouse.services.outbox import read_events
 from safehouse.services.volunteers_edit import add
-from tests.conftest import write_config
+from tests.rig.kiosk_config import write_config
 
 BOOT, OTHER_BOOT = "boot-a", "boot-b"
 BUTTON = 22

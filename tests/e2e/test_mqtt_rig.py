@@ -20,16 +20,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from tests.mqtt_fixtures import CONSOLE_USER, mosquitto_path
-from tests.mqtt_rig import (
-    Blackhole,
-    Broker,
-    BrokerError,
-    ConnectFailed,
-    PublishRefused,
-    Subscriber,
-)
-from tests.pki import CertKey, Pki
+from tests.rig.blackhole import Blackhole
+from tests.rig.broker import CONSOLE_USER, Broker, BrokerError, mosquitto_path
+from tests.rig.mqtt_message import ConnectFailed, PublishRefused
+from tests.rig.pki import CertKey, Pki
+from tests.rig.subscriber import Subscriber
 
 NOT_AUTHORIZED = 135  # MQTT 5 PUBACK reason code for an ACL refusal
 ROOT = "safehouse/v1/p1"

@@ -20,10 +20,12 @@ from typing import Any
 import pytest
 from paho.mqtt.client import MQTTProtocolVersion
 
-from tests.conftest import unavailable, write_config
-from tests.contract import validate
-from tests.daemon_proc import DaemonProcess
-from tests.mqtt_rig import HOST, Subscriber, _die_with_parent, free_port
+from tests.rig.availability import unavailable
+from tests.rig.contract import validate
+from tests.rig.daemon import DaemonProcess
+from tests.rig.kiosk_config import write_config
+from tests.rig.net import HOST, die_with_parent, free_port
+from tests.rig.subscriber import Subscriber
 
 ROOT = "safehouse/v1/test/SH-TEST-0001/"
 AMQTT = Path(sys.executable).parent / "amqtt"  # installed with the dev extra (pyproject.toml)
@@ -41,7 +43,7 @@ def amqtt(short_dir: Path) -> Iterator[int]:
                     encoding="utf-8")
     log = (short_dir / "amqtt.log").open("wb")
     proc = subprocess.Popen([str(AMQTT), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
-                            preexec_fn=_die_with_parent)
+                            preexec_fn=die_with_parent)
     try:
         deadline = time.monotonic() + 20
         while b"bind to" not in (short_dir / "amqtt.log").read_bytes():

@@ -1,6 +1,6 @@
 """The shipped unit's sandbox, rebuilt here, lets the real GPIO stack get as far as x86 allows.
 
-tests/sandbox_rig.py reads systemd/safehouse.service and rebuilds its file-system view (read-
+tests/rig/sandbox.py reads systemd/safehouse.service and rebuilds its file-system view (read-
 only /, its writable directories, its working directory, /proc with its ProtectProc=/
 ProcSubset=, its user with no capabilities). Inside, as that user:
 
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import unavailable
-from tests.sandbox_rig import Result, parse_unit, rehearse, stages
+from tests.rig.availability import unavailable
+from tests.rig.sandbox import Result, parse_unit, rehearse, stages
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "safehouse.service"

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_config
-from tests.daemon_proc import DaemonProcess
-from tests.mqtt_fixtures import ACL_KIOSKS, CONSOLE_USER, mosquitto_path
-from tests.mqtt_rig import Broker, write_acl
-from tests.pki import Pki
+from tests.rig.broker import ACL_KIOSKS, CONSOLE_USER, Broker, mosquitto_path, write_acl
+from tests.rig.daemon import DaemonProcess
+from tests.rig.kiosk_config import write_config
+from tests.rig.pki import Pki
 
 FAST = "[camera]\nwidth = 640\nheight = 480\n[microphone]\npre_roll = 1.0\n"
 

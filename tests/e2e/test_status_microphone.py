@@ -1,7 +1,7 @@
 """`safehouse status` names the microphone: device, native rate, the rate it is opened at, faults.
 
-A real sim daemon (tests/daemon_proc.py) with the rig's 48 kHz-only USB microphone
-(tests/audio_rig.py: a real ALSA device under the real sounddevice -> PortAudio path), asked
+A real sim daemon (tests/rig/daemon.py) with the rig's 48 kHz-only USB microphone
+(tests/rig/audio.py: a real ALSA device under the real sounddevice -> PortAudio path), asked
 through the real CLI, as a technician would when a mic that "does not work" is plugged in.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests import audio_rig
-from tests.conftest import write_config
-from tests.daemon_proc import DaemonProcess
+from tests.rig import audio as audio_rig
+from tests.rig.daemon import DaemonProcess
+from tests.rig.kiosk_config import write_config
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """A full or read-only state partition: the kiosk is up, presses reach the precinct, and when
 storage returns the events go to disk without being sent twice under different ids.
 
-Real parts: a size-limited tmpfs as state_dir (tests/disk_rig.py, root: CI is), filled byte-exact
+Real parts: a size-limited tmpfs as state_dir (tests/rig/disk.py, root: CI is), filled byte-exact
 or remounted read-only, the real daemon and CLI, a real mosquitto and an independent subscriber.
 """
 
@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_config
-from tests.daemon_proc import DaemonProcess
-from tests.disk_rig import fill, remount, tmpfs
-from tests.mqtt_rig import Broker, Subscriber
+from tests.rig.broker import Broker
+from tests.rig.daemon import DaemonProcess
+from tests.rig.disk import fill, remount, tmpfs
+from tests.rig.kiosk_config import write_config
+from tests.rig.subscriber import Subscriber
 
 TOPIC = "safehouse/v1/test/SH-TEST-0001/events"
 

@@ -17,10 +17,10 @@ import pytest
 from safehouse.services import reserve as reserve_module
 from safehouse.services.reserve import SpaceReserve
 from safehouse.services.stats import DailyStats
-from tests.conftest import write_config
-from tests.daemon_proc import DaemonProcess
-from tests.disk_rig import fill, tmpfs
-from tests.mqtt_rig import Broker
+from tests.rig.broker import Broker
+from tests.rig.daemon import DaemonProcess
+from tests.rig.disk import fill, tmpfs
+from tests.rig.kiosk_config import write_config
 
 MB = 1 << 20
 

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from safehouse.services.control import request
-from tests.conftest import write_config
-from tests.contract import validate
-from tests.daemon_proc import DaemonProcess
-from tests.mqtt_rig import Broker, Subscriber
-from tests.pki import Pki
+from tests.rig.broker import Broker
+from tests.rig.contract import validate
+from tests.rig.daemon import DaemonProcess
+from tests.rig.kiosk_config import write_config
+from tests.rig.pki import Pki
+from tests.rig.subscriber import Subscriber
 
 ROOT = "safehouse/v1/test/SH-TEST-0001/"
 

@@ -10,9 +10,9 @@ import re
 import time
 from pathlib import Path
 
-from tests.conftest import write_config
-from tests.daemon_proc import DaemonProcess
-from tests.mqtt_rig import Broker
+from tests.rig.broker import Broker
+from tests.rig.daemon import DaemonProcess
+from tests.rig.kiosk_config import write_config
 
 DELAY = re.compile(r"reconnecting in (\d+\.\d) s")
 

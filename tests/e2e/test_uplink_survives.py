@@ -18,7 +18,7 @@ from typing import Any
 from safehouse.services.outbox import Outbox
 from safehouse.services.topics import Topics
 from safehouse.services.uplink import LinkSettings, Uplink
-from tests.mqtt_rig import Broker
+from tests.rig.broker import Broker
 
 TOPIC = "safehouse/v1/t/SH-SURVIVE/events"
 

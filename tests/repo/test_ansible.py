@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import require_tool
-from tests.pki import make_pki
+from tests.rig.availability import require_tool
+from tests.rig.pki import make_pki
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "deploy" / "ansible" / "site.yml"

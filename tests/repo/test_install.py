@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from tests.conftest import require_tool, unavailable
-from tests.sandbox_rig import parse_unit
+from tests.rig.availability import require_tool, unavailable
+from tests.rig.sandbox import parse_unit
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEMD = REPO / "systemd"

@@ -2,7 +2,7 @@
 
 The Makefile installs APT_PACKAGES with ``--no-install-recommends``. gcc only *recommends*
 libc6-dev, and libasound2-dev does not depend on it, so on a clean machine (a CI image) the
-48 kHz-only test microphone (tests/alsa_fixed_rate.c, built by tests/audio_rig.py) would fail
+48 kHz-only test microphone (tests/rig/alsa_fixed_rate.c, built by tests/rig/audio.py) would fail
 to compile for want of <stdio.h> and crti.o, while this machine, which has libc6-dev for other
 reasons, builds it fine. This test builds the plugin, asks dpkg which package owns each
 header and link input the compiler read, and checks each one is in APT_PACKAGES, in what they
@@ -17,7 +17,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.conftest import require_tool
+from tests.rig.availability import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,7 +67,7 @@ def test_the_fixed_rate_microphone_builds_from_apt_packages_alone(tmp_path: Path
     require_tool("apt-cache")
     # -H: every header read (stderr, dotted); -Wl,-t: every file the linker opened (stdout).
     res = subprocess.run([cc, "-H", "-shared", "-fPIC", "-DPIC", "-O2", "-o", str(tmp_path / "p.so"),
-                          str(REPO / "tests/alsa_fixed_rate.c"), "-lasound", "-Wl,-t"],
+                          str(REPO / "tests/rig/alsa_fixed_rate.c"), "-lasound", "-Wl,-t"],
                          capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode == 0, res.stderr[-2000:]
     headers = [line.lstrip(". ").strip() for line in res.stderr.splitlines() if re.match(r"^\.+ /", line)]
@@ -92,7 +92,7 @@ def test_every_tool_the_tests_require_comes_from_apt_packages() -> None:
     systemd-analyze and systemd-sysusers are in `systemd`, which a minimal image lacks."""
     names = {match for path in (REPO / "tests").glob("*.py")
              for match in re.findall(r'require_tool\("([\w.+-]+)"\)', path.read_text())}
-    names |= {"unshare", "setpriv", "mount"}  # tests/sandbox_rig.py require_sandbox()
+    names |= {"unshare", "setpriv", "mount"}  # tests/rig/sandbox.py require_sandbox()
     names -= _NOT_APT
     assert {"systemd-analyze", "cc", "socat", "mosquitto"} <= names, names
     paths = {}

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_tool
-from tests.sandbox_rig import UnitView, parse_unit
+from tests.rig.availability import require_tool
+from tests.rig.sandbox import UnitView, parse_unit
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "safehouse.service"

@@ -3,7 +3,7 @@
  * ALSA's own plugins cannot fake this: every configurable PCM either converts rates (plug,
  * rate) or passes the client's rate to its slave (file, null, route, ...), and `share`, the
  * one that fixes a rate, asserts over a non-hardware slave. Real USB microphones often do
- * 44.1/48 kHz only, so this ioplug plugin (built by tests/audio_rig.py with the system's
+ * 44.1/48 kHz only, so this ioplug plugin (built by tests/rig/audio.py with the system's
  * libasound headers) refuses every rate but `rate`, like such a card's raw hw: device.
  *
  *   pcm_type.fixedrate { lib "/ABS/libasound_module_pcm_fixedrate.so" }

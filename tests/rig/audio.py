@@ -15,7 +15,7 @@ points it back at the rig every time it is called, and the helpers below all cal
 Outside CI a missing PortAudio skips the audio tests; in CI (``CI=true``) it fails them.
 
 ``usb_mic()`` adds a second device that, like a typical USB microphone's raw ``hw:`` PCM,
-offers one rate only (48 kHz): tests/alsa_fixed_rate.c, an ALSA ioplug plugin built here
+offers one rate only (48 kHz): tests/rig/alsa_fixed_rate.c, an ALSA ioplug plugin built here
 with the system's cc and libasound headers. The microphone runs PortAudio in a capture
 process that reads ALSA_CONFIG_PATH when it starts, so the extra device is seen by every
 capture started inside the ``with``.
@@ -44,8 +44,9 @@ import pytest
 
 from safehouse.drivers.ring_buffer import Clip
 from safehouse.drivers.sim_audio import RATE, SimAudio, prepare_sim_audio
-from tests.conftest import IN_CI, require_tool, unavailable, write_config
-from tests.daemon_proc import DaemonProcess
+from tests.rig.availability import IN_CI, require_tool, unavailable
+from tests.rig.daemon import DaemonProcess
+from tests.rig.kiosk_config import write_config
 
 USB_RATE = 48000
 _PLUGIN_SOURCE = Path(__file__).with_name("alsa_fixed_rate.c")
@@ -116,7 +117,7 @@ def tone(seconds: float, hz: float, rate: int, amplitude: float = 0.5) -> np.nda
 
 
 def _plugin() -> Path:
-    """tests/alsa_fixed_rate.c built once per process (needs cc and libasound2-dev)."""
+    """tests/rig/alsa_fixed_rate.c built once per process (needs cc and libasound2-dev)."""
     out = install().conf.parent / "libasound_module_pcm_fixedrate.so"
     if not out.exists():
         cc = require_tool("cc")

@@ -1,47 +1,46 @@
-"""The MQTT test rig: a real mosquitto per test, a TCP black hole, and an independent subscriber.
+"""The broker rig: a real mosquitto per test on a free 127.0.0.1 port, and its ACL.
 
 Why real parts: the precinct depends on what actually crosses the broker (retain flags, QoS 1
 acks, ACL drops, TLS refusals), and a mock broker would only echo our own assumptions. A
 mosquitto on a free loopback port starts in ~20 ms, so each test gets its own and can stop,
-kill or restart it. Everything here talks to 127.0.0.1 only.
-
-Not a test module: tests import ``Broker``, ``Blackhole``, ``Subscriber`` (its home is
-``tests/mqtt_subscriber.py``) and the fixtures in ``tests/mqtt_fixtures.py``.
+kill or restart it. The fixtures that hand one to a test (``broker``, ``tls_broker``,
+``acl_broker``) live in ``tests/conftest.py``; the client side is ``tests/rig/subscriber.py``.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import selectors
 import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Self, cast
+from typing import Any, Self
 
-from safehouse.services.acl import fleet_of, render_acl
-from tests.mqtt_subscriber import HOST, ConnectFailed, Message, PublishRefused, Subscriber
-from tests.pki import Pki
+from safehouse.services.acl import Kiosk, fleet_of, render_acl
+from tests.rig.availability import require_tool
+from tests.rig.net import HOST, die_with_parent, free_port
+from tests.rig.pki import Pki
+from tests.rig.subscriber import Subscriber
 
-__all__ = ["HOST", "Blackhole", "Broker", "BrokerError", "ConnectFailed", "Message", "PublishRefused",
-           "Subscriber", "free_port", "write_acl"]
+__all__ = ["ACL_KIOSKS", "CONSOLE_USER", "PKI_CLIENTS", "REPO", "Broker", "BrokerError", "mosquitto_path",
+           "write_acl"]
 
-REPO = Path(__file__).resolve().parent.parent
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
-_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: no dlopen in a child forked from threads
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_LOG_TYPES = ("all",)  # debug included: "Denied PUBLISH ..." is only logged at debug level
+CONSOLE_USER = "precinct-console"
+# The ACL broker's world: two kiosks of precinct p1 in alliance a1, and the precinct console.
+ACL_KIOSKS = (Kiosk("SH-A", "p1", "a1"), Kiosk("SH-B", "p1", "a1"))
+PKI_CLIENTS = ("SH-A", "SH-B", CONSOLE_USER)
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (another process may still take it before use)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+def mosquitto_path() -> str:
+    """mosquitto lives in /usr/sbin, which a non-root user's PATH lacks on Debian: look there too."""
+    sbin = f"{os.defpath}:/usr/sbin:/usr/local/sbin"
+    found = shutil.which("mosquitto") or shutil.which("mosquitto", path=sbin)
+    return found or require_tool("mosquitto")  # absent: fails in CI, skips elsewhere
 
 
 def write_acl(folder: Path, kiosks: Iterable[tuple[str, str, str]], console_user: str) -> Path:
@@ -50,17 +49,8 @@ def write_acl(folder: Path, kiosks: Iterable[tuple[str, str, str]], console_user
     kiosk_list = list(kiosks)
     fleet = fleet_of(kiosk_list, {precinct: [console_user] for _id, precinct, _a in kiosk_list})
     path = folder / "mosquitto.acl"
-    path.write_text(render_acl(fleet, source="tests/mqtt_rig.py"), encoding="utf-8")
+    path.write_text(render_acl(fleet, source="tests/rig/broker.py"), encoding="utf-8")
     return path
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it when the thread that started it dies.
-
-    A test run killed by a CI timeout runs no teardown; without this its brokers would be
-    orphaned, holding ports. (Start brokers from the main thread or a long-lived one.)
-    """
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class BrokerError(RuntimeError):
@@ -115,7 +105,7 @@ class Broker:
         return self._proc is not None and self._proc.poll() is None
 
     def config_text(self) -> str:
-        lines = ["# written by tests/mqtt_rig.py", "per_listener_settings false",
+        lines = ["# written by tests/rig/broker.py", "per_listener_settings false",
                  "user root",  # as root, mosquitto would drop to user mosquitto before reading its key
                  f"persistence {'true' if self.persistence else 'false'}",
                  "log_dest stderr", "log_timestamp_format %Y-%m-%dT%H:%M:%S",
@@ -166,7 +156,7 @@ class Broker:
             with self.log_path.open("ab") as log:
                 self._proc = subprocess.Popen([exe, "-c", str(self.config_path)], stdin=subprocess.DEVNULL,
                                               stdout=log, stderr=subprocess.STDOUT,
-                                              preexec_fn=_die_with_parent)
+                                              preexec_fn=die_with_parent)
             error = self._wait_listening(timeout)
             if error is None:
                 self._started_once = True
@@ -231,107 +221,6 @@ class Broker:
             pair = self.pki.client(name)
             kwargs = {"ca": self.pki.ca.cert, "cert": pair.cert, "key": pair.key, **kwargs}
         return Subscriber(self._port, topics, client_id=kwargs.pop("client_id", name), **kwargs)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-class Blackhole:
-    """A TCP listener on 127.0.0.1 that accepts connections, reads and discards, never answers.
-
-    It stands for a broker that accepts TCP but hangs (a wedged process, a middlebox): the
-    client's CONNECT goes out and no CONNACK ever comes back.
-    """
-
-    def __init__(self, port: int = 0) -> None:
-        """``port`` 0: the kernel picks one; a broker's port: it stands in for that broker."""
-        self._listener: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._accepted = 0
-        self._received = 0
-        self._port = port
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://{HOST}:{self._port}"
-
-    @property
-    def accepted(self) -> int:
-        """How many connections were accepted so far."""
-        with self._lock:
-            return self._accepted
-
-    @property
-    def received(self) -> int:
-        """How many bytes clients sent (their CONNECT, retries); none is ever answered."""
-        with self._lock:
-            return self._received
-
-    def start(self) -> Self:
-        if self._listener is not None:
-            return self
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((HOST, self._port))  # port 0 first time: the kernel picks, no race
-        listener.listen(16)
-        listener.setblocking(False)
-        self._port = int(listener.getsockname()[1])
-        self._listener = listener
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._serve, args=(listener,), name="blackhole", daemon=True)
-        self._thread.start()
-        return self
-
-    def _serve(self, listener: socket.socket) -> None:
-        conns: list[socket.socket] = []
-        with selectors.DefaultSelector() as sel:
-            sel.register(listener, selectors.EVENT_READ)
-            while not self._stopping.is_set():
-                for key, _ in sel.select(timeout=0.05):
-                    sock = cast(socket.socket, key.fileobj)
-                    if sock is listener:
-                        try:
-                            conn, _addr = listener.accept()
-                        except OSError:
-                            continue
-                        conn.setblocking(False)
-                        conns.append(conn)
-                        sel.register(conn, selectors.EVENT_READ)
-                        with self._lock:
-                            self._accepted += 1
-                        continue
-                    try:
-                        data = sock.recv(65536)
-                    except OSError:
-                        data = b""
-                    if data:
-                        with self._lock:
-                            self._received += len(data)
-                    else:  # the client gave up: forget it
-                        sel.unregister(sock)
-                        conns.remove(sock)
-                        sock.close()
-        for conn in conns:
-            conn.close()
-
-    def stop(self) -> None:
-        """Close the listener and every accepted connection (clients then see a reset/EOF)."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(5.0)
-            self._thread = None
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
 
     def __enter__(self) -> Self:
         return self.start()

@@ -9,7 +9,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-SCHEMAS = Path(__file__).resolve().parents[1] / "config" / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "config" / "schemas"
 
 
 @cache

@@ -65,7 +65,7 @@ def fill(path: Path) -> int:
 @contextmanager
 def tmpfs(path: Path, megabytes: int) -> Iterator[Path]:
     """A mounted tmpfs for the length of a test; unavailable (fail in CI, skip elsewhere) if not root."""
-    from tests.conftest import unavailable
+    from tests.rig.availability import unavailable
 
     try:
         mount_tmpfs(path, megabytes)

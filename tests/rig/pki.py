@@ -24,7 +24,7 @@ SERVER_SAN = "IP:127.0.0.1,DNS:localhost"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 _OPENSSL_CNF = """\
-# Written by tests/pki.py: one config for every CA of the test PKI.
+# Written by tests/rig/pki.py: one config for every CA of the test PKI.
 openssl_conf = openssl_init
 [ openssl_init ]
 [ req ]

@@ -1,6 +1,6 @@
 """A mosquitto that runs the repository's own ``config/mosquitto-precinct.conf``.
 
-Kept apart from ``tests/mqtt_rig.py`` (which it builds on) so the shipped broker settings, not
+Kept apart from ``tests/rig/broker.py`` (which it builds on) so the shipped broker settings, not
 the rig's defaults, are what tests/e2e/test_broker_permissions.py exercises.
 """
 
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.mqtt_rig import HOST, REPO, Broker, BrokerError
-from tests.pki import Pki
+from tests.rig.broker import REPO, Broker, BrokerError
+from tests.rig.net import HOST
+from tests.rig.pki import Pki
 
 PRECINCT_CONF = REPO / "config" / "mosquitto-precinct.conf"
 
@@ -37,7 +38,7 @@ class PrecinctBroker(Broker):
                    "certfile": f"certfile {self.pki.server.cert}",
                    "keyfile": f"keyfile {self.pki.server.key}", "acl_file": f"acl_file {self.acl_file}",
                    "persistence_location": f"persistence_location {self.folder}/"}
-        lines = ["# written by tests/mqtt_rig.py from " + self.conf.name, "user root",
+        lines = ["# written by tests/rig/precinct.py from " + self.conf.name, "user root",
                  "log_dest stderr", "log_timestamp_format %Y-%m-%dT%H:%M:%S"]
         lines += [f"log_type {kind}" for kind in self.log_types]
         found: set[str] = set()

@@ -16,7 +16,7 @@ from typing import Self
 
 import serial
 
-from tests.conftest import require_tool
+from tests.rig.availability import require_tool
 
 _START_SECONDS = 5.0
 

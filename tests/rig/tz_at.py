@@ -24,5 +24,5 @@ def zone_for(hour: int, utc_hour: int) -> str:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or not sys.argv[1].isdigit() or not 0 <= int(sys.argv[1]) <= 23:
-        sys.exit("usage: python -m tests.tz_at HOUR   (0-23: the local hour wanted now)")
+        sys.exit("usage: python -m tests.rig.tz_at HOUR   (0-23: the local hour wanted now)")
     print(zone_for(int(sys.argv[1]), time.gmtime().tm_hour))

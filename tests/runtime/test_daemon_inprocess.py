@@ -16,7 +16,7 @@ from safehouse.device.runtime import config as configuration
 from safehouse.device.runtime.daemon import Daemon
 from safehouse.services.control import request
 from safehouse.services.outbox import read_events
-from tests.conftest import write_config
+from tests.rig.kiosk_config import write_config
 
 RED, BLUE, BUTTON, BUZZER, TAMPER, LAMP = 17, 27, 22, 23, 5, 6
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import write_config
-from tests.contract import validate
-from tests.daemon_proc import DaemonProcess
-from tests.mqtt_rig import Broker
+from tests.rig.broker import Broker
+from tests.rig.contract import validate
+from tests.rig.daemon import DaemonProcess
+from tests.rig.kiosk_config import write_config
 
 ROOT = "safehouse/v1/test/SH-TEST-0001/"
 TS = "2026-01-01T00:00:00Z"  # the test machine's clock is not synchronised: ts is not checked

@@ -6,8 +6,8 @@ import socket
 import time
 from pathlib import Path
 
-from tests.conftest import write_config
-from tests.daemon_proc import DaemonProcess
+from tests.rig.daemon import DaemonProcess
+from tests.rig.kiosk_config import write_config
 
 
 def receive(sock: socket.socket, seconds: float) -> list[tuple[float, str]]:

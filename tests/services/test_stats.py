@@ -271,7 +271,7 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 
 @pytest.fixture
 def kiosk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
-    from tests.conftest import write_config
+    from tests.rig.kiosk_config import write_config
 
     monkeypatch.setenv("TZ", "Asia/Taipei")
     return write_config(tmp_path), tmp_path / "state"

@@ -28,13 +28,7 @@ from safehouse.services.seq_lease import SeqLease
 from safehouse.services.stats import DailyStats
 from safehouse.services.stats_open import open_stats, stats_problem
 from safehouse.services.storage_errors import StorageDamaged
-from tests.disk_rig import (
-    garbage_header,
-    garbage_page,
-    remount,
-    tmpfs,
-    truncate_half,
-)
+from tests.rig.disk import garbage_header, garbage_page, remount, tmpfs, truncate_half
 
 TOPIC = "safehouse/v1/p/K/events"
 

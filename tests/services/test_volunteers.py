@@ -36,7 +36,8 @@ from safehouse.services.volunteers import (
     VolunteerRegistry,
 )
 from safehouse.services.volunteers_edit import add, hash_pin, remove
-from tests.conftest import unavailable, write_config
+from tests.rig.availability import unavailable
+from tests.rig.kiosk_config import write_config
 
 REPO = Path(__file__).resolve().parents[2]
 CHEAP = ScryptParams(n=16, r=1, p=1)

@@ -45,6 +45,9 @@ def verdict(row: dict[str, Any]) -> str:
     value, target = row.get("value"), row.get("target")
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "NOT MEASURED"
+    if row.get("target_ratio") is not None:  # a figure held to its same-run baseline
+        rt = ratio(row)
+        return "-" if rt is None else "PASS" if rt <= row["target_ratio"] else "FAIL"
     if target is None:
         return "-"
     met = value >= target if row.get("higher_is_better") else value <= target
@@ -67,13 +70,20 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
+def _target(row: dict[str, Any]) -> str:
+    """The target column: a value, or a ratio to the baseline (``target_ratio``)."""
+    if row.get("target_ratio") is not None:
+        return f"≤{_fmt(row['target_ratio'])}x"
+    return _fmt(row.get("target"))
+
+
 def text_table(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'figure':<60} {'value':>10} {'unit':<8} {'baseline':>9} {'ratio':>7} {'target':>8} verdict"]
     for r in rows:
         rt = ratio(r)
         lines.append(f"{r['figure']:<60} {_fmt(r.get('value')):>10} {r.get('unit', ''):<8} "
                      f"{_fmt(r.get('baseline')):>9} {'-' if rt is None else f'{rt:.2f}x':>7} "
-                     f"{_fmt(r.get('target')):>8} {verdict(r)}")
+                     f"{_target(r):>8} {verdict(r)}")
     notes = [f"  {r['figure']}: {r['note']}" for r in rows if r.get("note")]
     return "\n".join(lines + (["notes:", *notes] if notes else []))
 
@@ -90,7 +100,7 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
         rt = ratio(r)
         out.append(f"| {r['figure']} | {_fmt(r.get('value'))} | {r.get('unit', '')} "
                    f"| {_fmt(r.get('baseline'))} | {'-' if rt is None else f'{rt:.2f}x'} "
-                   f"| {_fmt(r.get('target'))} | {verdict(r)} |")
+                   f"| {_target(r)} | {verdict(r)} |")
     notes = [f"- **{r['figure']}**: {r['note']}" for r in rows if r.get("note")]
     return "\n".join(out + (["", "Notes:", "", *notes] if notes else [])) + "\n"
 

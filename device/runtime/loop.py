@@ -17,6 +17,7 @@ from safehouse.device.core.clock import Clock
 from safehouse.device.core.effects import Effect
 from safehouse.device.core.inputs import Input, Tick
 from safehouse.device.core.state import CoreState
+from safehouse.device.runtime.inbox import Inbox
 
 _LOG = logging.getLogger(__name__)
 IDLE_WAKE = 5.0  # wake at least this often so `heartbeat` proves the loop is alive
@@ -33,11 +34,12 @@ class CoreLoop:
     keeps them); the loop then wakes every ``RETRY_WAKE`` seconds to let it try again.
     """
 
-    def __init__(self, state: CoreState, execute: Executor, *, clock: Clock) -> None:
+    def __init__(self, state: CoreState, execute: Executor, *, clock: Clock,
+                 inbox: Inbox | None = None) -> None:
         self._state = state
         self._execute = execute
         self._clock = clock
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item | None] = (inbox or Inbox()).queue  # producers came first
         self._cond = threading.Condition()
         self._processed = 0
         self._retrying = False

@@ -28,6 +28,7 @@ from gpiozero.tones import Tone
 
 from safehouse.device.core.closing import Closing
 from safehouse.device.core.errors import HardwareError
+from safehouse.device.core.signals import REPEATING, Sound
 from safehouse.drivers.pins import opening
 
 _LOG = logging.getLogger(__name__)
@@ -65,23 +66,23 @@ class Beep:
             _tone(self.note)  # raises ValueError naming a bad note
 
 
-SOUNDS: Mapping[str, tuple[Beep, ...]] = MappingProxyType(
+# Keyed by the enum, one tune per member (tests/drivers/test_buzzer.py holds that).
+SOUNDS: Mapping[Sound, tuple[Beep, ...]] = MappingProxyType(
     {
         # Key feedback: one 30 ms tick.
-        "click": (Beep(0.03, 0.0, "A6"),),
+        Sound.CLICK: (Beep(0.03, 0.0, "A6"),),
         # Accepted (PIN, check-in): a short rising chirp, one 0.2 s beep on a plain buzzer.
-        "ok": (Beep(0.06, 0.0, "C6"), Beep(0.06, 0.0, "E6"), Beep(0.08, 0.0, "A6")),
+        Sound.OK: (Beep(0.06, 0.0, "C6"), Beep(0.06, 0.0, "E6"), Beep(0.08, 0.0, "A6")),
         # Rejected: three short low beeps.
-        "error": (Beep(0.1, 0.08, "A5"), Beep(0.1, 0.08, "A5"), Beep(0.1, 0.0, "A5")),
+        Sound.ERROR: (Beep(0.1, 0.08, "A5"), Beep(0.1, 0.08, "A5"), Beep(0.1, 0.0, "A5")),
         # The alarm: three beeps, a 2 s pause, again until stop(): summons the volunteer.
-        "chime": (Beep(0.15, 0.1, "E7"), Beep(0.15, 0.1, "E7"), Beep(0.15, 2.0, "E7")),
+        Sound.CHIME: (Beep(0.15, 0.1, "E7"), Beep(0.15, 0.1, "E7"), Beep(0.15, 2.0, "E7")),
         # Duty roll call: two long falling tones, a 3 s pause; unlike the alarm in rhythm too.
-        "rollcall": (Beep(0.4, 0.2, "E6"), Beep(0.4, 3.0, "C6")),
+        Sound.ROLLCALL: (Beep(0.4, 0.2, "E6"), Beep(0.4, 3.0, "C6")),
         # Self-test: one steady 1760 Hz second for the microphone to find (acoustic loop).
-        "selftest": (Beep(1.0, 0.0, "A6"),),
+        Sound.SELFTEST: (Beep(1.0, 0.0, "A6"),),
     }
 )
-REPEATING = frozenset({"chime", "rollcall"})  # the others play once
 
 
 def _valid() -> str:
@@ -177,10 +178,11 @@ class Buzzer(Closing):
         A one-shot interrupts an earlier one-shot and lays itself over a repeating sound.
         Playing the repeating sound already playing is a no-op (its rhythm is kept).
         """
-        beeps = SOUNDS.get(sound)
-        if beeps is None:
-            raise ValueError(f"unknown buzzer sound {sound!r}; valid sounds: {_valid()}")
-        repeating = sound in REPEATING
+        try:
+            key = Sound(sound)
+        except ValueError:
+            raise ValueError(f"unknown buzzer sound {sound!r}; valid sounds: {_valid()}") from None
+        beeps, repeating = SOUNDS[key], key in REPEATING
         with self._lock:
             if self._closed:
                 raise HardwareError(f"{self!r} is closed; build a new Buzzer to use the pin")
@@ -189,8 +191,8 @@ class Buzzer(Closing):
                 if sound == self._sound:
                     return
                 self._sound = sound
-                self._repeat = (beeps, now) if self._enabled[sound] else None
-            elif self._enabled[sound]:
+                self._repeat = (beeps, now) if self._enabled[key] else None
+            elif self._enabled[key]:
                 self._oneshot = (beeps, now)
             else:
                 return

@@ -19,6 +19,7 @@ from gpiozero import PWMLED
 
 from safehouse.device.core.closing import Closing
 from safehouse.device.core.errors import HardwareError
+from safehouse.device.core.signals import LightPattern
 from safehouse.drivers.patterns import PATTERNS, BrightnessSchedule, Pattern, Step
 from safehouse.drivers.pins import opening
 
@@ -50,7 +51,7 @@ class LightBox(Closing):
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._closed = False
-        self._pattern: Pattern = PATTERNS["off"]
+        self._pattern: Pattern = PATTERNS[LightPattern.OFF]
         self._generation = 0
         self._started = time.monotonic()
         self._levels = (0.0, 0.0)
@@ -87,11 +88,12 @@ class LightBox(Closing):
         Playing the pattern already shown is a no-op, so a re-pressed button does not
         restart the alarm's rhythm.
         """
-        pattern = PATTERNS.get(name)
-        if pattern is None:
+        try:
+            pattern = PATTERNS[LightPattern(name)]
+        except ValueError:
             raise ValueError(
                 f"unknown light pattern {name!r}; valid patterns: {', '.join(sorted(PATTERNS))}"
-            )
+            ) from None
         with self._lock:
             if self._closed:
                 raise HardwareError(f"{self!r} is closed; build a new LightBox to use the pins")

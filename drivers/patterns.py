@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import time
 from types import MappingProxyType
 
+from safehouse.device.core.signals import LightPattern
+
 
 def _check_level(name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
@@ -35,13 +37,14 @@ class Step:
 
 @dataclass(frozen=True)
 class Pattern:
-    """A named loop of steps; one step means steady (the player then sleeps until a change).
+    """The loop of steps of one ``LightPattern``; one step means steady (the player then
+    sleeps until a change).
 
     ``dimmable`` patterns follow the day/night schedule because the 24-hour sign must not
     dazzle neighbours at night; alarm-type patterns ignore it because they must be seen.
     """
 
-    name: str
+    name: LightPattern
     steps: tuple[Step, ...]
     dimmable: bool
 
@@ -58,29 +61,30 @@ class Pattern:
         return sum(step.seconds for step in self.steps)
 
 
-def _pattern(name: str, *steps: Step, dimmable: bool = False) -> Pattern:
+def _pattern(name: LightPattern, *steps: Step, dimmable: bool = False) -> Pattern:
     return Pattern(name, tuple(steps), dimmable)
 
 
-PATTERNS: Mapping[str, Pattern] = MappingProxyType(
+# Keyed by the enum, one entry per member (tests/drivers/test_lightbox.py holds that).
+PATTERNS: Mapping[LightPattern, Pattern] = MappingProxyType(
     {
         p.name: p
         for p in (
-            _pattern("off", Step(0.0, 0.0, 1.0)),
+            _pattern(LightPattern.OFF, Step(0.0, 0.0, 1.0)),
             # The 24-hour sign: both colours steady, dimmed at night.
-            _pattern("beacon", Step(1.0, 1.0, 1.0), dimmable=True),
+            _pattern(LightPattern.BEACON, Step(1.0, 1.0, 1.0), dimmable=True),
             # 5 red/blue cycles a second; red and blue are never on together.
-            _pattern("alarm", Step(1.0, 0.0, 0.1), Step(0.0, 1.0, 0.1)),
+            _pattern(LightPattern.ALARM, Step(1.0, 0.0, 0.1), Step(0.0, 1.0, 0.1)),
             # Calmer 1 Hz alternation: tells the citizen a volunteer has taken the call, and
             # stays distinguishable from the steady beacon in daylight.
-            _pattern("acknowledged", Step(1.0, 0.0, 0.5), Step(0.0, 1.0, 0.5)),
+            _pattern(LightPattern.ACKNOWLEDGED, Step(1.0, 0.0, 0.5), Step(0.0, 1.0, 0.5)),
             # Blue alone blinking at 1 Hz: the precinct answered, help is on its way.
-            _pattern("help_coming", Step(0.0, 1.0, 0.5), Step(0.0, 0.0, 0.5)),
+            _pattern(LightPattern.HELP_COMING, Step(0.0, 1.0, 0.5), Step(0.0, 0.0, 0.5)),
             # Half brightness at 2 Hz: a technician's test must never look like a real alarm.
-            _pattern("test", Step(0.5, 0.0, 0.25), Step(0.0, 0.5, 0.25)),
+            _pattern(LightPattern.TEST, Step(0.5, 0.0, 0.25), Step(0.0, 0.5, 0.25)),
             # A neighbouring kiosk's alarm: blue double flash, then a pause; 1.5 s cycle.
             _pattern(
-                "neighbor",
+                LightPattern.NEIGHBOR,
                 Step(0.0, 1.0, 0.1),
                 Step(0.0, 0.0, 0.1),
                 Step(0.0, 1.0, 0.1),

@@ -27,8 +27,7 @@ from safehouse.device.core.inputs import (
     KeyPressed,
     LampChanged,
     PinChecked,
-    PrecinctAck,
-    RemoteCommand,
+    PrecinctCommand,
     ResolveRequested,
     RollcallStarted,
     SelftestDone,
@@ -37,46 +36,54 @@ from safehouse.device.core.inputs import (
     Tick,
     VolunteerAck,
 )
-from safehouse.device.core.keypad import (
-    apply_key,
-    apply_pin,
-    expire_rollcall,
-    keypad_link,
-    sound_for,
-    start_rollcall,
-    summarise_day,
-)
+from safehouse.device.core.keypad import keypad_link, on_key_pressed, on_pin_checked, summarise_day
 from safehouse.device.core.keypad_grammar import entry_deadline, expire_entry
-from safehouse.device.core.keypad_noise import apply_flood, apply_noise, expire_noise, noise_deadline
+from safehouse.device.core.keypad_noise import expire_noise, noise_deadline, on_keypad_flood, on_keypad_noise
 from safehouse.device.core.lifecycle import (
     OUTCOMES,
     Step,
-    precinct_ack,
     press,
     raise_alarm,
     resolve,
     volunteer_ack,
 )
-from safehouse.device.core.precinct import apply_alliance, apply_command, apply_selftest, expire_displays
+from safehouse.device.core.precinct import (
+    expire_displays,
+    on_alliance_alert,
+    on_precinct_command,
+    on_selftest_done,
+)
+from safehouse.device.core.rollcall import expire_rollcall, start_rollcall
+from safehouse.device.core.signals import LightPattern, Sound
 from safehouse.device.core.state import CoreState, Phase
 
-__all__ = ["OUTCOMES", "decide", "light_for", "next_deadline"]
+__all__ = ["OUTCOMES", "decide", "light_for", "next_deadline", "sound_for"]
 
 
-def light_for(state: CoreState) -> str:
+def light_for(state: CoreState) -> LightPattern:
     """The pattern the public light box should show; a pure function of the state."""
     alarm = state.alarm
     if alarm is None:
         if state.neighbor_until is not None:
-            return "neighbor"
-        return state.override[0] if state.override is not None else "beacon"
+            return LightPattern.NEIGHBOR
+        return state.override[0] if state.override is not None else LightPattern.BEACON
     if alarm.help_coming:
-        return "help_coming"
+        return LightPattern.HELP_COMING
     if alarm.test:
-        return "test"
+        return LightPattern.TEST
     if alarm.phase is Phase.ACKNOWLEDGED:
-        return "acknowledged"
-    return "alarm"
+        return LightPattern.ACKNOWLEDGED
+    return LightPattern.ALARM
+
+
+def sound_for(state: CoreState) -> Sound | None:
+    """The repeating buzzer sound the state calls for (like ``light_for``, derived, not stored)."""
+    if state.rollcall is not None:
+        return Sound.ROLLCALL
+    alarm = state.alarm
+    if alarm is not None and alarm.phase is not Phase.ACKNOWLEDGED:
+        return Sound.CHIME  # summons the volunteer until someone acknowledges
+    return None
 
 
 def decide(state: CoreState, inp: Input, now: float) -> tuple[CoreState, list[Effect]]:
@@ -136,14 +143,12 @@ def _handle(step: Step, inp: Input, now: float) -> None:
                 raise_alarm(step, now, test=True, source=source)
         case VolunteerAck(volunteer=volunteer, source=source):
             volunteer_ack(step, volunteer, source, now)
-        case PrecinctAck(event_id=event_id):
-            precinct_ack(step, event_id)
         case ResolveRequested(outcome=outcome, by=by):
             resolve(step, outcome, by, now)
-        case RemoteCommand():
-            apply_command(step, inp, now)
+        case PrecinctCommand():
+            on_precinct_command(step, inp, now)
         case AllianceAlert():
-            apply_alliance(step, inp, now)
+            on_alliance_alert(step, inp, now)
         case EvidenceReady():
             apply_evidence(step, inp)
         case EvidenceEvicted():
@@ -155,9 +160,9 @@ def _handle(step: Step, inp: Input, now: float) -> None:
         case LampChanged(lit=lit):
             _lamp(step, lit, now)
         case KeyPressed():
-            apply_key(step, inp, now)
+            on_key_pressed(step, inp, now)
         case PinChecked():
-            apply_pin(step, inp, now)
+            on_pin_checked(step, inp, now)
         case RollcallStarted():
             start_rollcall(step, inp, now)
         case DaySummarised():
@@ -165,11 +170,11 @@ def _handle(step: Step, inp: Input, now: float) -> None:
         case KeypadLink():
             keypad_link(step, inp)
         case KeypadNoise():
-            apply_noise(step, inp, now)
+            on_keypad_noise(step, inp, now)
         case KeypadFlood():
-            apply_flood(step, inp, now)
+            on_keypad_flood(step, inp, now)
         case SelftestDone():
-            apply_selftest(step, inp)
+            on_selftest_done(step, inp)
         case Tick():
             pass
 
@@ -222,7 +227,7 @@ def _expire(step: Step, now: float) -> None:
         step.emit("escalated", None, test=alarm.test, alarm_id=alarm.event_id,
                   after_s=round(now - alarm.started, 3), reason="no volunteer acknowledged")
     lamp = step.state.lamp
-    should_be_lit = step.state.light != "off"
+    should_be_lit = step.state.light != LightPattern.OFF
     dark_since = lamp.dark_since
     if dark_since is not None and not lamp.fault and should_be_lit and now - dark_since >= p.lamp_grace:
         step.update(lamp=replace(lamp, fault=True))

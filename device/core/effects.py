@@ -10,12 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from safehouse.device.core.signals import LightPattern, Sound
+
 
 @dataclass(frozen=True)
 class SetLight:
     """Play this light box pattern (see drivers.patterns.PATTERNS)."""
 
-    pattern: str
+    pattern: LightPattern
 
 
 @dataclass(frozen=True)
@@ -74,14 +76,14 @@ class Capture:
 class Beep:
     """A one-shot buzzer sound: click (key), ok, error."""
 
-    sound: str
+    sound: Sound
 
 
 @dataclass(frozen=True)
 class SetSound:
     """The repeating buzzer sound (chime until acknowledged, rollcall), or None for silence."""
 
-    sound: str | None
+    sound: Sound | None
 
 
 @dataclass(frozen=True)

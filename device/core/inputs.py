@@ -50,13 +50,6 @@ class VolunteerAck:
 
 
 @dataclass(frozen=True)
-class PrecinctAck:
-    """The precinct has the alarm (cmd/ack): the citizen should see that help is coming."""
-
-    event_id: str
-
-
-@dataclass(frozen=True)
 class ResolveRequested:
     """The alarm ended with an outcome (assistance, false_alarm, police, ...)."""
 
@@ -72,7 +65,7 @@ class KeyPressed:
 
 
 @dataclass(frozen=True)
-class RemoteCommand:
+class PrecinctCommand:
     """A message on ``cmd/{name}``, as received: decide() validates it (never the MQTT thread).
 
     ``wall`` and ``clock_synced`` are stamped on arrival so the freshness check stays pure.
@@ -183,10 +176,9 @@ Input = (
     | LampChanged
     | TestAlarmRequested
     | VolunteerAck
-    | PrecinctAck
     | ResolveRequested
     | KeyPressed
-    | RemoteCommand
+    | PrecinctCommand
     | AllianceAlert
     | EvidenceReady
     | EvidenceEvicted

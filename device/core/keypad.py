@@ -1,4 +1,4 @@
-"""Volunteers at the keypad, inside ``decide()``: entries, PIN results, lockout, duty, roll-call.
+"""Volunteers at the keypad, inside ``decide()``: entries, PIN results, lockout, duty.
 
 A PIN is never checked here (scrypt would stall the loop): a finished entry becomes a
 ``VerifyPin`` effect and its answer comes back as ``PinChecked``. Everything that follows —
@@ -13,49 +13,41 @@ from dataclasses import replace
 
 from safehouse.device.core import codes, lifecycle
 from safehouse.device.core.effects import Beep, KeepLockout, VerifyPin
-from safehouse.device.core.inputs import DaySummarised, KeypadLink, KeyPressed, PinChecked, RollcallStarted
+from safehouse.device.core.inputs import DaySummarised, KeypadLink, KeyPressed, PinChecked
 from safehouse.device.core.keypad_grammar import on_key
 from safehouse.device.core.lifecycle import Step
-from safehouse.device.core.state import CoreState, KeypadState, Phase, Rollcall
+from safehouse.device.core.rollcall import answer_rollcall
+from safehouse.device.core.signals import Sound
+from safehouse.device.core.state import KeypadState
 
 OUTCOME_OF = {"resolve_assistance": "assistance", "resolve_false_alarm": "false_alarm",
               "resolve_police": "police"}
 
 
-def sound_for(state: CoreState) -> str | None:
-    """The repeating buzzer sound the state calls for (like ``light_for``, derived, not stored)."""
-    if state.rollcall is not None:
-        return "rollcall"
-    alarm = state.alarm
-    if alarm is not None and alarm.phase is not Phase.ACKNOWLEDGED:
-        return "chime"  # summons the volunteer until someone acknowledges
-    return None
-
-
-def apply_key(step: Step, inp: KeyPressed, now: float) -> None:
+def on_key_pressed(step: Step, inp: KeyPressed, now: float) -> None:
     keypad, entry, refusal = on_key(step.state.keypad, inp.key, now)
     step.update(keypad=keypad)
     if refusal:
         step.reject("keypad", refusal)
-        step.effects.append(Beep("error"))
+        step.effects.append(Beep(Sound.ERROR))
         return
-    step.effects.append(Beep("click"))
+    step.effects.append(Beep(Sound.CLICK))
     if entry is None:
         return
     locked_until = keypad.locked_until
     if locked_until is not None and now < locked_until:
         step.reject("keypad", f"keypad locked for {locked_until - now:.0f} s after wrong PINs")
-        step.effects.append(Beep("error"))
+        step.effects.append(Beep(Sound.ERROR))
         return
     step.update(keypad=replace(keypad, entries=keypad.entries + 1))
     step.effects.append(VerifyPin(keypad.entries + 1, entry.pin, entry.action))
 
 
-def apply_pin(step: Step, inp: PinChecked, now: float) -> None:
+def on_pin_checked(step: Step, inp: PinChecked, now: float) -> None:
     keypad = step.state.keypad
     if keypad.locked_until is not None and now < keypad.locked_until:
         step.reject("keypad", "keypad locked after wrong PINs")  # a right PIN too, while locked
-        step.effects.append(Beep("error"))
+        step.effects.append(Beep(Sound.ERROR))
         return
     if inp.volunteer is None:
         _wrong_pin(step, now)
@@ -67,13 +59,13 @@ def apply_pin(step: Step, inp: PinChecked, now: float) -> None:
         step.emit("duress", codes.DURESS, volunteer=inp.volunteer, action=inp.action,
                   alarm_id=alarm.event_id if alarm else None)
     ok = _act(step, inp.action, inp.volunteer, now)
-    step.effects.append(Beep("ok" if ok else "error"))
+    step.effects.append(Beep(Sound.OK if ok else Sound.ERROR))
 
 
 def _wrong_pin(step: Step, now: float) -> None:
     keypad, policy = step.state.keypad, step.state.policy
     failures = keypad.failures + 1
-    step.effects.append(Beep("error"))
+    step.effects.append(Beep(Sound.ERROR))
     if failures < policy.lockout_after:
         _lockout(step, replace(keypad, failures=failures), now)
         step.reject("keypad", "PIN not recognised")
@@ -116,7 +108,7 @@ def _act(step: Step, action: str, volunteer: str, now: float) -> bool:
         step.emit(action, None, volunteer=volunteer)
         return True
     if action == "rollcall":
-        return _answer_rollcall(step, volunteer, now)
+        return answer_rollcall(step, volunteer, now)
     if action == "test_alarm":
         if state.alarm is not None:
             step.reject("keypad", "an alarm is already active")
@@ -125,36 +117,6 @@ def _act(step: Step, action: str, volunteer: str, now: float) -> bool:
         return True
     step.reject("keypad", f"unknown action {action!r}")
     return False
-
-
-def start_rollcall(step: Step, inp: RollcallStarted, now: float) -> bool:
-    if step.state.rollcall is not None:
-        step.reject("rollcall", "a roll-call is already waiting for an answer")
-        return False
-    deadline = now + step.state.policy.rollcall_window
-    step.update(rollcall=Rollcall(started=now, deadline=deadline, source=inp.source))
-    step.emit("rollcall_started", None, source=inp.source, window_s=step.state.policy.rollcall_window,
-              on_duty=sorted(step.state.on_duty))
-    return True
-
-
-def _answer_rollcall(step: Step, volunteer: str, now: float) -> bool:
-    rollcall = step.state.rollcall
-    if rollcall is None:
-        step.reject("keypad", "no roll-call to answer")
-        return False
-    step.update(rollcall=None)
-    step.emit("rollcall_answered", None, volunteer=volunteer, response_s=round(now - rollcall.started, 3),
-              source=rollcall.source)
-    return True
-
-
-def expire_rollcall(step: Step, now: float) -> None:
-    rollcall = step.state.rollcall
-    if rollcall is not None and now >= rollcall.deadline:
-        step.update(rollcall=None)
-        step.emit("rollcall_missed", None, source=rollcall.source,
-                  window_s=round(rollcall.deadline - rollcall.started, 3), on_duty=sorted(step.state.on_duty))
 
 
 def keypad_link(step: Step, inp: KeypadLink) -> None:

@@ -18,10 +18,11 @@ from safehouse.device.core.effects import Beep
 from safehouse.device.core.inputs import KeypadFlood, KeypadNoise
 from safehouse.device.core.keypad_grammar import discard
 from safehouse.device.core.lifecycle import Step
+from safehouse.device.core.signals import Sound
 from safehouse.device.core.state import KeypadState, Policy
 
 
-def apply_noise(step: Step, inp: KeypadNoise, now: float) -> None:
+def on_keypad_noise(step: Step, inp: KeypadNoise, now: float) -> None:
     keypad = step.state.keypad
     if keypad.discarding:  # the same entry already refused: count the bytes' entry once
         step.update(keypad=replace(keypad, last_key_at=now))
@@ -29,10 +30,10 @@ def apply_noise(step: Step, inp: KeypadNoise, now: float) -> None:
     step.update(keypad=discard(keypad, now))
     step.reject("keypad", f"line noise ({inp.count} byte(s) that are not keys): entry discarded, "
                           "never checked as a PIN")
-    step.effects.append(Beep("error"))
+    step.effects.append(Beep(Sound.ERROR))
 
 
-def apply_flood(step: Step, inp: KeypadFlood, now: float) -> None:
+def on_keypad_flood(step: Step, inp: KeypadFlood, now: float) -> None:
     keypad = step.state.keypad
     discarded = keypad.noise_discarded + inp.discarded
     if not inp.started:

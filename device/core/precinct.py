@@ -1,4 +1,4 @@
-"""Apply precinct commands and neighbours' alliance alerts inside ``decide()``.
+"""The precinct's MQTT commands and neighbours' alliance alerts, inside ``decide()``.
 
 A command is answered exactly once, whatever happens: a ``Reply`` effect carries either the
 result or the reason it was refused, with the command's id whenever it could be read. Command
@@ -14,16 +14,17 @@ from typing import Any
 
 from safehouse.device.core import codes, lifecycle
 from safehouse.device.core.effects import RememberCommand, Reply, RunSelftest
-from safehouse.device.core.inputs import AllianceAlert, RemoteCommand, RollcallStarted, SelftestDone
-from safehouse.device.core.keypad import start_rollcall
+from safehouse.device.core.inputs import AllianceAlert, PrecinctCommand, RollcallStarted, SelftestDone
 from safehouse.device.core.lifecycle import Step
 from safehouse.device.core.precinct_commands import Command, CommandInvalid, parse, parse_alliance
 from safehouse.device.core.ratelimit import clip, clip_text
+from safehouse.device.core.rollcall import start_rollcall
+from safehouse.device.core.signals import LightPattern
 
 SEEN_IDS = 1024  # remembered command ids; commands older than the freshness window are refused anyway
 
 
-def apply_command(step: Step, inp: RemoteCommand, now: float) -> None:
+def on_precinct_command(step: Step, inp: PrecinctCommand, now: float) -> None:
     def reply(ok: bool, cid: str | None, result: dict[str, Any] | None = None, error: str = "") -> None:
         step.effects.append(Reply(inp.name, cid, ok, error or None, result or {},
                                   inp.response_topic, inp.correlation))
@@ -60,7 +61,7 @@ def _execute(step: Step, cmd: Command, now: float) -> tuple[dict[str, Any], str 
                     "light": step.state.light}, None
         case "ack":
             if lifecycle.precinct_ack(step, cmd.args["event_id"]):
-                return {"alarm_id": cmd.args["event_id"], "light": "help_coming"}, None
+                return {"alarm_id": cmd.args["event_id"], "light": LightPattern.HELP_COMING}, None
             return {}, refusal()
         case "resolve":
             alarm = step.state.alarm
@@ -87,12 +88,12 @@ def _execute(step: Step, cmd: Command, now: float) -> tuple[dict[str, Any], str 
             if minutes == 0:
                 step.update(override=None)
                 return {"override": None}, None
-            step.update(override=(cmd.args["pattern"], now + minutes * 60))
+            step.update(override=(LightPattern(cmd.args["pattern"]), now + minutes * 60))
             return {"override": cmd.args["pattern"], "minutes": minutes}, None
     return {}, f"unknown command {cmd.name!r}"  # parse() already refuses these
 
 
-def apply_alliance(step: Step, inp: AllianceAlert, now: float) -> None:
+def on_alliance_alert(step: Step, inp: AllianceAlert, now: float) -> None:
     if inp.retain:
         step.reject("alliance", "retained: a retained alliance alert is stale (alerts are never "
                     "retained): ignored")
@@ -108,7 +109,7 @@ def apply_alliance(step: Step, inp: AllianceAlert, now: float) -> None:
                 neighbor_alerts=step.state.neighbor_alerts + 1)
 
 
-def apply_selftest(step: Step, inp: SelftestDone) -> None:
+def on_selftest_done(step: Step, inp: SelftestDone) -> None:
     failed = [str(c["name"]) for c in inp.checks if not c["ok"]]
     step.emit("selftest", codes.TEST_WITH_TROUBLE if failed else codes.PERIODIC_TEST, source=inp.source,
               ok=not failed, failed=failed, checks=[dict(c) for c in inp.checks])

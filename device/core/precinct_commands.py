@@ -14,12 +14,12 @@ from typing import Any
 
 from safehouse.device.core import boundedjson
 from safehouse.device.core.ratelimit import clip
+from safehouse.device.core.signals import LightPattern
 
 MAX_PAYLOAD = 64 * 1024
 MAX_DEPTH = 4  # commands are flat objects: anything deeper is refused before json.loads
 MAX_ALLIANCE = 4096
 COMMANDS = ("ack", "resolve", "test", "light", "ping", "rollcall", "selftest")
-LIGHT_PATTERNS = ("beacon", "off", "test", "neighbor", "acknowledged", "help_coming", "alarm")
 MAX_LIGHT_MINUTES = 24 * 60
 
 
@@ -102,8 +102,8 @@ def _check_args(name: str, args: dict[str, Any]) -> None:
         if "event_id" in args and not _short_text(args["event_id"]):
             raise ValueError("event_id must be a string")
     if name == "light":
-        if args.get("pattern") not in LIGHT_PATTERNS:
-            raise ValueError(f"pattern must be one of {', '.join(LIGHT_PATTERNS)}")
+        if args.get("pattern") not in tuple(LightPattern):
+            raise ValueError(f"pattern must be one of {', '.join(LightPattern)}")
         minutes = args.get("minutes")
         if isinstance(minutes, bool) or not isinstance(minutes, int | float) \
                 or not 0 <= minutes <= MAX_LIGHT_MINUTES:

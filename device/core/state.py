@@ -10,6 +10,8 @@ import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from safehouse.device.core.signals import LightPattern, Sound
+
 
 class Phase(StrEnum):
     """Where an alarm stands; RESOLVED is the transition back to no alarm at all."""
@@ -99,16 +101,16 @@ class CoreState:
     tamper_open: bool = False
     lamp: LampState = LampState()
     keypad: KeypadState = KeypadState()
-    light: str = "beacon"
+    light: LightPattern = LightPattern.BEACON
     alarms_raised: int = 0
     seen_commands: tuple[str, ...] = ()
-    override: tuple[str, float] | None = None  # (pattern, until) set by cmd/light
+    override: tuple[LightPattern, float] | None = None  # (pattern, until) set by cmd/light
     neighbor_until: float | None = None
     neighbor_alerts: int = 0
     faulty: frozenset[str] = frozenset()  # capture parts that failed last time (camera, microphone)
     on_duty: frozenset[str] = frozenset()  # volunteer ids checked in
     rollcall: Rollcall | None = None
-    sound: str | None = None  # the repeating buzzer sound playing (chime, rollcall)
+    sound: Sound | None = None  # the repeating buzzer sound playing (chime, rollcall)
     keypad_lost: bool = False
 
 

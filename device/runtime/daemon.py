@@ -19,11 +19,10 @@ from types import FrameType
 from typing import Any
 
 from safehouse.device import __version__
-from safehouse.device.core.alarm import light_for
+from safehouse.device.core.alarm import light_for, sound_for
 from safehouse.device.core.clock import Clock, SimClock, SystemClock, read_boot_id
 from safehouse.device.core.errors import EventLogError
 from safehouse.device.core.inputs import SelftestDone
-from safehouse.device.core.keypad import sound_for
 from safehouse.device.core.recovery import recover_alarm
 from safehouse.device.core.state import CoreState, Policy, initial_state
 from safehouse.device.runtime.config import Config

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from safehouse.device.core.signals import LightPattern, Sound
 from safehouse.drivers.buzzer import SELFTEST_HZ
 from safehouse.services.capture import call_with_timeout
 
@@ -89,7 +90,7 @@ def _light(daemon: Any) -> tuple[bool, str]:
         return False, f"plays {light.pattern!r} but the kiosk asked for {state.light!r}"
     if state.lamp.fault:
         return False, "the lamp sensor reports the sign dark"
-    lit = red > 0 or blue > 0 or light.pattern not in ("beacon", "off")
+    lit = red > 0 or blue > 0 or light.pattern not in (LightPattern.BEACON, LightPattern.OFF)
     return lit, f"pattern {light.pattern}, red {red:.2f}, blue {blue:.2f}" + ("" if lit else ": DARK")
 
 
@@ -113,7 +114,7 @@ def _microphone(daemon: Any) -> tuple[bool, str]:
     buzzer = daemon.hardware.buzzer
     loop = (buzzer is not None and daemon.config.buzzer.tonal and daemon.config.device.hardware == "pi")
     if loop:
-        buzzer.play("selftest")
+        buzzer.play(Sound.SELFTEST)
     clip = mic.record(0.8)
     import numpy as np
 

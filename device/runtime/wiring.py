@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from safehouse.device import __version__
 from safehouse.device.core import messages
 from safehouse.device.core.errors import EventLogError
-from safehouse.device.core.inputs import AllianceAlert, RemoteCommand
+from safehouse.device.core.inputs import AllianceAlert, PrecinctCommand
 from safehouse.device.runtime.config import Config
 from safehouse.services.mqtt_link import Incoming, Tls
 from safehouse.services.outbox import Lane
@@ -55,7 +55,7 @@ def build_uplink(daemon: Daemon, *, digest: str) -> Uplink | None:
         name = topics.command_name(msg.topic) or ""
         # a response topic elsewhere is ignored: the result still goes to cmd/{name}/result
         response = msg.response_topic if msg.response_topic and topics.is_result(msg.response_topic) else None
-        daemon.loop.put(RemoteCommand(name, msg.payload, msg.retain, clock.wall(), clock.synced(),
+        daemon.loop.put(PrecinctCommand(name, msg.payload, msg.retain, clock.wall(), clock.synced(),
                                       response, msg.correlation))
 
     def on_alliance(msg: Incoming) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -11,7 +12,7 @@ from safehouse.device.core.inputs import (
     ButtonChanged,
     Input,
     LampChanged,
-    PrecinctAck,
+    PrecinctCommand,
     ResolveRequested,
     TamperChanged,
     TestAlarmRequested,
@@ -21,6 +22,13 @@ from safehouse.device.core.inputs import (
 from safehouse.device.core.state import CoreState, Phase, Policy, initial_state
 
 RUN = uuid.UUID("00000000-0000-4000-8000-000000000001")
+WALL = 1_800_000_000.0
+
+
+def precinct_ack(command_id: str, event_id: str) -> PrecinctCommand:
+    """The precinct's cmd/ack for ``event_id``, fresh and well formed."""
+    body = {"id": command_id, "ts": "2027-01-15T08:00:00Z", "event_id": event_id}
+    return PrecinctCommand("ack", json.dumps(body).encode(), False, WALL, True)
 
 
 class Kiosk:
@@ -111,9 +119,10 @@ def test_precinct_ack_shows_help_coming_only_for_the_right_alarm() -> None:
     k = Kiosk()
     k.press()
     alarm_id = k.events("panic")[0].event_id
-    out = k.feed(PrecinctAck("not-this-one"))
-    assert [type(e) for e in out] == [Reject]
-    out = k.feed(PrecinctAck(alarm_id))
+    out = k.feed(precinct_ack("c1", "not-this-one"))
+    assert not any(isinstance(e, SetLight | Emit) for e in out)
+    assert Reject("precinct_ack", "no active alarm with event_id not-this-one") in out
+    out = k.feed(precinct_ack("c2", alarm_id))
     assert out[0] == SetLight("help_coming")
     k.feed(VolunteerAck("v1"))
     assert k.state.light == "help_coming"  # the citizen keeps seeing that help is coming

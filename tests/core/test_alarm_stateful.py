@@ -1,14 +1,16 @@
 """Hypothesis drives the alarm core with any order of presses, acks, resolves and waits.
 
 Each step runs decide() and executes its effects through the real EffectRunner into a real
-EventLog, as the daemon does, so the invariants are checked on what the precinct would get.
+outbox, as the daemon does, so the invariants are checked on what the precinct would get.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hypothesis import settings
@@ -19,7 +21,7 @@ from safehouse.device.core.alarm import decide, light_for, next_deadline
 from safehouse.device.core.inputs import (
     ButtonChanged,
     Input,
-    PrecinctAck,
+    PrecinctCommand,
     ResolveRequested,
     TestAlarmRequested,
     Tick,
@@ -67,6 +69,7 @@ class AlarmMachine(RuleBasedStateMachine):
                                    topics=Topics("p", "SH-HYP"))
         self.state = initial_state(Policy(ack_timeout=ACK_TIMEOUT, stuck_after=30.0), uuid.uuid4())
         self.open_alarms = 0
+        self.commands = 0
 
     def teardown(self) -> None:
         self.log.close()
@@ -100,7 +103,10 @@ class AlarmMachine(RuleBasedStateMachine):
     @rule(right=st.booleans())
     def precinct_ack(self, right: bool) -> None:
         assert self.state.alarm is not None
-        self._feed(PrecinctAck(self.state.alarm.event_id if right else "other"))
+        self.commands += 1  # the precinct's cmd/ack, fresh and with a new id each time
+        body = {"id": f"c{self.commands}", "ts": datetime.fromtimestamp(self.clock.wall(), UTC).isoformat(),
+                "event_id": self.state.alarm.event_id if right else "other"}
+        self._feed(PrecinctCommand("ack", json.dumps(body).encode(), False, self.clock.wall(), True))
 
     @rule(outcome=st.sampled_from(["assistance", "false_alarm", "police", "bogus"]))
     def resolve(self, outcome: str) -> None:

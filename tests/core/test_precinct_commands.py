@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from safehouse.device.core.alarm import decide
 from safehouse.device.core.effects import Emit, Reply, SetLight
-from safehouse.device.core.inputs import AllianceAlert, ButtonChanged, RemoteCommand, Tick
+from safehouse.device.core.inputs import AllianceAlert, ButtonChanged, PrecinctCommand, Tick
 from safehouse.device.core.precinct_commands import MAX_PAYLOAD
 from safehouse.device.core.state import CoreState, Policy, initial_state
 
@@ -24,9 +24,9 @@ def ts(offset: float = 0.0) -> str:
 
 
 def cmd(name: str, body: dict[str, Any] | bytes, *, retain: bool = False, synced: bool = True,
-        response: str | None = None) -> RemoteCommand:
+        response: str | None = None) -> PrecinctCommand:
     payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return RemoteCommand(name, payload, retain, WALL, synced, response, b"corr" if response else None)
+    return PrecinctCommand(name, payload, retain, WALL, synced, response, b"corr" if response else None)
 
 
 def fresh() -> CoreState:
@@ -143,7 +143,7 @@ bodies = st.one_of(
        body=bodies, retain=st.booleans())
 def test_fuzz_every_command_gets_exactly_one_answer_and_never_crashes(name: str, body: bytes,
                                                                        retain: bool) -> None:
-    _state, effects = decide(fresh(), RemoteCommand(name, body, retain, WALL, True), 5.0)
+    _state, effects = decide(fresh(), PrecinctCommand(name, body, retain, WALL, True), 5.0)
     replies = [e for e in effects if isinstance(e, Reply)]
     assert len(replies) == 1
     if not replies[0].ok:

@@ -10,6 +10,7 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 from gpiozero.tones import Tone
 
 from safehouse.device.core.errors import HardwareError
+from safehouse.device.core.signals import REPEATING, Sound
 from safehouse.drivers.buzzer import SOUNDS, Buzzer
 
 PIN = 22
@@ -205,6 +206,11 @@ def test_play_reaches_the_pin_within_a_millisecond(factory: MockFactory, tonal: 
     median = statistics.median(latencies)
     print(f"play() -> pin: median {median * 1e6:.0f} us, max {max(latencies) * 1e6:.0f} us")
     assert median < 0.001, f"median play() -> pin latency {median * 1000:.3f} ms"
+
+
+def test_every_sound_the_core_can_ask_for_has_a_tune() -> None:
+    assert set(SOUNDS) == set(Sound) and all(type(name) is Sound for name in SOUNDS)
+    assert sorted(REPEATING) == ["chime", "rollcall"]  # the others play once
 
 
 def test_unknown_sounds_are_refused_naming_the_valid_ones(factory: MockFactory) -> None:

@@ -14,6 +14,7 @@ from gpiozero import PWMLED
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from safehouse.device.core.errors import HardwareError
+from safehouse.device.core.signals import LightPattern
 from safehouse.drivers.lightbox import LightBox
 from safehouse.drivers.patterns import PATTERNS, BrightnessSchedule
 
@@ -169,8 +170,13 @@ def test_failing_to_open_blue_releases_red(factory: MockFactory) -> None:
         assert err.value.__traceback__ is not None
 
 
+def test_every_light_pattern_the_core_can_ask_for_has_a_pattern() -> None:
+    assert set(PATTERNS) == set(LightPattern)
+    assert all(type(name) is LightPattern and p.name is name for name, p in PATTERNS.items())
+
+
 def test_pattern_table_keeps_its_promises() -> None:
-    assert set(PATTERNS) == {
+    assert set(PATTERNS) == {  # the names on the wire (status, cmd/light) are these strings
         "off", "beacon", "alarm", "acknowledged", "help_coming", "test", "neighbor"
     }
     assert [p.name for p in PATTERNS.values() if p.dimmable] == ["beacon"]

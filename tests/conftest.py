@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
@@ -58,6 +59,15 @@ def factory() -> Iterator[MockFactory]:
     pin_factory = MockFactory(pin_class=MockPWMPin)
     yield pin_factory
     pin_factory.close()
+
+
+@pytest.fixture
+def portaudio() -> ModuleType:
+    """sounddevice, loaded under the rig's fake microphone (tests/rig/audio.py); without PortAudio
+    the test skips here and fails in CI. Imported late: only audio tests pay for numpy."""
+    from tests.rig import audio
+
+    return audio.sounddevice()
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,17 +20,9 @@ from safehouse.drivers.keypad import Keypad
 from safehouse.drivers.keypad_guard import FloodGuard
 from tests.rig.availability import unavailable
 from tests.rig.serial_pty import SerialRig
+from tests.rig.wait import wait_for
 
 KEY_BYTES = b"0123456789*#"
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 class Recorder:

@@ -24,20 +24,17 @@ from safehouse.drivers.microphone import MicrophoneError, SoundDeviceMicrophone
 from safehouse.drivers.ring_buffer import SampleRing
 from safehouse.drivers.sim_audio import chirp_signal, prepare_sim_audio
 from tests.rig import audio as audio_rig
+from tests.rig.wait import wait_for
 
 RATE = 16000
 BLOCK = 1600
 
 
-@pytest.fixture(autouse=True)
-def _portaudio() -> None:
-    audio_rig.sounddevice()
+pytestmark = pytest.mark.usefixtures("portaudio")  # sounddevice under the rig's microphone
 
 
 samples_of = audio_rig.clip_samples
 
-
-wait_for = audio_rig.wait_for
 
 
 @pytest.mark.parametrize("capacity", [0, 1, 7, 1600])

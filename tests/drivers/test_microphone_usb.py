@@ -22,14 +22,13 @@ from safehouse.drivers.microphone import Clip, MicrophoneError, SoundDeviceMicro
 from safehouse.drivers.resample import Resampler
 from tests.rig import audio as audio_rig
 from tests.rig.availability import unavailable
+from tests.rig.wait import wait_for
 
 RATE = 16000
 HZ = 440.0
 
 
-@pytest.fixture(autouse=True)
-def _portaudio() -> None:
-    audio_rig.sounddevice()
+pytestmark = pytest.mark.usefixtures("portaudio")  # sounddevice under the rig's microphone
 
 
 def samples_of(clip: Clip) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -301,5 +300,3 @@ def test_a_clip_asked_for_during_a_stall_ends_with_the_stall_named(tmp_path: Pat
     finally:
         feed.close()
 
-
-wait_for = audio_rig.wait_for

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from gpiozero.pins.mock import MockFactory, MockPWMPin
+from gpiozero.pins.mock import MockFactory
 
 from safehouse.device.core.state import KeypadState
 from safehouse.device.runtime import config as configuration
@@ -22,38 +22,20 @@ from safehouse.device.runtime.daemon import Daemon
 from safehouse.services.lockout_store import FILE, LockoutStore
 from safehouse.services.outbox import read_events
 from safehouse.services.volunteers_edit import add
+from tests.rig.clock import FakeClock
 from tests.rig.kiosk_config import write_config
 
 BOOT, OTHER_BOOT = "boot-a", "boot-b"
 BUTTON = 22
+START = 5000.0  # the monotonic clock when a test begins: well after boot
 
 
-class StepClock:
-    """Time that moves only when told to; ``synced`` says whether NTP has set the wall clock."""
-
-    def __init__(self, mono: float = 5000.0, wall: float = 1_800_000_000.0, synced: bool = True) -> None:
-        self.now, self.wall_now, self.is_synced = mono, wall, synced
-
-    def mono(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return self.wall_now
-
-    def synced(self) -> bool:
-        return self.is_synced
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        self.wall_now += seconds
-
-
-def locked_for(keypad: KeypadState, clock: StepClock) -> float:
+def locked_for(keypad: KeypadState, clock: FakeClock) -> float:
     return 0.0 if keypad.locked_until is None else round(keypad.locked_until - clock.mono(), 3)
 
 
 def test_same_boot_restart_keeps_the_count_the_level_and_the_exact_end(tmp_path: Path) -> None:
-    clock = StepClock()
+    clock = FakeClock(mono=START)
     LockoutStore(tmp_path, clock=clock, boot_id=BOOT).keep(0, 3, clock.mono() + 240, 240)
     clock.advance(100)  # the daemon restarts 100 s into a 240 s lockout
     restored = LockoutStore(tmp_path, clock=clock, boot_id=BOOT).restore(KeypadState())
@@ -65,36 +47,36 @@ def test_same_boot_restart_keeps_the_count_the_level_and_the_exact_end(tmp_path:
 
 
 def test_wrong_pins_short_of_a_lockout_are_kept_too(tmp_path: Path) -> None:
-    clock = StepClock()
+    clock = FakeClock(mono=START)
     LockoutStore(tmp_path, clock=clock, boot_id=BOOT).keep(4, 1, None, 0)
     restored = LockoutStore(tmp_path, clock=clock, boot_id=OTHER_BOOT).restore(KeypadState())
     assert (restored.failures, restored.lockouts, restored.locked_until) == (4, 1, None)
 
 
 def test_after_a_reboot_a_synced_record_ends_by_the_wall_clock(tmp_path: Path) -> None:
-    before = StepClock()
+    before = FakeClock(mono=START)
     LockoutStore(tmp_path, clock=before, boot_id=BOOT).keep(0, 1, before.mono() + 60, 60)
-    after = StepClock(mono=12.0, wall=before.wall() + 25)  # power back 25 s later, NTP synced
+    after = FakeClock(before.wall() + 25, mono=12.0)  # power back 25 s later, NTP synced
     restored = LockoutStore(tmp_path, clock=after, boot_id=OTHER_BOOT).restore(KeypadState())
     assert locked_for(restored, after) == 35
 
 
 def test_after_a_reboot_before_ntp_the_lockout_is_never_shorter(tmp_path: Path) -> None:
-    before = StepClock()
+    before = FakeClock(mono=START)
     LockoutStore(tmp_path, clock=before, boot_id=BOOT).keep(0, 2, before.mono() + 120, 120)
     # no RTC: the wall clock comes back at fake-hwclock's last save, an hour behind
-    after = StepClock(mono=9.0, wall=before.wall() - 3600, synced=False)
+    after = FakeClock(before.wall() - 3600, mono=9.0, synced=False)
     restored = LockoutStore(tmp_path, clock=after, boot_id=OTHER_BOOT).restore(KeypadState())
     assert locked_for(restored, after) == 120, "capped at what was left, never longer"
 
 
 def test_a_record_written_before_ntp_runs_its_remaining_length_after_a_reboot(tmp_path: Path) -> None:
-    before = StepClock(wall=86_400.0, synced=False)  # 1970: its wall time means nothing
+    before = FakeClock(86_400.0, mono=START, synced=False)  # 1970: its wall time means nothing
     before.advance(0)
     store = LockoutStore(tmp_path, clock=before, boot_id=BOOT)
     store.keep(0, 1, before.mono() + 60, 60)
     before.advance(50)
-    after = StepClock(mono=7.0, wall=1_800_000_000.0)  # synced now, decades "later"
+    after = FakeClock(1_800_000_000.0, mono=7.0)  # synced now, decades "later"
     restored = LockoutStore(tmp_path, clock=after, boot_id=OTHER_BOOT).restore(KeypadState())
     assert locked_for(restored, after) == 60
 
@@ -107,7 +89,7 @@ NEGATIVE_COUNT = (b'{"version": 1, "failures": -1, "lockouts": 0, "locked_s": 0,
 def test_a_damaged_record_is_reported_and_the_kiosk_still_starts(
         tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / FILE).write_bytes(content)
-    clock = StepClock()
+    clock = FakeClock(mono=START)
     with caplog.at_level(logging.ERROR):
         restored = LockoutStore(tmp_path, clock=clock, boot_id=BOOT).restore(KeypadState())
     assert restored == KeypadState()
@@ -118,20 +100,13 @@ def test_an_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(OSError, match="cannot write the keypad lockout record"):
-        LockoutStore(blocker / "state", clock=StepClock(), boot_id=BOOT).keep(1, 0, None, 0)
+        LockoutStore(blocker / "state", clock=FakeClock(mono=START), boot_id=BOOT).keep(1, 0, None, 0)
 
 
 # --- the real daemon, restarted, on the same injected clock -----------------------------------------
 
-@pytest.fixture
-def factory() -> Iterator[MockFactory]:
-    f = MockFactory(pin_class=MockPWMPin)
-    yield f
-    f.close()
-
-
 @contextmanager
-def running(folder: Path, clock: StepClock, factory: MockFactory) -> Iterator[Daemon]:
+def running(folder: Path, clock: FakeClock, factory: MockFactory) -> Iterator[Daemon]:
     """One run of the real daemon on ``clock``; leaving the block is a clean restart's stop."""
     config = folder / "config.toml"
     if not config.exists():
@@ -155,7 +130,7 @@ def _wrong(daemon: Daemon, times: int) -> None:
 
 def test_a_restart_keeps_the_lockout_refuses_the_right_pin_and_ends_it_on_time(
         short_dir: Path, factory: MockFactory) -> None:
-    clock = StepClock()
+    clock = FakeClock(mono=START)
     with running(short_dir, clock, factory) as daemon:
         _wrong(daemon, 4)
     with running(short_dir, clock, factory) as daemon:  # restarted with 4 wrong PINs counted

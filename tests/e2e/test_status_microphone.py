@@ -18,10 +18,7 @@ from tests.rig import audio as audio_rig
 from tests.rig.daemon import DaemonProcess
 from tests.rig.kiosk_config import write_config
 
-
-@pytest.fixture(autouse=True)
-def _portaudio() -> None:
-    audio_rig.sounddevice()
+pytestmark = pytest.mark.usefixtures("portaudio")  # sounddevice under the rig's microphone
 
 
 def _opened(proc: DaemonProcess, timeout: float = 15.0) -> dict[str, Any]:

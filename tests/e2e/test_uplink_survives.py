@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from safehouse.services.outbox import Outbox
 from safehouse.services.topics import Topics
 from safehouse.services.uplink import LinkSettings, Uplink
 from tests.rig.broker import Broker
+from tests.rig.wait import wait_for
 
 TOPIC = "safehouse/v1/t/SH-SURVIVE/events"
 
@@ -27,15 +27,6 @@ def panic(n: int) -> dict[str, Any]:
     return {"event_id": str(uuid.uuid4()), "device_id": "SH-SURVIVE", "precinct": "t", "type": "panic",
             "code": 120, "ts": "2026-06-01T12:00:00.000Z", "clock_synced": True, "mono": float(n),
             "boot_id": "test", "test": True, "data": {}}
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def test_an_exception_in_the_uplink_thread_reconnects_and_the_alarm_is_delivered(
@@ -57,8 +48,8 @@ def test_an_exception_in_the_uplink_thread_reconnects_and_the_alarm_is_delivered
     try:
         first = outbox.append_event(panic(1), TOPIC)
         uplink.start()
-        wait_until(blown.is_set)
-        wait_until(lambda: states.count("online") >= 2)  # dropped, backed off, back online
+        assert wait_for(blown.is_set, 10.0)
+        assert wait_for(lambda: states.count("online") >= 2, 10.0)  # dropped, backed off, back online
         assert "offline" in states[states.index("online"):]
         second = outbox.append_event(panic(2), TOPIC)
         uplink.wake(urgent=True)
@@ -67,7 +58,7 @@ def test_an_exception_in_the_uplink_thread_reconnects_and_the_alarm_is_delivered
         ids = {json.loads(m.payload)["event_id"] for m in sub.messages(TOPIC)}
         assert {first.event_id, second.event_id} <= ids  # the first re-sent after the reconnect
         assert uplink.view()["state"] == "online"
-        wait_until(lambda: outbox.stats().depth["events"] == 0)
+        assert wait_for(lambda: outbox.stats().depth["events"] == 0, 10.0)
     finally:
         uplink.close()
         outbox.close()

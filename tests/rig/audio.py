@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,16 +69,6 @@ def clip_samples(clip: Clip) -> np.ndarray[Any, np.dtype[np.int16]]:
     with wave.open(io.BytesIO(clip.wav)) as w:
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, RATE)
         return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-
-
-def wait_for(predicate: Any, timeout: float = 3.0) -> bool:
-    """Poll ``predicate`` until true (True) or ``timeout`` seconds pass (False)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def sounddevice() -> ModuleType:

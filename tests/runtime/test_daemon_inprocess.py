@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,15 +16,9 @@ from safehouse.device.runtime.daemon import Daemon
 from safehouse.services.control import request
 from safehouse.services.outbox import read_events
 from tests.rig.kiosk_config import write_config
+from tests.rig.wait import wait_for
 
 RED, BLUE, BUTTON, BUZZER, TAMPER, LAMP = 17, 27, 22, 23, 5, 6
-
-
-@pytest.fixture
-def factory() -> Iterator[MockFactory]:
-    f = MockFactory(pin_class=MockPWMPin)
-    yield f
-    f.close()
 
 
 def start(folder: Path, factory: MockFactory, extra: str = "", **device: str) -> Daemon:
@@ -33,15 +26,6 @@ def start(folder: Path, factory: MockFactory, extra: str = "", **device: str) ->
     daemon = Daemon(cfg, pin_factory=factory)
     daemon.start()
     return daemon
-
-
-def wait_for(predicate: object, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 def test_a_press_on_the_button_pin_flashes_red_and_blue_at_4_hz_or_faster(
@@ -52,7 +36,7 @@ def test_a_press_on_the_button_pin_flashes_red_and_blue_at_4_hz_or_faster(
         assert red.state > 0 and blue.state > 0  # the beacon: the 24-hour sign is lit
         red.clear_states()
         factory.pin(BUTTON).drive_low()
-        wait_for(lambda: daemon.loop.state.alarm is not None)
+        assert wait_for(lambda: daemon.loop.state.alarm is not None)
         time.sleep(1.05)
         factory.pin(BUTTON).drive_high()
         red_ons = [s for prev, s in zip(red.states, red.states[1:], strict=False)
@@ -83,7 +67,7 @@ def test_the_idle_beacon_dims_by_the_daemons_clock_not_the_machines(
     daemon.start()
     try:
         assert (cfg.light.night_brightness, cfg.light.day_brightness) == (0.4, 1.0)
-        wait_for(lambda: max(factory.pin(RED).state, factory.pin(BLUE).state) > 0)
+        assert wait_for(lambda: max(factory.pin(RED).state, factory.pin(BLUE).state) > 0)
         assert factory.pin(RED).state == pytest.approx(level)
     finally:
         daemon.stop()
@@ -94,11 +78,11 @@ def test_tamper_and_lamp_inputs_become_events(short_dir: Path, factory: MockFact
     daemon = start(short_dir, factory, extra)
     try:
         factory.pin(TAMPER).drive_high()  # lid switch opens: the pull-up reads high
-        wait_for(lambda: daemon.loop.state.tamper_open)
+        assert wait_for(lambda: daemon.loop.state.tamper_open)
         factory.pin(TAMPER).drive_low()
-        wait_for(lambda: not daemon.loop.state.tamper_open)
+        assert wait_for(lambda: not daemon.loop.state.tamper_open)
         factory.pin(LAMP).drive_high()  # no lamp current: the sensor releases the line
-        wait_for(lambda: daemon.loop.state.lamp.lit is False)
+        assert wait_for(lambda: daemon.loop.state.lamp.lit is False)
         types = [(e.type, e.code) for e in read_events(daemon.config.device.state_dir)]
         assert types == [("tamper", 137), ("tamper_restored", 137)]
     finally:
@@ -114,7 +98,7 @@ def test_sim_only_commands_are_refused_on_real_hardware(short_dir: Path, factory
         with pytest.raises(OSError, match="press the physical button"):
             request(sock, "press")
         factory.pin(BUTTON).drive_low()  # ...while the physical button still works
-        wait_for(lambda: daemon.loop.state.alarm is not None)
+        assert wait_for(lambda: daemon.loop.state.alarm is not None)
     finally:
         daemon.close()
     assert not daemon.config.control.socket.exists()
@@ -133,10 +117,10 @@ def _ack_with(folder: Path, factory: MockFactory, pin: str) -> tuple[list[Any], 
         for number in (RED, BLUE, BUZZER):
             factory.pin(number).clear_states()
         factory.pin(BUTTON).drive_low()
-        wait_for(lambda: daemon.loop.state.alarm is not None)
+        assert wait_for(lambda: daemon.loop.state.alarm is not None)
         factory.pin(BUTTON).drive_high()
         daemon.hardware.type_keys(pin + "#")
-        wait_for(lambda: daemon.loop.state.light == "acknowledged")
+        assert wait_for(lambda: daemon.loop.state.light == "acknowledged")
         time.sleep(0.5)  # the ok chirp
         levels = [[round(s.state, 2) for s in factory.pin(n).states] for n in (RED, BLUE, BUZZER)]
         return levels, [e.type for e in read_events(daemon.config.device.state_dir)]

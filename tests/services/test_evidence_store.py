@@ -22,18 +22,10 @@ from safehouse.services.evidence import (
     EvidenceStore,
     EvidenceSummary,
 )
+from tests.rig.clock import T0, FakeClock
 
-T0 = 1_800_000_000.0
 DAY = 86400.0
 BIG = 10**9
-
-
-class FakeClock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def make_store(tmp_path: Path, clock: FakeClock, *, quota: int = BIG, hard: int = BIG,

@@ -25,17 +25,9 @@ from safehouse.services.outbox import (
     open_readonly_stats,
     read_events,
 )
+from tests.rig.clock import T0, FakeClock
 
 TOPIC = "safehouse/v1/p/K/events"
-T0 = 1_800_000_000.0
-
-
-class FakeClock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def fields(n: int | str, type_: str = "door") -> dict[str, object]:

@@ -26,6 +26,7 @@ from safehouse.device.core.errors import EventLogError, SafehouseError
 from safehouse.device.core.inputs import DaySummarised
 from safehouse.device.core.state import Policy, initial_state
 from safehouse.services.stats import COUNTERS, DailyStats, DayCounts, read_day
+from tests.rig.clock import FakeClock
 
 TPE = ZoneInfo("Asia/Taipei")  # UTC+8, no DST
 LDN = ZoneInfo("Europe/London")  # GMT/BST: 2025-03-30 has 23 hours, 2025-10-26 has 25
@@ -34,14 +35,6 @@ HOUR = 3600.0
 
 def at(tz: ZoneInfo, y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> float:
     return datetime(y, mo, d, h, mi, tzinfo=tz).timestamp()
-
-
-class FakeClock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def nonzero(counts: DayCounts) -> dict[str, float]:

@@ -31,22 +31,9 @@ from safehouse.device.core.state import Phase, Policy, initial_state
 from safehouse.device.runtime.effect_runner import EffectRunner
 from safehouse.services.outbox import Outbox
 from safehouse.services.topics import Topics
+from tests.rig.clock import FakeClock
 
 ACK_TIMEOUT = 60.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def wall(self) -> float:
-        return 1_800_000_000.0 + self.now
-
-    def mono(self) -> float:
-        return self.now
-
-    def synced(self) -> bool:
-        return True
 
 
 class Light:
@@ -87,7 +74,7 @@ class AlarmMachine(RuleBasedStateMachine):
     def time_passes(self, seconds: float) -> None:
         # the loop wakes at each deadline; a late wake-up must still fire it
         deadline = next_deadline(self.state)
-        self.clock.now += seconds
+        self.clock.advance(seconds)
         if deadline is not None and deadline <= self.clock.now:
             self._feed(Tick())
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from safehouse.device.core.closing import Closing
 from safehouse.device.core.errors import EventLogError
+from safehouse.services.outbox_legacy import import_legacy_log, retire_legacy_log
 from safehouse.services.outbox_open import connect_checked, preflight, wal_of
 from safehouse.services.outbox_salvage import (
     ID_GAP,
@@ -32,10 +33,8 @@ from safehouse.services.outbox_schema import (
     FILENAME,
     NEAR_FULL_RATIO,
     db_path,
-    import_legacy_log,
     meta_get,
     pending_events,
-    retire_legacy_log,
 )
 from safehouse.services.outbox_sql import raise_id_floor
 from safehouse.services.quarantine import quarantine

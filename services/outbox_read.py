@@ -17,7 +17,7 @@ from pathlib import Path
 
 from safehouse.device.core.errors import EventLogError
 from safehouse.device.core.events import Event
-from safehouse.services import eventlog
+from safehouse.services import outbox_legacy
 from safehouse.services.outbox_schema import (
     NEAR_FULL_RATIO,
     OutboxStats,
@@ -72,7 +72,7 @@ def read_events(state_dir: Path, *, follow: bool = False, stop: threading.Event 
     """
     path = db_path(state_dir)
     if not path.exists() and not follow:
-        yield from eventlog.read_events(state_dir)
+        yield from outbox_legacy.read_events(state_dir)
         return
     last = 0
     while True:

@@ -10,8 +10,6 @@ gap-free even after every delivered event was purged.
 
 from __future__ import annotations
 
-import logging
-import os
 import sqlite3
 from dataclasses import asdict, dataclass
 from enum import IntEnum
@@ -20,10 +18,6 @@ from typing import Any
 
 from safehouse.device.core.errors import EventLogError
 from safehouse.device.core.events import Event
-from safehouse.services import eventlog
-from safehouse.services.fsync import fsync_dir
-
-_LOG = logging.getLogger(__name__)
 
 FILENAME = "outbox.db"
 SCHEMA_VERSION = 1
@@ -178,45 +172,3 @@ def insert_event(conn: sqlite3.Connection, event: Event, topic: str, created: fl
                  (Lane.EVENTS, topic, event.to_json().encode("utf-8"), event.event_id, event.seq,
                   event.type, created, delivered))
     conn.execute("UPDATE meta SET value = MAX(value, ?) WHERE key = 'last_seq'", (event.seq,))
-
-
-def import_legacy_log(conn: sqlite3.Connection, state_dir: Path, now: float) -> bool:
-    """Take over the interim ``events.jsonl`` (seqs and ids kept, all pending); False if none.
-
-    Part of the caller's transaction; ``retire_legacy_log`` renames the file once that is
-    committed. It runs whenever the file is still there, not only on a new outbox, so a crash
-    between commit and rename is finished on the next start (events already taken over are
-    recognised by ``event_id``). Their topic is rebuilt from their own precinct and device id.
-    """
-    legacy = eventlog.log_path(state_dir)
-    if not legacy.exists():
-        return False
-    try:
-        events = list(eventlog.read_events(state_dir))
-    except OSError as exc:
-        raise EventLogError(f"cannot read the old event log {legacy} to import it: {exc}; "
-                            "check it is readable by the daemon's user") from exc
-    last = int(meta_get(conn, "last_seq"))
-    imported = skipped = 0
-    for event in events:
-        if conn.execute("SELECT 1 FROM messages WHERE event_id = ?", (event.event_id,)).fetchone():
-            continue
-        if event.seq <= last:
-            skipped += 1
-            continue
-        insert_event(conn, event, f"safehouse/v1/{event.precinct}/{event.device_id}/events", now)
-        last = event.seq
-        imported += 1
-    _LOG.warning("outbox: importing %d event(s) from %s (last seq %d)", imported, legacy, last)
-    if skipped:
-        _LOG.error("outbox: %d event(s) of %s reuse a seq the outbox already holds; not imported",
-                   skipped, legacy)
-    return True
-
-
-def retire_legacy_log(state_dir: Path) -> None:
-    legacy = eventlog.log_path(state_dir)
-    done = legacy.with_name(legacy.name + ".imported")
-    os.replace(legacy, done)
-    fsync_dir(state_dir)
-    _LOG.warning("outbox: the old event log is kept as %s; the outbox now holds its events", done)

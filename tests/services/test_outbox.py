@@ -17,7 +17,6 @@ import pytest
 
 from safehouse.device.core.errors import EventLogError, SafehouseError
 from safehouse.device.core.events import Event
-from safehouse.services.eventlog import EventLog
 from safehouse.services.outbox import (
     Lane,
     Outbox,
@@ -25,6 +24,7 @@ from safehouse.services.outbox import (
     open_readonly_stats,
     read_events,
 )
+from safehouse.services.outbox_legacy import log_path
 from tests.rig.clock import T0, FakeClock
 
 TOPIC = "safehouse/v1/p/K/events"
@@ -272,8 +272,8 @@ def test_following_a_stopped_daemon_shows_events_once_it_starts_again(tmp_path: 
 
 
 def test_a_field_upgrade_takes_over_the_old_event_log(tmp_path: Path) -> None:
-    with EventLog(tmp_path) as log:
-        old = [log.append(fields(i, "panic")) for i in range(3)]
+    old = [Event(seq=i + 1, **fields(i, "panic")) for i in range(3)]
+    log_path(tmp_path).write_text("".join(e.to_json() + "\n" for e in old), encoding="utf-8")
     assert [e.seq for e in read_events(tmp_path)] == [1, 2, 3]  # CLI before the daemon's first start
     with Outbox(tmp_path) as box:
         assert box.events() == old

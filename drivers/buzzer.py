@@ -29,11 +29,11 @@ from gpiozero.tones import Tone
 from safehouse.device.core.closing import Closing
 from safehouse.device.core.errors import HardwareError
 from safehouse.device.core.signals import REPEATING, Sound
+from safehouse.device.core.threads import Worker
 from safehouse.drivers.pins import opening
 
 _LOG = logging.getLogger(__name__)
 
-_JOIN_SECONDS = 2.0
 # A tonal buzzer spans MID_TONE +- one octave (A5-A7, 880-3520 Hz): where piezo discs are loud.
 MID_TONE = "A6"
 SELFTEST_HZ = 1760.0  # A6: the tone the self-test listens for
@@ -138,8 +138,7 @@ class Buzzer(Closing):
         self._enabled = {name: bool(enabled.get(name, True)) for name in SOUNDS}
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._closed = False
+        self._worker = Worker(self._run, name=f"buzzer-{pin}", wake=self._wake.set)
         self._sound: str | None = None
         self._repeat: tuple[tuple[Beep, ...], float] | None = None  # (beeps, started)
         self._oneshot: tuple[tuple[Beep, ...], float] | None = None
@@ -152,8 +151,7 @@ class Buzzer(Closing):
             else:
                 self._device = _GpioBuzzer(pin, pin_factory=pin_factory)
         try:
-            self._thread = threading.Thread(target=self._run, name=f"buzzer-{pin}", daemon=True)
-            self._thread.start()
+            self._worker.start()
         except BaseException:
             self._device.close()
             raise
@@ -184,7 +182,7 @@ class Buzzer(Closing):
             raise ValueError(f"unknown buzzer sound {sound!r}; valid sounds: {_valid()}") from None
         beeps, repeating = SOUNDS[key], key in REPEATING
         with self._lock:
-            if self._closed:
+            if self._worker.stopping.is_set():
                 raise HardwareError(f"{self!r} is closed; build a new Buzzer to use the pin")
             now = time.monotonic()
             if repeating:
@@ -204,7 +202,7 @@ class Buzzer(Closing):
         """End the repeating sound at once; a one-shot already sounding (the "ok" that goes
         with an acknowledgement) is short and plays to its end. ``close()`` silences all."""
         with self._lock:
-            if self._closed:
+            if self._worker.stopping.is_set():
                 return
             self._sound = None
             self._repeat = None
@@ -213,18 +211,12 @@ class Buzzer(Closing):
 
     def close(self) -> None:
         """Stop the player, silence the buzzer and release the pin; safe to repeat."""
-        with self._lock:
-            if self._closed:
+        with self._lock:  # play() and stop() see the stop under this lock
+            if not self._worker.request_stop():
                 return
-            self._closed = True
             self._sound = None
             self._repeat = self._oneshot = None
-            self._stopping.set()
-            self._wake.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(_JOIN_SECONDS)
-            if self._thread.is_alive():
-                _LOG.warning("%r: player did not stop within %.1f s", self, _JOIN_SECONDS)
+        self._worker.stop()  # a stuck player is logged, not waited for
         with self._lock:
             try:
                 self._output(None)
@@ -267,7 +259,7 @@ class Buzzer(Closing):
     def _run(self) -> None:
         while True:
             with self._lock:
-                if self._stopping.is_set():
+                if self._worker.stopping.is_set():
                     return
                 self._wake.clear()
                 now = time.monotonic()

@@ -18,12 +18,12 @@ from typing import Any
 from gpiozero import DigitalInputDevice
 
 from safehouse.device.core.closing import Closing
+from safehouse.device.core.threads import Worker
 from safehouse.drivers.pins import opening
 
 _LOG = logging.getLogger(__name__)
 
 Callback = Callable[[], object]
-_JOIN_SECONDS = 2.0
 
 
 class DebouncedInput(Closing):
@@ -64,8 +64,7 @@ class DebouncedInput(Closing):
         self._debounce = debounce_ms / 1000.0
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._closed = False
+        self._worker = Worker(self._run, name=f"debounce-{name}-{pin}", wake=self._wake.set)
         self._when_activated: Callback | None = None
         self._when_deactivated: Callback | None = None
         self._level = False
@@ -86,11 +85,8 @@ class DebouncedInput(Closing):
         try:
             self._device.when_activated = self._on_edge
             self._device.when_deactivated = self._on_edge
-            self._thread = threading.Thread(
-                target=self._run, name=f"debounce-{name}-{pin}", daemon=True
-            )
             self._wake.set()  # confirm the start-up level like any other edge
-            self._thread.start()
+            self._worker.start()
         except BaseException:
             self._device.close()
             raise
@@ -133,17 +129,9 @@ class DebouncedInput(Closing):
 
     def close(self) -> None:
         """Stop the debouncer and release the pin; safe to repeat."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(_JOIN_SECONDS)
-            if self._thread.is_alive():
-                _LOG.warning("%r: debouncer did not stop within %.1f s", self, _JOIN_SECONDS)
-        self._device.close()
+        if self._worker.request_stop():
+            self._worker.stop()  # a stuck debouncer is logged, not waited for
+            self._device.close()
 
     def _on_edge(self) -> None:
         # Runs on gpiozero's callback thread: note the edge and leave.
@@ -154,12 +142,12 @@ class DebouncedInput(Closing):
     def _run(self) -> None:
         while True:
             self._wake.wait()
-            if self._stopping.is_set():
+            if self._worker.stopping.is_set():
                 return
             self._wake.clear()
             # Wait until the line has been quiet for the whole debounce window.
             while (remaining := self._last_edge + self._debounce - time.monotonic()) > 0:
-                if self._stopping.wait(remaining):
+                if self._worker.stopping.wait(remaining):
                     return
             try:
                 level = bool(self._device.is_active) != self._invert

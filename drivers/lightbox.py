@@ -20,6 +20,7 @@ from gpiozero import PWMLED
 from safehouse.device.core.closing import Closing
 from safehouse.device.core.errors import HardwareError
 from safehouse.device.core.signals import LightPattern
+from safehouse.device.core.threads import Worker
 from safehouse.drivers.patterns import PATTERNS, BrightnessSchedule, Pattern, Step
 from safehouse.drivers.pins import opening
 
@@ -28,7 +29,6 @@ _LOG = logging.getLogger(__name__)
 # A dimmable steady pattern (the beacon) re-reads the schedule this often; dusk need not be
 # caught to the second, and a once-a-minute wake-up is free.
 _RECHECK_SECONDS = 60.0
-_JOIN_SECONDS = 2.0
 
 
 class LightBox(Closing):
@@ -49,8 +49,7 @@ class LightBox(Closing):
         self._clock = clock or datetime.now
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._closed = False
+        self._worker = Worker(self._run, name=f"lightbox-{red}-{blue}", wake=self._wake.set)
         self._pattern: Pattern = PATTERNS[LightPattern.OFF]
         self._generation = 0
         self._started = time.monotonic()
@@ -62,10 +61,7 @@ class LightBox(Closing):
                     self._leds.append(
                         PWMLED(pin, active_high=active_high, pin_factory=pin_factory)
                     )
-            self._thread = threading.Thread(
-                target=self._run, name=f"lightbox-{red}-{blue}", daemon=True
-            )
-            self._thread.start()
+            self._worker.start()
         except BaseException:
             self._close_leds()
             raise
@@ -95,7 +91,7 @@ class LightBox(Closing):
                 f"unknown light pattern {name!r}; valid patterns: {', '.join(sorted(PATTERNS))}"
             ) from None
         with self._lock:
-            if self._closed:
+            if self._worker.stopping.is_set():
                 raise HardwareError(f"{self!r} is closed; build a new LightBox to use the pins")
             if pattern is self._pattern:
                 return
@@ -108,17 +104,10 @@ class LightBox(Closing):
 
     def close(self) -> None:
         """Stop the player, switch both channels off and release the pins; safe to repeat."""
-        with self._lock:
-            if self._closed:
+        with self._lock:  # play() sees the stop under this lock
+            if not self._worker.request_stop():
                 return
-            self._closed = True
-            self._stopping.set()
-            self._wake.set()
-        thread = getattr(self, "_thread", None)
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(_JOIN_SECONDS)
-            if thread.is_alive():
-                _LOG.warning("light box player did not stop within %.1f s", _JOIN_SECONDS)
+        self._worker.stop()  # a stuck player is logged, not waited for
         with self._lock:
             self._close_leds()
 
@@ -151,7 +140,7 @@ class LightBox(Closing):
         deadline = 0.0
         while True:
             with self._lock:
-                if self._stopping.is_set():
+                if self._worker.stopping.is_set():
                     return
                 self._wake.clear()
                 pattern = self._pattern

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from safehouse.device.core.threads import Worker
 from safehouse.drivers.mic_source import CaptureProcess, MicrophoneError, MicrophoneStalled, hint_for
 from safehouse.drivers.ring_buffer import Clip, Collector, SampleRing
 
@@ -34,7 +35,6 @@ __all__ = ["Clip", "MicrophoneError", "MicrophoneStalled", "SoundDeviceMicrophon
 
 _LOG = logging.getLogger(__name__)
 
-_JOIN_SECONDS = 2.0
 _FIRST_OPEN_WAIT = 5.0  # start() waits this long for the first open, so `fault` means something
 _BACKOFF = (1.0, 30.0)
 _GRACE = 5.0  # record() gives up this long after the clip should have been complete
@@ -73,10 +73,9 @@ class SoundDeviceMicrophone:
         self._pending: list[Collector] = []
         self._anchor: float | None = None  # clock time of stream-frame 0 while a stream is open
         self._fault: str | None = None
-        self._stopping = threading.Event()
         self._wake = threading.Event()
+        self._worker = Worker(self._main, name="microphone-reader", wake=self._interrupt)
         self._attempted = threading.Event()
-        self._thread: threading.Thread | None = None
         self._blocks = 0  # blocks read in this object's life, to tell a relapse from a fault
         self._source: CaptureProcess | None = None  # the open capture process
         self._opened: CaptureProcess | None = None  # the last one that opened the device
@@ -98,7 +97,7 @@ class SoundDeviceMicrophone:
     @property
     def is_running(self) -> bool:
         """True between start() and close(): the reader thread is alive."""
-        return self._thread is not None and self._thread.is_alive() and not self._stopping.is_set()
+        return self._worker.is_alive and not self._worker.stopping.is_set()
 
     @property
     def is_capturing(self) -> bool:
@@ -154,12 +153,11 @@ class SoundDeviceMicrophone:
 
     def start(self) -> None:
         """Start the reader; with a pre-roll, wait (briefly) for the first open attempt."""
-        if self._stopping.is_set():
+        if self._worker.stopping.is_set():
             raise MicrophoneError(f"microphone ({self._name}) is closed; make a new one")
-        if self._thread is not None:
+        if self._worker.started:
             return
-        self._thread = threading.Thread(target=self._main, name="microphone-reader", daemon=True)
-        self._thread.start()
+        self._worker.start()
         if self.pre_roll > 0:
             self._attempted.wait(_FIRST_OPEN_WAIT)
 
@@ -171,16 +169,16 @@ class SoundDeviceMicrophone:
         """
         if post_roll < 0:
             raise ValueError(f"post_roll must be >= 0 seconds, got {post_roll}")
-        if self._thread is None:
+        if not self._worker.started:
             raise MicrophoneError(f"microphone ({self._name}) is not started; call start() first")
         if not self.is_running:
-            raise MicrophoneError(f"microphone ({self._name}) is closed" if self._stopping.is_set()
+            raise MicrophoneError(f"microphone ({self._name}) is closed" if self._worker.stopping.is_set()
                                   else f"microphone: {self._fault}")
         now = self._clock()
         at = now if at is None else at
         job = Collector(at, round(self.pre_roll * self.rate), round(post_roll * self.rate))
         with self._lock:
-            if self._stopping.is_set():
+            if self._worker.stopping.is_set():
                 raise MicrophoneError(f"microphone ({self._name}) is closed")
             if self._anchor is not None:
                 job.resolve(self._ring, self._frame_at(at))
@@ -200,17 +198,7 @@ class SoundDeviceMicrophone:
 
     def close(self) -> None:
         """Stop the reader and release the device; safe to repeat."""
-        self._stopping.set()
-        self._wake.set()
-        with self._lock:
-            source = self._source
-        if source is not None:
-            source.kill()  # a read waiting for a slow (or stalled) device returns now
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(_JOIN_SECONDS)
-            if thread.is_alive():
-                _LOG.warning("%r: reader did not stop within %.1f s", self, _JOIN_SECONDS)
+        self._worker.stop()  # a stuck reader is logged, not waited for
         self._finish_all("the microphone was closed")
 
     def __enter__(self) -> SoundDeviceMicrophone:
@@ -222,6 +210,14 @@ class SoundDeviceMicrophone:
         self.close()
 
     # --- reader thread ------------------------------------------------------------------------
+
+    def _interrupt(self) -> None:
+        """The worker's wake hook: end the reader's wait, and a read blocked on the device."""
+        self._wake.set()
+        with self._lock:
+            source = self._source
+        if source is not None:
+            source.kill()  # a read waiting for a slow (or stalled) device returns now
 
     def _frame_at(self, t: float) -> int:
         assert self._anchor is not None
@@ -239,7 +235,7 @@ class SoundDeviceMicrophone:
 
     def _run(self) -> None:
         backoff, fresh = _BACKOFF[0], True
-        while not self._stopping.is_set():
+        while not self._worker.stopping.is_set():
             if self.pre_roll == 0 and not self._pending:
                 self._wake.wait()  # on demand: closed until a record() arrives
                 self._wake.clear()
@@ -249,7 +245,7 @@ class SoundDeviceMicrophone:
             try:
                 restart = self._session(fresh)
             except Exception as exc:
-                if self._stopping.is_set():
+                if self._worker.stopping.is_set():
                     break
                 if isinstance(exc, MicrophoneStalled) and self._blocks != blocks:
                     self._stalls += 1  # it delivered, then stopped: the process is gone now
@@ -279,7 +275,7 @@ class SoundDeviceMicrophone:
         source = CaptureProcess(device=self.device, rate=self.rate, blocksize=self.blocksize)
         with self._lock:
             self._source = source  # from here close() can end the wait below
-        if self._stopping.is_set():
+        if self._worker.stopping.is_set():
             source.kill()
         try:
             source.wait_open(max(_OPEN_TIMEOUT, self.stall_after))
@@ -302,11 +298,11 @@ class SoundDeviceMicrophone:
     def _pump(self, source: CaptureProcess) -> bool:
         """Read until told to stop; True if the stream is due a planned restart."""
         read = 0
-        while not self._stopping.is_set():
+        while not self._worker.stopping.is_set():
             assert self._anchor is not None
             # Pacing: never hold a sample before its time (a real device blocks until then).
             due = self._anchor + (self._ring.end + self.blocksize) / self.rate - self._clock()
-            if due > 0 and self._stopping.wait(due):
+            if due > 0 and self._worker.stopping.wait(due):
                 break
             block, overflowed = source.read(self.stall_after)
             self._overflows += overflowed

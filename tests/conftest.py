@@ -26,6 +26,7 @@ from tests.rig.pki import Pki, make_pki
 LOCAL_TIME_TESTS = (
     "tests/drivers/test_lightbox.py",
     "tests/services/test_stats.py",
+    "tests/cli/test_stats_cli.py",
     "tests/core/test_keypad_core.py",
     "tests/core/test_sim_clock.py",
     "tests/runtime/test_daemon_inprocess.py::test_the_idle_beacon_dims_by_the_daemons_clock_not_the_machines",

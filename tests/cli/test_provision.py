@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import stat
 from pathlib import Path
 
 import pytest
 
-from safehouse.device.cli.provision import add_parser
+from safehouse.device.cli.main import main
 from safehouse.device.runtime import config as configuration
 from tests.rig.broker import Broker
 from tests.rig.daemon import DaemonProcess
@@ -19,12 +18,8 @@ URL = "mqtts://broker.example:8883"
 
 
 def cli(*argv: str) -> int:
-    """The provision subcommand behind a minimal parser (as device/cli/main.py wires it)."""
-    common = argparse.ArgumentParser(add_help=False)
-    parser = argparse.ArgumentParser(prog="safehouse")
-    add_parser(parser.add_subparsers(dest="command", required=True), common)
-    args = parser.parse_args(["provision", *argv])
-    return int(args.func(args))
+    """`safehouse provision ARGV` through the real entry point, in process."""
+    return main(["provision", *argv])
 
 
 def argv(root: Path, pki: Pki, client: CertKey | None = None, *, precinct: str = "p1",

@@ -8,7 +8,15 @@ with ``wall()``/``mono()``/``synced()`` it is the core's ``Clock`` protocol
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC: the default wall time, far from any epoch edge
+
+
+def at(tz: ZoneInfo, y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> float:
+    """The POSIX time of a local wall time in ``tz`` (a test's days are the kiosk's local days)."""
+    return datetime(y, mo, d, h, mi, tzinfo=tz).timestamp()
 
 
 class FakeClock:

@@ -3,38 +3,29 @@ reopen, one summary per day, and the read-only `safehouse stats` view."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from safehouse.device.cli.stats import add_parser
 from safehouse.device.core.alarm import decide
 from safehouse.device.core.effects import Emit
 from safehouse.device.core.errors import EventLogError, SafehouseError
 from safehouse.device.core.inputs import DaySummarised
 from safehouse.device.core.state import Policy, initial_state
 from safehouse.services.stats import COUNTERS, DailyStats, DayCounts, read_day
-from tests.rig.clock import FakeClock
+from tests.rig.clock import FakeClock, at
 
 TPE = ZoneInfo("Asia/Taipei")  # UTC+8, no DST
 LDN = ZoneInfo("Europe/London")  # GMT/BST: 2025-03-30 has 23 hours, 2025-10-26 has 25
 HOUR = 3600.0
-
-
-def at(tz: ZoneInfo, y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> float:
-    return datetime(y, mo, d, h, mi, tzinfo=tz).timestamp()
 
 
 def nonzero(counts: DayCounts) -> dict[str, float]:
@@ -246,91 +237,3 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
     blocked.write_text("x")
     with pytest.raises(EventLogError, match=re.escape(str(blocked / "stats.db"))):
         DailyStats(blocked, tz=TPE)
-
-
-# -- the CLI -------------------------------------------------------------------------------
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default=argparse.SUPPRESS)
-    parser = argparse.ArgumentParser(prog="safehouse")
-    parser.add_argument("--config", default=None)
-    add_parser(parser.add_subparsers(dest="command", required=True), common)
-    args = parser.parse_args(argv)
-    code = args.func(args)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture
-def kiosk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
-    from tests.rig.kiosk_config import write_config
-
-    monkeypatch.setenv("TZ", "Asia/Taipei")
-    return write_config(tmp_path), tmp_path / "state"
-
-
-def fill(stats: DailyStats, ts: float) -> None:
-    stats.record("panic", {}, test=False, ts=ts)
-    stats.record("panic", {}, test=True, ts=ts)
-    stats.record("resolved", {"outcome": "assistance"}, test=False, ts=ts)
-    stats.record("walk_in", {}, test=False, ts=ts)
-    stats.record("resolved", {"outcome": "police"}, test=False, ts=ts)
-    stats.record("duty_on", {"volunteer": "V1"}, test=False, ts=at(TPE, 2025, 3, 31, 10))
-    stats.record("duty_off", {"volunteer": "V1"}, test=False, ts=at(TPE, 2025, 3, 31, 11, 30))
-
-
-def test_cli_shows_the_same_numbers_with_the_daemon_running_or_stopped(
-        kiosk: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    config, state = kiosk
-    argv = ["--config", str(config), "stats", "--date", "2025-03-31"]
-    with DailyStats(state, clock=FakeClock(at(TPE, 2025, 4, 1, 9)), tz=TPE) as stats:
-        fill(stats, ts=NOON)
-        stats.record("duty_on", {"volunteer": "V9"}, test=False, ts=at(TPE, 2025, 3, 31, 23))
-        expected = stats.day("2025-03-31")
-        code, out, _ = run_cli([*argv, "--json"], capsys)  # daemon "running": WAL in use
-        assert code == 0
-        view = json.loads(out)
-        assert {k: view[k] for k in COUNTERS if k != "duty_seconds"} == \
-            {k: getattr(expected, k) for k in COUNTERS if k != "duty_seconds"}
-        assert view["duty_hours"] == pytest.approx(expected.duty_hours) == pytest.approx(2.5)  # V9 to 24:00
-        assert (view["date"], view["summarised"], view["on_duty"]) == ("2025-03-31", False, ["V9"])
-    assert not (state / "stats.db-wal").exists()
-    code, out, _ = run_cli(argv, capsys)  # daemon stopped: an immutable snapshot
-    assert code == 0
-    lines = dict(re.findall(r"^ +(\S.*?\S) +(\S+)$", out, re.M))
-    assert lines["alarms raised"] == "1"
-    assert lines["test alarms"] == "1"
-    assert lines["people helped"] == "2"
-    assert lines["incidents handed to police"] == "1"
-    assert lines["volunteer duty hours"] == "2.5"
-    assert not (state / "stats.db-wal").exists() and not (state / "stats.db-shm").exists()
-
-
-def test_cli_defaults_to_today(kiosk: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    config, state = kiosk
-    with DailyStats(state, tz=TPE) as stats:
-        stats.record("clue", {}, test=False)
-        today = stats.day()
-    code, out, _ = run_cli(["--config", str(config), "stats", "--json"], capsys)
-    assert code == 0
-    assert json.loads(out)["date"] == today.date == \
-        datetime.fromtimestamp(time.time(), TPE).date().isoformat()
-    assert json.loads(out)["clues"] == 1
-
-
-@pytest.mark.parametrize("bad", ["2025-3-31", "31/03/2025", "2025-02-30", "today"])
-def test_cli_refuses_a_malformed_date(kiosk: tuple[Path, Path], capsys: pytest.CaptureFixture[str],
-                                      bad: str) -> None:
-    config, state = kiosk
-    DailyStats(state, tz=TPE).close()
-    code, out, err = run_cli(["--config", str(config), "stats", "--date", bad], capsys)
-    assert (code, out) == (2, "")
-    assert "YYYY-MM-DD" in err and bad in err
-
-
-def test_cli_without_stats_yet_says_so(kiosk: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    config, state = kiosk
-    code, _, err = run_cli(["--config", str(config), "stats"], capsys)
-    assert code == 1 and "no stats yet" in err
-    assert not state.exists() or not any(state.iterdir())

@@ -1,4 +1,5 @@
-"""The volunteer registry and `safehouse volunteer`: real files, real scrypt, PINs kept secret.
+"""The volunteer registry: real files, real scrypt, PINs kept secret (`safehouse volunteer` itself:
+tests/cli/test_volunteer_cli.py).
 
 Most tests hash with CHEAP parameters so the file runs in seconds; the defaults are exercised
 by the timing test and by test_default_parameters_are_written_and_verify.
@@ -6,22 +7,16 @@ by the timing test and by test_default_parameters_are_written_and_verify.
 
 from __future__ import annotations
 
-import argparse
-import io
-import json
 import logging
 import os
 import re
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from safehouse.device.cli.volunteer import add_parser
 from safehouse.device.core.errors import ConfigError, SafehouseError
 from safehouse.device.runtime import config as configuration
 from safehouse.services.volunteers import (
@@ -36,10 +31,8 @@ from safehouse.services.volunteers import (
     VolunteerRegistry,
 )
 from safehouse.services.volunteers_edit import add, hash_pin, remove
-from tests.rig.availability import unavailable
 from tests.rig.kiosk_config import write_config
 
-REPO = Path(__file__).resolve().parents[2]
 CHEAP = ScryptParams(n=16, r=1, p=1)
 PIN, DURESS, OTHER_PIN = "73914628", "51862093", "40027715"  # 8 digits: never in base64 by chance
 HASHES = re.compile(r'"scrypt\$[^"]*"')
@@ -226,23 +219,6 @@ def test_file_mode_0640_and_no_temp_files(tmp_path: Path) -> None:
     assert path.read_text().startswith("# Safe House volunteers")
 
 
-def test_the_first_enrolment_as_root_is_readable_by_the_daemons_group(tmp_path: Path) -> None:
-    """README: `sudo safehouse volunteer add` into /etc/safehouse (root:safehouse 0750). A file
-    left root:root 0640 is unreadable by the daemon's user: no PIN would ever work."""
-    if os.geteuid() != 0:
-        unavailable("needs root: the file's group is the directory's, not the caller's")
-    folder = tmp_path / "etc"
-    folder.mkdir(mode=0o750)
-    os.chown(folder, 0, 65534)  # the daemon's group stands in as nogroup's id
-    config = write_config(folder)
-    res = subprocess.run([sys.executable, "-m", "safehouse.device.cli.main", "--config", str(config),
-                          "volunteer", "add", "v001", "--name", "Chan Tai Man", "--pin-stdin"],
-                         input=f"{PIN}\n", capture_output=True, text=True, timeout=60, check=False)
-    assert res.returncode == 0, res.stderr
-    made = (folder / "volunteers.toml").stat()
-    assert (made.st_uid, made.st_gid, made.st_mode & 0o777) == (0, 65534, 0o640)  # group may read
-
-
 def test_verify_takes_as_long_whoever_matches(tmp_path: Path) -> None:
     """Defaults, 6 volunteers with duress PINs: the first, the last and nobody cost the same."""
     path = tmp_path / "volunteers.toml"
@@ -263,85 +239,3 @@ def test_verify_takes_as_long_whoever_matches(tmp_path: Path) -> None:
 def test_volunteers_path_is_beside_the_config(tmp_path: Path) -> None:
     cfg = configuration.load(write_config(tmp_path))
     assert cfg.keypad.volunteers == tmp_path / "volunteers.toml"
-
-
-# -- the CLI, through a harness that wires add_parser() the way device/cli/main.py does ---------------
-
-def run_cli(argv: Sequence[str]) -> int:
-    """`safehouse volunteer ...` as device/cli/main.py's main() would run it (parser and exit codes)."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS)
-    parser = argparse.ArgumentParser(prog="safehouse")
-    parser.add_argument("--config", metavar="PATH", default=None)
-    add_parser(parser.add_subparsers(dest="command", required=True), common)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        print(f"safehouse: {exc}", file=sys.stderr)
-        return configuration.EX_CONFIG
-    except SafehouseError as exc:
-        print(f"safehouse: {exc}", file=sys.stderr)
-        return 1
-
-
-def cli(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    code = "import sys; from tests.services.test_volunteers import run_cli; sys.exit(run_cli(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, "--config", str(config), "volunteer", *args],
-                          input=stdin, capture_output=True, text=True, cwd=REPO, timeout=30, check=False)
-
-
-def test_cli_add_list_remove_with_pin_stdin(tmp_path: Path) -> None:
-    config = write_config(tmp_path)
-    done = cli(config, "add", "v042", "--name", "Chan Tai Man", "--duress", "--pin-stdin",
-               stdin=f"{PIN}\n{DURESS}\n")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == ("added v042 (Chan Tai Man) with a duress PIN; "
-                                   "the running kiosk picks it up within a few seconds")
-    registry = VolunteerRegistry.load(tmp_path / "volunteers.toml")
-    assert registry.verify(DURESS) == Match(registry.volunteers[0], duress=True)
-
-    taken = cli(config, "add", "v043", "--name", "Lee", "--pin-stdin", stdin=f"{DURESS}\n")
-    assert taken.returncode == 1 and "already in use" in taken.stderr
-    for result in (done, taken):
-        assert PIN not in result.stdout + result.stderr and DURESS not in result.stdout + result.stderr
-    assert cli(config, "remove", "v042").stdout.startswith("removed v042 (Chan Tai Man)")
-    assert VolunteerRegistry.load(tmp_path / "volunteers.toml").volunteers == ()
-
-
-def test_cli_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                        monkeypatch: pytest.MonkeyPatch) -> None:
-    config = str(write_config(tmp_path))
-
-    def run(*args: str, stdin: str = "") -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        code = run_cli(["--config", config, "volunteer", *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    code, out, _ = run("list")
-    assert code == 0 and "no volunteers enrolled" in out
-    assert run("add", "v042", "--name", "Chan", "--pin-stdin", stdin=f"{PIN}\n")[0] == 0
-    assert run("add", "v043", "--name", "Lee", "--duress", "--pin-stdin", stdin=f"{OTHER_PIN}\n")[0] == 2
-    assert run("add", "v043", "--name", "Lee")[0] == 2  # no terminal, no --pin-stdin: usage
-    assert run("add", "v043", "--name", "Lee", "--pin-stdin", stdin="12\n")[0] == 1
-    typed = iter([OTHER_PIN, OTHER_PIN, "99887766", "99887766", "31415926", "31415927"])
-    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(typed))
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
-    assert run_cli(["--config", config, "volunteer", "add", "v043", "--name", "Lee", "--duress"]) == 0
-    assert run_cli(["--config", config, "volunteer", "add", "v044", "--name", "Ho"]) == 1
-    assert "the two entries differ" in capsys.readouterr().err
-    assert VolunteerRegistry.load(tmp_path / "volunteers.toml").verify("99887766") is not None
-
-    code, out, _ = run("list")
-    assert code == 0 and out.splitlines()[:3] == ["id    duress  name", "v042  no      Chan",
-                                                   "v043  yes     Lee"]
-    code, out, _ = run("list", "--json")
-    assert json.loads(out) == [{"id": "v042", "name": "Chan", "duress": False},
-                               {"id": "v043", "name": "Lee", "duress": True}]
-    assert "scrypt" not in out
-    assert run("remove", "v999")[0] == 1
-    (tmp_path / "volunteers.toml").write_text("[[volunteer]]\nid = 3\n")
-    code, _, err = run("list")
-    assert code == 78 and "volunteer[0].id" in err

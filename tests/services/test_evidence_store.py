@@ -1,10 +1,9 @@
 """The evidence store on real files: private modes, atomic and durable writes that survive a
-kill -9, manifests, and eviction that spares what has not reached the precinct."""
+kill -9, manifests, threads (eviction and purge: tests/services/test_evidence_eviction.py)."""
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import stat
 import subprocess
@@ -15,34 +14,12 @@ from pathlib import Path
 import pytest
 
 from safehouse.device.core.clock import iso_utc
-from safehouse.device.core.errors import SafehouseError
 from safehouse.services.evidence import (
-    EvictionReport,
-    EvidenceError,
     EvidenceStore,
     EvidenceSummary,
 )
 from tests.rig.clock import T0, FakeClock
-
-DAY = 86400.0
-BIG = 10**9
-
-
-def make_store(tmp_path: Path, clock: FakeClock, *, quota: int = BIG, hard: int = BIG,
-               retention_days: float = 30) -> EvidenceStore:
-    return EvidenceStore(tmp_path / "evidence", quota_bytes=quota, hard_limit_bytes=hard,
-                         retention_days=retention_days, clock=clock)
-
-
-def fill(store: EvidenceStore, clock: FakeClock, ids: list[str], *, step: float = 60.0) -> None:
-    """One 100-byte snapshot per event, each ``step`` seconds after the previous one."""
-    for i, event_id in enumerate(ids):
-        clock.t = T0 + i * step
-        store.put(event_id, "snap.jpg", b"x" * 100)
-
-
-def ids(store: EvidenceStore) -> list[str]:
-    return [s.event_id for s in store.list()]
+from tests.rig.evidence import make_store
 
 
 def mode(path: Path) -> int:
@@ -51,10 +28,6 @@ def mode(path: Path) -> int:
 
 def hidden(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob(".*"))
-
-
-def starts_with_d(event_id: str) -> bool:
-    return event_id.startswith("D")
 
 
 # -- put ---------------------------------------------------------------------------------
@@ -221,103 +194,6 @@ def test_a_manifest_of_failures_only_and_a_missing_manifest(tmp_path: Path) -> N
     assert store.manifest("EV-404") is None
     with pytest.raises(ValueError, match="reserved"):
         store.write_manifest("EV-8", [], {}, files=[])
-
-
-# -- eviction ----------------------------------------------------------------------------
-
-
-def test_quota_evicts_the_oldest_delivered_and_spares_undelivered_even_older(tmp_path: Path) -> None:
-    clock = FakeClock()
-    store = make_store(tmp_path, clock, quota=300, hard=1000)
-    fill(store, clock, ["U1", "D2", "D3", "U4", "D5"])
-    assert store.total_bytes() == 500
-    report = store.enforce(starts_with_d)
-    assert report == EvictionReport(["D2", "D3"], [], 500, 300)
-    assert ids(store) == ["U1", "U4", "D5"]
-    assert [s.delivered for s in store.list(starts_with_d)] == [False, False, True]
-
-
-def test_only_past_the_hard_limit_is_undelivered_evidence_evicted_oldest_first(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    clock = FakeClock()
-    fill(make_store(tmp_path, clock), clock, ["U1", "D2", "D3", "U4", "D5"])
-    report = make_store(tmp_path, clock, quota=100, hard=250).enforce(starts_with_d)
-    assert report == EvictionReport(["D2", "D3", "D5"], [], 500, 200)  # over quota, under the hard limit
-    with caplog.at_level(logging.CRITICAL, logger="safehouse.services.evidence"):
-        report = make_store(tmp_path, clock, quota=100, hard=150).enforce(starts_with_d)
-    assert report == EvictionReport([], ["U1"], 200, 100)
-    assert ids(make_store(tmp_path, clock)) == ["U4"]
-    assert [r.levelno for r in caplog.records if "U1" in r.getMessage()] == [logging.CRITICAL]
-
-
-def test_retention_deletes_old_delivered_and_keeps_old_undelivered(tmp_path: Path) -> None:
-    clock = FakeClock()
-    store = make_store(tmp_path, clock, retention_days=1)
-    fill(store, clock, ["D-old", "U-old"])
-    clock.t = T0 + 1.5 * DAY
-    store.put("D-new", "snap.jpg", b"x" * 100)
-    clock.t = T0 + 2 * DAY
-    report = store.enforce(starts_with_d)
-    assert report == EvictionReport(["D-old"], [], 300, 200)
-    assert ids(store) == ["U-old", "D-new"]
-
-
-def test_a_failing_delivered_predicate_keeps_the_evidence(tmp_path: Path) -> None:
-    clock = FakeClock()
-    store = make_store(tmp_path, clock, quota=0, hard=BIG, retention_days=0)
-    fill(store, clock, ["D1"])
-    clock.t += DAY
-
-    def broken(_event: str) -> bool:
-        raise SafehouseError("outbox unreadable")
-
-    assert store.enforce(broken).evicted == []
-    assert [s.delivered for s in store.list(broken)] == [None]
-
-
-def test_a_symlink_in_the_store_is_never_followed(tmp_path: Path) -> None:
-    clock = FakeClock()
-    store = make_store(tmp_path, clock)
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "precious").write_text("keep")
-    store.put("EV-1", "a.jpg", b"a" * 100)
-    (store.root / "EV-1" / "dir-link").symlink_to(outside)
-    (store.root / "EV-1" / "file-link").symlink_to(outside / "precious")
-    (store.root / "EV-2").symlink_to(outside)
-    assert ids(store) == ["EV-1"] and store.total_bytes() == 100
-    with pytest.raises(EvidenceError, match="EV-2"):
-        store.put("EV-2", "b.jpg", b"b")
-    clock.t += DAY
-    assert store.purge(0, lambda _event: True).evicted == ["EV-1"]
-    assert sorted(p.name for p in outside.iterdir()) == ["precious"]
-    assert (outside / "precious").read_text() == "keep"
-    assert (store.root / "EV-2").is_symlink()
-
-
-# -- purge -------------------------------------------------------------------------------
-
-
-def test_purge_skips_undelivered_unless_asked(tmp_path: Path) -> None:
-    clock = FakeClock()
-    store = make_store(tmp_path, clock)
-    fill(store, clock, ["D-old", "U-old"])
-    clock.t = T0 + 9.5 * DAY
-    store.put("D-new", "snap.jpg", b"x" * 100)
-    store.put("U-new", "snap.jpg", b"x" * 100)
-    clock.t = T0 + 10 * DAY
-    assert store.purge(7, starts_with_d) == EvictionReport(["D-old"], [], 400, 300)
-    report = store.purge(7, starts_with_d, include_undelivered=True)
-    assert report == EvictionReport([], ["U-old"], 300, 200)
-    assert ids(store) == ["D-new", "U-new"]
-    with pytest.raises(ValueError, match="older_than_days"):
-        store.purge(-1, starts_with_d)
-
-
-def test_purge_and_enforce_on_a_store_never_written_create_nothing(tmp_path: Path) -> None:
-    store = make_store(tmp_path, FakeClock())
-    assert store.purge(0, starts_with_d) == store.enforce(starts_with_d) == EvictionReport([], [], 0, 0)
-    assert store.list() == [] and not store.root.exists()
 
 
 # -- threads -----------------------------------------------------------------------------

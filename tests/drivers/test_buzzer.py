@@ -12,6 +12,7 @@ from gpiozero.tones import Tone
 from safehouse.device.core.errors import HardwareError
 from safehouse.device.core.signals import REPEATING, Sound
 from safehouse.drivers.buzzer import SOUNDS, Buzzer
+from tests.rig.pins import on_spans, timeline
 
 PIN = 22
 KINDS = pytest.mark.parametrize("tonal", [False, True], ids=["plain", "tonal"])
@@ -27,28 +28,6 @@ class NotePin(MockPWMPin):  # type: ignore[misc]
     def _set_frequency(self, value: float | None) -> None:
         super()._set_frequency(value)
         self.notes.append((time.monotonic(), value))
-
-
-def timeline(pin: MockPWMPin) -> list[tuple[float, float]]:
-    """(seconds since clear_states(), level) for every level the pin went through."""
-    t, out = 0.0, []
-    for delta, state in list(pin.states):
-        t += delta
-        out.append((t, float(state)))
-    return out
-
-
-def on_spans(line: list[tuple[float, float]], end: float) -> list[tuple[float, float]]:
-    """(start, stop) of every stretch where the pin was sounding, up to ``end``."""
-    spans: list[tuple[float, float]] = []
-    for i, (t, level) in enumerate(line):
-        stop = line[i + 1][0] if i + 1 < len(line) else end
-        if level > 0:
-            if spans and spans[-1][1] == t:
-                spans[-1] = (spans[-1][0], stop)
-            else:
-                spans.append((t, stop))
-    return spans
 
 
 def listen(factory: MockFactory, buzzer: Buzzer, sound: str | None, seconds: float) -> tuple[

@@ -11,12 +11,13 @@ from datetime import time as clock_time
 
 import pytest
 from gpiozero import PWMLED
-from gpiozero.pins.mock import MockFactory, MockPWMPin
+from gpiozero.pins.mock import MockFactory
 
 from safehouse.device.core.errors import HardwareError
 from safehouse.device.core.signals import LightPattern
 from safehouse.drivers.lightbox import LightBox
 from safehouse.drivers.patterns import PATTERNS, BrightnessSchedule
+from tests.rig.pins import on_spans, timeline
 
 RED, BLUE = 17, 27
 
@@ -26,28 +27,6 @@ def at(hour: int, minute: int = 0) -> Callable[[], datetime]:
 
 
 NOON = at(12)  # every box gets a clock: the beacon dims at night, and CI runs at any hour
-
-
-def timeline(pin: MockPWMPin) -> list[tuple[float, float]]:
-    """(seconds since clear_states(), level) for every level the pin went through."""
-    t, out = 0.0, []
-    for delta, state in list(pin.states):
-        t += delta
-        out.append((t, float(state)))
-    return out
-
-
-def on_spans(line: list[tuple[float, float]], end: float) -> list[tuple[float, float]]:
-    """(start, stop) of every stretch where the level was above zero, up to ``end``."""
-    spans = []
-    for i, (t, level) in enumerate(line):
-        stop = line[i + 1][0] if i + 1 < len(line) else end
-        if level > 0:
-            if spans and spans[-1][1] == t:
-                spans[-1] = (spans[-1][0], stop)
-            else:
-                spans.append((t, stop))
-    return spans
 
 
 def record(factory: MockFactory, box: LightBox, name: str, seconds: float):

@@ -37,6 +37,7 @@ _LOG = logging.getLogger(__name__)
 
 _FIRST_OPEN_WAIT = 5.0  # start() waits this long for the first open, so `fault` means something
 _BACKOFF = (1.0, 30.0)
+DAEMON_BLOCK = 4000  # 0.25 s at 16 kHz: what the daemon's microphone reads per wake-up
 _GRACE = 5.0  # record() gives up this long after the clip should have been complete
 _OPEN_TIMEOUT = 15.0  # a capture process that has not opened the device by then is killed
 
@@ -50,6 +51,9 @@ class SoundDeviceMicrophone:
     rewinds the simulator's file plugin.
     ``stall_after``: seconds without a block before the capture is declared stalled and
     restarted (several blocks' worth; a real device delivers one every ``blocksize / rate`` s).
+    ``blocksize``: the reader thread wakes once a block while the stream runs; the daemon uses
+    ``DAEMON_BLOCK`` (a quarter second: 4 wake-ups/s instead of 10), clips are cut to the sample
+    whatever the block size.
     """
 
     def __init__(self, *, rate: int = 16000, pre_roll: float = 10.0, device: str | int | None = None,

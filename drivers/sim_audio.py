@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from safehouse.drivers.microphone import MicrophoneError, SoundDeviceMicrophone
+from safehouse.drivers.microphone import DAEMON_BLOCK, MicrophoneError, SoundDeviceMicrophone
 from safehouse.drivers.ring_buffer import Samples
 
 RATE = 16000
@@ -105,8 +105,10 @@ def prepare_sim_audio(state_dir: Path, *, seconds: float = 120.0) -> SimAudio:
 
 def sim_microphone(state_dir: Path, *, pre_roll: float = 10.0, seconds: float = 120.0,
                    **kwargs: Any) -> SoundDeviceMicrophone:
-    """The simulated kiosk's microphone: prepared fake device, restarted before the file ends."""
+    """The simulated kiosk's microphone: prepared fake device, restarted before the file ends,
+    read in the daemon's quarter-second blocks unless ``blocksize`` says otherwise."""
     audio = prepare_sim_audio(state_dir, seconds=seconds)
+    kwargs.setdefault("blocksize", DAEMON_BLOCK)
     return SoundDeviceMicrophone(pre_roll=pre_roll, rate=RATE, restart_after=audio.restart_after,
                                  **kwargs)
 

@@ -41,6 +41,7 @@ from safehouse.services.uplink_types import (
 )
 
 _LOG = logging.getLogger(__name__)
+RETRY_WAIT = 1.0  # the serving loop's wake-up while something failed (idle and healthy: none)
 __all__ = ["LinkSettings", "Source", "Uplink", "backoff_delay"]
 
 
@@ -227,8 +228,18 @@ class Uplink:
             except LinkError as exc:
                 self._lost = str(exc)
                 continue
-            self._wake.wait(1.0)
+            self._wake.wait(self._idle_wait())
             self._wake.clear()
+
+    def _idle_wait(self) -> float | None:
+        """How long the thread may sleep with nothing to do: until woken (new rows, an ack, a
+        lost link, a message to send all wake it), or ``RETRY_WAIT`` while a read or a delivery
+        record failed or storage is faulted (its recovery swaps the outbox without a wake).
+        paho's own thread keeps the connection alive meanwhile."""
+        if self._read_failed or self._mark_failed or self._acked_rows \
+                or getattr(self._source, "fault", None) is not None:
+            return RETRY_WAIT
+        return None
 
     def _settle_acks(self) -> None:
         """Move PUBACKed rows out of the window; record them in the outbox in batches.

@@ -3,11 +3,14 @@
 Driver callbacks, the control socket and (later) the MQTT thread only ``put()`` inputs here;
 the loop applies ``decide()`` and hands the effects to the shell. It sleeps on the queue
 until the next deadline, so an idle kiosk costs no CPU and a deadline is never polled for.
+With nothing due it sleeps until an input arrives: only systemd's watchdog needs proof that
+the loop is alive, and when it runs it sets ``idle_wake`` under its own interval.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -20,7 +23,7 @@ from safehouse.device.core.state import CoreState
 from safehouse.device.runtime.inbox import Inbox
 
 _LOG = logging.getLogger(__name__)
-IDLE_WAKE = 5.0  # wake at least this often so `heartbeat` proves the loop is alive
+IDLE_WAKE = math.inf  # no wake without a reason; the watchdog lowers it so `heartbeat` stays fresh
 RETRY_WAKE = 1.0  # while effects wait for a retry (e.g. disk full), try again this often
 
 Executor = Callable[[Sequence[Effect]], bool]
@@ -122,14 +125,15 @@ class CoreLoop:
     def heartbeat_age(self) -> float:
         return self._clock.mono() - self.heartbeat
 
-    def _wait_time(self) -> float:
+    def _wait_time(self) -> float | None:
+        """Seconds until the next due timer (None: nothing is due, sleep until an input)."""
         wake = self.idle_wake
         deadline = next_deadline(self._state)
         if deadline is not None:
             wake = min(wake, max(0.0, deadline - self._clock.mono()))
         if self._retrying:
             wake = min(wake, RETRY_WAKE)
-        return wake
+        return None if math.isinf(wake) else wake
 
     def stop(self, timeout: float = 1.0) -> None:
         self.stopping.set()
@@ -138,7 +142,7 @@ class CoreLoop:
             self._thread.join(timeout)
 
 
-def _get(q: queue.SimpleQueue[_Item | None], timeout: float) -> _Item | None:
+def _get(q: queue.SimpleQueue[_Item | None], timeout: float | None) -> _Item | None:
     try:
         return q.get(timeout=timeout)
     except queue.Empty:

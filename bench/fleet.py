@@ -36,12 +36,13 @@ from typing import Any
 from bench.fleet_observer import Observer
 from bench.fleet_worker import PRECINCT, serve
 from bench.press_latency import percentile
-from safehouse.device.runtime.config_schema import SCHEMA
+from safehouse.services.mqtt_settings import BrokerSettings
+from safehouse.services.telemetry import TelemetrySettings
 from tests.rig.broker import Broker
 
 OUT = Path(__file__).resolve().parent / "out"
-DEFAULT_INTERVAL = float(SCHEMA["telemetry"]["interval"].default)
-DEFAULT_KEEPALIVE = int(SCHEMA["broker"]["keepalive"].default)
+DEFAULT_INTERVAL = TelemetrySettings().interval
+DEFAULT_KEEPALIVE = BrokerSettings().keepalive
 
 
 class Fleet:

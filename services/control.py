@@ -34,12 +34,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from safehouse.device.core import boundedjson
 from safehouse.device.core.errors import ControlError
 from safehouse.device.core.ratelimit import RateLimitedLog, clip
+from safehouse.device.core.settings import as_path, in_range, setting
 from safehouse.services.control_io import Conn, IoLoop
 
 _LOG = logging.getLogger(__name__)
@@ -238,3 +240,16 @@ def _request_once(path: Path, cmd: str, timeout: float, args: Mapping[str, Any])
         raise ControlError(f"the daemon on {path} closed the connection without answering")
     answer = json.loads(line)
     return dict(answer) if isinstance(answer, dict) else {"ok": False, "error": "malformed answer"}
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    """[control]: the Unix socket the CLI talks to the daemon through, and its limits."""
+
+    socket: Path = setting("/run/safehouse/control.sock", "Unix control socket used by the CLI",
+                           convert=as_path)
+    max_clients: int = setting(16, "control socket connections at once (one more is kept for root); "
+                               "more are refused with a busy line", in_range(1, 256))
+    idle_timeout: float = setting(10.0, "seconds a control client has to send a complete request "
+                                  "line (after connecting or after its last answer) before it is closed",
+                                  in_range(0.5, 3600.0))

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from safehouse.device.core.settings import in_range, setting
 from safehouse.services.evidence_fs import Folder, remove_folder
 
 _LOG = logging.getLogger(__name__)
@@ -108,3 +109,21 @@ class Eviction:
             _LOG.info("evidence: deleted %d delivered and %d undelivered event folder(s); %d -> %d bytes",
                       len(self.evicted), len(self.lost), self.before, self.total)
         return EvictionReport(list(self.evicted), list(self.lost), self.before, self.total)
+
+
+@dataclass(frozen=True)
+class EvidenceSettings:
+    """[evidence]: how much evidence stays on disk, and for how long."""
+
+    quota_mb: float = setting(512.0, "evidence kept on disk; past it the oldest delivered goes first",
+                              in_range(1.0, 1_000_000.0))
+    hard_limit_mb: float = setting(1024.0, "only past this is undelivered evidence evicted (a fault)",
+                                   in_range(1.0, 1_000_000.0))
+    retention_days: float = setting(30.0, "delivered evidence is deleted after this many days",
+                                    in_range(0.0, 3650.0))
+
+    def cross_problems(self, section: str) -> list[str]:
+        """A quota above the hard limit would evict undelivered evidence before delivered."""
+        if self.quota_mb > self.hard_limit_mb:
+            return [f"{section}.quota_mb: must not exceed {section}.hard_limit_mb"]
+        return []

@@ -14,18 +14,17 @@ Every problem is collected with its path in the file and raised together as one
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from safehouse.device.core.errors import ConfigError
+from safehouse.device.core.settings import ID_TEXT as ID_TEXT  # re-exported for the ACL
+from safehouse.device.core.settings import IDENT
 
-# The kiosk config's rule for ids (device.config_schema.IDENT, repeated so services stay free
-# of the config layer; tests/cli/test_acl.py checks they agree). It also keeps every ACL line
-# literal: no '+', '#', '/' or space can turn a grant into a wildcard.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-ID_TEXT = "1-64 characters of A-Z a-z 0-9 _ -"
+# The kiosk config's rule for ids (device.core.settings.IDENT, declared once). It also keeps
+# every ACL line literal: no '+', '#', '/' or space can turn a grant into a wildcard.
+ID_PATTERN = IDENT
 # Variables that only make sense on a kiosk: a host with one of them but no device_id is a typo.
 _KIOSK_HINTS = ("precinct", "alliance", "broker_url", "safehouse_cert", "safehouse_key")
 _GROUP_KEYS = frozenset({"hosts", "vars", "children"})

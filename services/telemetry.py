@@ -13,8 +13,11 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from safehouse.device.core.settings import in_range, setting
 
 _LOG = logging.getLogger(__name__)
 THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
@@ -75,3 +78,10 @@ class TelemetryTimer:
         self.stopping.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+
+@dataclass(frozen=True)
+class TelemetrySettings:
+    """[telemetry]: how often the kiosk reports its health."""
+
+    interval: float = setting(60.0, "seconds between telemetry messages", in_range(1.0, 86_400.0))

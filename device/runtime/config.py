@@ -2,188 +2,33 @@
 
 Nothing downstream sees a dict: drivers and services get typed, immutable settings, so a
 typo in a key can only ever surface here, at start-up, before any pin or socket is touched.
+Every key is declared once, in the settings dataclass of the part that uses it; the sections
+are registered in ``parts.Sections``. This module only walks them (device.core.settings).
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import time
 from pathlib import Path
 from typing import Any
 
+from safehouse.device.core import settings
 from safehouse.device.core.errors import ConfigError
-from safehouse.device.runtime.config_schema import check_tree
+from safehouse.device.runtime.parts import Sections, sections
 
 DEFAULT_PATH = Path("/etc/safehouse/config.toml")
 ENV_VAR = "SAFEHOUSE_CONFIG"
 EX_CONFIG = 78  # sysexits.h: configuration error
 
-
 @dataclass(frozen=True)
-class DeviceConfig:
-    id: str
-    precinct: str
-    alliance: str
-    hardware: str
-    state_dir: Path
+class Config(Sections):
+    """Every section (``config.camera.enabled``), and the file it came from."""
 
-
-@dataclass(frozen=True)
-class BrokerConfig:
-    url: str
-    ca: str
-    cert: str
-    key: str
-    keepalive: int
-    protocol: str
-    username: str
-    password: str
-    window: int
-
-
-@dataclass(frozen=True)
-class OutboxConfig:
-    events_cap: int
-    telemetry_keep: int
-    delivered_retention: float
-    alarm_reserve_mb: float
-
-
-@dataclass(frozen=True)
-class TelemetryConfig:
-    interval: float
-
-
-@dataclass(frozen=True)
-class AllianceConfig:
-    show_seconds: float
-
-
-@dataclass(frozen=True)
-class CommandsConfig:
-    freshness: float
-
-
-@dataclass(frozen=True)
-class CameraConfig:
-    enabled: bool
-    offsets: tuple[float, ...]
-    width: int
-    height: int
-    quality: int
-    timeout: float
-
-
-@dataclass(frozen=True)
-class MicrophoneConfig:
-    enabled: bool
-    pre_roll: float
-    post_roll: float
-    device: str
-
-
-@dataclass(frozen=True)
-class EvidenceConfig:
-    quota_mb: float
-    hard_limit_mb: float
-    retention_days: float
-
-
-@dataclass(frozen=True)
-class ControlConfig:
-    socket: Path
-    max_clients: int = 16
-    idle_timeout: float = 10.0
-
-
-@dataclass(frozen=True)
-class GpioConfig:
-    red: int
-    blue: int
-    button: int
-    buzzer: int
-    status_led: int
-    tamper: int | None
-    lamp_ok: int | None
-
-
-@dataclass(frozen=True)
-class LightConfig:
-    active_high: bool
-    day_brightness: float
-    night_brightness: float
-    night_from: time
-    night_until: time
-
-
-@dataclass(frozen=True)
-class ButtonConfig:
-    debounce_ms: int
-    trigger: str
-    hold_seconds: float
-    stuck_after: float
-
-
-@dataclass(frozen=True)
-class AlarmConfig:
-    ack_timeout: float
-    escalate_unstaffed: bool
-
-
-@dataclass(frozen=True)
-class KeypadConfig:
-    port: str
-    baud: int
-    entry_timeout: float
-    volunteers: Path
-    lockout_after: int
-    lockout_seconds: float
-    rollcall_window: float
-    rollcall_times: tuple[str, ...]
-    lockout_max_seconds: float
-    flood_keys: int
-    flood_entries: int
-    noise_ignore_seconds: float
-
-
-@dataclass(frozen=True)
-class BuzzerConfig:
-    enabled: bool
-    tonal: bool
-    click: bool
-    ok: bool
-    error: bool
-    chime: bool
-    rollcall: bool
-
-
-@dataclass(frozen=True)
-class LoggingConfig:
-    level: str
-
-
-@dataclass(frozen=True)
-class Config:
-    source: str
-    device: DeviceConfig
-    broker: BrokerConfig
-    control: ControlConfig
-    gpio: GpioConfig
-    light: LightConfig
-    button: ButtonConfig
-    alarm: AlarmConfig
-    keypad: KeypadConfig
-    logging: LoggingConfig
-    outbox: OutboxConfig
-    telemetry: TelemetryConfig
-    alliance: AllianceConfig
-    commands: CommandsConfig
-    camera: CameraConfig
-    microphone: MicrophoneConfig
-    evidence: EvidenceConfig
-    buzzer: BuzzerConfig
+    source: str = "<config>"
 
     def as_dict(self) -> dict[str, Any]:
         """The effective config as plain TOML-able values (for `config check` and digests)."""
@@ -228,46 +73,29 @@ def load(path: str | os.PathLike[str] | None = None, *, hardware: str | None = N
     return from_tree(tree, source=str(file), base=file.parent)
 
 
+def check_tree(tree: Mapping[str, Any], base: Path) -> tuple[dict[str, Any], list[str]]:
+    """Every section read from ``tree`` (defaults filled in), and every problem found.
+
+    Problems of single keys come first, section by section, then those between keys.
+    """
+    declared = sections()
+    problems = [f"{name}: unknown section (known: {', '.join(declared)})"
+                for name in tree if name not in declared]
+    values = {}
+    for name, cls in declared.items():
+        values[name], found = settings.read(cls, name, tree.get(name, {}), base)
+        problems += found
+    for name, instance in values.items():
+        problems += settings.cross_check(name, instance)
+    return values, problems
+
+
 def from_tree(tree: dict[str, Any], *, source: str = "<config>", base: Path | None = None) -> Config:
     """Validate a parsed tree; relative paths are taken from the config file's folder."""
-    values, problems = check_tree(tree)
+    values, problems = check_tree(tree, base or Path.cwd())
     if problems:
         raise ConfigError(source, problems)
-    root = base or Path.cwd()
-
-    def path(p: str) -> Path:
-        return (root / p).resolve() if p and not os.path.isabs(p) else Path(p)
-
-    broker = dict(values["broker"])
-    for name in ("ca", "cert", "key"):
-        broker[name] = str(path(broker[name])) if broker[name] else ""
-    light = dict(values["light"])
-    for name in ("night_from", "night_until"):
-        hh, mm = light[name].split(":")
-        light[name] = time(int(hh), int(mm))
-    return Config(
-        source=source,
-        device=DeviceConfig(**{**values["device"], "state_dir": path(values["device"]["state_dir"])}),
-        broker=BrokerConfig(**broker),
-        control=ControlConfig(socket=path(values["control"]["socket"]),
-                              max_clients=values["control"]["max_clients"],
-                              idle_timeout=values["control"]["idle_timeout"]),
-        gpio=GpioConfig(**values["gpio"]),
-        light=LightConfig(**light),
-        button=ButtonConfig(**values["button"]),
-        alarm=AlarmConfig(**values["alarm"]),
-        keypad=KeypadConfig(**{**values["keypad"], "volunteers": path(values["keypad"]["volunteers"])
-                               if values["keypad"]["volunteers"] else (root / "volunteers.toml").resolve()}),
-        logging=LoggingConfig(**values["logging"]),
-        outbox=OutboxConfig(**values["outbox"]),
-        telemetry=TelemetryConfig(**values["telemetry"]),
-        alliance=AllianceConfig(**values["alliance"]),
-        commands=CommandsConfig(**values["commands"]),
-        camera=CameraConfig(**values["camera"]),
-        microphone=MicrophoneConfig(**values["microphone"]),
-        evidence=EvidenceConfig(**values["evidence"]),
-        buzzer=BuzzerConfig(**values["buzzer"]),
-    )
+    return Config(source=source, **values)
 
 
 def to_toml(values: dict[str, Any]) -> str:

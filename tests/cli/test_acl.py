@@ -16,7 +16,7 @@ import yaml
 
 from safehouse.device.cli.main import main
 from safehouse.device.core.errors import ConfigError
-from safehouse.device.runtime.config_schema import IDENT
+from safehouse.device.core.settings import IDENT
 from safehouse.services.acl import fleet_of, render_acl
 from safehouse.services.inventory import ID_PATTERN, Kiosk, read_fleet
 

@@ -56,10 +56,6 @@ class Pattern:
     def steady(self) -> bool:
         return len(self.steps) == 1
 
-    @property
-    def cycle_seconds(self) -> float:
-        return sum(step.seconds for step in self.steps)
-
 
 def _pattern(name: LightPattern, *steps: Step, dimmable: bool = False) -> Pattern:
     return Pattern(name, tuple(steps), dimmable)

@@ -72,10 +72,6 @@ class IoLoop:
         self._tokens, self._tokens_at = REFUSAL_BURST, time.monotonic()
         self.accepted = self.refused = self.timed_out = self.too_long = 0
 
-    @property
-    def open_connections(self) -> int:
-        return len(self._conns)
-
     # --- any thread ---------------------------------------------------------------------------
 
     def answer(self, conn: Conn, data: bytes) -> None:

@@ -45,7 +45,6 @@ from safehouse.device.core.errors import ConfigError, SafehouseError
 
 _LOG = logging.getLogger(__name__)
 
-FILE_NAME = "volunteers.toml"
 FILE_MODE = 0o640
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
 PIN_PATTERN = re.compile(r"[0-9]{4,8}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 PANIC = 120  # panic alarm
 DURESS = 121  # duress: silent alarm
 TAMPER = 137  # enclosure tamper
-AC_LOSS = 301
 STORAGE_DAMAGED = 303  # 'RAM checksum bad': a state file failed its integrity check (quarantined, salvaged)
 PERIPHERAL_TROUBLE = 330  # system peripheral trouble: the light box lamp is dark
 KEYPAD_JAM = 344  # jam detect: the keypad line floods (the wired form of jamming); not 330, so

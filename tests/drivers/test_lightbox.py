@@ -160,7 +160,7 @@ def test_pattern_table_keeps_its_promises() -> None:
     }
     assert [p.name for p in PATTERNS.values() if p.dimmable] == ["beacon"]
     assert max(max(s.red, s.blue) for s in PATTERNS["test"].steps) == 0.5
-    assert PATTERNS["neighbor"].cycle_seconds == pytest.approx(1.5)
+    assert sum(s.seconds for s in PATTERNS[LightPattern.NEIGHBOR].steps) == pytest.approx(1.5)
     assert all(s.red == 0 for s in PATTERNS["help_coming"].steps + PATTERNS["neighbor"].steps)
     looks = {p.steps for p in PATTERNS.values()}
     assert len(looks) == len(PATTERNS), "two patterns look the same"

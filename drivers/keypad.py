@@ -9,10 +9,7 @@ nothing of it reaches the core, and ``when_flood(False, ...)`` follows once the 
 quiet. Reads are at most ``READ_MAX`` bytes, so memory stays bounded whatever the line sends.
 Key values are PINs, so nothing here ever logs them: logs carry counts only.
 
-The port is opened with ``exclusive=True`` (pyserial's flock: a second program that also locks
-cannot share the keypad's bytes) and marked TIOCEXCL, so a plain open by any program not running
-as root (``cat``, ``screen``) is refused with EBUSY too; the mark is taken off before closing,
-as a pty keeps it after the last close.
+The port (opened exclusively, read without a timer while idle) is drivers/keypad_port.py.
 A keypad that is missing at start-up or pulled out later is reported once through
 ``when_lost``; the reader then retries: every ``reopen_min`` seconds while the device node is
 absent (USB hotplug: it appears the moment the keypad is plugged in), with exponential backoff
@@ -22,11 +19,7 @@ starts and raises alarms without its keypad.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
-import os
-import termios
 import threading
 import time
 import traceback
@@ -36,15 +29,16 @@ from typing import Any
 from safehouse.device.core.closing import Closing
 from safehouse.device.core.errors import HardwareError
 from safehouse.device.core.ratelimit import RateLimitedLog, clip_text
-from safehouse.drivers.keypad_guard import KEYS, SEPARATORS, Episode, FloodGuard
+from safehouse.device.core.threads import Worker
+from safehouse.drivers.keypad_guard import Episode, FloodGuard
+from safehouse.drivers.keypad_port import KeypadPort, set_timeout
 
 _LOG = logging.getLogger(__name__)
 
-__all__ = ["KEYS", "SEPARATORS", "Keypad"]
+__all__ = ["Keypad"]
 READ_MAX = 4096  # bytes per read: a flood is judged chunk by chunk, never buffered whole
 FLOOD_PAUSE = 0.02  # seconds between reads while a flood is being ignored
-_READ_TIMEOUT = 0.1  # seconds a read may block: bounds how long close() waits
-_JOIN_SECONDS = 2.0
+_DUE_TIMEOUT = 0.1  # read timeout while something is due (a flood to end, a handler to ask again)
 _INJECT_WAIT = 2.0
 
 KeyCallback = Callable[[str], object]
@@ -52,25 +46,6 @@ LostCallback = Callable[[str], object]
 RestoredCallback = Callable[[], object]
 NoiseCallback = Callable[[int], object]
 FloodCallback = Callable[[bool, str, int], object]  # (started, why / how long, bytes discarded)
-
-
-def _default_factory(*args: Any, **kwargs: Any) -> Any:
-    import serial  # lazily: the daemon without a keypad never needs pyserial loaded
-
-    return serial.serial_for_url(*args, **kwargs)
-
-
-def _exclusive(port: Any, request: int) -> None:
-    """TIOCEXCL / TIOCNXCL on a real tty (loop:// and test doubles have no fd)."""
-    fd = getattr(port, "fd", None)
-    if isinstance(fd, int):
-        with contextlib.suppress(OSError):  # an unplugged device's tty: nothing left to mark
-            fcntl.ioctl(fd, request)
-
-
-def _close(port: Any) -> None:
-    _exclusive(port, termios.TIOCNXCL)
-    port.close()
 
 
 class Keypad(Closing):
@@ -96,34 +71,25 @@ class Keypad(Closing):
             raise ValueError("keypad port must name a serial device (e.g. /dev/ttyUSB0) or loop://")
         if baud <= 0:
             raise ValueError(f"keypad on {port}: baud must be > 0, got {baud!r}")
-        if not 0 < reopen_min <= reopen_max:
-            raise ValueError(
-                f"keypad on {port}: need 0 < reopen_min <= reopen_max, "
-                f"got reopen_min={reopen_min!r} reopen_max={reopen_max!r}"
-            )
+        self._line = KeypadPort(port, baud=baud, reopen=(reopen_min, reopen_max),
+                                factory=serial_factory)  # checks the reopen times
         self._port_name = port
         self._baud = baud
-        self._reopen = (reopen_min, reopen_max)
-        self._factory = serial_factory or _default_factory
         self._guard = guard or FloodGuard()
         self._logs = RateLimitedLog(_LOG, burst=3, per=300.0)  # a noisy line must not fill the disk
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
         self._nudge = threading.Event()  # a handler was assigned or close() was called
         self._opened = threading.Event()
-        self._closed = False
-        self._port: Any = None
         self._keys = 0
         self._rejected = 0
         self._loss: str | None = None  # why the port is down, while it is
         self._reported_down = False  # the owner was told (when_lost) and not yet restored
-        self._when_key: KeyCallback | None = None
+        self.when_key: KeyCallback | None = None
         self._when_lost: LostCallback | None = None
         self._when_restored: RestoredCallback | None = None
         self.when_noise: NoiseCallback | None = None
         self.when_flood: FloodCallback | None = None
-        self._thread = threading.Thread(target=self._run, name=f"keypad-{port}", daemon=True)
-        self._thread.start()
+        self._worker = Worker(self._run, name=f"keypad-{port}", wake=self._poke)
+        self._worker.start()
 
     def __repr__(self) -> str:
         state = "connected" if self.is_connected else "disconnected"
@@ -154,21 +120,13 @@ class Keypad(Closing):
         return self._guard.episode is not None
 
     @property
-    def when_key(self) -> KeyCallback | None:
-        return self._when_key
-
-    @when_key.setter
-    def when_key(self, fn: KeyCallback | None) -> None:
-        self._when_key = fn
-
-    @property
     def when_lost(self) -> LostCallback | None:
         return self._when_lost
 
     @when_lost.setter
     def when_lost(self, fn: LostCallback | None) -> None:
         self._when_lost = fn
-        self._nudge.set()  # deliver a loss nobody was listening for yet
+        self._poke()  # deliver a loss nobody was listening for yet
 
     @property
     def when_restored(self) -> RestoredCallback | None:
@@ -177,7 +135,7 @@ class Keypad(Closing):
     @when_restored.setter
     def when_restored(self, fn: RestoredCallback | None) -> None:
         self._when_restored = fn
-        self._nudge.set()
+        self._poke()
 
     def inject(self, data: bytes) -> None:
         """Feed ``data`` to the simulated keypad; the real reader path decodes it."""
@@ -186,91 +144,63 @@ class Keypad(Closing):
                 f"keys can be injected only into the simulated keypad (port loop://), "
                 f"not into {self._port_name}"
             )
-        if self._closed:
+        if self._worker.stopping.is_set():
             raise HardwareError(f"{self!r} is closed; build a new Keypad to inject keys")
         if not self._opened.wait(_INJECT_WAIT):
             raise HardwareError(f"the simulated keypad {self._port_name} did not open")
-        with self._lock:
-            port = self._port
+        port = self._line.current
         if port is None:
             raise HardwareError(f"the simulated keypad {self._port_name} is not open")
         port.write(bytes(data))
 
     def close(self) -> None:
         """Stop the reader and close the port; safe to repeat."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._stopping.set()
-            self._nudge.set()
-            port = self._port
-        if port is not None:
-            # Wakes a blocked read at once (posix and loop://); the read timeout bounds it anyway.
-            with contextlib.suppress(Exception):
-                port.cancel_read()
-        if self._thread is not threading.current_thread():
-            self._thread.join(_JOIN_SECONDS)
-            if self._thread.is_alive():
-                _LOG.warning("%r: reader did not stop within %.1f s", self, _JOIN_SECONDS)
-        self._drop_port()
-        self._logs.flush()  # say how many noise lines were left out
+        if self._worker.request_stop():  # its wake hook ends a blocked read at once
+            self._worker.stop()
+            self._opened.clear()
+            self._line.drop()  # the reader closed it, unless it is stuck
+            self._logs.flush()  # say how many noise lines were left out
+
+    def _poke(self) -> None:
+        """Wake the reader (a read blocked with no timeout, or a wait before a reopen)."""
+        self._nudge.set()
+        self._line.wake()
 
     # -- reader thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        delay = self._reopen[0]
-        while not self._stopping.is_set():
-            try:
-                port = self._factory(self._port_name, baudrate=self._baud, timeout=_READ_TIMEOUT,
-                                     exclusive=True)
-            except Exception as exc:
-                self._down(exc, opening=True)
-                if self._absent():  # unplugged: poll for the node, it appears when plugged in
-                    self._sleep(self._reopen[0])
-                    continue
-                self._sleep(delay)
-                delay = min(delay * 2, self._reopen[1])
-                continue
-            _exclusive(port, termios.TIOCEXCL)
-            with self._lock:
-                if self._stopping.is_set():
-                    _close(port)
-                    return
-                self._port = port
-            self._opened.set()
-            delay = self._reopen[0]
-            _LOG.info("keypad on %s is open", self._port_name)
-            self._loss = None
-            self._report()
-            try:
-                self._read_until_error(port)
-            except Exception as exc:
-                if self._stopping.is_set():
-                    break
-                self._down(exc, opening=False)
-                self._drop_port()
-                self._sleep(delay)
-                delay = min(delay * 2, self._reopen[1])
-        self._drop_port()
+        self._line.serve(self._worker.stopping, up=self._up, read=self._read_until_error,
+                         down=self._down, wait=self._sleep)
+        self._opened.clear()
 
-    def _absent(self) -> bool:
-        """A device path (not a pyserial URL such as loop://) whose node does not exist."""
-        return "://" not in self._port_name and not os.path.exists(self._port_name)
+    def _up(self) -> None:
+        self._opened.set()
+        _LOG.info("keypad on %s is open", self._port_name)
+        self._loss = None
+        self._report()
 
     def _read_until_error(self, port: Any) -> None:
-        while not self._stopping.is_set():
+        stopping = self._worker.stopping
+        while not stopping.is_set():
+            set_timeout(port, self._read_timeout())
             data = port.read(min(port.in_waiting, READ_MAX) or 1)
             if data:
                 self._decode(data, time.monotonic())
                 if self._guard.episode is not None:
                     # a flood is read slowly (<= 200 KB/s): the rest waits in the kernel at no cost,
                     # and the reader leaves the CPU (and the GIL) to the panic button's path
-                    self._stopping.wait(FLOOD_PAUSE)
+                    stopping.wait(FLOOD_PAUSE)
             ended = self._guard.poll(time.monotonic())
             if ended is not None:
                 self._flood_over(ended)
             self._report()
+
+    def _read_timeout(self) -> float | None:
+        """None while idle: the read blocks until a byte arrives or ``_poke()`` ends it, so an
+        idle keypad never wakes the reader. A timeout only while something is due: a flood
+        episode ends once the line has been quiet, a when_restored that raised is asked again."""
+        retry = self._reported_down and self._loss is None and self._when_restored is not None
+        return _DUE_TIMEOUT if retry or self._guard.episode is not None else None
 
     def _decode(self, data: bytes, now: float) -> None:
         verdict = self._guard.feed(data, now)
@@ -298,7 +228,7 @@ class Keypad(Closing):
         self._call("when_flood", self.when_flood, False, took, episode.discarded)  # the first: at start
 
     def _deliver(self, key: str) -> None:
-        fn = self._when_key
+        fn = self.when_key
         if fn is None:
             _LOG.debug("keypad on %s: a key arrived with no when_key handler", self._port_name)
             return
@@ -312,13 +242,13 @@ class Keypad(Closing):
                 "keypad on %s: the when_key handler raised %s at %s:%s in %s; reader keeps running",
                 self._port_name, type(exc).__name__, where.filename, where.lineno, where.name)
 
-    def _down(self, exc: BaseException, *, opening: bool) -> None:
+    def _down(self, exc: BaseException, opening: bool) -> None:
         self._opened.clear()
         first = self._loss is None
         what = "cannot open" if opening else "lost"
         self._loss = f"keypad on {self._port_name} {what}: {type(exc).__name__}: {exc}"
         if first:  # a traceback only for the unexpected: an unplug is an OSError
-            _LOG.warning("%s; retrying every %.1f-%.1f s", self._loss, *self._reopen,
+            _LOG.warning("%s; retrying every %.1f-%.1f s", self._loss, *self._line.reopen,
                          exc_info=not isinstance(exc, OSError))
         self._report()
 
@@ -348,17 +278,7 @@ class Keypad(Closing):
     def _sleep(self, seconds: float) -> None:
         """Wait before the next reopen, delivering late-assigned handlers meanwhile."""
         deadline = time.monotonic() + seconds
-        while (remaining := deadline - time.monotonic()) > 0 and not self._stopping.is_set():
+        while (remaining := deadline - time.monotonic()) > 0 and not self._worker.stopping.is_set():
             if self._nudge.wait(remaining):
                 self._nudge.clear()
                 self._report()
-
-    def _drop_port(self) -> None:
-        self._opened.clear()
-        with self._lock:
-            port, self._port = self._port, None
-        if port is not None:
-            try:
-                _close(port)
-            except Exception:
-                _LOG.debug("keypad on %s: closing the port failed", self._port_name, exc_info=True)

@@ -1,13 +1,14 @@
-"""The kiosk's contact inputs under the names their owners think in.
+"""The kiosk's contact inputs: DebouncedInput with the wiring defaults of each.
 
-All three are DebouncedInput; the subclasses only rename events and state so the daemon
-reads ``button.when_pressed`` and ``tamper.is_open`` instead of "activated" and "active",
-and carry the wiring default that makes a cut wire look like the alarming state.
+Each subclass carries the default that makes a cut wire read as the alarming state. The
+panic button also answers to gpiozero's Button names (``when_pressed`` and so on), written
+as gpiozero writes them: class attributes that *are* the base's properties, not wrappers.
+The daemon wires every input through ``when_activated`` / ``when_deactivated``.
 """
 
 from __future__ import annotations
 
-from safehouse.drivers.debounce import Callback, DebouncedInput
+from safehouse.drivers.debounce import DebouncedInput
 
 
 class PanicButton(DebouncedInput):
@@ -15,25 +16,9 @@ class PanicButton(DebouncedInput):
 
     NAME = "panic button"
 
-    @property
-    def is_pressed(self) -> bool:
-        return self.is_active
-
-    @property
-    def when_pressed(self) -> Callback | None:
-        return self.when_activated
-
-    @when_pressed.setter
-    def when_pressed(self, fn: Callback | None) -> None:
-        self.when_activated = fn
-
-    @property
-    def when_released(self) -> Callback | None:
-        return self.when_deactivated
-
-    @when_released.setter
-    def when_released(self, fn: Callback | None) -> None:
-        self.when_deactivated = fn
+    is_pressed = DebouncedInput.is_active
+    when_pressed = DebouncedInput.when_activated
+    when_released = DebouncedInput.when_deactivated
 
 
 class TamperSwitch(DebouncedInput):
@@ -46,26 +31,6 @@ class TamperSwitch(DebouncedInput):
     NAME = "tamper switch"
     ACTIVE_STATE = True
 
-    @property
-    def is_open(self) -> bool:
-        return self.is_active
-
-    @property
-    def when_opened(self) -> Callback | None:
-        return self.when_activated
-
-    @when_opened.setter
-    def when_opened(self, fn: Callback | None) -> None:
-        self.when_activated = fn
-
-    @property
-    def when_closed(self) -> Callback | None:
-        return self.when_deactivated
-
-    @when_closed.setter
-    def when_closed(self, fn: Callback | None) -> None:
-        self.when_deactivated = fn
-
 
 class LampSensor(DebouncedInput):
     """The lamp current sensor; active = current flows, i.e. the light box really lights.
@@ -75,23 +40,3 @@ class LampSensor(DebouncedInput):
     """
 
     NAME = "lamp sensor"
-
-    @property
-    def is_lit(self) -> bool:
-        return self.is_active
-
-    @property
-    def when_lit(self) -> Callback | None:
-        return self.when_activated
-
-    @when_lit.setter
-    def when_lit(self, fn: Callback | None) -> None:
-        self.when_activated = fn
-
-    @property
-    def when_unlit(self) -> Callback | None:
-        return self.when_deactivated
-
-    @when_unlit.setter
-    def when_unlit(self, fn: Callback | None) -> None:
-        self.when_deactivated = fn

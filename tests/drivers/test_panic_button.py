@@ -176,33 +176,33 @@ def test_tamper_switch_reports_the_lid_opening(factory: MockFactory) -> None:
     pin = held_at_boot(factory, 5)  # lid shut holds the switch closed
     with TamperSwitch(5, pin_factory=factory) as tamper:
         rec = Recorder()
-        tamper.when_opened = rec.hook("opened")
-        tamper.when_closed = rec.hook("closed")
+        tamper.when_activated = rec.hook("opened")
+        tamper.when_deactivated = rec.hook("closed")
         time.sleep(SETTLE)
-        assert not tamper.is_open and rec.names == []
+        assert not tamper.is_active and rec.names == []
         pin.drive_high()
         assert rec.wait_for(1)
-        assert tamper.is_open and rec.names == ["opened"]
+        assert tamper.is_active and rec.names == ["opened"]
 
 
 def test_tamper_switch_with_a_cut_wire_reads_open(factory: MockFactory) -> None:
     with TamperSwitch(5, pin_factory=factory) as tamper:  # pull-up, nothing pulls it low
         rec = Recorder()
-        tamper.when_opened = rec.hook("opened")
+        tamper.when_activated = rec.hook("opened")
         assert rec.wait_for(1)
-        assert tamper.is_open
+        assert tamper.is_active
 
 
 def test_lamp_sensor_reads_lit_while_its_output_pulls_low(factory: MockFactory) -> None:
     pin = held_at_boot(factory, 6)
     with LampSensor(6, pin_factory=factory) as lamp:
         rec = Recorder()
-        lamp.when_lit = rec.hook("lit")
-        lamp.when_unlit = rec.hook("unlit")
+        lamp.when_activated = rec.hook("lit")
+        lamp.when_deactivated = rec.hook("unlit")
         assert rec.wait_for(1)
         pin.drive_high()
         assert rec.wait_for(2)
-        assert rec.names == ["lit", "unlit"] and not lamp.is_lit
+        assert rec.names == ["lit", "unlit"] and not lamp.is_active
 
 
 def test_close_is_idempotent_silences_events_and_frees_the_pin(factory: MockFactory) -> None:

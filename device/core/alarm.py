@@ -36,7 +36,7 @@ from safehouse.device.core.inputs import (
     Tick,
     VolunteerAck,
 )
-from safehouse.device.core.keypad import keypad_link, on_key_pressed, on_pin_checked, summarise_day
+from safehouse.device.core.keypad import on_key_pressed, on_keypad_link, on_pin_checked
 from safehouse.device.core.keypad_grammar import entry_deadline, expire_entry
 from safehouse.device.core.keypad_noise import expire_noise, noise_deadline, on_keypad_flood, on_keypad_noise
 from safehouse.device.core.lifecycle import (
@@ -51,7 +51,6 @@ from safehouse.device.core.precinct import (
     expire_displays,
     on_alliance_alert,
     on_precinct_command,
-    on_selftest_done,
 )
 from safehouse.device.core.rollcall import expire_rollcall, start_rollcall
 from safehouse.device.core.signals import LightPattern, Sound
@@ -165,16 +164,16 @@ def _handle(step: Step, inp: Input, now: float) -> None:
             on_pin_checked(step, inp, now)
         case RollcallStarted():
             start_rollcall(step, inp, now)
-        case DaySummarised():
-            summarise_day(step, inp)
+        case DaySummarised(date=date, counts=counts):
+            step.emit("daily_summary", None, date=date, **dict(counts))
         case KeypadLink():
-            keypad_link(step, inp)
+            on_keypad_link(step, inp)
         case KeypadNoise():
             on_keypad_noise(step, inp, now)
         case KeypadFlood():
             on_keypad_flood(step, inp, now)
         case SelftestDone():
-            on_selftest_done(step, inp)
+            _selftest_done(step, inp)
         case Tick():
             pass
 
@@ -204,6 +203,13 @@ def _lamp(step: Step, lit: bool, now: float) -> None:
         step.update(lamp=replace(lamp, lit=True, dark_since=None, fault=False))
     elif lamp.lit is not False:
         step.update(lamp=replace(lamp, lit=False, dark_since=now))
+
+
+def _selftest_done(step: Step, inp: SelftestDone) -> None:
+    """A self-test finished (asked by the precinct or a technician at the CLI)."""
+    failed = [str(c["name"]) for c in inp.checks if not c["ok"]]
+    step.emit("selftest", codes.TEST_WITH_TROUBLE if failed else codes.PERIODIC_TEST, source=inp.source,
+              ok=not failed, failed=failed, checks=[dict(c) for c in inp.checks])
 
 
 def _expire(step: Step, now: float) -> None:

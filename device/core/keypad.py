@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from safehouse.device.core import codes, lifecycle
 from safehouse.device.core.effects import Beep, KeepLockout, VerifyPin
-from safehouse.device.core.inputs import DaySummarised, KeypadLink, KeyPressed, PinChecked
+from safehouse.device.core.inputs import KeypadLink, KeyPressed, PinChecked
 from safehouse.device.core.keypad_grammar import on_key
 from safehouse.device.core.lifecycle import Step
 from safehouse.device.core.rollcall import answer_rollcall
@@ -119,7 +119,7 @@ def _act(step: Step, action: str, volunteer: str, now: float) -> bool:
     return False
 
 
-def keypad_link(step: Step, inp: KeypadLink) -> None:
+def on_keypad_link(step: Step, inp: KeypadLink) -> None:
     """Unplugged → one ``keypad_lost`` fault; back → one ``keypad_restored``."""
     lost = not inp.connected
     if lost == step.state.keypad_lost:
@@ -129,7 +129,3 @@ def keypad_link(step: Step, inp: KeypadLink) -> None:
         step.emit("keypad_lost", codes.PERIPHERAL_TROUBLE, reason=inp.reason)
     else:
         step.emit("keypad_restored", codes.PERIPHERAL_TROUBLE)
-
-
-def summarise_day(step: Step, inp: DaySummarised) -> None:
-    step.emit("daily_summary", None, date=inp.date, **dict(inp.counts))

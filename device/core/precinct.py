@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from safehouse.device.core import codes, lifecycle
+from safehouse.device.core import lifecycle
 from safehouse.device.core.effects import RememberCommand, Reply, RunSelftest
-from safehouse.device.core.inputs import AllianceAlert, PrecinctCommand, RollcallStarted, SelftestDone
+from safehouse.device.core.inputs import AllianceAlert, PrecinctCommand, RollcallStarted
 from safehouse.device.core.lifecycle import Step
 from safehouse.device.core.precinct_commands import Command, CommandInvalid, parse, parse_alliance
 from safehouse.device.core.ratelimit import clip, clip_text
@@ -107,12 +107,6 @@ def on_alliance_alert(step: Step, inp: AllianceAlert, now: float) -> None:
         return  # our own alert, echoed back by the broker
     step.update(neighbor_until=now + step.state.policy.neighbor_seconds,
                 neighbor_alerts=step.state.neighbor_alerts + 1)
-
-
-def on_selftest_done(step: Step, inp: SelftestDone) -> None:
-    failed = [str(c["name"]) for c in inp.checks if not c["ok"]]
-    step.emit("selftest", codes.TEST_WITH_TROUBLE if failed else codes.PERIODIC_TEST, source=inp.source,
-              ok=not failed, failed=failed, checks=[dict(c) for c in inp.checks])
 
 
 def expire_displays(step: Step, now: float) -> None:

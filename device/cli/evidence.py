@@ -36,7 +36,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _store(args: argparse.Namespace) -> tuple[Any, Callable[[str], bool]]:
-    from safehouse.device.runtime.evidence_wiring import MB
+    from safehouse.device.runtime.evidence_parts import MB
     from safehouse.services.evidence import EvidenceStore
 
     cfg = configuration.load(args.config)

@@ -12,7 +12,7 @@ reads fail, reopening fails while the cable is out, and works again once it is b
   sounddevice stream fails its reads — and the device is back, same name, once replugged.
 
 The drivers themselves are not touched, so their loss and recovery paths are the ones under
-test. Only a simulated daemon calls this (``Commands.simulate`` refuses on real hardware);
+test. Only a simulated daemon calls this (``ControlHandlers.simulate`` refuses on real hardware);
 the patches are process-wide, which is harmless there: the keypad is the only ``loop://``
 port and the microphone the only input stream.
 """

@@ -36,14 +36,19 @@ KEY_SETTLE = 0.3  # a PIN check takes tens of ms: `safehouse keys` then reports 
 MAX_HOLD = 600.0
 
 
-class Commands:
-    """The handler table for ``ControlServer``."""
+class ControlHandlers:
+    """The handler table for ``ControlServer`` (services/control.py): one handler per request
+    the `safehouse` CLI sends over the control socket.
 
-    def __init__(self, loop: CoreLoop, runner: EffectRunner, hardware: Hardware,
-                 static: Mapping[str, Any], link: Callable[[], Mapping[str, Any]], outbox: Outbox,
-                 capture_parts: Callable[[], Mapping[str, Any]] = dict,
-                 selftest: Callable[[str], list[dict[str, Any]]] | None = None,
-                 clock: Clock | None = None) -> None:
+    Given the parts it answers from: the core loop, the effect runner (rejections, where an
+    event stands), the hardware (the simulated pins), the outbox, the link's view, the capture
+    parts, the self-test and the clock (a simulated one can jump).
+    """
+
+    def __init__(self, loop: CoreLoop, runner: EffectRunner, hardware: Hardware, outbox: Outbox, *,
+                 static: Mapping[str, Any], link: Callable[[], Mapping[str, Any]],
+                 capture_parts: Callable[[], Mapping[str, Any]],
+                 selftest: Callable[[str], list[dict[str, Any]]], clock: Clock) -> None:
         self._clock = clock
         self._loop, self._runner, self._hw, self._outbox = loop, runner, hardware, outbox
         self._capture_parts = capture_parts
@@ -165,8 +170,6 @@ class Commands:
         return {"part": "clock", "fault": fault, "offset_s": offset}
 
     def selftest(self, _req: Mapping[str, Any]) -> dict[str, Any]:
-        if self._selftest is None:
-            raise CommandRefused("selftest is not available")
         checks = self._selftest("technician")
         return {"ok": all(c["ok"] for c in checks), "checks": checks, "ran_as": process_identity()}
 

@@ -16,7 +16,7 @@ from functools import partial
 from typing import Protocol
 
 from safehouse.device.core import messages
-from safehouse.device.core.clock import Clock, iso_utc
+from safehouse.device.core.clock import Clock
 from safehouse.device.core.effects import (
     Announce,
     Beep,
@@ -36,19 +36,13 @@ from safehouse.device.core.effects import (
 from safehouse.device.core.errors import EventLogError, SafehouseError
 from safehouse.device.core.events import Event
 from safehouse.device.core.ratelimit import RateLimitedLog, clip_text
-from safehouse.device.runtime.event_writer import EventSink as WriterSink
-from safehouse.device.runtime.event_writer import EventWriter, Reserve
+from safehouse.device.runtime.event_writer import EventWriter
 
 _LOG = logging.getLogger(__name__)
 
 
 class Light(Protocol):
     def play(self, name: str) -> None: ...
-
-
-class EventSink(WriterSink, Protocol):
-    @property
-    def last_seq(self) -> int: ...
 
 
 class CommandMemory(Protocol):
@@ -97,32 +91,52 @@ class Topics(Protocol):
     def result(self, command: str) -> str: ...
 
 
-class EffectRunner:
-    """Callable executor for ``CoreLoop``; returns False while emits wait for a retry."""
+class NoBuzzer:
+    """``buzzer.enabled = false``: the keypad and roll-call sounds are silent, nothing else changes."""
 
-    def __init__(self, *, light: Light, sink: EventSink, clock: Clock, device_id: str,
-                 precinct: str, boot_id: str, topics: Topics, messenger: Messenger | None = None) -> None:
-        self._light, self._sink, self._clock, self._topics = light, sink, clock, topics
-        self.messenger = messenger
-        self.capturer: Capturer | None = None
-        self.buzzer: Buzzer | None = None
-        self.indicator: Indicator | None = None
-        self.pin_checker: Checker | None = None
-        self.lockout_store: LockoutKeeper | None = None
-        self.selftester: Callable[[str], None] | None = None  # starts a self-test off the loop
-        self._device = {"device_id": device_id, "precinct": precinct, "boot_id": boot_id}
-        self.rejections: Counter[str] = Counter()
+    def play(self, sound: str) -> None:
+        """Silent."""
+
+    def stop(self) -> None:
+        """Silent."""
+
+
+class Offline:
+    """No ``broker.url``: the kiosk is offline by design; replies and alliance alerts go nowhere."""
+
+    def wake(self, urgent: bool = False) -> None:
+        """Nothing to wake."""
+
+    def send(self, topic: str, payload: bytes, correlation: bytes | None = None) -> None:
+        """Nowhere to send."""
+
+
+class EffectRunner:
+    """Callable executor for ``CoreLoop``; returns False while emits wait for a retry.
+
+    Complete when built: every port an effect needs is a constructor argument. A part the
+    kiosk may lack has a stand-in (``NoBuzzer``, ``Offline``), never a None to check for.
+    Events are written through ``writer`` (device/runtime/event_writer.py).
+    """
+
+    def __init__(self, *, writer: EventWriter, light: Light, clock: Clock, topics: Topics,
+                 device_id: str, precinct: str, messenger: Messenger, capturer: Capturer, buzzer: Buzzer,
+                 indicator: Indicator, pin_checker: Checker, lockouts: LockoutKeeper,
+                 command_ids: CommandMemory, selftester: Callable[[str], None]) -> None:
+        self.writer = writer
+        self._light, self._clock, self._topics = light, clock, topics
+        self._device_id, self._precinct = device_id, precinct
+        self._messenger, self._capturer = messenger, capturer
+        self._buzzer, self._indicator = buzzer, indicator
+        self._pin_checker, self._lockouts, self._command_ids = pin_checker, lockouts, command_ids
+        self._selftester = selftester  # asks for a self-test; it runs off the loop
+        self.rejections: Counter[str] = writer.rejections
         self.last_rejection: dict[str, str] = {}
-        self.command_ids: CommandMemory | None = None
         self._rejected_log = RateLimitedLog(_LOG)  # rejected input can arrive by the thousand
-        self.listeners: list[Callable[[Event], None]] = []
-        self.writer = EventWriter(sink, topics.events, self._fields, listeners=self.listeners,
-                                  rejections=self.rejections)
-        self.writer.messenger = messenger
 
     @property
     def last_seq(self) -> int:
-        return self._sink.last_seq
+        return self.writer.last_seq
 
     def flush_logs(self) -> None:
         """At shutdown: say how many rejection lines the rate limit left out."""
@@ -137,21 +151,9 @@ class EffectRunner:
     def last_event(self) -> Event | None:
         return self.writer.last_event
 
-    @property
-    def reserve(self) -> Reserve | None:
-        return self.writer.reserve
-
-    @reserve.setter
-    def reserve(self, reserve: Reserve | None) -> None:
-        self.writer.reserve = reserve
-
     def storage_fault(self) -> str | None:
         """The storage fault shown in status, STATUS= and telemetry; None when all is well."""
-        faults = [f"outbox {self._sink.fault}"] if self._sink.fault else []
-        faults += [f"{name} {fault}" for name, fault in self.writer.other_faults.items()]
-        if self.writer.pending and not faults:
-            faults.append(f"{self.writer.pending} event(s) not yet written")
-        return "; ".join(faults)[:300] or None
+        return self.writer.storage_fault()
 
     def storage_view(self) -> dict[str, object]:
         return {"fault": self.storage_fault(), "in_memory": self.writer.pending,
@@ -182,25 +184,20 @@ class EffectRunner:
                 case Beep(sound=sound) | SetSound(sound=sound):
                     self._sound(sound)
                 case SetIndicator(rollcall=on):
-                    if self.indicator is not None:
-                        self._guard("status LED", partial(self.indicator.rollcall, on))
+                    self._guard("status LED", partial(self._indicator.rollcall, on))
                 case VerifyPin(entry=entry, pin=pin, action=action):
                     self._verify(entry, pin, action)
                 case KeepLockout():
                     self._keep_lockout(effect)
                 case RunSelftest(source=source):
-                    if self.selftester is not None:
-                        self._guard("selftest", partial(self.selftester, source))
+                    self._guard("selftest", partial(self._selftester, source))
         durable = self.writer.flush()
         for capture in captures:  # after the alarm is on disk and on its way: capture never delays it
-            if self.capturer is not None:
-                self.capturer.request(capture.alarm_id, capture.test, capture.at)
+            self._capturer.request(capture.alarm_id, capture.test, capture.at)
         return durable
 
     def _sound(self, sound: str | None) -> None:
-        buzzer = self.buzzer
-        if buzzer is None:
-            return
+        buzzer = self._buzzer
         if sound is None:
             self._guard("buzzer", buzzer.stop)
         else:
@@ -209,10 +206,8 @@ class EffectRunner:
     def _remember(self, command_id: str, until: float) -> None:
         """Before the command acts. A failed write does not stop it (the precinct asked, and this
         run still refuses a replay); it is logged, counted and shows in ``status``."""
-        if self.command_ids is None:
-            return
         try:
-            self.command_ids.remember(command_id, until)
+            self._command_ids.remember(command_id, until)
         except (SafehouseError, OSError) as exc:
             self.rejections["command_ids"] += 1
             self.last_rejection["command_ids"] = str(exc)
@@ -220,17 +215,12 @@ class EffectRunner:
                        command_id, exc)
 
     def _verify(self, entry: int, pin: str, action: str) -> None:
-        if self.pin_checker is None:
-            _LOG.warning("keypad entry %d not checked: no volunteer registry", entry)
-            return
-        self.pin_checker.check(entry, pin, action)
+        self._pin_checker.check(entry, pin, action)
 
     def _keep_lockout(self, keep: KeepLockout) -> None:
         """A failed write does not stop the keypad (this run still enforces the lockout)."""
-        if self.lockout_store is None:
-            return
         try:
-            self.lockout_store.keep(keep.failures, keep.lockouts, keep.locked_until, keep.locked_s)
+            self._lockouts.keep(keep.failures, keep.lockouts, keep.locked_until, keep.locked_s)
         except (EventLogError, OSError) as exc:
             self.rejections["lockout_store"] += 1
             _LOG.error("keypad lockout not stored (a restart would forget it): %s", exc)
@@ -248,23 +238,15 @@ class EffectRunner:
         except Exception:
             _LOG.exception("light box failed to play %r", pattern)
 
-    def _fields(self, event_id: str, type_: str, code: int | None, test: bool,
-                data: dict[str, object]) -> dict[str, object]:
-        return {**self._device, "event_id": event_id, "type": type_, "code": code,
-                "ts": iso_utc(self._clock.wall()), "clock_synced": self._clock.synced(),
-                "mono": round(self._clock.mono(), 6), "test": test, "data": data}
-
     def _reply(self, reply: Reply) -> None:
-        if self.messenger is None:
-            return
-        payload = messages.result(reply, device_id=self._device["device_id"], wall=self._clock.wall())
-        self.messenger.send(self._topics.result(reply.command), payload)
+        payload = messages.result(reply, device_id=self._device_id, wall=self._clock.wall())
+        self._messenger.send(self._topics.result(reply.command), payload)
         if reply.response_topic:
-            self.messenger.send(reply.response_topic, payload, reply.correlation)
+            self._messenger.send(reply.response_topic, payload, reply.correlation)
 
     def _announce(self, event_id: str) -> None:
-        if self.messenger is None or not self._topics.alliance:
+        if not self._topics.alliance:
             return
-        self.messenger.send(self._topics.alliance_out, messages.alliance_alert(
-            event_id, device_id=self._device["device_id"], precinct=self._device["precinct"],
+        self._messenger.send(self._topics.alliance_out, messages.alliance_alert(
+            event_id, device_id=self._device_id, precinct=self._precinct,
             alliance=self._topics.alliance, wall=self._clock.wall()))

@@ -21,10 +21,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from safehouse.device.core import codes
+from safehouse.device.core.clock import Clock, iso_utc
 from safehouse.device.core.effects import Emit
 from safehouse.device.core.errors import EventLogError
 from safehouse.device.core.events import ALARM_TYPES, Event
@@ -62,19 +63,59 @@ class Waker(Protocol):
     def wake(self, urgent: bool = False) -> None: ...
 
 
+class _NoReserve:
+    """No alarm reserve (a writer built without one, as in unit tests): nothing to give back."""
+
+    def release(self) -> int:
+        return 0
+
+    def rearm_due(self) -> bool:
+        return False
+
+
+class _NoWaker:
+    def wake(self, urgent: bool = False) -> None:
+        """Nobody to wake: the kiosk is offline by design."""
+
+
+NO_RESERVE: Reserve = _NoReserve()
+NO_WAKER: Waker = _NoWaker()
+
+
+def event_fields(clock: Clock, *, device_id: str, precinct: str, boot_id: str) -> FieldMaker:
+    """Every event's common fields: who sent it, when (wall, monotonic, clock synced) and on which boot."""
+    device = {"device_id": device_id, "precinct": precinct, "boot_id": boot_id}
+
+    def fields(event_id: str, type_: str, code: int | None, test: bool,
+               data: dict[str, object]) -> dict[str, object]:
+        return {**device, "event_id": event_id, "type": type_, "code": code,
+                "ts": iso_utc(clock.wall()), "clock_synced": clock.synced(),
+                "mono": round(clock.mono(), 6), "test": test, "data": data}
+
+    return fields
+
+
 class EventWriter:
-    """Owned by the core loop's thread (the shell); ``memory`` is shared with the uplink."""
+    """Owned by the core loop's thread (the shell); ``memory`` is shared with the uplink.
+
+    ``damage_sources`` report salvaged files once their salvage is done; ``faults`` are the
+    storage faults known at start-up besides the outbox's own (e.g. the daily counts kept in
+    memory), shown in ``storage_fault()``.
+    """
 
     def __init__(self, sink: EventSink, topic: str, make_fields: FieldMaker, *,
-                 listeners: list[Callable[[Event], None]], rejections: Counter[str]) -> None:
+                 listeners: Sequence[Callable[[Event], None]] = (), rejections: Counter[str] | None = None,
+                 memory: MemoryAlarms | None = None, messenger: Waker = NO_WAKER,
+                 reserve: Reserve = NO_RESERVE, damage_sources: Sequence[Callable[[], list[Damage]]] = (),
+                 faults: Mapping[str, str] | None = None) -> None:
         self._sink, self._topic, self._fields = sink, topic, make_fields
-        self.listeners = listeners
-        self.rejections = rejections
-        self.memory = MemoryAlarms()
-        self.messenger: Waker | None = None
-        self.reserve: Reserve | None = None
-        self.damage_sources: list[Callable[[], list[Damage]]] = []
-        self.other_faults: dict[str, str] = {}  # e.g. the daily counts kept in memory
+        self.listeners = list(listeners)
+        self.rejections: Counter[str] = Counter() if rejections is None else rejections
+        self.memory = MemoryAlarms() if memory is None else memory
+        self.messenger = messenger
+        self.reserve = reserve
+        self.damage_sources = tuple(damage_sources)
+        self.other_faults: dict[str, str] = dict(faults or {})
         self._queue: deque[Event] = deque()
         self._storage_short = False  # a storage_full event went out; storage_restored is owed
         self._was_near_full = False
@@ -88,6 +129,18 @@ class EventWriter:
     def pending(self) -> int:
         """Events decided but not yet durable (normally 0)."""
         return len(self._queue)
+
+    @property
+    def last_seq(self) -> int:
+        return self._sink.last_seq
+
+    def storage_fault(self) -> str | None:
+        """The storage fault shown in status, STATUS=, telemetry and the selftest; None when all is well."""
+        faults = [f"outbox {self._sink.fault}"] if self._sink.fault else []
+        faults += [f"{name} {fault}" for name, fault in self.other_faults.items()]
+        if self._queue and not faults:
+            faults.append(f"{len(self._queue)} event(s) not yet written")
+        return "; ".join(faults)[:300] or None
 
     def add(self, emit: Emit) -> None:
         self._add(self._fields(emit.event_id, emit.type, emit.code, emit.test, dict(emit.data)))
@@ -138,7 +191,7 @@ class EventWriter:
         if self._storage_events(released):
             more = self._write_queue()
             wrote, urgent = wrote or more[0], urgent or more[1]
-        if self.messenger is not None and wrote:
+        if wrote:
             self.messenger.wake(urgent)
         if urgent:  # the alarm is on its way: now also into the database file itself
             self._sink.checkpoint()
@@ -152,7 +205,7 @@ class EventWriter:
             try:
                 self._sink.store(event, self._topic, delivered=self.memory.delivered(event.event_id))
             except EventLogError as exc:
-                if getattr(exc, "kind", None) == FULL and self.reserve is not None:
+                if getattr(exc, "kind", None) == FULL:
                     freed = self.reserve.release()
                     if freed:
                         released += freed
@@ -187,7 +240,7 @@ class EventWriter:
                 _LOG.critical("alarm #%d %s (%s) not written (%s): sending it from memory",
                               event.seq, event.event_id, event.type, exc)
                 sent = True
-        if sent and self.messenger is not None:
+        if sent:
             self.messenger.wake(True)
 
     def _near_full(self) -> None:
@@ -202,7 +255,7 @@ class EventWriter:
             self._storage_short = True
             self._fault_event("storage_full", codes.PERIPHERAL_TROUBLE, {"reserve_released_bytes": released})
             return True
-        if self._storage_short and self.reserve is not None and self.reserve.rearm_due():
+        if self._storage_short and self.reserve.rearm_due():
             self._storage_short = False
             self._fault_event("storage_restored", codes.PERIPHERAL_TROUBLE,
                               {"dropped_from_memory": self.dropped})

@@ -28,7 +28,8 @@ from safehouse.device.core.inputs import (
     VolunteerAck,
 )
 from safehouse.device.core.state import Phase, Policy, initial_state
-from safehouse.device.runtime.effect_runner import EffectRunner
+from safehouse.device.runtime.effect_runner import EffectRunner, NoBuzzer, Offline
+from safehouse.device.runtime.event_writer import EventWriter, event_fields
 from safehouse.services.outbox import Outbox
 from safehouse.services.topics import Topics
 from tests.rig.clock import FakeClock
@@ -44,6 +45,17 @@ class Light:
         self.pattern = name
 
 
+class Absent:
+    """Every optional port the runner takes, doing nothing (capture, status LED, PIN checks,
+    lockout and command-id stores): this machine checks the light and the outbox."""
+
+    def request(self, alarm_id: str, test: bool, at: float) -> None: ...
+    def rollcall(self, on: bool) -> None: ...
+    def check(self, entry: int, pin: str, action: str) -> None: ...
+    def keep(self, failures: int, lockouts: int, locked_until: float | None, locked_s: float) -> None: ...
+    def remember(self, command_id: str, until: float) -> None: ...
+
+
 class AlarmMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -51,9 +63,14 @@ class AlarmMachine(RuleBasedStateMachine):
         self.log = Outbox(self.dir)
         self.clock = FakeClock()
         self.light = Light()
-        self.runner = EffectRunner(light=self.light, sink=self.log, clock=self.clock,
-                                   device_id="SH-HYP", precinct="p", boot_id="b",
-                                   topics=Topics("p", "SH-HYP"))
+        topics = Topics("p", "SH-HYP")
+        writer = EventWriter(self.log, topics.events,
+                             event_fields(self.clock, device_id="SH-HYP", precinct="p", boot_id="b"))
+        absent = Absent()
+        self.runner = EffectRunner(writer=writer, light=self.light, clock=self.clock, topics=topics,
+                                   device_id="SH-HYP", precinct="p", messenger=Offline(), capturer=absent,
+                                   buzzer=NoBuzzer(), indicator=absent, pin_checker=absent, lockouts=absent,
+                                   command_ids=absent, selftester=lambda _source: None)
         self.state = initial_state(Policy(ack_timeout=ACK_TIMEOUT, stuck_after=30.0), uuid.uuid4())
         self.open_alarms = 0
         self.commands = 0

@@ -13,14 +13,13 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from PIL import Image, ImageChops
 
 from safehouse.device.core.errors import HardwareError
-from safehouse.device.runtime import config, evidence_wiring
+from safehouse.device.runtime import config, evidence_parts
 from safehouse.drivers.camera import (
     Camera,
     CameraError,
@@ -275,12 +274,11 @@ def test_the_pi_camera_waits_inside_the_configured_camera_timeout() -> None:
     """camera.timeout reaches the driver, whose own waits (frame, then release) fit inside it."""
     tree = {"device": {"id": "SH-1", "precinct": "P", "hardware": "pi"},
             "camera": {"timeout": 2.0, "width": 640, "height": 480}}
-    camera = evidence_wiring._camera(SimpleNamespace(config=config.from_tree(tree)))  # type: ignore[arg-type]
+    camera = evidence_parts.camera(config.from_tree(tree))
     assert isinstance(camera, Picamera2Camera)
     assert camera.frame_wait + camera.release_wait < 2.0 <= camera.close_wait
     tree["device"]["hardware"] = "sim"
-    assert isinstance(evidence_wiring._camera(SimpleNamespace(config=config.from_tree(tree))),  # type: ignore[arg-type]
-                      SimCamera)
+    assert isinstance(evidence_parts.camera(config.from_tree(tree)), SimCamera)
 
 
 def test_make_camera_builds_the_kind_asked_for() -> None:

@@ -1,0 +1,91 @@
+"""Storage at start-up and at stop: what keeps a failing state partition from stopping the kiosk.
+
+A full, read-only, missing or damaged state partition never stops the kiosk from starting (the
+outbox runs from memory with a ``storage`` fault); alarms a killed run could neither write nor
+deliver are taken back; damaged files are reported once their salvage is done; and a stop never
+claims to be clean while an alarm is neither on disk nor delivered. The assembly root
+(device/runtime/assembly.py) calls these in its build order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from safehouse.device.core.clock import Clock
+from safehouse.device.core.errors import EventLogError
+from safehouse.device.core.events import Event
+from safehouse.device.core.inputs import Input, Tick
+from safehouse.device.runtime.event_writer import EventWriter
+from safehouse.services.command_ids import CommandIds
+from safehouse.services.memory_alarms import MemoryAlarms
+from safehouse.services.outbox import Outbox
+from safehouse.services.outbox_salvage import Damage
+from safehouse.services.reserve import SpaceReserve
+from safehouse.services.storage_errors import FULL
+
+_LOG = logging.getLogger(__name__)
+SETTLE_TIMEOUT = 5.0  # shutdown waits this long for an unwritten alarm's PUBACK
+
+DamageSource = Callable[[], list[Damage]]
+
+
+def free_reserve_for_outbox(outbox: Outbox, reserve: SpaceReserve) -> None:
+    """A disk too full to even open the outbox: the alarm reserve is what it is kept for."""
+    if outbox.fault_kind == FULL and reserve.release():
+        outbox.recover()
+
+
+def take_back_left_alarms(memory: MemoryAlarms, outbox: Outbox, spool: Path) -> None:
+    """Alarms a killed run could neither write nor deliver (kept in ``spool``, which outlives
+    kill -9): into the outbox before anything of this run (their seq is below this run's, above
+    the queued rows'), so they go out in seq order; still no disk, they are sent from memory."""
+    for left in memory.spool(spool):
+        if outbox.fault is not None:
+            continue
+        try:
+            outbox.store(Event.from_json(left.payload.decode("utf-8")), left.topic)
+        except (EventLogError, ValueError, TypeError) as exc:
+            _LOG.error("alarm %s left by the previous run not written (%s): sent from memory",
+                       left.event_id, exc)
+            continue
+        memory.stored(left.event_id)
+
+
+def damage_sources(outbox: Outbox, stats_damage: Damage | None) -> list[DamageSource]:
+    """Where ``storage_damaged`` reports come from: the outbox's salvages, and the daily counts'
+    quarantine found at start-up (reported once)."""
+    sources: list[DamageSource] = [outbox.take_damage]
+    if stats_damage is not None:
+        once = [stats_damage]
+        sources.append(lambda: [once.pop()] if once else [])
+    return sources
+
+
+def open_command_ids(state_dir: Path, spare_dir: Path, clock: Clock) -> tuple[CommandIds, str | None]:
+    """The executed precinct command ids, and a storage fault when they cannot be kept on the
+    state partition (then beside the control socket, in ``spare_dir``, for this boot)."""
+    try:
+        return CommandIds(state_dir, clock=clock.wall), None
+    except EventLogError as exc:
+        _LOG.critical("%s; command ids kept in %s until storage returns", exc, spare_dir)
+        return CommandIds(spare_dir, clock=clock.wall), f"unavailable: {exc}"
+
+
+def settle_alarms(writer: EventWriter, submit: Callable[[Input, float], object],
+                  timeout: float = SETTLE_TIMEOUT) -> list[str]:
+    """At stop: one more write attempt, then wait (bounded) for the PUBACK of any alarm that
+    exists only in memory. The event ids still unsettled (the caller logs them critically)."""
+    memory = writer.memory
+    if not writer.pending and not memory.unsettled():
+        return []
+    submit(Tick(), 1.0)  # a last try at writing them
+    if not memory.unsettled():
+        return []
+    _LOG.critical("stopping with %d alarm(s) only in memory: waiting up to %.0f s for the broker",
+                  len(memory.unsettled()), timeout)
+    deadline = time.monotonic() + timeout
+    memory.wait_settled(max(0.0, deadline - time.monotonic()))
+    return memory.unsettled()

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from safehouse.device.core import boundedjson
+from safehouse.device.core.lifecycle import OUTCOMES
 from safehouse.device.core.ratelimit import clip
 from safehouse.device.core.signals import LightPattern
 
@@ -97,8 +98,8 @@ def _check_args(name: str, args: dict[str, Any]) -> None:
     if name == "ack" and not _short_text(args.get("event_id")):
         raise ValueError("ack needs event_id: the alarm's event_id")
     if name == "resolve":
-        if args.get("outcome") not in ("assistance", "false_alarm", "police", "cancelled"):
-            raise ValueError("outcome must be one of assistance, false_alarm, police, cancelled")
+        if args.get("outcome") not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}")
         if "event_id" in args and not _short_text(args["event_id"]):
             raise ValueError("event_id must be a string")
     if name == "light":

@@ -12,7 +12,15 @@ from __future__ import annotations
 from enum import StrEnum
 
 
-class LightPattern(StrEnum):
+class _Name(StrEnum):
+    """A name that reads as the plain string everywhere, ``repr`` included: every message that
+    quotes one (``plays 'alarm' but the kiosk asked for 'beacon'``) reads as it did before."""
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+class LightPattern(_Name):
     """A light-box pattern; listed in the order the ``cmd/light`` error message names them."""
 
     BEACON = "beacon"  # the 24-hour sign, nothing going on
@@ -24,7 +32,7 @@ class LightPattern(StrEnum):
     ALARM = "alarm"
 
 
-class Sound(StrEnum):
+class Sound(_Name):
     """A buzzer sound: one-shots (key feedback, the self-test tone) and repeating ones."""
 
     CLICK = "click"  # a key press

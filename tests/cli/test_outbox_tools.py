@@ -6,19 +6,13 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
 from pathlib import Path
 
 from safehouse.services.outbox import Outbox
-from tests.rig.daemon import CLI, DaemonProcess
+from tests.rig.daemon import DaemonProcess, cli
 from tests.rig.kiosk_config import write_config
 
 TOPIC = "safehouse/v1/test/SH-TEST-0001/events"
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, "--config", str(config), *args], capture_output=True, text=True,
-                          timeout=60, check=False)
 
 
 def stored_events(state: Path, n: int) -> None:

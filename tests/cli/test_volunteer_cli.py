@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,21 +19,15 @@ import pytest
 from safehouse.device.cli.main import main
 from safehouse.services.volunteers import Match, VolunteerRegistry
 from tests.rig.availability import unavailable
-from tests.rig.daemon import CLI
+from tests.rig.daemon import cli
 from tests.rig.kiosk_config import write_config
 
 PIN, DURESS, OTHER_PIN = "73914628", "51862093", "40027715"  # 8 digits: never in base64 by chance
 
 
-def cli(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    """The real command line, in its own process: `safehouse --config CONFIG volunteer ARGS`."""
-    return subprocess.run([*CLI, "--config", str(config), "volunteer", *args], input=stdin,
-                          capture_output=True, text=True, timeout=60, check=False)
-
-
 def test_cli_add_list_remove_with_pin_stdin(tmp_path: Path) -> None:
     config = write_config(tmp_path)
-    done = cli(config, "add", "v042", "--name", "Chan Tai Man", "--duress", "--pin-stdin",
+    done = cli(config, "volunteer", "add", "v042", "--name", "Chan Tai Man", "--duress", "--pin-stdin",
                stdin=f"{PIN}\n{DURESS}\n")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ("added v042 (Chan Tai Man) with a duress PIN; "
@@ -42,11 +35,11 @@ def test_cli_add_list_remove_with_pin_stdin(tmp_path: Path) -> None:
     registry = VolunteerRegistry.load(tmp_path / "volunteers.toml")
     assert registry.verify(DURESS) == Match(registry.volunteers[0], duress=True)
 
-    taken = cli(config, "add", "v043", "--name", "Lee", "--pin-stdin", stdin=f"{DURESS}\n")
+    taken = cli(config, "volunteer", "add", "v043", "--name", "Lee", "--pin-stdin", stdin=f"{DURESS}\n")
     assert taken.returncode == 1 and "already in use" in taken.stderr
     for result in (done, taken):
         assert PIN not in result.stdout + result.stderr and DURESS not in result.stdout + result.stderr
-    assert cli(config, "remove", "v042").stdout.startswith("removed v042 (Chan Tai Man)")
+    assert cli(config, "volunteer", "remove", "v042").stdout.startswith("removed v042 (Chan Tai Man)")
     assert VolunteerRegistry.load(tmp_path / "volunteers.toml").volunteers == ()
 
 
@@ -97,7 +90,7 @@ def test_the_first_enrolment_as_root_is_readable_by_the_daemons_group(tmp_path: 
     folder.mkdir(mode=0o750)
     os.chown(folder, 0, 65534)  # the daemon's group stands in as nogroup's id
     config = write_config(folder)
-    res = cli(config, "add", "v001", "--name", "Chan Tai Man", "--pin-stdin", stdin=f"{PIN}\n")
+    res = cli(config, "volunteer", "add", "v001", "--name", "Chan Tai Man", "--pin-stdin", stdin=f"{PIN}\n")
     assert res.returncode == 0, res.stderr
     made = (folder / "volunteers.toml").stat()
     assert (made.st_uid, made.st_gid, made.st_mode & 0o777) == (0, 65534, 0o640)  # group may read

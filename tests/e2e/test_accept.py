@@ -25,7 +25,7 @@ import pytest
 from safehouse.device.cli.acceptance import scan_journal
 from safehouse.device.cli.acceptance_service import AcceptanceError, Systemd
 from safehouse.device.runtime.acceptance_probe import jpeg_size
-from tests.rig.daemon import DaemonProcess
+from tests.rig.daemon import DaemonProcess, cli
 from tests.rig.kiosk_config import write_config
 
 CLI = [sys.executable, "-m", "safehouse.device.cli.main"]
@@ -46,14 +46,9 @@ STEPS = ["restart", "selftest", "acoustic-loop", "snapshots", "recording", "butt
          "keypad-replug", "mic-replug", "journal", "stayed-up"]
 
 
-def _cli(config: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, "--config", str(config), *args], input=stdin, capture_output=True,
-                          text=True, timeout=30, check=False)
-
-
 def _kiosk(folder: Path) -> Path:
     config = write_config(folder, KIOSK, capture=True)
-    enrolled = _cli(config, "volunteer", "add", "v001", "--name", "Test Technician", "--pin-stdin",
+    enrolled = cli(config, "volunteer", "add", "v001", "--name", "Test Technician", "--pin-stdin",
                     stdin=f"{PIN}\n")
     assert enrolled.returncode == 0, enrolled.stderr
     return config
@@ -83,7 +78,7 @@ def _accept(config: Path, folder: Path, answers: dict[str, Any], *extra: str,
                 on_prompt(tag)
             answer = answers.get(tag)
             if isinstance(answer, list):
-                done = _cli(config, *answer)
+                done = cli(config, *answer)
                 assert done.returncode == 0, f"{answer}: {done.stderr}"
             elif isinstance(answer, str):
                 proc.stdin.write(answer + "\n")
@@ -132,7 +127,7 @@ def test_accept_passes_a_healthy_kiosk_driven_through_every_prompt(short_dir: Pa
     assert "every required step passed" in text and "SH-TEST-0001" in text
     assert "\n           ok   camera: snapshot 640x480" in text
     # what the precinct saw: the alarm, acknowledged on the keypad, resolved by the acceptance
-    events = [json.loads(line) for line in _cli(config, "events", "--json").stdout.splitlines()]
+    events = [json.loads(line) for line in cli(config, "events", "--json").stdout.splitlines()]
     types = [e["type"] for e in events]
     for expected in ("selftest", "panic", "ack", "resolved", "tamper", "tamper_restored",
                      "keypad_lost", "keypad_restored"):
@@ -178,17 +173,17 @@ def test_accept_fails_naming_the_step_and_why(short_dir: Path) -> None:
 
 def test_selftest_with_the_daemon_stopped_says_it_proves_nothing(short_dir: Path) -> None:
     config = write_config(short_dir)
-    res = _cli(config, "selftest")
+    res = cli(config, "selftest")
     assert res.returncode == 0, res.stderr
     user = pwd.getpwuid(os.getuid()).pw_name
     warning = f"as user {user} (uid {os.getuid()}), OUTSIDE the safehouse unit's sandbox"
     assert warning in res.stderr and "NOT proof that the unit works" in res.stderr
     assert res.stdout.splitlines()[-1].startswith("WARNING: the daemon is not running")
-    as_json = _cli(config, "selftest", "--json")
+    as_json = cli(config, "selftest", "--json")
     body = json.loads(as_json.stdout)
     assert body["through_daemon"] is False and "NOT proof" in body["warning"]
     assert body["ran_as"]["user"] == user and body["ran_as"]["pid"] != os.getpid()
-    refused = _cli(config, "selftest", "--daemon-only")
+    refused = cli(config, "selftest", "--daemon-only")
     assert refused.returncode == 1 and "not running" in refused.stderr and refused.stdout == ""
 
 
@@ -281,7 +276,7 @@ def test_accept_in_simulation_never_borrows_a_daemon_it_did_not_start(short_dir:
 
 
 def test_accept_help_explains_every_step_and_option(short_dir: Path) -> None:
-    res = _cli(write_config(short_dir), "accept", "--help")
+    res = cli(write_config(short_dir), "accept", "--help")
     assert res.returncode == 0
     for step in STEPS:
         assert f"\n  {step} " in res.stdout, step

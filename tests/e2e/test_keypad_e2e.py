@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.rig.broker import Broker
-from tests.rig.daemon import CLI, DaemonProcess
+from tests.rig.daemon import DaemonProcess, cli
 from tests.rig.kiosk_config import write_config
 from tests.rig.serial_pty import SerialRig
 
@@ -23,10 +22,10 @@ ROOT = "safehouse/v1/test/SH-TEST-0001/"
 
 
 def enrol(config: Path, vid: str, pin: str, duress: str | None = None) -> None:
-    args = [*CLI, "--config", str(config), "volunteer", "add", vid, "--name", f"Volunteer {vid}",
-            "--pin-stdin"] + (["--duress"] if duress else [])
+    args = ["volunteer", "add", vid, "--name", f"Volunteer {vid}", "--pin-stdin"]
+    args += ["--duress"] if duress else []
     stdin = pin + "\n" + (duress + "\n" if duress else "")
-    res = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=30, check=False)
+    res = cli(config, *args, stdin=stdin)
     assert res.returncode == 0, res.stderr
     assert pin not in res.stdout + res.stderr
 

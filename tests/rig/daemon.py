@@ -16,6 +16,13 @@ import pytest
 CLI = [sys.executable, "-m", "safehouse.device.cli.main"]
 
 
+def cli(config: Path, *args: str, stdin: str | None = None,
+        timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """`safehouse --config CONFIG ARGS` as a technician types it, in its own process (text output)."""
+    return subprocess.run([*CLI, "--config", str(config), *args], input=stdin, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
 class DaemonProcess:
     def __init__(self, config: Path, socket: Path, env: dict[str, str] | None = None) -> None:
         self.config, self.socket, self.env = config, socket, env
@@ -37,8 +44,7 @@ class DaemonProcess:
         pytest.fail(f"daemon did not answer on {self.socket} within {timeout} s:\n{self.log.read_text()}")
 
     def cli(self, *args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*CLI, "--config", str(self.config), *args], capture_output=True,
-                              text=True, timeout=timeout, check=False)
+        return cli(self.config, *args, timeout=timeout)
 
     def ok(self, *args: str) -> str:
         res = self.cli(*args)

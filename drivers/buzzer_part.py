@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from safehouse.device.core.settings import setting
+from safehouse.device.core.signals import Sound
 
 if TYPE_CHECKING:
     from safehouse.drivers.buzzer import Buzzer
@@ -28,8 +29,8 @@ class BuzzerSettings:
 
     def sounds(self) -> dict[str, bool]:
         """Each sound's switch, by the name the buzzer plays it under."""
-        return {"click": self.click, "ok": self.ok, "error": self.error, "chime": self.chime,
-                "rollcall": self.rollcall}
+        return {Sound.CLICK: self.click, Sound.OK: self.ok, Sound.ERROR: self.error,
+                Sound.CHIME: self.chime, Sound.ROLLCALL: self.rollcall}
 
 
 def build(settings: BuzzerSettings, pin: int, *, pin_factory: Any) -> Buzzer | None:

@@ -90,7 +90,7 @@ _NOT_APT = {"ansible-playbook", "safehouse", "make"}
 def test_every_tool_the_tests_require_comes_from_apt_packages() -> None:
     """A tool a test requires must come from APT_PACKAGES (or a package every Debian has):
     systemd-analyze and systemd-sysusers are in `systemd`, which a minimal image lacks."""
-    names = {match for path in (REPO / "tests").glob("*.py")
+    names = {match for path in (REPO / "tests").rglob("*.py")
              for match in re.findall(r'require_tool\("([\w.+-]+)"\)', path.read_text())}
     names |= {"unshare", "setpriv", "mount"}  # tests/rig/sandbox.py require_sandbox()
     names -= _NOT_APT

@@ -15,9 +15,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from safehouse.device.core.inputs import EvidenceEvicted, EvidenceReady, Input
+from safehouse.device.core.threads import Worker
 
 _LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,7 +66,7 @@ def call_with_timeout(fn: Callable[[], T], timeout: float, what: str) -> T:
         finally:
             done.set()
 
-    threading.Thread(target=run, name=f"capture-{what}", daemon=True).start()
+    Worker(run, name=f"capture-{what}").start()  # never stopped: abandoned if it hangs
     if not done.wait(timeout):
         raise PartTimeout(f"{what} did not answer within {timeout:g} s")
     if "error" in box:
@@ -82,8 +84,9 @@ class CaptureService:
         self._camera_ready = False
         self._camera_lock = threading.Lock()
         self._gate_lock = threading.Lock()
-        self.stopping = threading.Event()
-        self._workers: list[threading.Thread] = []
+        self.stopping = threading.Event()  # every capture worker's wake hook sets it
+        self._housekeeper: Worker | None = None
+        self._workers: list[Worker] = []
         self._sent: dict[str, threading.Event] = {}  # alarm id -> its panic event was published
         self._sent_early: deque[str] = deque(maxlen=64)  # published before its capture was asked
 
@@ -93,12 +96,13 @@ class CaptureService:
     def start(self, housekeeping: float = 3600.0) -> None:
         """Prepare the parts once (a camera configured at start-up captures faster), and keep
         the evidence quota and retention enforced hourly even when no alarm comes."""
-        threading.Thread(target=self._housekeeping, args=(housekeeping,), name="evidence-housekeeping",
-                         daemon=True).start()
+        self._housekeeper = Worker(partial(self._housekeeping, housekeeping),
+                                   name="evidence-housekeeping", wake=self.stopping.set)
+        self._housekeeper.start()
         if self._mic is not None:  # off the start-up path: a slow device must not delay READY
-            threading.Thread(target=self._start_microphone, name="microphone-start", daemon=True).start()
+            Worker(self._start_microphone, name="microphone-start").start()
         if self._camera is not None:
-            threading.Thread(target=self._ensure_camera, name="camera-start", daemon=True).start()
+            Worker(self._ensure_camera, name="camera-start").start()
 
     def _start_microphone(self) -> None:
         assert self._mic is not None
@@ -111,14 +115,14 @@ class CaptureService:
         """Non-blocking: the capture runs on its own worker thread (nothing if nothing is enabled)."""
         if self._camera is None and self._mic is None:
             return
-        self._workers = [w for w in self._workers if w.is_alive()]
+        self._workers = [w for w in self._workers if w.is_alive]
         gate = threading.Event()
         with self._gate_lock:
             self._sent[alarm_id] = gate
             if alarm_id in self._sent_early:  # the uplink was faster than us: no need to wait
                 gate.set()
-        worker = threading.Thread(target=self._capture, args=(alarm_id, test, at),
-                                  name=f"capture-{alarm_id[:8]}", daemon=True)
+        worker = Worker(partial(self._capture, alarm_id, test, at), name=f"capture-{alarm_id[:8]}",
+                        wake=self.stopping.set)
         self._workers.append(worker)
         worker.start()
 
@@ -158,15 +162,14 @@ class CaptureService:
         failures: dict[str, str] = {}
         audio = None
         if self._mic is not None:
-            audio = threading.Thread(target=self._record_audio, args=(alarm_id, at, entries, failures),
-                                     name=f"audio-{alarm_id[:8]}", daemon=True)
+            audio = Worker(partial(self._record_audio, alarm_id, at, entries, failures),
+                           name=f"audio-{alarm_id[:8]}")
             audio.start()
         if self._camera is not None:
             self._snapshots(alarm_id, at, entries, failures)
-        if audio is not None:
-            audio.join(self.settings.post_roll + 30.0)
-            if audio.is_alive():
-                failures["microphone"] = "the audio clip was not finished in time"
+        # a bounded wait for the clip (record() watches no stop request, it ends by itself)
+        if audio is not None and not audio.stop(self.settings.post_roll + 30.0):
+            failures["microphone"] = "the audio clip was not finished in time"
         try:
             manifest = self._store.write_manifest(alarm_id, entries, failures, test=test)
             files = tuple(manifest["files"])
@@ -240,8 +243,9 @@ class CaptureService:
 
     def close(self, timeout: float = 1.0) -> None:
         self.stopping.set()
-        for worker in self._workers:
-            worker.join(timeout)
+        for worker in [self._housekeeper, *self._workers]:
+            if worker is not None:
+                worker.stop(timeout)  # a capture still recording is logged and left (daemon)
         for part in (self._camera, self._mic):
             if part is not None:
                 try:

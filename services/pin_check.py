@@ -16,20 +16,22 @@ from collections.abc import Callable
 from typing import Any
 
 from safehouse.device.core.inputs import Input, PinChecked
+from safehouse.device.core.threads import Worker
 
 _LOG = logging.getLogger(__name__)
 
 
-class PinChecker:
+class PinChecker(Worker):
+    """The "pin-check" thread; ``close()`` comes from the Worker base, its wake-up is a None request."""
+
     def __init__(self, load: Callable[[], Any], put: Callable[[Input], None], *,
                  reload_every: float = 3.0) -> None:
+        super().__init__(name="pin-check", join_seconds=1.0)
         self._load, self._put, self._reload_every = load, put, reload_every
         self._registry: Any = None
         self._checked_at = float("-inf")
         self._force = threading.Event()
         self._requests: queue.SimpleQueue[tuple[int, str, str] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="pin-check", daemon=True)
-        self.stopping = threading.Event()
 
     @property
     def registry(self) -> Any:
@@ -37,7 +39,7 @@ class PinChecker:
 
     def start(self) -> None:
         self._refresh()
-        self._thread.start()
+        super().start()
 
     def check(self, entry: int, pin: str, action: str) -> None:
         """Non-blocking: the answer arrives later as a PinChecked input."""
@@ -63,7 +65,10 @@ class PinChecker:
             if not getattr(fresh, "problems", None):  # a bad edit is logged by the registry itself
                 _LOG.info("volunteers loaded: %d enrolled", len(fresh.volunteers))
 
-    def _run(self) -> None:
+    def wake(self) -> None:
+        self._requests.put(None)
+
+    def run(self) -> None:
         while not self.stopping.is_set():
             item = self._requests.get()
             if item is None:
@@ -77,9 +82,3 @@ class PinChecker:
                 _LOG.exception("PIN check failed; counted as not recognised")
             self._put(PinChecked(entry, action, match.volunteer.id if match else None,
                                  bool(match and match.duress)))
-
-    def close(self, timeout: float = 1.0) -> None:
-        self.stopping.set()
-        self._requests.put(None)
-        if self._thread.is_alive():
-            self._thread.join(timeout)

@@ -8,13 +8,13 @@ decides what they mean.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from safehouse.device.core.inputs import DaySummarised, Input, RollcallStarted
+from safehouse.device.core.threads import Worker
 
 _LOG = logging.getLogger(__name__)
 MAX_SLEEP = 60.0
@@ -35,15 +35,13 @@ def next_time_of_day(now: float, times: Sequence[str]) -> float | None:
     return min(candidates)
 
 
-class ClockJobs:
+class ClockJobs(Worker):
+    """The "clock-jobs" thread; ``start()`` and ``close()`` come from the Worker base."""
+
     def __init__(self, stats: Any, put: Callable[[Input], None], *, rollcall_times: Sequence[str] = (),
                  clock: Callable[[], float] = time.time) -> None:
+        super().__init__(name="clock-jobs", join_seconds=1.0)
         self._stats, self._put, self._times, self._clock = stats, put, tuple(rollcall_times), clock
-        self.stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="clock-jobs", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
 
     def summarise_due(self) -> None:
         """Close every finished day not yet summarised (also catches up after downtime)."""
@@ -54,7 +52,7 @@ class ClockJobs:
         except Exception:
             _LOG.exception("daily summary failed; retrying at the next wake-up")
 
-    def _run(self) -> None:
+    def run(self) -> None:
         self.summarise_due()
         while not self.stopping.is_set():
             now = self._clock()
@@ -68,8 +66,3 @@ class ClockJobs:
                 self.summarise_due()
             if rollcall is not None and now >= rollcall:
                 self._put(RollcallStarted("schedule"))
-
-    def close(self, timeout: float = 1.0) -> None:
-        self.stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 from collections.abc import Callable
+
+from safehouse.device.core.threads import Worker
 
 _LOG = logging.getLogger(__name__)
 
@@ -46,20 +47,16 @@ def watchdog_interval() -> float | None:
         return None
 
 
-class Watchdog:
+class Watchdog(Worker):
     """Pings WATCHDOG=1 every interval while ``heartbeat_age()`` stays under the interval."""
 
     def __init__(self, interval: float, heartbeat_age: Callable[[], float],
                  status: Callable[[], str]) -> None:
+        super().__init__(name="watchdog", join_seconds=1.0)
         self._interval, self._age, self._status = interval, heartbeat_age, status
-        self.stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
         self._last_status = ""
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
+    def run(self) -> None:
         while not self.stopping.wait(self._interval):
             age = self._age()
             if age > self._interval:
@@ -69,8 +66,3 @@ class Watchdog:
             message = "WATCHDOG=1" + (f"\nSTATUS={status}" if status != self._last_status else "")
             if notify(message):
                 self._last_status = status
-
-    def close(self, timeout: float = 1.0) -> None:
-        self.stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from safehouse.device.core.settings import in_range, setting
+from safehouse.device.core.threads import Worker
 
 _LOG = logging.getLogger(__name__)
 THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
@@ -55,29 +55,20 @@ def system_readings(state_dir: Path, started: float) -> dict[str, Any]:
             "disk": disk_view}
 
 
-class TelemetryTimer:
+class TelemetryTimer(Worker):
     """Calls ``publish(readings)`` every ``interval`` seconds on its own thread."""
 
     def __init__(self, interval: float, collect: Callable[[], Mapping[str, Any]],
                  publish: Callable[[Mapping[str, Any]], None]) -> None:
+        super().__init__(name="telemetry", join_seconds=2.0)
         self._interval, self._collect, self._publish = interval, collect, publish
-        self.stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="telemetry", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
+    def run(self) -> None:
         while not self.stopping.wait(self._interval):
             try:
                 self._publish(self._collect())
             except Exception:
                 _LOG.exception("telemetry could not be queued; trying again next interval")
-
-    def close(self, timeout: float = 2.0) -> None:
-        self.stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
 
 
 @dataclass(frozen=True)

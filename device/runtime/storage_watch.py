@@ -10,9 +10,10 @@ events kept in memory are written and ``storage_damaged`` reports go out.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Protocol
+
+from safehouse.device.core.threads import Worker
 
 _LOG = logging.getLogger(__name__)
 RETRY_EVERY = 3.0
@@ -26,16 +27,14 @@ class Store(Protocol):
     def salvage_due(self) -> bool: ...
 
 
-class StorageWatch:
+class StorageWatch(Worker):
+    """The "storage" thread; ``start()`` and ``close()`` come from the Worker base."""
+
     def __init__(self, store: Store, wake: Callable[[], None], *, every: float = RETRY_EVERY) -> None:
-        self._store, self._wake, self._every = store, wake, every
-        self.stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="storage", daemon=True)
+        super().__init__(name="storage", join_seconds=2.0)
+        self._store, self._wake_loop, self._every = store, wake, every
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
+    def run(self) -> None:
         while True:
             try:
                 self._round()
@@ -52,9 +51,4 @@ class StorageWatch:
             self._store.salvage()
             changed = True
         if changed:
-            self._wake()
-
-    def close(self) -> None:
-        self.stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(2.0)
+            self._wake_loop()

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.rig.availability import unavailable
+
 
 class TmpfsError(RuntimeError):
     """The tmpfs could not be mounted (not root, or no mount permission here)."""
@@ -65,8 +67,6 @@ def fill(path: Path) -> int:
 @contextmanager
 def tmpfs(path: Path, megabytes: int) -> Iterator[Path]:
     """A mounted tmpfs for the length of a test; unavailable (fail in CI, skip elsewhere) if not root."""
-    from tests.rig.availability import unavailable
-
     try:
         mount_tmpfs(path, megabytes)
     except TmpfsError as exc:

@@ -13,12 +13,12 @@ import logging
 import os
 import pwd
 import queue
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from safehouse.device.core.inputs import Input, SelftestDone
+from safehouse.device.core.threads import Worker
 
 _LOG = logging.getLogger(__name__)
 RECORD_TIMEOUT = 5.0  # how long run() waits for the core to record the selftest event
@@ -91,7 +91,7 @@ class Selftest:
                  requests: SelftestRequests) -> None:
         self._checks = tuple(checks)
         self._record, self._requests = record, requests
-        self._thread = threading.Thread(target=self._serve, name="selftest", daemon=True)
+        self._worker = Worker(self._serve, name="selftest", wake=requests.end)
 
     def run(self, source: str) -> list[dict[str, Any]]:
         """Run every check now (on the caller's thread) and wait until the core recorded them."""
@@ -101,14 +101,15 @@ class Selftest:
 
     def start(self) -> None:
         """Serve the requests the core loop makes (idle, it blocks on its queue: no wake-ups)."""
-        self._thread.start()
+        self._worker.start()
 
     def close(self) -> None:
-        """A self-test under way is not waited for: its thread is a daemon thread."""
-        self._requests.end()
+        """A self-test under way is not waited for (its checks may take seconds): the thread is a
+        daemon thread and ends after it."""
+        self._worker.request_stop()
 
     def _serve(self) -> None:
-        while (source := self._requests.take()) is not None:
+        while (source := self._requests.take()) is not None and not self._worker.stopping.is_set():
             try:
                 self.run(source)
             except Exception:

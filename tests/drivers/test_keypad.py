@@ -329,3 +329,26 @@ def test_a_loss_the_owner_could_not_take_yet_is_reported_again(short_dir: Path) 
         assert wait_for(lambda: len(calls) == 2)
         time.sleep(0.5)
         assert len(calls) == 2, "reported again once, then not repeated"
+
+
+def test_an_idle_reader_reads_with_no_timer_and_a_flood_gets_one_until_it_is_over() -> None:
+    """Lighter at rest: an idle reader blocks with no read timeout (no wake-ups at all); only a
+    flood episode, which must end once the line is quiet, gives the read a timeout."""
+    import serial
+
+    ports: list[serial.SerialBase] = []
+
+    def factory(*args: object, **kwargs: object) -> serial.SerialBase:
+        ports.append(serial.serial_for_url(*args, **kwargs))
+        return ports[-1]
+
+    with Keypad("loop://", serial_factory=factory, guard=FloodGuard(ignore_s=0.5)) as keypad:
+        seen = Recorder(keypad)
+        keypad.inject(b"1")
+        assert wait_for(lambda: seen.typed == "1")
+        assert ports[0].timeout is None
+        keypad.inject(b"1234567890" * 10)  # a flood: 100 keys at once
+        assert wait_for(lambda: keypad.flooding)
+        assert wait_for(lambda: len(seen.floods) == 2)  # its end, noticed without a byte arriving
+        assert wait_for(lambda: ports[0].timeout is None)
+    assert not ports[0].is_open

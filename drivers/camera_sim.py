@@ -40,10 +40,6 @@ class SimCamera(BaseCamera):
         self._frames = 0
         self._closing = threading.Event()
         self._font = ImageFont.load_default(size=max(10, height // 14))
-        self._card = Image.new("RGB", self._size)  # drawn once: a capture only adds the text
-        draw = ImageDraw.Draw(self._card)
-        for i, colour in enumerate(_BARS):
-            draw.rectangle((i * width // 7, 0, (i + 1) * width // 7, height * 3 // 5), fill=colour)
 
     def __repr__(self) -> str:
         return f"<SimCamera {self._device_id} {self._size[0]}x{self._size[1]}>"
@@ -74,12 +70,22 @@ class SimCamera(BaseCamera):
             taken_at, wall = self._clock(), datetime.fromtimestamp(self._wall(), UTC)
             text = (f"SIMULATED CAMERA\n{self._device_id}\n"
                     f"{wall.isoformat(timespec='milliseconds')}\nframe {self._frames}")
-            image = self._card.copy()
+            image = self._test_card()
             ImageDraw.Draw(image).multiline_text((image.width // 20, image.height * 5 // 8), text,
                                                  fill=(255, 255, 255), font=self._font)
             buffer = io.BytesIO()
             image.save(buffer, "JPEG", quality=self._quality, comment=text.replace("\n", " | "))
         return Frame(buffer.getvalue(), image.width, image.height, taken_at)
+
+    def _test_card(self) -> Image.Image:
+        """The colour bars, drawn afresh for each frame (a millisecond): a card kept between
+        alarms would hold 3.7 MB (1280x720 RGB) of the daemon's memory for nothing."""
+        width, height = self._size
+        card = Image.new("RGB", self._size)
+        draw = ImageDraw.Draw(card)
+        for i, colour in enumerate(_BARS):
+            draw.rectangle((i * width // 7, 0, (i + 1) * width // 7, height * 3 // 5), fill=colour)
+        return card
 
     def _release(self) -> None:
         self._closing.set()

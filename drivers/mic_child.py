@@ -7,10 +7,11 @@ inside (PortAudio #1179 shows the resulting SEGV). Killing this process ends the
 read, and the next process loads and initialises PortAudio afresh, re-listing the devices,
 so a microphone plugged back in under a new card number is found again.
 
-It opens the device at 16 kHz if the device takes it, else at its native rate (the parent
-resamples), and writes to stdout, each record ``<tag:u8><length:u32 LE><payload>``: one
-HEADER (JSON: device name, index, native rate, rate used, block size), then BLOCK or
-OVERRUN records of int16 mono samples, or one ERROR (a message) before it exits. Reads are
+It opens the device at 16 kHz if the device takes it, else at its native rate (resampled
+here, so numpy is loaded only in this process), and writes to stdout, each record
+``<tag:u8><length:u32 LE><payload>``: one HEADER (JSON: device name, index, native rate, rate
+used, block size), then BLOCK or OVERRUN records of int16 mono samples at the asked rate
+(little-endian), or one ERROR (a message) before it exits. Reads are
 blocking ``RawInputStream.read()`` calls, never a callback stream: cffi callbacks need
 write+execute memory, which the unit's ``MemoryDenyWriteExecute=yes`` forbids.
 """
@@ -24,6 +25,7 @@ import os
 import signal
 import struct
 import sys
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 HEADER, BLOCK, OVERRUN, ERROR = 1, 2, 3, 4
@@ -70,6 +72,20 @@ def _choose_rate(sd: Any, index: int, target: int, native: int) -> tuple[int, st
     return 0, "; ".join(refused)
 
 
+def _converter(rate: int, target: int) -> Callable[[bytes], bytes]:
+    """Blocks at the device's ``rate`` to ``target`` Hz, little-endian int16 either way. The
+    resampler (numpy) runs here, so the daemon itself never loads numpy for its microphone."""
+    if rate == target:
+        return lambda data: data
+    import numpy as np
+
+    from safehouse.drivers.resample import Resampler
+
+    resampler = Resampler(rate, target)
+    return lambda data: resampler.process(np.frombuffer(data, dtype="<i2").astype(np.int16)) \
+        .astype("<i2").tobytes()
+
+
 def run(spec: dict[str, Any], out: BinaryIO) -> int:
     try:
         import sounddevice as sd
@@ -94,10 +110,11 @@ def run(spec: dict[str, Any], out: BinaryIO) -> int:
     header = {"device": info["name"], "index": index, "native_rate": native, "rate": rate,
               "blocksize": frames}
     send(out, HEADER, json.dumps(header).encode())
+    convert = _converter(rate, target)
     try:
         while True:
             data, overflowed = stream.read(frames)
-            send(out, OVERRUN if overflowed else BLOCK, bytes(data))
+            send(out, OVERRUN if overflowed else BLOCK, convert(bytes(data)))
     except BrokenPipeError:  # the parent closed us: nothing left to say
         return 0
     except Exception as exc:

@@ -3,12 +3,14 @@
 ``read(timeout)`` waits at most ``timeout`` seconds for the next block; a device that
 stops delivering raises MicrophoneStalled instead of hanging the reader, and ``close()``
 kills the process, which is the only safe way to end a read stuck inside PortAudio. A
-device opened at its native rate is resampled here, so callers always get ``rate`` Hz.
+device opened at its native rate is resampled in the capture process (numpy lives there, not
+in the daemon), so callers always get ``rate`` Hz.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import select
@@ -16,14 +18,14 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
 from safehouse.device.core.errors import HardwareError
 from safehouse.drivers.mic_child import BLOCK, ERROR, HEADER, OVERRUN, RECORD
-from safehouse.drivers.resample import Resampler
-from safehouse.drivers.ring_buffer import Samples
+from safehouse.drivers.ring_buffer import Samples, from_le_bytes
 
 _KILL_WAIT = 2.0
+# The pipe from the capture process holds ~0.5 s of 16 kHz audio (not the default 64 KiB = 2 s):
+# what a stalled device leaves buffered, and what the reader may still take after a stall began.
+_PIPE_BYTES = 16384
 
 
 class MicrophoneError(HardwareError):
@@ -45,11 +47,12 @@ class CaptureProcess:
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=dict(os.environ), close_fds=True)
         assert self._proc.stdout is not None
         self._fd = self._proc.stdout.fileno()
+        with contextlib.suppress(OSError, AttributeError):  # Linux only; the default also works
+            fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
         self._buf = bytearray()
         self.rate = rate
         self.device_name = ""
         self.native_rate = self.device_rate = 0
-        self._resampler: Resampler | None = None
 
     def wait_open(self, timeout: float) -> None:
         """Wait for the device report (the process is killed if none comes within ``timeout``)."""
@@ -64,8 +67,6 @@ class CaptureProcess:
         self.device_name = str(header["device"])
         self.native_rate = int(header["native_rate"])
         self.device_rate = int(header["rate"])  # what the device runs at (resampled to `rate`)
-        if self.device_rate != self.rate:
-            self._resampler = Resampler(self.device_rate, self.rate)
 
     @property
     def pid(self) -> int:
@@ -76,10 +77,7 @@ class CaptureProcess:
         tag, payload = self._record(timeout, "reading")
         if tag not in (BLOCK, OVERRUN):
             raise MicrophoneError(f"capture process sent record type {tag} mid-stream")
-        block = np.frombuffer(payload, dtype="<i2").astype(np.int16)
-        if self._resampler is not None:
-            block = self._resampler.process(block)
-        return block, tag == OVERRUN
+        return from_le_bytes(payload), tag == OVERRUN
 
     def close(self) -> None:
         """Kill the process (a read stuck in PortAudio ends with it); safe from any thread."""

@@ -15,9 +15,10 @@ from math import gcd
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
-from safehouse.drivers.ring_buffer import Samples
+Samples = npt.NDArray[np.int16]  # the capture process converts its blocks with this (mic_child.py)
 
 _HALF = 24  # filter half-length in output periods: ~80 dB stop band, pass band to ~0.8 Nyquist
 _BETA = 7.86  # Kaiser window for 80 dB (0.1102 * (80 - 8.7))

@@ -10,14 +10,45 @@ both, and the reader thread is the only writer.
 from __future__ import annotations
 
 import io
+import sys
 import threading
 import wave
+from array import array
 from dataclasses import dataclass
+from typing import Any, TypeAlias
 
-import numpy as np
-import numpy.typing as npt
+# int16 samples in an ``array('h')``: the daemon keeps its pre-roll and builds its clips without
+# numpy, which would cost it ~15 MB of resident memory (numpy stays in the capture process and
+# in the tests, which may hand any int16 buffer, e.g. a numpy array, to ``write()``)
+Samples: TypeAlias = "array[int]"
 
-Samples = npt.NDArray[np.int16]
+
+def as_samples(block: Any) -> Samples:
+    """``block`` (any int16 buffer or sequence) as an ``array('h')``, without a copy if it is one."""
+    if isinstance(block, array) and block.typecode == "h":
+        return block
+    out = array("h")
+    try:
+        out.frombytes(memoryview(block).cast("B"))
+    except (TypeError, ValueError):  # not a contiguous buffer
+        out = array("h", block)
+    return out
+
+
+def from_le_bytes(data: bytes) -> Samples:
+    """Little-endian int16 bytes (a WAV body, the capture process's blocks) as samples."""
+    out = array("h")
+    out.frombytes(data)
+    if sys.byteorder == "big":
+        out.byteswap()
+    return out
+
+
+def to_le_bytes(samples: Samples) -> bytes:
+    if sys.byteorder == "big":
+        samples = array("h", samples)
+        samples.byteswap()
+    return samples.tobytes()
 
 
 @dataclass(frozen=True)
@@ -37,20 +68,21 @@ class SampleRing:
     def __init__(self, capacity: int) -> None:
         if capacity < 0:
             raise ValueError(f"ring capacity must be >= 0 samples, got {capacity}")
-        self._data: Samples = np.zeros(capacity, dtype=np.int16)
+        self._data: Samples = array("h", bytes(2 * capacity))
         self.capacity = capacity
         self.start = 0  # oldest index still held
         self.end = 0  # index of the next sample to arrive = samples seen since reset()
 
     @property
     def nbytes(self) -> int:
-        return int(self._data.nbytes)
+        return len(self._data) * self._data.itemsize
 
     def reset(self) -> None:
         """Forget everything: a fresh stream after a gap starts again at index 0."""
         self.start = self.end = 0
 
     def write(self, block: Samples) -> None:
+        block = as_samples(block)
         n = len(block)
         if self.capacity:
             tail = block[-self.capacity :]
@@ -66,10 +98,11 @@ class SampleRing:
         if not self.start <= first <= last <= self.end:
             raise IndexError(f"samples {first}..{last} are not in the ring ({self.start}..{self.end})")
         if first == last:
-            return np.zeros(0, dtype=np.int16)
-        pos = first % self.capacity
-        idx = (np.arange(last - first) + pos) % self.capacity
-        return self._data[idx]
+            return array("h")
+        pos, n = first % self.capacity, last - first
+        if pos + n <= self.capacity:
+            return self._data[pos : pos + n]
+        return self._data[pos:] + self._data[: pos + n - self.capacity]
 
 
 class Collector:
@@ -89,13 +122,13 @@ class Collector:
         self.filled = 0
         self.error: str | None = None
         self.done = threading.Event()
-        self._data: Samples = np.zeros(0, dtype=np.int16)
+        self._data: Samples = array("h")
 
     def resolve(self, ring: SampleRing, at_frame: int) -> None:
         self.anchor = max(at_frame, ring.start)
         self.first = max(self.anchor - self._pre, ring.start)
         self.last = self.anchor + self._post
-        self._data = np.zeros(self.last - self.first, dtype=np.int16)
+        self._data = array("h", bytes(2 * (self.last - self.first)))
         # `at` may lie past the newest sample by more than the pre-roll (a device that lags
         # or has stalled): then nothing is held yet and the clip waits for the stream
         held = ring.read(self.first, min(self.last, ring.end)) if self.first < ring.end else self._data[:0]
@@ -107,6 +140,7 @@ class Collector:
 
     def offer(self, block: Samples, block_first: int) -> bool:
         """Take this block's part of the clip; True once the clip is complete."""
+        block = as_samples(block)
         lo = max(block_first, self.first + self.filled)
         hi = min(block_first + len(block), self.last)
         if hi > lo:
@@ -127,6 +161,6 @@ class Collector:
             w.setnchannels(1)
             w.setsampwidth(2)
             w.setframerate(rate)
-            w.writeframes(self._data[: self.filled].astype("<i2").tobytes())
+            w.writeframes(to_le_bytes(self._data[: self.filled]))
         pre = min(self.anchor - self.first, self.filled)
         return Clip(out.getvalue(), self.filled, rate, pre, self.first)

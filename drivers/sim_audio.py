@@ -17,16 +17,20 @@ which starts the file again from the top.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from safehouse.drivers.microphone import DAEMON_BLOCK, MicrophoneError, SoundDeviceMicrophone
-from safehouse.drivers.ring_buffer import Samples
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Signal = npt.NDArray[np.int16]
 
 RATE = 16000
 _MARGIN = 2.0  # seconds of file left unread before a restart: PortAudio reads ahead a little
@@ -56,16 +60,20 @@ class SimAudio:
         return max(self.seconds - _MARGIN, self.seconds / 2)
 
 
-def chirp_signal(seconds: float, *, rate: int = RATE, seed: int = 1234) -> Samples:
+def chirp_signal(seconds: float, *, rate: int = RATE, seed: int = 1234) -> Signal:
     """A slow 200 Hz -> 2 kHz chirp with a little seeded noise: audible, never repeating."""
+    import numpy as np
+
     return np.concatenate(list(_chirp_chunks(seconds, rate=rate, seed=seed)))
 
 
 def _chirp_chunks(seconds: float, *, rate: int = RATE, seed: int = 1234,
-                  chunk: int = RATE) -> Iterator[Samples]:
+                  chunk: int = RATE) -> Iterator[Signal]:
     """The chirp one second at a time: writing 120 s at once would briefly cost ~60 MB of
     float64 temporaries, the daemon's peak memory; the phase is closed-form and the noise
     generator sequential, so the chunks join into exactly the same signal."""
+    import numpy as np
+
     n = round(seconds * rate)
     f0, f1 = 200.0, 2000.0
     rng = np.random.default_rng(seed)
@@ -95,7 +103,7 @@ def prepare_sim_audio(state_dir: Path, *, seconds: float = 120.0) -> SimAudio:
             "sounddevice, or reuse the directory prepared first")
     folder.mkdir(parents=True, exist_ok=True)
     if not raw.exists() or raw.stat().st_size != round(seconds * RATE) * 2:
-        _replace_chunked(raw, (c.astype("<i2").tobytes() for c in _chirp_chunks(seconds)))
+        write_chirp(raw, seconds)
     text = ASOUND_CONF.format(rate=RATE, infile=raw)
     if not conf.exists() or conf.read_text(encoding="utf-8") != text:
         _replace(conf, text.encode())
@@ -111,6 +119,20 @@ def sim_microphone(state_dir: Path, *, pre_roll: float = 10.0, seconds: float = 
     kwargs.setdefault("blocksize", DAEMON_BLOCK)
     return SoundDeviceMicrophone(pre_roll=pre_roll, rate=RATE, restart_after=audio.restart_after,
                                  **kwargs)
+
+
+def write_chirp(raw: Path, seconds: float) -> None:
+    """The signal file, written by a child interpreter unless numpy is loaded here already: the
+    simulated daemon keeps numpy (~15 MB resident) out of its own process, as the real one does."""
+    if "numpy" in sys.modules:
+        _write_here(raw, seconds)
+        return
+    subprocess.run([sys.executable, "-m", "safehouse.drivers.sim_audio", str(raw), repr(seconds)],
+                   check=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def _write_here(raw: Path, seconds: float) -> None:
+    _replace_chunked(raw, (c.astype("<i2").tobytes() for c in _chirp_chunks(seconds)))
 
 
 def _ours(conf: str | None) -> bool:
@@ -133,3 +155,7 @@ def _replace(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+if __name__ == "__main__":  # write_chirp()'s child: python -m safehouse.drivers.sim_audio RAW SECONDS
+    _write_here(Path(sys.argv[1]), float(sys.argv[2]))

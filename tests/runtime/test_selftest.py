@@ -38,17 +38,19 @@ def test_each_check_runs_in_order_one_that_raises_fails_alone_and_the_result_is_
 def test_a_request_from_the_loop_runs_on_the_selftest_thread_and_close_ends_it() -> None:
     requests = SelftestRequests()
     ran: list[tuple[str, str]] = []
+    threads: list[threading.Thread] = []
 
     def record(inp: Input, _timeout: float) -> None:
         assert isinstance(inp, SelftestDone)
         ran.append((inp.source, threading.current_thread().name))
+        threads.append(threading.current_thread())
 
     selftest = Selftest([("clock", lambda: (True, "synchronised"))], record=record, requests=requests)
     selftest.start()
     requests.ask("precinct")  # what the effect runner does on RunSelftest: never blocks
     assert wait_for(lambda: ran == [("precinct", "selftest")])
     selftest.close()
-    assert wait_for(lambda: not any(t.name == "selftest" for t in threading.enumerate()))
+    assert wait_for(lambda: not threads[0].is_alive())
 
 
 def test_cmd_selftest_from_the_precinct_records_a_selftest_event(short_dir: Path,

@@ -52,7 +52,7 @@ class CommandMemory(Protocol):
 
 
 class Messenger(Protocol):
-    """The uplink as the shell sees it (absent when the kiosk is offline by design)."""
+    """The uplink as the shell sees it (``NoUplink`` when the kiosk is offline by design)."""
 
     def wake(self, urgent: bool = False) -> None: ...
     def send(self, topic: str, payload: bytes, correlation: bytes | None = None) -> None: ...
@@ -101,21 +101,12 @@ class NoBuzzer:
         """Silent."""
 
 
-class Offline:
-    """No ``broker.url``: the kiosk is offline by design; replies and alliance alerts go nowhere."""
-
-    def wake(self, urgent: bool = False) -> None:
-        """Nothing to wake."""
-
-    def send(self, topic: str, payload: bytes, correlation: bytes | None = None) -> None:
-        """Nowhere to send."""
-
-
 class EffectRunner:
     """Callable executor for ``CoreLoop``; returns False while emits wait for a retry.
 
     Complete when built: every port an effect needs is a constructor argument. A part the
-    kiosk may lack has a stand-in (``NoBuzzer``, ``Offline``), never a None to check for.
+    kiosk may lack has a stand-in (``NoBuzzer``; ``NoUplink`` in device/runtime/uplink_assembly.py
+    when offline by design), never a None to check for.
     Events are written through ``writer`` (device/runtime/event_writer.py).
     """
 

@@ -28,8 +28,9 @@ from safehouse.device.core.inputs import (
     VolunteerAck,
 )
 from safehouse.device.core.state import Phase, Policy, initial_state
-from safehouse.device.runtime.effect_runner import EffectRunner, NoBuzzer, Offline
+from safehouse.device.runtime.effect_runner import EffectRunner, NoBuzzer
 from safehouse.device.runtime.event_writer import EventWriter, event_fields
+from safehouse.device.runtime.uplink_assembly import NoUplink
 from safehouse.services.outbox import Outbox
 from safehouse.services.topics import Topics
 from tests.rig.clock import FakeClock
@@ -68,7 +69,7 @@ class AlarmMachine(RuleBasedStateMachine):
                              event_fields(self.clock, device_id="SH-HYP", precinct="p", boot_id="b"))
         absent = Absent()
         self.runner = EffectRunner(writer=writer, light=self.light, clock=self.clock, topics=topics,
-                                   device_id="SH-HYP", precinct="p", messenger=Offline(), capturer=absent,
+                                   device_id="SH-HYP", precinct="p", messenger=NoUplink(), capturer=absent,
                                    buzzer=NoBuzzer(), indicator=absent, pin_checker=absent, lockouts=absent,
                                    command_ids=absent, selftester=lambda _source: None)
         self.state = initial_state(Policy(ack_timeout=ACK_TIMEOUT, stuck_after=30.0), uuid.uuid4())

@@ -8,3 +8,7 @@ fills), daemon (``safehouse run`` as a subprocess), sandbox (a systemd unit's vi
 with unshare), picamera2_double, contract (the JSON Schemas), clock and wait (time helpers),
 availability (skip here, fail in CI), kiosk_config. Fixtures live in ``tests/conftest.py``.
 """
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]  # the checkout: shipped configs, units and schemas live here

@@ -25,10 +25,9 @@ from tests.rig.net import HOST, die_with_parent, free_port
 from tests.rig.pki import Pki
 from tests.rig.subscriber import Subscriber
 
-__all__ = ["ACL_KIOSKS", "CONSOLE_USER", "PKI_CLIENTS", "REPO", "Broker", "BrokerError", "mosquitto_path",
+__all__ = ["ACL_KIOSKS", "CONSOLE_USER", "PKI_CLIENTS", "Broker", "BrokerError", "mosquitto_path",
            "write_acl"]
 
-REPO = Path(__file__).resolve().parents[2]
 DEFAULT_LOG_TYPES = ("all",)  # debug included: "Denied PUBLISH ..." is only logged at debug level
 CONSOLE_USER = "precinct-console"
 # The ACL broker's world: two kiosks of precinct p1 in alliance a1, and the precinct console.

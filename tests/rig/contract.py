@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "config" / "schemas"
+from tests.rig import REPO
+
+SCHEMAS = REPO / "config" / "schemas"
 
 
 @cache

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.rig.broker import REPO, Broker, BrokerError
+from tests.rig import REPO
+from tests.rig.broker import Broker, BrokerError
 from tests.rig.net import HOST
 from tests.rig.pki import Pki
 

@@ -38,9 +38,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.rig import REPO
 from tests.rig.availability import unavailable
 
-REPO = Path(__file__).resolve().parents[2]
 _KEEP = "/opt/.rehearsal-keep"  # where host code the view would hide is held while /tmp is replaced
 _DIRECTORY_KEYS = {"StateDirectory": "/var/lib", "RuntimeDirectory": "/run",
                    "CacheDirectory": "/var/cache", "LogsDirectory": "/var/log"}

@@ -122,9 +122,11 @@ def _call(args: argparse.Namespace, cmd: str, **kw: Any) -> Any:
 def _run(args: argparse.Namespace) -> int:
     from safehouse.device.cli.logsetup import setup_logging
     from safehouse.device.runtime.daemon import Daemon
+    from safehouse.device.runtime.memory import give_back_large_blocks
 
     config = _load(args, hardware="sim" if args.sim else None)
     setup_logging(config.logging.level)
+    give_back_large_blocks()  # an alarm's frames do not stay resident after it
     return Daemon(config).run()
 
 

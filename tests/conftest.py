@@ -20,6 +20,7 @@ from tests.rig.availability import require_tool
 from tests.rig.blackhole import Blackhole
 from tests.rig.broker import ACL_KIOSKS, CONSOLE_USER, PKI_CLIENTS, Broker, mosquitto_path, write_acl
 from tests.rig.pki import Pki, make_pki
+from tests.rig.serial_pty import SerialRig
 
 # Tests whose meaning depends on the local hour or the time zone (beacon dimming, the local day of
 # the daily counts, roll-call times). `make test` reruns them under a night-time and a day-time TZ.
@@ -60,6 +61,15 @@ def factory() -> Iterator[MockFactory]:
     pin_factory = MockFactory(pin_class=MockPWMPin)
     yield pin_factory
     pin_factory.close()
+
+
+@pytest.fixture
+def serial_rig(short_dir: Path) -> Iterator[SerialRig]:
+    """A plugged-in serial cable (a socat PTY pair) in ``short_dir/tty``: the firmware opens
+    ``serial_rig.kiosk``, the test types on ``serial_rig.device``; socat missing fails in CI."""
+    (short_dir / "tty").mkdir()
+    with SerialRig(short_dir / "tty") as cable:
+        yield cable
 
 
 @pytest.fixture

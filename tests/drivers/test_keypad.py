@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -69,41 +68,36 @@ class Recorder:
             return "".join(self.keys)
 
 
-@pytest.fixture
-def rig(short_dir: Path) -> Iterator[SerialRig]:
-    with SerialRig(short_dir) as serial_rig:
-        yield serial_rig
-
-
 def fast_keypad(port: str | Path) -> Keypad:
     return Keypad(str(port), reopen_min=0.05, reopen_max=0.2)
 
 
-def test_single_keys_and_lines_arrive_in_order(rig: SerialRig, caplog: pytest.LogCaptureFixture) -> None:
+def test_single_keys_and_lines_arrive_in_order(serial_rig: SerialRig,
+                                               caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    with fast_keypad(rig.kiosk) as keypad:
+    with fast_keypad(serial_rig.kiosk) as keypad:
         seen = Recorder(keypad)
         assert wait_for(lambda: keypad.is_connected)
         for key in b"735":  # a keypad that sends one byte per key
-            rig.send(bytes([key]))
-        rig.send(b"1#\r\n")  # one that sends whole lines, CRLF ...
-        rig.send(b"*0\n9\r")  # ... LF or CR alone
+            serial_rig.send(bytes([key]))
+        serial_rig.send(b"1#\r\n")  # one that sends whole lines, CRLF ...
+        serial_rig.send(b"*0\n9\r")  # ... LF or CR alone
         assert wait_for(lambda: len(seen.typed) >= 8), seen.typed
         time.sleep(0.05)
         assert seen.keys == list("7351#*09")
         assert keypad.keys == 8
         assert keypad.rejected_bytes == 0
         assert seen.lost == [] and seen.restored == 0
-        assert seen.threads == {f"keypad-{rig.kiosk}"}, "when_key must run on the reader thread"
+        assert seen.threads == {f"keypad-{serial_rig.kiosk}"}, "when_key must run on the reader thread"
     assert "7351" not in caplog.text and "'7'" not in caplog.text, "key values (PINs) were logged"
 
 
-def test_noise_bytes_are_counted_and_never_reach_when_key(rig: SerialRig) -> None:
-    with fast_keypad(rig.kiosk) as keypad:
+def test_noise_bytes_are_counted_and_never_reach_when_key(serial_rig: SerialRig) -> None:
+    with fast_keypad(serial_rig.kiosk) as keypad:
         seen = Recorder(keypad)
         assert wait_for(lambda: keypad.is_connected)
-        rig.send(b"\x00A\xff")
-        rig.send(b"4\x1b[B2\r\n")
+        serial_rig.send(b"\x00A\xff")
+        serial_rig.send(b"4\x1b[B2\r\n")
         assert wait_for(lambda: keypad.rejected_bytes == 6 and keypad.keys == 2)
         time.sleep(0.05)
         assert seen.keys == ["4", "2"]
@@ -111,33 +105,33 @@ def test_noise_bytes_are_counted_and_never_reach_when_key(rig: SerialRig) -> Non
         assert keypad.rejected_bytes == 6 and seen.floods == []
 
 
-def test_unplug_mid_entry_is_reported_once_and_replug_restores_keys(rig: SerialRig) -> None:
-    with fast_keypad(rig.kiosk) as keypad:
+def test_unplug_mid_entry_is_reported_once_and_replug_restores_keys(serial_rig: SerialRig) -> None:
+    with fast_keypad(serial_rig.kiosk) as keypad:
         seen = Recorder(keypad)
         assert wait_for(lambda: keypad.is_connected)
-        rig.send(b"12")
+        serial_rig.send(b"12")
         assert wait_for(lambda: seen.typed == "12")
 
-        rig.unplug()
+        serial_rig.unplug()
         assert wait_for(lambda: len(seen.lost) == 1)
         assert not keypad.is_connected
         time.sleep(1.0)  # several reopen attempts (every 0.05-0.2 s) while it stays down
         assert len(seen.lost) == 1, f"when_lost repeated while unplugged: {seen.lost}"
-        assert str(rig.kiosk) in seen.lost[0], "the reason must name the port"
+        assert str(serial_rig.kiosk) in seen.lost[0], "the reason must name the port"
         assert seen.restored == 0
 
-        rig.replug()
+        serial_rig.replug()
         assert wait_for(lambda: seen.restored == 1)
         assert keypad.is_connected
-        rig.send(b"34#")
+        serial_rig.send(b"34#")
         assert wait_for(lambda: seen.typed == "1234#"), seen.typed
         time.sleep(0.3)
         assert (len(seen.lost), seen.restored) == (1, 1)
 
 
 def test_keypad_missing_at_start_is_reported_then_restored_when_plugged(short_dir: Path) -> None:
-    rig = SerialRig(short_dir)
-    keypad = fast_keypad(rig.kiosk)
+    serial_rig = SerialRig(short_dir)
+    keypad = fast_keypad(serial_rig.kiosk)
     try:
         time.sleep(0.2)  # the first open has long failed: handlers assigned late must still hear it
         seen = Recorder(keypad)
@@ -147,9 +141,9 @@ def test_keypad_missing_at_start_is_reported_then_restored_when_plugged(short_di
         time.sleep(0.5)
         assert len(seen.lost) == 1
 
-        with rig:
+        with serial_rig:
             assert wait_for(lambda: seen.restored == 1)
-            rig.send(b"5\n")
+            serial_rig.send(b"5\n")
             assert wait_for(lambda: seen.typed == "5")
         # Unplugged again on leaving the rig: a new loss, reported again.
         assert wait_for(lambda: len(seen.lost) == 2)
@@ -190,11 +184,11 @@ def test_a_failing_handler_does_not_stop_the_reader() -> None:
 
 @pytest.mark.parametrize("plugged", [True, False], ids=["connected", "in-backoff"])
 def test_close_is_prompt_and_idempotent(short_dir: Path, plugged: bool) -> None:
-    with SerialRig(short_dir) as rig:
+    with SerialRig(short_dir) as serial_rig:
         if not plugged:
-            rig.unplug()
+            serial_rig.unplug()
         # A long backoff: close() must not wait for the next reopen.
-        keypad = Keypad(str(rig.kiosk), reopen_min=20.0, reopen_max=30.0)
+        keypad = Keypad(str(serial_rig.kiosk), reopen_min=20.0, reopen_max=30.0)
         seen = Recorder(keypad)
         assert wait_for(lambda: keypad.is_connected if plugged else len(seen.lost) == 1)
         started = time.monotonic()
@@ -245,13 +239,14 @@ def test_arbitrary_byte_streams_deliver_only_keys_in_order() -> None:
         assert set(seen.typed) <= set(KEY_BYTES.decode())
 
 
-def test_a_flood_on_the_line_is_one_report_no_keys_and_keys_work_once_it_is_quiet(rig: SerialRig) -> None:
+def test_a_flood_on_the_line_is_one_report_no_keys_and_keys_work_once_it_is_quiet(
+        serial_rig: SerialRig) -> None:
     guard = FloodGuard(ignore_s=0.5)
-    with Keypad(str(rig.kiosk), reopen_min=0.05, reopen_max=0.2, guard=guard) as keypad:
+    with Keypad(str(serial_rig.kiosk), reopen_min=0.05, reopen_max=0.2, guard=guard) as keypad:
         seen = Recorder(keypad)
         assert wait_for(lambda: keypad.is_connected)
-        rig.send(b"1234567890" * 20_000)  # 200 KB of digits, no #
-        rig.send(bytes(range(256)) * 100)  # then 25.6 KB of everything
+        serial_rig.send(b"1234567890" * 20_000)  # 200 KB of digits, no #
+        serial_rig.send(bytes(range(256)) * 100)  # then 25.6 KB of everything
         assert wait_for(lambda: keypad.discarded_bytes >= 200_000 + 25_600 - 4096)
         assert seen.keys == [] or len(seen.keys) <= 30, "a flood reached the core"
         assert wait_for(lambda: len(seen.floods) == 2, timeout=5)
@@ -259,31 +254,33 @@ def test_a_flood_on_the_line_is_one_report_no_keys_and_keys_work_once_it_is_quie
         assert started and not ended and "keys within 1 s" in why and took.endswith(" s")
         assert discarded >= 200_000, seen.floods
         before = len(seen.keys)
-        rig.send(b"4711#")
+        serial_rig.send(b"4711#")
         assert wait_for(lambda: seen.typed[before:] == "4711#")
         assert not keypad.flooding and len(seen.floods) == 2
 
 
-def test_the_port_is_opened_exclusively(rig: SerialRig) -> None:
+def test_the_port_is_opened_exclusively(serial_rig: SerialRig) -> None:
     import serial
 
     # another program holds the keypad first
-    with serial.Serial(str(rig.kiosk), exclusive=True) as other, fast_keypad(rig.kiosk) as keypad:
+    with serial.Serial(str(serial_rig.kiosk), exclusive=True) as other, \
+            fast_keypad(serial_rig.kiosk) as keypad:
         seen = Recorder(keypad)
         assert wait_for(lambda: len(seen.lost) == 1)
         assert "exclusively lock" in seen.lost[0] and not keypad.is_connected
         other.close()
         assert wait_for(lambda: seen.restored == 1)
         with pytest.raises(serial.SerialException, match="exclusively lock"):
-            serial.Serial(str(rig.kiosk), exclusive=True)  # and now nobody else can take it
+            serial.Serial(str(serial_rig.kiosk), exclusive=True)  # and now nobody else can take it
 
 
-def test_a_plain_open_by_another_user_is_refused_while_the_keypad_holds_the_port(rig: SerialRig) -> None:
+def test_a_plain_open_by_another_user_is_refused_while_the_keypad_holds_the_port(
+        serial_rig: SerialRig) -> None:
     """pyserial's exclusive=True is a flock, which `cat` or `screen` never ask for: the port is
     also marked TIOCEXCL, so such a program (not root) cannot read PIN digits off the line."""
     if os.geteuid() != 0:
         unavailable("needs root to run the other program as another user")
-    device = os.path.realpath(rig.kiosk)
+    device = os.path.realpath(serial_rig.kiosk)
     os.chmod(device, 0o666)  # as a dialout member could open it
     probe = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
              f"import os\ntry:\n    os.close(os.open({device!r}, os.O_RDONLY | os.O_NOCTTY))\n"
@@ -293,23 +290,23 @@ def test_a_plain_open_by_another_user_is_refused_while_the_keypad_holds_the_port
         return subprocess.run(probe, capture_output=True, text=True, timeout=30, check=True).stdout.strip()
 
     assert other_program() == "opened"  # nobody holds it yet
-    with fast_keypad(rig.kiosk) as keypad:
+    with fast_keypad(serial_rig.kiosk) as keypad:
         assert wait_for(lambda: keypad.is_connected)
         assert other_program() == "Device or resource busy"
         seen = Recorder(keypad)
-        rig.send(b"12#")
+        serial_rig.send(b"12#")
         assert wait_for(lambda: seen.typed == "12#")
     assert other_program() == "opened"  # the mark went with the daemon's close (a pty keeps it)
 
 
 def test_a_keypad_plugged_in_long_after_start_is_opened_at_once(short_dir: Path) -> None:
     """Hotplug: while the device node is absent the reader polls for it, it does not back off."""
-    rig = SerialRig(short_dir)
-    with Keypad(str(rig.kiosk), reopen_min=0.25, reopen_max=30.0) as keypad:
+    serial_rig = SerialRig(short_dir)
+    with Keypad(str(serial_rig.kiosk), reopen_min=0.25, reopen_max=30.0) as keypad:
         seen = Recorder(keypad)
         assert wait_for(lambda: len(seen.lost) == 1)
         time.sleep(4.0)  # with backoff this would now wait 0.25 * 2**4 s and more
-        with rig:
+        with serial_rig:
             plugged = time.monotonic()
             assert wait_for(lambda: seen.restored == 1)
             assert time.monotonic() - plugged < 1.5

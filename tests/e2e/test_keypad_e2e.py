@@ -6,12 +6,9 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.rig.broker import Broker
 from tests.rig.daemon import DaemonProcess, cli
@@ -30,27 +27,20 @@ def enrol(config: Path, vid: str, pin: str, duress: str | None = None) -> None:
     assert pin not in res.stdout + res.stderr
 
 
-@pytest.fixture
-def rig(short_dir: Path) -> Iterator[SerialRig]:
-    (short_dir / "tty").mkdir()
-    with SerialRig(short_dir / "tty") as serial:
-        yield serial
-
-
-def kiosk(folder: Path, rig: SerialRig, extra: str = "") -> DaemonProcess:
-    config = write_config(folder, f'[keypad]\nport = "{rig.kiosk}"\nlockout_seconds = 5\n'
+def kiosk(folder: Path, serial_rig: SerialRig, extra: str = "") -> DaemonProcess:
+    config = write_config(folder, f'[keypad]\nport = "{serial_rig.kiosk}"\nlockout_seconds = 5\n'
                                   f'rollcall_window = 2\n{extra}', staffed=False)
     enrol(config, "v042", "4711", duress="9110")
     enrol(config, "v007", "2580")
     return DaemonProcess(config, folder / "ctl.sock").start()
 
 
-def type_keys(rig: SerialRig, keys: str, *, linewise: bool = False) -> None:
+def type_keys(serial_rig: SerialRig, keys: str, *, linewise: bool = False) -> None:
     if linewise:
-        rig.send(keys.encode() + b"\r\n")
+        serial_rig.send(keys.encode() + b"\r\n")
     else:
         for key in keys:
-            rig.send(key.encode())
+            serial_rig.send(key.encode())
     time.sleep(0.4)  # the PIN check takes a few ms; the answer is then in the event log
 
 
@@ -58,23 +48,24 @@ def events(proc: DaemonProcess, type_: str | None = None) -> list[dict[str, Any]
     return [e for e in proc.events() if type_ is None or e["type"] == type_]
 
 
-def test_pin_hash_acknowledges_and_the_card_codes_resolve_and_count(short_dir: Path, rig: SerialRig) -> None:
-    proc = kiosk(short_dir, rig)
+def test_pin_hash_acknowledges_and_the_card_codes_resolve_and_count(short_dir: Path,
+                                                                      serial_rig: SerialRig) -> None:
+    proc = kiosk(short_dir, serial_rig)
     try:
-        type_keys(rig, "2580*1#", linewise=True)  # v007 checks in
+        type_keys(serial_rig, "2580*1#", linewise=True)  # v007 checks in
         assert proc.status()["on_duty"] == ["v007"]
         proc.ok("press")
         time.sleep(1.0)
-        type_keys(rig, "4711#")
+        type_keys(serial_rig, "4711#")
         [ack] = events(proc, "ack")
         assert ack["data"]["volunteer"] == "v042" and 0.9 <= ack["data"]["time_to_ack_s"] < 5
         assert proc.status()["light"] == "acknowledged"
-        type_keys(rig, "4711*3#")
+        type_keys(serial_rig, "4711*3#")
         assert events(proc, "resolved")[0]["data"]["outcome"] == "assistance"
-        type_keys(rig, "2580*7#")
-        type_keys(rig, "2580*6#")
+        type_keys(serial_rig, "2580*7#")
+        type_keys(serial_rig, "2580*6#")
         proc.ok("press")
-        type_keys(rig, "2580*5#")
+        type_keys(serial_rig, "2580*5#")
         assert events(proc, "resolved")[-1]["data"]["outcome"] == "police"
         before = json.loads(proc.ok("stats", "--json"))
         assert (before["alarms"], before["people_helped"], before["police"], before["clues"],
@@ -92,22 +83,22 @@ def test_pin_hash_acknowledges_and_the_card_codes_resolve_and_count(short_dir: P
 
 
 def test_wrong_pins_lock_the_keypad_with_461_through_a_restart_and_a_right_pin_is_refused_meanwhile(
-        short_dir: Path, rig: SerialRig) -> None:
-    proc = kiosk(short_dir, rig)
+        short_dir: Path, serial_rig: SerialRig) -> None:
+    proc = kiosk(short_dir, serial_rig)
     try:
         proc.ok("press")
         for _ in range(5):
-            type_keys(rig, "0000#", linewise=True)
+            type_keys(serial_rig, "0000#", linewise=True)
         [lock] = events(proc, "keypad_lockout")
         assert lock["code"] == 461 and lock["data"]["locked_s"] == 5
         assert proc.status()["keypad"]["locked_for_s"] > 3
         proc.stop()  # a restart does not end the lockout ...
         proc.start()
         assert 0 < proc.status()["keypad"]["locked_for_s"] < 5
-        type_keys(rig, "4711*1#")  # ... and the right PIN is still refused
+        type_keys(serial_rig, "4711*1#")  # ... and the right PIN is still refused
         assert proc.status()["on_duty"] == []
         time.sleep(proc.status()["keypad"]["locked_for_s"] + 0.2)
-        type_keys(rig, "4711*1#")  # it ends on time
+        type_keys(serial_rig, "4711*1#")  # it ends on time
         assert proc.status()["on_duty"] == ["v042"]
         assert proc.status()["keypad"]["lockouts"] == 0  # a right PIN resets the doubling
         log = proc.log.read_text()
@@ -117,37 +108,37 @@ def test_wrong_pins_lock_the_keypad_with_461_through_a_restart_and_a_right_pin_i
 
 
 def test_unplugged_mid_entry_is_reported_once_and_the_keypad_works_again(short_dir: Path,
-                                                                         rig: SerialRig) -> None:
-    proc = kiosk(short_dir, rig)
+                                                                         serial_rig: SerialRig) -> None:
+    proc = kiosk(short_dir, serial_rig)
     try:
         proc.ok("press")
-        type_keys(rig, "47")
-        rig.unplug()
+        type_keys(serial_rig, "47")
+        serial_rig.unplug()
         time.sleep(1.5)
         assert proc.status()["keypad"]["lost"] is True
-        rig.plug()
+        serial_rig.plug()
         time.sleep(2.0)
         assert [e["type"] for e in events(proc) if e["type"].startswith("keypad_")] == \
             ["keypad_lost", "keypad_restored"]
         assert events(proc, "keypad_lost")[0]["code"] == 330
         time.sleep(1.0)
-        type_keys(rig, "**4711#")  # `**` clears the half entry typed before the unplug
+        type_keys(serial_rig, "**4711#")  # `**` clears the half entry typed before the unplug
         assert len(events(proc, "ack")) == 1
     finally:
         proc.kill()
 
 
-def test_rollcall_through_a_real_broker_answered_then_missed(short_dir: Path, rig: SerialRig,
+def test_rollcall_through_a_real_broker_answered_then_missed(short_dir: Path, serial_rig: SerialRig,
                                                              broker: Broker) -> None:
     sub = broker.subscriber([ROOT + "events", ROOT + "cmd/+/result"])
-    proc = kiosk(short_dir, rig, f'[broker]\nurl = "{broker.url}"\n')
+    proc = kiosk(short_dir, serial_rig, f'[broker]\nurl = "{broker.url}"\n')
     try:
-        type_keys(rig, "4711*1#")
+        type_keys(serial_rig, "4711*1#")
         ts = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         sub.publish(ROOT + "cmd/rollcall", json.dumps({"id": "rc-1", "ts": ts}))
         [res] = sub.wait_for(ROOT + "cmd/rollcall/result")
         assert json.loads(res.payload)["ok"] and proc.status()["rollcall"] is not None
-        type_keys(rig, "4711*8#")
+        type_keys(serial_rig, "4711*8#")
         [answered] = sub.wait_for(lambda m: b'"rollcall_answered"' in m.payload)
         assert json.loads(answered.payload)["data"]["volunteer"] == "v042"
         sub.publish(ROOT + "cmd/rollcall", json.dumps({"id": "rc-2", "ts": ts}))
@@ -160,13 +151,13 @@ def test_rollcall_through_a_real_broker_answered_then_missed(short_dir: Path, ri
 
 
 def test_a_megabyte_of_digits_then_noise_is_one_fault_no_lockout_and_the_pin_works_after(
-        short_dir: Path, rig: SerialRig) -> None:
-    proc = kiosk(short_dir, rig, "noise_ignore_seconds = 1\n")
+        short_dir: Path, serial_rig: SerialRig) -> None:
+    proc = kiosk(short_dir, serial_rig, "noise_ignore_seconds = 1\n")
     try:
         proc.ok("press")
         log_before = proc.log.stat().st_size
-        flood = threading.Thread(target=lambda: (rig.send(b"1234567890" * 100_000),  # 1 MB, no #
-                                                 rig.send(random.Random(12).randbytes(100_000))))
+        flood = threading.Thread(target=lambda: (serial_rig.send(b"1234567890" * 100_000),  # 1 MB, no #
+                                                 serial_rig.send(random.Random(12).randbytes(100_000))))
         flood.start()
         answers, checked = 0, []
         while flood.is_alive():
@@ -183,7 +174,7 @@ def test_a_megabyte_of_digits_then_noise_is_one_fault_no_lockout_and_the_pin_wor
         status = proc.status()
         assert status["keypad"]["wrong_pins"] == 0 and status["keypad"]["locked_for_s"] == 0
         assert status["keypad"]["noise"] is True and "KEYPAD LINE NOISE" in proc.ok("status")
-        type_keys(rig, "4711#")
+        type_keys(serial_rig, "4711#")
         assert len(events(proc, "ack")) == 1
         [noise] = events(proc, "keypad_noise")
         assert noise["code"] == 344 and noise["data"]["discarded_bytes"] > 0
@@ -206,20 +197,20 @@ def keypad_lost(proc: DaemonProcess, lost: bool, timeout: float = 6.0) -> bool:
 
 def test_a_keypad_plugged_in_after_the_daemon_started_is_lost_then_restored(short_dir: Path) -> None:
     (short_dir / "tty").mkdir()
-    rig = SerialRig(short_dir / "tty")  # not plugged in: no device node when the daemon starts
-    proc = kiosk(short_dir, rig)
+    serial_rig = SerialRig(short_dir / "tty")  # not plugged in: no device node when the daemon starts
+    proc = kiosk(short_dir, serial_rig)
     try:
         assert keypad_lost(proc, True)
-        rig.plug()  # socat creates the PTY now, as udev creates /dev/serial/by-id/... on plug-in
+        serial_rig.plug()  # socat creates the PTY now, as udev creates /dev/serial/by-id/... on plug-in
         assert keypad_lost(proc, False)
-        rig.unplug()  # kill socat by its PID
+        serial_rig.unplug()  # kill socat by its PID
         assert keypad_lost(proc, True)
-        rig.replug()
+        serial_rig.replug()
         assert keypad_lost(proc, False)
         assert [e["type"] for e in events(proc) if e["type"].startswith("keypad_")] == \
             ["keypad_lost", "keypad_restored", "keypad_lost", "keypad_restored"]
-        type_keys(rig, "4711*1#")
+        type_keys(serial_rig, "4711*1#")
         assert proc.status()["on_duty"] == ["v042"]
     finally:
         proc.kill()
-        rig.unplug()
+        serial_rig.unplug()

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
@@ -21,6 +22,9 @@ from tests.rig.blackhole import Blackhole
 from tests.rig.broker import ACL_KIOSKS, CONSOLE_USER, PKI_CLIENTS, Broker, mosquitto_path, write_acl
 from tests.rig.pki import Pki, make_pki
 from tests.rig.serial_pty import SerialRig
+
+if TYPE_CHECKING:
+    from tests.rig.picamera2_double import Picamera2Double
 
 # Tests whose meaning depends on the local hour or the time zone (beacon dimming, the local day of
 # the daily counts, roll-call times). `make test` reruns them under a night-time and a day-time TZ.
@@ -70,6 +74,16 @@ def serial_rig(short_dir: Path) -> Iterator[SerialRig]:
     (short_dir / "tty").mkdir()
     with SerialRig(short_dir / "tty") as cable:
         yield cable
+
+
+@pytest.fixture
+def picamera2() -> Iterator[Picamera2Double]:
+    """``import picamera2`` gives the test double (tests/rig/picamera2_double.py) until the test ends.
+    Imported late: only camera tests pay for Pillow."""
+    from tests.rig.picamera2_double import installed
+
+    with installed() as double:
+        yield double
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,15 +27,9 @@ from safehouse.drivers.camera import (
     SimCamera,
     make_camera,
 )
-from tests.rig.picamera2_double import Picamera2Double, installed
+from tests.rig.picamera2_double import Picamera2Double
 
 HINTS = ("ribbon cable", "rpicam-hello --list-cameras", "video")
-
-
-@pytest.fixture
-def picamera2() -> Iterator[Picamera2Double]:
-    with installed() as double:
-        yield double
 
 
 def decode(frame: Frame) -> Image.Image:
@@ -46,16 +39,12 @@ def decode(frame: Frame) -> Image.Image:
     return image
 
 
-def names(double: Picamera2Double) -> list[str]:
-    return [name for name, _ in double.cameras[0].calls]
-
-
 def test_start_configures_once_for_stills_of_the_configured_size(picamera2: Picamera2Double) -> None:
     camera = Picamera2Camera(width=640, height=480, quality=42, camera_num=1)
     camera.start()
     camera.start()  # a second start is a no-op
     fake = picamera2.cameras[0]
-    assert names(picamera2) == ["open", "create_still_configuration", "configure", "start"]
+    assert picamera2.call_names() == ["open", "create_still_configuration", "configure", "start"]
     assert fake.camera_num == 1
     assert dict(fake.calls)["create_still_configuration"] == {"size": (640, 480)}
     config = dict(fake.calls)["configure"]
@@ -71,7 +60,7 @@ def test_three_captures_are_three_jpegs_without_reconfiguring(picamera2: Picamer
         frames = [camera.capture() for _ in range(3)]
     calls = picamera2.cameras[0].calls
     assert [arg for name, arg in calls if name == "capture_file"] == ["jpeg"] * 3
-    assert names(picamera2).count("configure") == 1
+    assert picamera2.call_names().count("configure") == 1
     for frame in frames:
         assert decode(frame).size == (640, 480)
         assert (frame.width, frame.height) == (640, 480)
@@ -83,8 +72,8 @@ def test_close_stops_then_closes_once_and_the_camera_stays_closed(picamera2: Pic
     camera.start()
     camera.close()
     camera.close()
-    assert names(picamera2)[-2:] == ["stop", "close"]
-    assert names(picamera2).count("close") == 1
+    assert picamera2.call_names()[-2:] == ["stop", "close"]
+    assert picamera2.call_names().count("close") == 1
     with pytest.raises(CameraError, match="closed"):
         camera.capture()
     with pytest.raises(CameraError, match="closed"):
@@ -103,7 +92,7 @@ def test_a_failing_capture_is_a_camera_error_with_what_to_check(picamera2: Picam
         picamera2.cameras[0].capture_error = RuntimeError("Failed to queue request")
         with pytest.raises(CameraError) as caught:
             camera.capture()
-        assert names(picamera2)[-2:] == ["stop", "close"]  # released, to be reopened
+        assert picamera2.call_names()[-2:] == ["stop", "close"]  # released, to be reopened
         with pytest.raises(CameraError, match=r"call start\(\)"):
             camera.capture()
         camera.start()
@@ -131,7 +120,7 @@ def test_a_failed_start_releases_what_it_opened(picamera2: Picamera2Double) -> N
     camera = Picamera2Camera()
     with pytest.raises(CameraError, match="cannot start"):
         camera.start()
-    assert names(picamera2)[-2:] == ["stop", "close"]
+    assert picamera2.call_names()[-2:] == ["stop", "close"]
 
 
 def test_without_picamera2_the_error_names_the_apt_package(monkeypatch: pytest.MonkeyPatch) -> None:

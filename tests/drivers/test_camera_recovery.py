@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import threading
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any
@@ -33,16 +32,6 @@ from safehouse.services.outbox import Outbox
 from tests.rig.picamera2_double import Picamera2Double, installed
 
 TIMEOUT = 1.0  # camera.timeout: the driver waits 0.6 s for a frame, 0.3 s for a release
-
-
-@pytest.fixture
-def picamera2() -> Iterator[Picamera2Double]:
-    with installed() as double:
-        yield double
-
-
-def names(double: Picamera2Double, index: int = 0) -> list[str]:
-    return [name for name, _ in double.cameras[index].calls]
 
 
 def snapshot(camera: Picamera2Camera) -> Any:
@@ -105,7 +94,7 @@ def test_a_hung_capture_fails_before_camera_timeout_and_the_next_capture_works(
     message = str(caught.value)
     assert "no frame within 0.6 s" in message and "released and reopens" in message
     assert "ribbon cable" in message
-    assert names(picamera2)[-3:] == ["cancel_all_and_flush", "stop", "close"]
+    assert picamera2.call_names()[-3:] == ["cancel_all_and_flush", "stop", "close"]
     assert not camera.stuck
     camera.start()  # what the capture worker does at the next alarm
     frame = snapshot(camera)
@@ -140,7 +129,7 @@ def test_close_is_bounded_when_stop_never_returns(picamera2: Picamera2Double) ->
     closer.start()
     closer.join(TIMEOUT * 5)  # its bound is camera.timeout (a capture's turn) + 0.3 x that
     assert not closer.is_alive()
-    assert camera.stuck and names(picamera2)[-2:] == ["cancel_all_and_flush", "stop"]
+    assert camera.stuck and picamera2.call_names()[-2:] == ["cancel_all_and_flush", "stop"]
     with pytest.raises(CameraError, match="closed"):
         camera.start()
 
@@ -156,7 +145,7 @@ def test_before_picamera2_0_3_20_a_hang_still_fails_in_time_and_says_what_to_upg
         message = str(caught.value)
         assert "no frame within 0.6 s" in message and "did not stop within 0.3 s" in message
         assert "older than 0.3.20" in message and "apt install python3-picamera2" in message
-        assert camera.stuck and names(old)[-1] == "stop"  # queued behind the capture
+        assert camera.stuck and old.call_names()[-1] == "stop"  # queued behind the capture
         with pytest.raises(CameraError, match="stuck"):
             camera.start()
         fake.resume()  # frames again: the old capture finishes, then the queued stop

@@ -242,6 +242,10 @@ class Picamera2Double(types.ModuleType):
 
         self.Picamera2 = Picamera2
 
+    def call_names(self, index: int = 0) -> list[str]:
+        """The methods the driver called on camera ``index``, in order."""
+        return [name for name, _ in self.cameras[index].calls]
+
 
 @contextmanager
 def installed(version: tuple[int, int, int] = (0, 3, 36)) -> Iterator[Picamera2Double]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.rig.broker import Broker
+from tests.rig.console import online_ts, send_command
 from tests.rig.contract import validate
 from tests.rig.daemon import DaemonProcess
 from tests.rig.kiosk_config import write_config
@@ -85,34 +85,21 @@ def test_a_retained_command_replayed_at_connect_is_refused_not_executed(short_di
 
 # --- issue 12: replay after a restart, retained while connected, nesting, long names ------------
 
-def online_ts(sub: Any) -> str:
-    """The kiosk's own wall clock, from its birth message: what a precinct's fresh `ts` is."""
-    [msg] = sub.wait_for(lambda m: m.topic == ROOT + "status" and m.json()["state"] == "online")
-    return str(msg.json()["ts"])
-
-
-def send(sub: Any, name: str, body: dict[str, Any] | bytes, *, retain: bool = False) -> dict[str, Any]:
-    sub.clear()
-    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-    sub.publish(ROOT + f"cmd/{name}", payload, retain=retain)
-    [msg] = sub.wait_for(lambda m: m.topic == ROOT + f"cmd/{name}/result")
-    return validate("result", msg.payload)
-
-
 def test_a_command_replayed_after_a_restart_is_refused_as_replayed(short_dir: Path, broker: Broker) -> None:
     config = write_config(short_dir, f'[broker]\nurl = "{broker.url}"\n')
     sub = broker.subscriber([ROOT + "cmd/+/result", ROOT + "events", ROOT + "status"], timeout=10)
     proc = DaemonProcess(config, short_dir / "ctl.sock").start()
     try:
-        ts = online_ts(sub)
+        ts = online_ts(sub, ROOT)
         recorded = {"id": "replay-1", "ts": ts}
-        assert send(sub, "test", recorded)["ok"] is True
-        assert send(sub, "resolve", {"id": "resolve-1", "ts": ts, "outcome": "cancelled"})["ok"] is True
+        assert send_command(sub, ROOT, "test", recorded)["ok"] is True
+        resolved = send_command(sub, ROOT, "resolve", {"id": "resolve-1", "ts": ts, "outcome": "cancelled"})
+        assert resolved["ok"] is True
         assert proc.stop() == 0
         sub.clear()
         proc.start()
-        online_ts(sub)
-        result = send(sub, "test", recorded)  # the same bytes, recorded off the wire
+        online_ts(sub, ROOT)
+        result = send_command(sub, ROOT, "test", recorded)  # the same bytes, recorded off the wire
         assert result["ok"] is False and result["error"].startswith("replayed:"), result
         assert result["id"] == "replay-1"
         assert proc.status()["alarm"]["state"] == "idle"
@@ -129,22 +116,22 @@ def test_live_retained_nested_and_oversized_commands_are_refused_with_their_id(s
     sub = broker.subscriber([ROOT + "cmd/#", ROOT + "status"], timeout=10)
     proc = DaemonProcess(config, short_dir / "ctl.sock").start()
     try:
-        ts = online_ts(sub)
-        result = send(sub, "test", {"id": "live-retained-1", "ts": ts}, retain=True)
+        ts = online_ts(sub, ROOT)
+        result = send_command(sub, ROOT, "test", {"id": "live-retained-1", "ts": ts}, retain=True)
         assert result["ok"] is False and result["error"].startswith("retained:")
         assert result["id"] == "live-retained-1"
         sub.publish(ROOT + "cmd/test", b"", retain=True)
         for depth in (3_000, 29_000):  # 6 KB and 58 KB: both used to get no answer at all
             deep = b'{"id": "deep-%d", "ts": "%s", "a": ' % (depth, ts.encode()) \
                 + b"[" * depth + b"]" * depth + b"}"
-            result = send(sub, "ping", deep)
+            result = send_command(sub, ROOT, "ping", deep)
             assert result["ok"] is False and result["error"].startswith("too_deep:")
             assert result["id"] == f"deep-{depth}"
         assert proc.status()["alarm"]["state"] == "idle"
         log_before = proc.log.stat().st_size
         name = "n" * 10_000
         for i in range(50):
-            result = send(sub, name, {"id": f"long-{i}", "ts": ts})
+            result = send_command(sub, ROOT, name, {"id": f"long-{i}", "ts": ts})
             assert result["error"].startswith("unknown_command:") and result["id"] == f"long-{i}"
             assert len(result["error"]) < 400
         proc.status()

@@ -15,12 +15,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from paho.mqtt.client import MQTTProtocolVersion
 
 from tests.rig.availability import unavailable
+from tests.rig.console import online_ts, send_command
 from tests.rig.contract import validate
 from tests.rig.daemon import DaemonProcess
 from tests.rig.kiosk_config import write_config
@@ -57,29 +57,16 @@ def amqtt(short_dir: Path) -> Iterator[int]:
         log.close()
 
 
-def online_ts(sub: Subscriber) -> str:
-    [msg] = sub.wait_for(lambda m: m.topic == ROOT + "status" and m.json()["state"] == "online",
-                         timeout=15)
-    return str(msg.json()["ts"])
-
-
-def send(sub: Subscriber, name: str, body: dict[str, Any], *, retain: bool = False) -> dict[str, Any]:
-    sub.clear()
-    sub.publish(ROOT + f"cmd/{name}", json.dumps(body), retain=retain)
-    [msg] = sub.wait_for(lambda m: m.topic == ROOT + f"cmd/{name}/result", timeout=10)
-    return validate("result", msg.payload)
-
-
 def test_ping_replay_and_a_retained_command_on_an_mqtt_311_only_broker(short_dir: Path, amqtt: int) -> None:
     config = write_config(short_dir, f'[broker]\nurl = "mqtt://{HOST}:{amqtt}"\nprotocol = "3.1.1"\n')
     sub = Subscriber(amqtt, [ROOT + "cmd/+/result", ROOT + "status"],
                      protocol=MQTTProtocolVersion.MQTTv311, timeout=10)
     proc = DaemonProcess(config, short_dir / "ctl.sock").start()
     try:
-        ts = online_ts(sub)
-        pong = send(sub, "ping", {"id": "amqtt-ping-1", "ts": ts})
+        ts = online_ts(sub, ROOT, 15)
+        pong = send_command(sub, ROOT, "ping", {"id": "amqtt-ping-1", "ts": ts}, timeout=10)
         assert pong["ok"] is True and pong["result"]["pong"] is True
-        again = send(sub, "ping", {"id": "amqtt-ping-1", "ts": ts})
+        again = send_command(sub, ROOT, "ping", {"id": "amqtt-ping-1", "ts": ts}, timeout=10)
         assert again["ok"] is False and again["error"].startswith("replayed:")
         assert again["id"] == "amqtt-ping-1"
 
@@ -87,12 +74,13 @@ def test_ping_replay_and_a_retained_command_on_an_mqtt_311_only_broker(short_dir
         sub.publish(ROOT + "cmd/test", json.dumps({"id": "amqtt-stale", "ts": ts}), retain=True)
         sub.clear()
         proc.start()
-        ts = online_ts(sub)
+        ts = online_ts(sub, ROOT, 15)
         [msg, *_] = sub.wait_for(lambda m: m.topic == ROOT + "cmd/test/result", timeout=10)
         retained = validate("result", msg.payload)
         assert retained["ok"] is False and retained["error"].startswith("retained:")
         assert retained["id"] == "amqtt-stale"
-        after = send(sub, "ping", {"id": "amqtt-ping-1", "ts": ts})  # the id survived the restart
+        # the id survived the restart
+        after = send_command(sub, ROOT, "ping", {"id": "amqtt-ping-1", "ts": ts}, timeout=10)
         assert after["ok"] is False and after["error"].startswith("replayed:")
         assert proc.status()["alarm"]["state"] == "idle"
         assert [e for e in proc.events() if e["type"] == "panic"] == []

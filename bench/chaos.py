@@ -94,7 +94,7 @@ def run(seed: int, duration: float, *, drain: float = 150.0, folder: Path | None
                                    name="people", daemon=True)  # Ctrl-C must not wait for it
         citizen.start()
         # Faults run on this (the main) thread: the broker dies with the thread that started it
-        # (PR_SET_PDEATHSIG in tests/rig/broker.py), so a short-lived thread must never start it.
+        # (PR_SET_PDEATHSIG in tests/rig/net.py), so a short-lived thread must never start it.
         _run_steps(fault_steps, t0, world.apply, errors)
         citizen.join()
         world.heal()

@@ -70,7 +70,7 @@ def test_the_idle_beacon_dims_by_the_daemons_clock_not_the_machines(
         assert wait_for(lambda: max(factory.pin(RED).state, factory.pin(BLUE).state) > 0)
         assert factory.pin(RED).state == pytest.approx(level)
     finally:
-        daemon.stop()
+        daemon.close()  # stop() only asks run() to end: the threads and pins stay
 
 
 def test_tamper_and_lamp_inputs_become_events(short_dir: Path, factory: MockFactory) -> None:

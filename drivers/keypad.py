@@ -161,6 +161,11 @@ class Keypad(Closing):
             self._line.drop()  # the reader closed it, unless it is stuck
             self._logs.flush()  # say how many noise lines were left out
 
+    def wake(self) -> None:
+        """Make the reader look at its port again now, not at the next byte: a simulated cable
+        pull (runtime/acceptance_sim.py) patches the port class under a read that has no timeout."""
+        self._poke()
+
     def _poke(self) -> None:
         """Wake the reader (a read blocked with no timeout, or a wait before a reopen)."""
         self._nudge.set()

@@ -126,6 +126,8 @@ class ControlHandlers:
                 acceptance_sim.unplug(part)
             else:
                 acceptance_sim.replug(part)
+            if part == "keypad" and self._hw.keypad is not None:
+                self._hw.keypad.wake()  # its idle read has no timeout: let it see the cable now
         except HardwareError as exc:
             raise CommandRefused(str(exc)) from exc
         return {"part": part, "fault": fault, "unplugged": acceptance_sim.unplugged()}

@@ -77,7 +77,7 @@ def old_tree(root: Path) -> Tree:
     return Tree(f"before ({BEFORE})", worktree, root / "path")
 
 
-def run(rounds: int = 5, ready_per_round: int = 2, presses_per_round: int = 200) -> list[dict[str, Any]]:
+def run(rounds: int = 8, ready_per_round: int = 2, presses_per_round: int = 300) -> list[dict[str, Any]]:
     root = Path(tempfile.mkdtemp(prefix="sh-before-after-", dir="/tmp"))
     try:
         old, new = old_tree(root), Tree("now", HERE, None)

@@ -85,6 +85,7 @@ class OutboxBase(Closing):
         self.fault_kind: str | None = None
         self.generation = 0
         self.damage: list[Damage] = []  # found, not yet reported (salvage pending or done)
+        self.on_fault: Callable[[], object] | None = None  # told (any thread) when storage fails
         self.lease = SeqLease([state_dir, *lease_dirs])
         self._unclean = self.lease.was_open
         # seqs issued from memory by the last run may be on no disk: start above its lease
@@ -243,6 +244,8 @@ class OutboxBase(Closing):
         self.lease.mark_memory()
         if not quiet:
             _LOG.critical("outbox storage fault (%s): %s; running from memory, retrying", kind, exc)
+        if self.on_fault is not None:
+            self.on_fault()  # the storage thread retries only while something is faulted
 
     def _update_near_full(self) -> None:
         """Raise the loud fault once per crossing of 90 % of the cap, clear it below."""

@@ -135,6 +135,7 @@ def assemble(config: Config, clock: Clock, *, pin_factory: Any, closers: Closers
     stats, stats_damage, stats_fault = open_stats(state_dir, clock=clock.wall)
     closers.add("daily counts", stats.close)
     storage_watch = StorageWatch(outbox, partial(inbox.put, Tick()))
+    outbox.on_fault = storage_watch.nudge
     closers.add("storage watch", storage_watch.close)
     command_ids, ids_fault = open_command_ids(state_dir, spare_dir, clock)
     closers.add("command ids", command_ids.close)

@@ -4,12 +4,15 @@ Everything slow about a failing SD card happens here, never on the core loop: th
 large damaged outbox (started only once systemd has READY=1, so a damaged card never delays
 the kiosk's start), and every ``RETRY_EVERY`` seconds an attempt to reopen a faulted outbox
 (full, read-only, damaged). When either changes something, the core loop is woken so the
-events kept in memory are written and ``storage_damaged`` reports go out.
+events kept in memory are written and ``storage_damaged`` reports go out. With storage
+healthy and nothing to salvage the thread sleeps until ``nudge()`` (the outbox calls it when
+a write fails): an idle kiosk's storage thread never wakes.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Protocol
 
@@ -33,15 +36,25 @@ class StorageWatch(Worker):
     def __init__(self, store: Store, wake: Callable[[], None], *, every: float = RETRY_EVERY) -> None:
         super().__init__(name="storage", join_seconds=2.0)
         self._store, self._wake_loop, self._every = store, wake, every
+        self._nudged = threading.Event()
+
+    def nudge(self) -> None:
+        """Storage just failed (any thread): start the retry rounds now."""
+        self._nudged.set()
+
+    def wake(self) -> None:
+        self._nudged.set()
 
     def run(self) -> None:
-        while True:
+        while not self.stopping.is_set():
+            retry: float | None = self._every
             try:
                 self._round()
+                retry = self._every if self._store.fault is not None or self._store.salvage_due() else None
             except Exception:
                 _LOG.exception("storage thread: a recovery round failed; trying again")
-            if self.stopping.wait(self._every):
-                return
+            self._nudged.wait(retry)
+            self._nudged.clear()
 
     def _round(self) -> None:
         changed = False

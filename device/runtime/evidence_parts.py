@@ -56,9 +56,9 @@ def microphone(config: Config) -> Any | None:
         except Exception as exc:
             _LOG.error("simulated microphone unavailable: %s", exc)
             return None
-    from safehouse.drivers.microphone import SoundDeviceMicrophone
+    from safehouse.drivers.microphone import DAEMON_BLOCK, SoundDeviceMicrophone
 
-    return SoundDeviceMicrophone(pre_roll=mic.pre_roll, device=device)
+    return SoundDeviceMicrophone(pre_roll=mic.pre_roll, device=device, blocksize=DAEMON_BLOCK)
 
 
 def capture_service(config: Config, store: EvidenceStore, outbox: Outbox, *, topic: Callable[[str, str], str],

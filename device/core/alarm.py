@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from safehouse.device.core import codes
 from safehouse.device.core.effects import Effect, SetIndicator, SetLight, SetSound
-from safehouse.device.core.evidence import apply_eviction, apply_evidence
+from safehouse.device.core.evidence import on_evidence_evicted, on_evidence_ready
 from safehouse.device.core.inputs import (
     AllianceAlert,
     ButtonChanged,
@@ -149,9 +149,9 @@ def _handle(step: Step, inp: Input, now: float) -> None:
         case AllianceAlert():
             on_alliance_alert(step, inp, now)
         case EvidenceReady():
-            apply_evidence(step, inp)
+            on_evidence_ready(step, inp)
         case EvidenceEvicted():
-            apply_eviction(step, inp)
+            on_evidence_evicted(step, inp)
         case TamperChanged(open=is_open):
             if is_open != step.state.tamper_open:
                 step.update(tamper_open=is_open)

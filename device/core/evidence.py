@@ -13,7 +13,7 @@ from safehouse.device.core.lifecycle import Step
 PARTS = ("camera", "microphone")
 
 
-def apply_evidence(step: Step, inp: EvidenceReady) -> None:
+def on_evidence_ready(step: Step, inp: EvidenceReady) -> None:
     step.emit("evidence", None, test=inp.test, alarm_id=inp.alarm_id,
               files=[dict(f) for f in inp.files], failures=dict(inp.failures))
     faulty = set(step.state.faulty)
@@ -32,6 +32,6 @@ def _captured(inp: EvidenceReady, part: str) -> bool:
     return any(f.get("content_type") == kind for f in inp.files)
 
 
-def apply_eviction(step: Step, inp: EvidenceEvicted) -> None:
+def on_evidence_evicted(step: Step, inp: EvidenceEvicted) -> None:
     step.emit("evidence_evicted", codes.PERIPHERAL_TROUBLE, alarm_ids=list(inp.alarm_ids),
               reason="undelivered evidence deleted past evidence.hard_limit_mb")

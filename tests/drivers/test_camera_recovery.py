@@ -21,7 +21,7 @@ from PIL import Image
 
 from safehouse.device.core import codes
 from safehouse.device.core.effects import Emit
-from safehouse.device.core.evidence import apply_evidence
+from safehouse.device.core.evidence import on_evidence_ready
 from safehouse.device.core.inputs import EvidenceReady, Input
 from safehouse.device.core.lifecycle import Step
 from safehouse.device.core.state import Policy, initial_state
@@ -212,7 +212,7 @@ def test_a_hung_camera_is_one_camera_fault_and_the_next_alarm_restores_it(picame
         assert [f["content_type"] for f in back.files] == ["image/jpeg"]
         step = Step(initial_state(Policy(), uuid.UUID(int=1)))  # what the core makes of them
         for ready in evidence.ready:
-            apply_evidence(step, ready)
+            on_evidence_ready(step, ready)
         assert [(e.type, e.code) for e in step.effects if isinstance(e, Emit)] == [
             ("evidence", None), ("evidence", None), ("camera_fault", codes.PERIPHERAL_TROUBLE),
             ("evidence", None), ("camera_restored", codes.PERIPHERAL_TROUBLE)]

@@ -15,7 +15,7 @@ from safehouse.device.core.settings import HHMM, Rule, as_path_or, in_range, one
 if TYPE_CHECKING:
     from safehouse.drivers.keypad import Keypad
 
-_EACH_HHMM = Rule(lambda v: None if all(HHMM.match(t) for t in v) else "each must be HH:MM",
+_EACH_HHMM = Rule(lambda v: None if all(HHMM.fullmatch(t) for t in v) else "each must be HH:MM",
                   {"items": {"type": "string", "pattern": HHMM.pattern}})
 
 

@@ -17,7 +17,7 @@ BROKER_URL = re.compile(r"^(mqtts?)://([^:/\s]+)(?::(\d{1,5}))?$")
 def _broker_url(v: Any) -> str | None:
     if v == "":
         return None
-    m = BROKER_URL.match(v)
+    m = BROKER_URL.fullmatch(v)  # not .match: its $ also matches before a final newline
     if not m:
         return f"must be '' (offline only) or mqtt://host[:port] or mqtts://host[:port], got {v!r}"
     if m.group(3) and not 1 <= int(m.group(3)) <= 65535:

@@ -53,7 +53,8 @@ def matches(pattern: re.Pattern[str], what: str, allow_empty: bool = False) -> R
     def test(v: Any) -> str | None:
         if allow_empty and v == "":
             return None
-        return None if pattern.match(v) else f"must be {what}, got {v!r}"
+        # fullmatch: ``$`` alone also matches before a final newline (JSON Schema's does not)
+        return None if pattern.fullmatch(v) else f"must be {what}, got {v!r}"
 
     return Rule(test, {"pattern": f"^$|{pattern.pattern}" if allow_empty else pattern.pattern})
 

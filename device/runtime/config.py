@@ -24,6 +24,15 @@ DEFAULT_PATH = Path("/etc/safehouse/config.toml")
 ENV_VAR = "SAFEHOUSE_CONFIG"
 EX_CONFIG = 78  # sysexits.h: configuration error
 
+# The order problems are listed in, kept from the single checker the sections replaced: a
+# technician compares the whole message with the runbook and with the last one. ``Sections``
+# keeps the order `config check` prints the effective config in; a section added later is
+# checked after these. The checks between keys come last, in the order of _CROSS_ORDER.
+_PROBLEM_ORDER = ("device", "broker", "outbox", "telemetry", "alliance", "camera", "microphone",
+                  "evidence", "commands", "control", "gpio", "light", "button", "alarm", "keypad",
+                  "buzzer", "logging")
+_CROSS_ORDER = ("gpio", "evidence", "broker")
+
 @dataclass(frozen=True)
 class Config(Sections):
     """Every section (``config.camera.enabled``), and the file it came from."""
@@ -73,20 +82,27 @@ def load(path: str | os.PathLike[str] | None = None, *, hardware: str | None = N
     return from_tree(tree, source=str(file), base=file.parent)
 
 
+def problem_order(first: tuple[str, ...] = _PROBLEM_ORDER) -> list[str]:
+    """Every declared section, those of ``first`` first (in that order), the others as declared."""
+    declared = list(sections())
+    return sorted(declared, key=lambda name: first.index(name) if name in first else len(first))
+
+
 def check_tree(tree: Mapping[str, Any], base: Path) -> tuple[dict[str, Any], list[str]]:
     """Every section read from ``tree`` (defaults filled in), and every problem found.
 
     Problems of single keys come first, section by section, then those between keys.
     """
     declared = sections()
-    problems = [f"{name}: unknown section (known: {', '.join(declared)})"
+    order = problem_order()
+    problems = [f"{name}: unknown section (known: {', '.join(order)})"
                 for name in tree if name not in declared]
     values = {}
-    for name, cls in declared.items():
-        values[name], found = settings.read(cls, name, tree.get(name, {}), base)
+    for name in order:
+        values[name], found = settings.read(declared[name], name, tree.get(name, {}), base)
         problems += found
-    for name, instance in values.items():
-        problems += settings.cross_check(name, instance)
+    for name in problem_order(_CROSS_ORDER):
+        problems += settings.cross_check(name, values[name])
     return values, problems
 
 

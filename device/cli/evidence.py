@@ -14,9 +14,29 @@ from datetime import UTC, datetime
 from typing import Any
 
 from safehouse.device.runtime import config as configuration
+from safehouse.services.evidence_fs import check_name
 from safehouse.services.outbox_read import undelivered_prefixes
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+def _event_id(text: str) -> str:
+    """A usage error (2), not a traceback, for an ID that could leave the evidence folder."""
+    try:
+        return check_name("event id", text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _days(text: str) -> float:
+    """Days >= 0; ``nan`` or a negative age is a usage error before the store is opened."""
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not days >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of days >= 0, got {text!r}")
+    return days
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -26,10 +46,10 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=_list)
     show = actions.add_parser("show", parents=[common], help="the manifest of one alarm's evidence")
-    show.add_argument("event_id", metavar="ID", help="the alarm's event_id")
+    show.add_argument("event_id", metavar="ID", type=_event_id, help="the alarm's event_id")
     show.set_defaults(func=_show)
     purge = actions.add_parser("purge", parents=[common], help="delete delivered evidence older than N days")
-    purge.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+    purge.add_argument("--older-than", type=_days, required=True, metavar="DAYS")
     purge.add_argument("--include-undelivered", action="store_true",
                        help="also delete evidence the precinct has NOT received (irreversible)")
     purge.set_defaults(func=_purge)

@@ -89,6 +89,8 @@ class SimClock(SystemClock):
             self.offset = float(offset_file.read_text(encoding="ascii"))
         except (OSError, ValueError):
             self.offset = 0.0
+        if not abs(self.offset) <= self.MAX_OFFSET:  # nan or inf: no wall time at all
+            self.offset = 0.0
 
     def wall(self) -> float:
         return time.time() + self.offset
@@ -96,7 +98,7 @@ class SimClock(SystemClock):
     def jump(self, seconds: float) -> float:
         """Step the wall clock by ``seconds`` (0 to undo every jump); return the new offset."""
         offset = self.offset + seconds if seconds else 0.0
-        if abs(offset) > self.MAX_OFFSET:
+        if not abs(offset) <= self.MAX_OFFSET:  # not `>`: nan compares false both ways
             raise ValueError(f"the simulated clock may be off by at most {self.MAX_OFFSET:g} s")
         tmp = self._file.with_suffix(".tmp")
         tmp.write_text(repr(offset), encoding="ascii")

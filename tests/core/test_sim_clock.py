@@ -45,3 +45,16 @@ def test_the_kiosk_stamps_events_with_the_jumped_clock_across_a_kill_9(short_dir
         assert res.returncode != 0 and "non-zero seconds" in res.stderr
     finally:
         proc.kill()
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), float("-inf")])
+def test_a_jump_by_no_number_of_seconds_is_refused_and_not_kept(tmp_path: Path, seconds: float) -> None:
+    """`safehouse simulate clock jump --seconds nan` once made every later timestamp NaN (the
+    press that followed raised no alarm event), and the offset file kept it across restarts."""
+    clock = SimClock(tmp_path / "offset")
+    clock.jump(60)
+    with pytest.raises(ValueError, match="at most"):
+        clock.jump(seconds)
+    assert clock.offset == 60 and SimClock(tmp_path / "offset").offset == 60
+    (tmp_path / "offset").write_text(repr(seconds), encoding="ascii")  # written by an older daemon
+    assert SimClock(tmp_path / "offset").offset == 0.0

@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     ev = add("events", "print the recorded events (reads state_dir; the daemon may be stopped)", _events)
     ev.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     ev.add_argument("--json", action="store_true", help="one JSON object per line")
-    ev.add_argument("--last", type=int, metavar="N", help="only the last N events")
+    ev.add_argument("--last", type=_count, metavar="N", help="only the last N events")
     ob = add("outbox", "what waits for the precinct: depth per lane, oldest age, last delivery; "
              "--check and --salvage: the storage tools (daemon stopped)", _outbox)
     ob.add_argument("--json", action="store_true", help="machine-readable output")
@@ -109,6 +109,17 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("path", nargs="?", help="config file (default: as for every command)")
     chk.set_defaults(func=_config_check)
     return p
+
+
+def _count(text: str) -> int:
+    """N >= 0 (``--last -1`` once printed all events but the first)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {n}")
+    return n
 
 
 def _load(args: argparse.Namespace, **kw: Any) -> configuration.Config:
@@ -191,8 +202,9 @@ def _simple(cmd: str) -> Callable[[argparse.Namespace], int]:
 
 def _events(args: argparse.Namespace) -> int:
     state_dir = _load(args).device.state_dir
-    events = list(read_events(state_dir)) if args.last else None
-    source = events[-args.last:] if events is not None else read_events(state_dir, follow=args.follow)
+    events = list(read_events(state_dir)) if args.last is not None else None
+    source = (events[len(events) - args.last:] if events is not None  # not [-N:]: [-0:] is all of them
+              else read_events(state_dir, follow=args.follow))
     try:
         for event in source:
             print(event.to_json() if args.json else event.summary(), flush=True)

@@ -77,8 +77,9 @@ def load(path: str | os.PathLike[str] | None = None, *, hardware: str | None = N
         tree = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(file), [f"not valid TOML: {exc}"]) from exc
-    if hardware is not None:
-        tree.setdefault("device", {})["hardware"] = hardware
+    device = tree.setdefault("device", {})
+    if hardware is not None and isinstance(device, dict):  # not a table: reported as such
+        device["hardware"] = hardware
     return from_tree(tree, source=str(file), base=file.parent)
 
 

@@ -95,6 +95,11 @@ EXPECTED = '''\
 '''
 
 
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "safehouse.device.cli.main", *args],
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
 def _elide_known(line: str) -> str:
     return line.split(" (known: ")[0] + " (known: ...)" if " (known: " in line else line
 
@@ -102,8 +107,7 @@ def _elide_known(line: str) -> str:
 def test_config_check_lists_every_problem_in_the_order_it_always_did(tmp_path: Path) -> None:
     path = tmp_path / "many.toml"
     path.write_text(MANY_MISTAKES)
-    res = subprocess.run([sys.executable, "-m", "safehouse.device.cli.main", "config", "check", str(path)],
-                         capture_output=True, text=True, timeout=30, check=False)
+    res = _cli("config", "check", str(path))
     assert res.returncode == 78
     lines = res.stderr.splitlines()
     assert lines[0] == f"safehouse: {path}: 30 problem(s) in the configuration:"
@@ -136,3 +140,15 @@ def test_a_trailing_newline_is_not_part_of_a_valid_value(section: str, key: str,
     with pytest.raises(ConfigError) as info:
         config.from_tree(tree)
     assert [p.split(":")[0] for p in info.value.problems] == [f"{section}.{key}"]
+
+
+@pytest.mark.parametrize("device", ["5", "[1]", '"sim"'])
+def test_run_sim_with_a_device_that_is_not_a_table_is_a_config_error(tmp_path: Path, device: str) -> None:
+    """`run --sim` sets device.hardware; a [device] that is not a table is reported, not a TypeError."""
+    path = tmp_path / "c.toml"
+    path.write_text(f"device = {device}\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(path, hardware="sim")
+    assert info.value.problems[0] == "device: must be a table ([device])"
+    res = _cli("--config", str(path), "run", "--sim")
+    assert res.returncode == 78 and "Traceback" not in res.stderr

@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent.parent
 
 # Run in a tree's own folder: its bench package, and the safehouse the environment gives.
 _SAMPLE = """
-import json, sys, tempfile
+import json, shutil, sys, tempfile
 from pathlib import Path
 import safehouse.device, safehouse.drivers, safehouse.services
 kind, n = sys.argv[1], int(sys.argv[2])
@@ -37,8 +37,11 @@ loaded = [list(m.__path__)[0] for m in (safehouse.device, safehouse.drivers, saf
 if kind == "ready":
     from bench import ready_time
     folder = Path(tempfile.mkdtemp(prefix="sh-ba-", dir="/tmp"))
-    ready_time.ready_once(folder)  # not counted: a first start also creates the state dir's files
-    samples = [ready_time.ready_once(folder) for _ in range(n)]
+    try:
+        ready_time.ready_once(folder)  # not counted: a first start also creates the state dir's files
+        samples = [ready_time.ready_once(folder) for _ in range(n)]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 else:
     from bench import press_latency
     samples = press_latency.measure(n, debounce_ms=0)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from safehouse.device.core.clock import Clock
 from safehouse.device.core.signals import LightPattern, Sound
 from safehouse.device.core.state import CoreState
+from safehouse.device.runtime import spectrum
 from safehouse.services.capture import call_with_timeout
 from safehouse.services.outbox import Outbox
 
@@ -90,17 +91,13 @@ def microphone(parts: Parts, *, enabled: bool, buzzer: Buzzer, tone_hz: float | 
     if tone_hz is not None:
         buzzer.play(Sound.SELFTEST)
     clip = mic.record(0.8)
-    import numpy as np
-
     with wave.open(io.BytesIO(clip.wav)) as wav:
-        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float64)
-    heard = samples[clip.pre_roll_frames:] if tone_hz is not None else samples
+        pcm = wav.readframes(wav.getnframes())
+    heard = pcm[2 * clip.pre_roll_frames:] if tone_hz is not None else pcm
     device = _mic_device(mic)
-    if len(heard) == 0:
+    if len(heard) < 4:
         return False, device + "no audio"
-    rms = float(np.sqrt(np.mean(heard * heard)))
-    spectrum = np.abs(np.fft.rfft(heard))
-    peak_hz = float(np.argmax(spectrum[1:]) + 1) * clip.rate / len(heard)
+    rms, peak_hz = spectrum.loudest(heard, clip.rate)
     if tone_hz is not None:
         ok = abs(peak_hz - tone_hz) <= tone_hz * 0.05 and rms > 30.0
         return ok, device + (f"buzzer tone {tone_hz:.0f} Hz, heard loudest {peak_hz:.0f} Hz "

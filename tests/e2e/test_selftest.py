@@ -34,6 +34,21 @@ def test_selftest_passes_on_a_healthy_sim_kiosk_and_names_a_broken_camera(short_
         proc.kill()
 
 
+def test_the_microphone_check_leaves_numpy_out_of_the_daemon(short_dir: Path) -> None:
+    """The daily self-test analyses the sound in a child process: loading numpy into the daemon
+    would keep ~15 MB resident until the next restart on every kiosk."""
+    proc = DaemonProcess(write_config(short_dir, FAST, capture=True), short_dir / "ctl.sock").start()
+    try:
+        result = json.loads(proc.ok("selftest", "--json"))
+        [mic] = [c for c in result["checks"] if c["name"] == "microphone"]
+        assert mic["ok"] is True and "level" in mic["detail"] and "Hz" in mic["detail"], mic
+        assert proc.proc is not None
+        maps = Path(f"/proc/{proc.proc.pid}/maps").read_text()
+        assert "numpy" not in maps and "_multiarray_umath" not in maps
+    finally:
+        proc.kill()
+
+
 def test_selftest_runs_standalone_when_the_daemon_is_stopped(short_dir: Path) -> None:
     proc = DaemonProcess(write_config(short_dir, FAST, capture=True), short_dir / "ctl.sock")
     res = proc.cli("selftest", "--json")

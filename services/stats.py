@@ -4,7 +4,7 @@ The safe-house programme is judged by these numbers, so they are kept the way th
 events: SQLite, WAL, ``synchronous=FULL``, every write committed before it returns, so a count
 survives a power cut, ``kill -9`` and a restart. The daemon hands every event it records to
 ``DailyStats.record()``; which event moves which counter is decided in one table,
-``EVENT_COUNTERS``, and nowhere else.
+``EVENT_COUNTERS`` (``services/stats_counters.py``), and nowhere else.
 
 Days are local calendar days (the kiosk's zone, default the system's), keyed ``YYYY-MM-DD``.
 Volunteer duty is kept as open sessions (volunteer -> start) in the database, so who is on duty
@@ -12,22 +12,20 @@ survives a restart. Duty time is credited to days when it is known — at ``duty
 ``close_day()`` finalises a day — split at local midnight; until then views add the open
 sessions' time up to now. ``close_day()`` also marks the day summarised, once.
 
-``read_day()`` is the CLI's read-only view: it never creates or changes a file in ``state_dir``.
+``read_day()`` (``services/stats_read.py``) is the CLI's read-only view: it never creates or
+changes a file in ``state_dir``.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
-from datetime import date, datetime, tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from safehouse.device.core.closing import Closing
@@ -40,35 +38,24 @@ from safehouse.services.localday import next_midnight as _next_midnight
 from safehouse.services.localday import split_at_midnights as _split
 from safehouse.services.outbox_open import create_private
 from safehouse.services.sqlite_tx import immediate
+from safehouse.services.stats_counters import COUNTERS, EVENT_COUNTERS, DayCounts, check_date, counters_for
+from safehouse.services.stats_read import (
+    FILENAME,
+    DayReport,
+    counts_of_day,
+    is_closed,
+    read_day,
+    volunteers_on_duty,
+)
 
 __all__ = ["COUNTERS", "EVENT_COUNTERS", "FILENAME", "DailyStats", "DayCounts", "DayReport", "check_date",
            "counters_for", "local_zone", "read_day", "zone_name"]
 
 _LOG = logging.getLogger(__name__)
 
-FILENAME = "stats.db"
 SCHEMA_VERSION = 1
 DUTY_ON, DUTY_OFF = "duty_on", "duty_off"
 _EARLY_S = 60.0  # close_day() accepts a day this close to its end (a timer firing a little early)
-
-#: Event -> the counters it adds one to. ``resolved`` is keyed by its ``data["outcome"]``; a
-#: ``duress`` PIN used on an active alarm (``data["alarm_id"]`` set) is ``duress:on_alarm``, not a
-#: second alarm; a test event is looked up as ``test:<key>``, so test events count only where
-#: listed (as test alarms). Unlisted events and outcomes (``cancelled``, ``superseded``) count
-#: nothing. ``duty_on``/``duty_off`` (data ``volunteer``) move ``duty_seconds`` via open sessions.
-EVENT_COUNTERS: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    "panic": ("alarms",),
-    "duress": ("alarms",),  # a silent alarm raised with no alarm active
-    "test:panic": ("test_alarms",),
-    "resolved:assistance": ("people_helped",),
-    "resolved:police": ("police",),
-    "resolved:false_alarm": ("false_alarms",),
-    "walk_in": ("walk_ins", "people_helped"),
-    "clue": ("clues",),
-    "rollcall_answered": ("rollcalls_answered",),
-    "rollcall_missed": ("rollcalls_missed",),
-    "keypad_lockout": ("wrong_pin_lockouts",),
-})
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS counts (day TEXT NOT NULL, name TEXT NOT NULL, value NOT NULL, "
@@ -77,94 +64,6 @@ _SCHEMA = (
     "counted_to REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS closed (day TEXT PRIMARY KEY, at REAL NOT NULL)",
 )
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-@dataclass(frozen=True)
-class DayCounts:
-    """One local day's counts; ``duty_seconds`` includes open duty up to now until the day is closed."""
-
-    date: str
-    alarms: int = 0
-    test_alarms: int = 0
-    people_helped: int = 0
-    walk_ins: int = 0
-    clues: int = 0
-    police: int = 0
-    false_alarms: int = 0
-    duty_seconds: float = 0.0
-    rollcalls_answered: int = 0
-    rollcalls_missed: int = 0
-    wrong_pin_lockouts: int = 0
-
-    @property
-    def duty_hours(self) -> float:
-        return self.duty_seconds / 3600.0
-
-    def counters(self) -> dict[str, Any]:
-        """The counters without ``date`` (the ``daily_summary`` data), duty also in hours."""
-        return {**{k: v for k, v in asdict(self).items() if k != "date"},
-                "duty_seconds": round(self.duty_seconds, 3), "duty_hours": round(self.duty_hours, 3)}
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"date": self.date, **self.counters()}
-
-
-COUNTERS: tuple[str, ...] = tuple(f.name for f in fields(DayCounts) if f.name != "date")
-
-
-@dataclass(frozen=True)
-class DayReport:
-    """What ``read_day()`` shows: the counts, whether the day was summarised, who is on duty now."""
-
-    counts: DayCounts
-    summarised: bool
-    on_duty: tuple[str, ...]
-
-
-def counters_for(event_type: str, data: Mapping[str, Any], *, test: bool) -> tuple[str, ...]:
-    """The counters one event adds one to, per ``EVENT_COUNTERS`` (duty is not among them)."""
-    key = event_type
-    if event_type == "resolved":
-        key = f"resolved:{data.get('outcome')}"
-    elif event_type == "duress" and data.get("alarm_id") is not None:
-        key = "duress:on_alarm"
-    return EVENT_COUNTERS.get(f"test:{key}" if test else key, ())
-
-
-def check_date(text: str) -> str:
-    """``text`` if it is a real ``YYYY-MM-DD`` date, else ValueError saying so."""
-    try:
-        if not _DATE.fullmatch(text):
-            raise ValueError
-        date.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"date {text!r} is not a calendar date written YYYY-MM-DD "
-                         "(e.g. 2025-03-31)") from None
-    return text
-
-
-# -- queries shared by the writer and the read-only view -----------------------------------
-
-def _is_closed(conn: sqlite3.Connection, day: str) -> bool:
-    return conn.execute("SELECT 1 FROM closed WHERE day = ?", (day,)).fetchone() is not None
-
-
-def _on_duty(conn: sqlite3.Connection) -> list[str]:
-    return [v for (v,) in conn.execute("SELECT volunteer FROM duty ORDER BY since, volunteer")]
-
-
-def _view(conn: sqlite3.Connection, day: str, now: float, tz: tzinfo) -> DayCounts:
-    """The stored counts of ``day``; unless it is closed, plus open duty not yet credited, up to now."""
-    values: dict[str, float] = dict(conn.execute("SELECT name, value FROM counts WHERE day = ?", (day,)))
-    if not _is_closed(conn, day):
-        start, end = _day_bounds(day, tz)
-        open_s = sum(max(0.0, min(end, now) - max(start, counted_to))
-                     for (counted_to,) in conn.execute("SELECT counted_to FROM duty"))
-        values["duty_seconds"] = values.get("duty_seconds", 0.0) + open_s
-    counts: dict[str, Any] = {name: int(values.get(name, 0)) for name in COUNTERS}
-    counts["duty_seconds"] = float(values.get("duty_seconds", 0.0))
-    return DayCounts(day, **counts)
 
 
 def _add(conn: sqlite3.Connection, day: str, name: str, amount: float) -> None:
@@ -294,14 +193,14 @@ class DailyStats(Closing):
             raise ValueError(f"day {day} has not ended yet "
                              f"(it ends at {datetime.fromtimestamp(end, self.tz).isoformat()})")
         with self._write() as conn:
-            if not _is_closed(conn, day):
+            if not is_closed(conn, day):
                 for who, counted_to in conn.execute("SELECT volunteer, counted_to FROM duty").fetchall():
                     if counted_to < end:
                         for d, seconds in _split(float(counted_to), end, self.tz):
                             _add(conn, d, "duty_seconds", seconds)
                         conn.execute("UPDATE duty SET counted_to = ? WHERE volunteer = ?", (end, who))
                 conn.execute("INSERT INTO closed(day, at) VALUES (?, ?)", (day, now))
-            return _view(conn, day, now, self.tz)
+            return counts_of_day(conn, day, now, self.tz)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -310,16 +209,16 @@ class DailyStats(Closing):
         now = self._clock()
         day = self.date_of(now) if date is None else check_date(date)
         with self._reading() as conn:
-            return _view(conn, day, now, self.tz)
+            return counts_of_day(conn, day, now, self.tz)
 
     def on_duty(self) -> list[str]:
         """Volunteers with an open duty session, longest on duty first."""
         with self._reading() as conn:
-            return _on_duty(conn)
+            return volunteers_on_duty(conn)
 
     def summarised(self, date: str) -> bool:
         with self._reading() as conn:
-            return _is_closed(conn, check_date(date))
+            return is_closed(conn, check_date(date))
 
     def unsummarised(self) -> list[str]:
         """Days before today with counts or duty time that are not yet summarised, oldest first.
@@ -333,7 +232,7 @@ class DailyStats(Closing):
             days = {d for (d,) in conn.execute("SELECT DISTINCT day FROM counts WHERE day < ?", (today,))}
             for (counted_to,) in conn.execute("SELECT counted_to FROM duty").fetchall():
                 days.update(d for d, _ in _split(float(counted_to), start, self.tz))
-            return sorted(d for d in days if not _is_closed(conn, d))
+            return sorted(d for d in days if not is_closed(conn, d))
 
     def date_of(self, ts: float) -> str:
         """The local day (``YYYY-MM-DD``) wall time ``ts`` falls on."""
@@ -350,29 +249,3 @@ class DailyStats(Closing):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-
-def read_day(state_dir: Path, date: str | None = None, *, clock: Callable[[], float] = time.time,
-             tz: tzinfo | None = None) -> DayReport | None:
-    """One day's counts read-only (daemon running or stopped); None if there is no stats.db yet.
-
-    Never creates a file next to the database: without a ``-wal`` (daemon stopped) the file is
-    opened ``immutable``, so a CLI run as root cannot leave root-owned ``-wal``/``-shm`` behind.
-    """
-    path = state_dir / FILENAME
-    if not path.exists():
-        return None
-    zone = tz if tz is not None else local_zone()
-    now = clock()
-    day = _date_of(now, zone).isoformat() if date is None else check_date(date)
-    snapshot = not path.with_name(path.name + "-wal").exists()
-    uri = f"{path.absolute().as_uri()}?mode=ro" + ("&immutable=1" if snapshot else "")
-    try:
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=5.0)
-        try:
-            return DayReport(_view(conn, day, now, zone), _is_closed(conn, day), tuple(_on_duty(conn)))
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise EventLogError(f"cannot read the daily stats {path}: {exc}; check the file is readable "
-                            "by this user (try sudo)") from exc

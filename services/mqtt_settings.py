@@ -12,6 +12,11 @@ from typing import Any
 from safehouse.device.core.settings import Rule, as_path_text, in_range, one_of, setting
 
 BROKER_URL = re.compile(r"^(mqtts?)://([^:/\s]+)(?::(\d{1,5}))?$")
+# The same, with the port's 1-65535 spelled out for JSON Schema (which cannot compare numbers
+# inside a string): 1-5 digits, leading zeros allowed, as int() reads them.
+_PORT_1_65535 = r"(?=\d{1,5}$)0*([1-9]\d{0,3}|[1-5]\d{4}|6[0-4]\d{3}|65[0-4]\d{2}|655[0-2]\d|6553[0-5])"
+SCHEMA_URL = r"^$|^(mqtts?)://([^:/\s]+)(?::" + _PORT_1_65535 + r")?$"
+_TLS_FILES = ("ca", "cert", "key")
 
 
 def _broker_url(v: Any) -> str | None:
@@ -30,7 +35,7 @@ class BrokerSettings:
     """[broker]: the precinct broker's URL, TLS files, credentials and flow control."""
 
     url: str = setting("", "'' = offline only; mqtt://host:port or mqtts://host:port",
-                       Rule(_broker_url, {"pattern": "^$|" + BROKER_URL.pattern}))
+                       Rule(_broker_url, {"pattern": SCHEMA_URL}))
     ca: str = setting("", "CA certificate (PEM) for mqtts", convert=as_path_text)
     cert: str = setting("", "client certificate (PEM) for mqtts", convert=as_path_text)
     key: str = setting("", "client private key (PEM) for mqtts", convert=as_path_text)
@@ -46,4 +51,11 @@ class BrokerSettings:
         if not str(self.url).startswith("mqtts://"):
             return []
         return [f"{section}.{name}: required when {section}.url is mqtts://"
-                for name in ("ca", "cert", "key") if not getattr(self, name)]
+                for name in _TLS_FILES if not getattr(self, name)]
+
+    @staticmethod
+    def json_schema_between_keys() -> dict[str, Any]:
+        """``cross_problems`` in JSON Schema words: with mqtts, the three files, not empty."""
+        return {"if": {"properties": {"url": {"pattern": "^mqtts://"}}, "required": ["url"]},
+                "then": {"properties": {name: {"minLength": 1} for name in _TLS_FILES},
+                         "required": list(_TLS_FILES)}}

@@ -212,7 +212,11 @@ def _convert(key: Key, value: Any, base: Path | None) -> Any:
 
 
 def cross_check(section: str, instance: Any) -> list[str]:
-    """Problems between keys of one section: its ``cross_problems(section)``, if it has one."""
+    """Problems between keys of one section: its ``cross_problems(section)``, if it has one.
+
+    A section whose check JSON Schema can express (``if``/``then``) says so in a static
+    ``json_schema_between_keys()``, merged into its table's schema, so that an editor flags it too.
+    """
     method = getattr(instance, "cross_problems", None)
     return list(method(section)) if method is not None else []
 
@@ -237,4 +241,5 @@ def json_schema(cls: type) -> dict[str, Any]:
                            "additionalProperties": False}
     if required:
         out["required"] = required
-    return out
+    extra = getattr(cls, "json_schema_between_keys", None)  # its cross_problems, where JSON Schema can say it
+    return {**out, **extra()} if extra is not None else out

@@ -8,6 +8,7 @@ are registered in ``parts.Sections``. This module only walks them (device.core.s
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -127,8 +128,8 @@ def to_toml(values: dict[str, Any]) -> str:
                 rendered = "[" + ", ".join(repr(v) for v in value) + "]"
             elif isinstance(value, int | float):
                 rendered = repr(value)
-            else:
-                rendered = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            else:  # a TOML basic string is a JSON string, less DEL (0x7f), which TOML forbids raw
+                rendered = json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
             lines.append(f"{name} = {rendered}")
         lines.append("")
     return "\n".join(lines)

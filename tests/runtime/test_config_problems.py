@@ -152,3 +152,21 @@ def test_run_sim_with_a_device_that_is_not_a_table_is_a_config_error(tmp_path: P
     assert info.value.problems[0] == "device: must be a table ([device])"
     res = _cli("--config", str(path), "run", "--sim")
     assert res.returncode == 78 and "Traceback" not in res.stderr
+
+
+def test_config_check_prints_toml_that_reads_back_as_the_same_values(tmp_path: Path) -> None:
+    """Free-text keys may hold a newline, a tab, a quote or a backslash; the printout stays TOML."""
+    import tomllib
+
+    path = tmp_path / "c.toml"
+    path.write_text('[device]\nid = "K1"\nprecinct = "p"\n[broker]\nusername = "a\\nb\\tc\\u007f\\u0001"\n'
+                    '[keypad]\nport = "C:\\\\x\\"y"\nrollcall_times = ["09:00", "10:00"]\n'
+                    "[microphone]\ndevice = \"it's\"\n")
+    res = _cli("config", "check", str(path))
+    assert res.returncode == 0, res.stderr
+    printed = tomllib.loads(res.stdout)
+    assert printed["broker"]["username"] == "a\nb\tc\x7f\x01"
+    assert printed["keypad"]["port"] == 'C:\\x"y'
+    assert printed["keypad"]["rollcall_times"] == ["09:00", "10:00"]
+    assert printed["microphone"]["device"] == "it's"
+    assert 'rollcall_times = ["09:00", "10:00"]' not in res.stdout  # lists print as they always did

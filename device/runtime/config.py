@@ -74,6 +74,9 @@ def load(path: str | os.PathLike[str] | None = None, *, hardware: str | None = N
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(file), [f"cannot read the file: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 by definition
+        problem = f"not valid TOML: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        raise ConfigError(str(file), [problem]) from exc
     try:
         tree = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -170,3 +170,13 @@ def test_config_check_prints_toml_that_reads_back_as_the_same_values(tmp_path: P
     assert printed["keypad"]["rollcall_times"] == ["09:00", "10:00"]
     assert printed["microphone"]["device"] == "it's"
     assert 'rollcall_times = ["09:00", "10:00"]' not in res.stdout  # lists print as they always did
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'[device]\nid = "K\xff"\nprecinct = "p"\n')
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert info.value.problems == ["not valid TOML: not UTF-8 text (invalid start byte at byte 16)"]
+    res = _cli("config", "check", str(path))
+    assert res.returncode == 78 and "Traceback" not in res.stderr

@@ -11,7 +11,8 @@ Failing storage: alarms the outbox could not write wait in ``memory``
 (services/memory_alarms.py) and are published first, before any outbox row; an outbox that
 cannot be read is skipped (logged), never the end of this thread; when a damaged outbox was
 replaced by a fresh one (its ``generation`` changed) the rows in flight are forgotten, since
-their ids now name other rows, and the new file is drained from its start.
+their ids now name other rows, and the new file is drained from its start. The window's
+bookkeeping (what is in flight, what a PUBACK settles) is ``services/uplink_window.py``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from safehouse.services.mqtt_link import Incoming, LinkError, MqttLink, Will
 from safehouse.services.topics import Topics
 from safehouse.services.uplink_types import (
     ALARM_BACKOFF_MAX,
-    EVIDENCE_LANE,
     OUTGOING_TTL,
     STABLE_SESSION,
     LinkSettings,
@@ -39,6 +39,7 @@ from safehouse.services.uplink_types import (
     Source,
     backoff_delay,
 )
+from safehouse.services.uplink_window import DeliveryWindow
 
 _LOG = logging.getLogger(__name__)
 RETRY_WAIT = 1.0  # the serving loop's wake-up while something failed (idle and healthy: none)
@@ -46,6 +47,8 @@ __all__ = ["LinkSettings", "Source", "Uplink", "backoff_delay"]
 
 
 class Uplink:
+    """The one thread that keeps the kiosk connected to the precinct and drains its outbox."""
+
     def __init__(self, settings: LinkSettings, topics: Topics, source: Source, *,
                  birth: Callable[[], bytes], offline: Callable[[str], bytes],
                  on_command: Callable[[Incoming], None], on_alliance: Callable[[Incoming], None],
@@ -58,22 +61,15 @@ class Uplink:
         self._wake = threading.Event()
         self._retry_now = threading.Event()  # an alarm waits: cut a reconnect backoff short
         self.stopping = threading.Event()
-        self._acks: queue.SimpleQueue[tuple[int, str | None]] = queue.SimpleQueue()
         self._outgoing: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
         self._lost: str | None = None
         self._link: MqttLink | None = None
         self.probe = LinkProbe(topics.probe)  # the selftest's broker round trip, on this link
-        self._in_flight: dict[int, int] = {}  # mid -> outbox row id
-        self._in_flight_lanes: dict[int, int] = {}  # mid -> lane
-        self._acked_rows: list[int] = []  # PUBACKed, not yet recorded in the outbox
+        self._window = DeliveryWindow(source, settings.window)  # the publishes in flight, their PUBACKs
         self.memory: MemoryAlarms | None = None  # alarms the outbox could not write
-        self._memory_flight: dict[int, str] = {}  # mid -> event_id published from memory
-        self._generation = 0  # of the outbox file the rows in flight came from
-        self._read_failed = self._mark_failed = False
         self._rng = random.Random()
         self._lock = threading.Lock()
         self.state, self.since, self.reason = "connecting", time.monotonic(), ""
-        self.delivered = 0
         self._bad_topic_log = RateLimitedLog(_LOG)
         self._thread = threading.Thread(target=self._run, name="uplink", daemon=True)
 
@@ -98,12 +94,17 @@ class Uplink:
         self._outgoing.put(Outgoing(topic, payload, correlation))
         self._wake.set()
 
+    @property
+    def delivered(self) -> int:
+        """Outbox rows delivered (PUBACKed and recorded) since start; the bench polls it."""
+        return self._window.delivered
+
     def view(self) -> dict[str, Any]:
         ended = self._thread.ident is not None and not self._thread.is_alive() and not self.stopping.is_set()
         with self._lock:  # a thread that ended anyway is never shown as online
             return {"state": "dead" if ended else self.state, "broker": self.settings.url,
                     "since_s": round(time.monotonic() - self.since, 1), "reason": self.reason,
-                    "in_flight": len(self._in_flight), "delivered": self.delivered}
+                    "in_flight": self._window.in_flight(), "delivered": self.delivered}
 
     def round_trip(self, timeout: float) -> float:
         """The broker check over this very connection (any thread; services/link_probe.py): a
@@ -144,7 +145,7 @@ class Uplink:
                 if link is not None:
                     link.close()
                 attempt = self._back_off(attempt)
-        self._record_acked()
+        self._window.record_acked()
         link = self._link
         if link is not None:
             link.close(last_words=(self.topics.status, self._offline("shutdown")))
@@ -191,13 +192,8 @@ class Uplink:
     def _connect(self) -> None:
         s = self.settings
         self._retry_now.clear()  # this attempt is the one an alarm asked for
-        self._record_acked()  # acknowledged on the previous connection: delivered
+        self._window.restart()  # acknowledged on the previous connection: delivered
         self._lost = None
-        self._in_flight.clear()
-        self._in_flight_lanes.clear()
-        self._memory_flight.clear()
-        while not self._acks.empty():
-            self._acks.get_nowait()
         link = MqttLink(s.url, s.client_id, keepalive=s.keepalive, protocol=s.protocol, tls=s.tls,
                         username=s.username, password=s.password, max_inflight=s.window,
                         will=Will(self.topics.status, self._offline("lost")),
@@ -214,7 +210,9 @@ class Uplink:
         link = self._link
         assert link is not None
         while not self.stopping.is_set():
-            self._settle_acks()
+            refused = self._window.settle(self.memory, self._lost)
+            if refused is not None:
+                self._lost = refused
             if self._lost is not None:
                 _LOG.error("uplink: %s", self._lost)
                 self._set_state("offline", self._lost)
@@ -223,7 +221,7 @@ class Uplink:
                 return
             self._retry_now.clear()  # online: whatever asked for haste is being sent now
             try:
-                self._fill_window(link)  # the precinct's events before anything ephemeral
+                self._window.fill(link, self.memory, self.on_sent)  # the precinct's events first
                 self._send_outgoing(link)
             except LinkError as exc:
                 self._lost = str(exc)
@@ -236,113 +234,9 @@ class Uplink:
         lost link, a message to send all wake it), or ``RETRY_WAIT`` while a read or a delivery
         record failed or storage is faulted (its recovery swaps the outbox without a wake).
         paho's own thread keeps the connection alive meanwhile."""
-        if self._read_failed or self._mark_failed or self._acked_rows \
-                or getattr(self._source, "fault", None) is not None:
+        if self._window.needs_retry() or getattr(self._source, "fault", None) is not None:
             return RETRY_WAIT
         return None
-
-    def _settle_acks(self) -> None:
-        """Move PUBACKed rows out of the window; record them in the outbox in batches.
-
-        A batch is written when half a window has been acknowledged or nothing is left in
-        flight: one commit per ~50 rows instead of one per wake-up keeps a drain near the bare
-        publish rate. Until written, acknowledged rows stay excluded from ``pending``.
-        """
-        while not self._acks.empty():
-            mid, refusal = self._acks.get_nowait()
-            memory_id = self._memory_flight.pop(mid, None)
-            if memory_id is not None and self.memory is not None:
-                if refusal is None:
-                    self.memory.acked(memory_id)
-                else:
-                    self._lost = f"the broker refused a publish ({refusal}): check the broker ACL"
-                continue
-            row_id = self._in_flight.pop(mid, None)
-            self._in_flight_lanes.pop(mid, None)
-            if row_id is None:
-                continue
-            if refusal is not None:
-                # Not delivered: keep the row, reconnect with backoff, and say why in `status`.
-                self._lost = f"the broker refused a publish ({refusal}): check the broker ACL"
-                continue
-            self._acked_rows.append(row_id)
-        if len(self._acked_rows) >= self.settings.window // 2 or not self._in_flight \
-                or self._lost is not None:
-            self._record_acked()
-
-    def _record_acked(self) -> None:
-        if not self._acked_rows:
-            return
-        done = self._acked_rows
-        try:
-            self._source.mark_delivered(done)
-        except Exception as exc:  # storage failing: keep them acknowledged (not sent again), retry
-            if not self._mark_failed:
-                _LOG.warning("uplink: could not record %d delivery(ies) in the outbox (kept, retried): %s",
-                             len(done), exc)
-            self._mark_failed = True
-            return
-        self._mark_failed = False
-        self._acked_rows = []
-        with self._lock:
-            self.delivered += len(done)
-
-    def _send_memory(self, link: MqttLink) -> None:
-        """Alarms the outbox could not write: published before any outbox row."""
-        if self.memory is None:
-            return
-        for msg in self.memory.unsent(set(self._memory_flight.values())):
-            mid = link.publish(msg.topic, msg.payload)
-            self._memory_flight[mid] = msg.event_id
-            self.memory.published(msg.event_id)
-            _LOG.warning("uplink: alarm %s published from memory (not yet on disk)", msg.event_id)
-            self.on_sent(msg.event_id)
-
-    def _check_generation(self) -> None:
-        generation = int(getattr(self._source, "generation", 0))
-        if generation != self._generation:
-            if self._in_flight or self._acked_rows:
-                _LOG.warning("uplink: the outbox was replaced; %d row(s) in flight will be sent again "
-                             "from the new file", len(self._in_flight))
-            self._generation = generation
-            self._in_flight.clear()
-            self._in_flight_lanes.clear()
-            self._acked_rows.clear()
-
-    def _pending(self, room: int, busy: set[int]) -> list[Any]:
-        try:
-            rows = self._source.pending(room, exclude=busy)
-        except Exception as exc:  # a failing outbox must not stop memory alarms nor this thread
-            if not self._read_failed:
-                _LOG.error("uplink: cannot read the outbox: %s", exc)
-            self._read_failed = True
-            return []
-        self._read_failed = False
-        return rows
-
-    def _fill_window(self, link: MqttLink) -> None:
-        """Outbox rows first (older queued events keep their order, in the same burst), then the
-        alarms that exist only in memory (outside the window: they never wait for it)."""
-        self._check_generation()
-        self._fill_from_outbox(link)
-        self._send_memory(link)
-
-    def _fill_from_outbox(self, link: MqttLink) -> None:
-        room = self.settings.window - len(self._in_flight)
-        if room <= 0 or (self._in_flight and room < self.settings.window // 4):
-            return  # refill in batches: each outbox read costs the same for 1 row or 25
-        heavy = sum(1 for lane in self._in_flight_lanes.values() if lane == EVIDENCE_LANE)
-        busy = set(self._in_flight.values()).union(self._acked_rows)
-        for row in self._pending(room, busy):
-            if row.lane == EVIDENCE_LANE:
-                if heavy >= 1:
-                    break  # one file at a time: an alarm queued next never waits behind a pile of them
-                heavy += 1
-            mid = link.publish(row.topic, row.payload, retain=row.retain)
-            self._in_flight[mid] = row.id
-            self._in_flight_lanes[mid] = row.lane
-            if row.event_id is not None:
-                self.on_sent(row.event_id)
 
     def _send_outgoing(self, link: MqttLink) -> None:
         while not self._outgoing.empty():
@@ -360,7 +254,7 @@ class Uplink:
 
     def _acked(self, mid: int, refusal: str | None) -> None:
         self.probe.acked(mid, refusal)
-        self._acks.put((mid, refusal))
+        self._window.acked(mid, refusal)
         self._wake.set()
 
     def _lost_link(self, reason: str) -> None:

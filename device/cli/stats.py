@@ -50,7 +50,12 @@ def _stats(args: argparse.Namespace) -> int:
             return EX_USAGE
     state_dir = configuration.load(args.config).device.state_dir
     zone = local_zone()
-    report = read_day(state_dir, args.date, tz=zone)
+    try:
+        report = read_day(state_dir, args.date, tz=zone)
+    except OverflowError:  # 9999-12-31: its day ends past the last date Python holds
+        print(f"safehouse stats: date {args.date!r} is out of range (its day ends after 9999-12-31)",
+              file=sys.stderr)
+        return EX_USAGE
     if report is None:
         print(f"no stats yet in {state_dir}: the daemon has not counted anything with this state_dir",
               file=sys.stderr)

@@ -100,3 +100,13 @@ def test_cli_without_stats_yet_says_so(kiosk: tuple[Path, Path], capsys: pytest.
     code, _, err = run_cli(["--config", str(config), "stats"], capsys)
     assert code == 1 and "no stats yet" in err
     assert not state.exists() or not any(state.iterdir())
+
+
+def test_cli_refuses_the_last_calendar_day_without_a_traceback(kiosk: tuple[Path, Path],
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """9999-12-31 is a date, but its day ends past the last one Python can hold (OverflowError)."""
+    config, state = kiosk
+    DailyStats(state, tz=TPE).close()
+    code, out, err = run_cli(["--config", str(config), "stats", "--date", "9999-12-31"], capsys)
+    assert (code, out) == (2, "")
+    assert "9999-12-31" in err and "out of range" in err

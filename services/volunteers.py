@@ -21,27 +21,41 @@ hash fields are ``repr=False`` and every refusal describes the problem without t
 ``verify()`` hashes the entry against every stored PIN and duress hash, always all of them, and
 compares each with ``hmac.compare_digest``, so its duration says neither who matched nor whether
 anyone did. It costs (volunteers + duress PINs) scrypt runs, spread over up to four threads
-(hashlib.scrypt releases the GIL); ``bench/scrypt_cost.py`` measures what that means here.
+(hashlib.scrypt releases the GIL); ``bench/scrypt_cost.py`` measures what that means here. The
+hashes themselves (format, cost, constant-time check) are ``services/pin_hashes.py``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import hmac
 import logging
 import os
 import re
 import time
 import tomllib
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from safehouse.device.core.errors import ConfigError, SafehouseError
+from safehouse.services.pin_hashes import (
+    DEFAULT_PARAMS,
+    HASH_BYTES,
+    MAX_HASH_MEMORY,
+    MAX_WORKERS,
+    SALT_BYTES,
+    PinHash,
+    ScryptParams,
+    hash_problem,
+    map_on_workers,
+    parse_hash,
+)
+
+__all__ = ["DEFAULT_PARAMS", "FILE_MODE", "HASH_BYTES", "ID_PATTERN", "MAX_HASH_MEMORY", "MAX_WORKERS",
+           "NAME_MAX", "PIN_PATTERN", "SALT_BYTES", "DuplicateVolunteer", "InvalidPin", "InvalidVolunteer",
+           "Match", "PinCollision", "ScryptParams", "UnknownVolunteer", "Volunteer", "VolunteerFileError",
+           "VolunteerRefused", "VolunteerRegistry"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -49,11 +63,6 @@ FILE_MODE = 0o640
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
 PIN_PATTERN = re.compile(r"[0-9]{4,8}")
 NAME_MAX = 64
-SALT_BYTES = 16
-HASH_BYTES = 32
-MAX_WORKERS = 4  # a Pi Zero 2 W has four cores
-MAX_HASH_MEMORY = 16 * 1024 * 1024  # per hash: a hand-edited n must not exhaust a 512 MB Pi
-_HASH = re.compile(r"scrypt\$n=(\d{1,8}),r=(\d{1,3}),p=(\d{1,3})\$([A-Za-z0-9+/]+=*)\$([A-Za-z0-9+/]+=*)")
 _KEYS = ("id", "name", "pin", "duress")
 _HEADER = ("# Safe House volunteers: the keypad PINs of this kiosk, as scrypt hashes.\n"
            "# Written by `safehouse volunteer add|remove`, which rewrites the whole file:\n"
@@ -89,30 +98,6 @@ class VolunteerFileError(SafehouseError, OSError):
 
 
 @dataclass(frozen=True)
-class ScryptParams:
-    """scrypt cost: memory 128*r*n bytes per hash; time roughly proportional to n*r*p."""
-
-    n: int
-    r: int
-    p: int
-
-    def problem(self) -> str | None:
-        if self.n < 2 or self.n & (self.n - 1):
-            return f"scrypt n={self.n} must be a power of two of at least 2"
-        if not 1 <= self.r <= 32 or not 1 <= self.p <= 16:
-            return f"scrypt r={self.r}, p={self.p} must be within r 1-32, p 1-16"
-        if 128 * self.r * self.n > MAX_HASH_MEMORY:
-            return (f"scrypt n={self.n}, r={self.r} needs {128 * self.r * self.n >> 20} MB per hash, "
-                    f"more than the {MAX_HASH_MEMORY >> 20} MB allowed")
-        return None
-
-
-# ~2 ms per hash on the x86 CI box, ~20-25 ms on a Pi Zero 2 W: eight volunteers with duress
-# PINs (16 hashes) stay under ~250 ms per keypad entry even if the 4 cores only double the speed.
-DEFAULT_PARAMS = ScryptParams(n=2**10, r=8, p=1)
-
-
-@dataclass(frozen=True)
 class Volunteer:
     id: str
     name: str
@@ -133,25 +118,13 @@ class Match:
 
 
 @dataclass(frozen=True)
-class _Hash:
-    params: ScryptParams
-    salt: bytes = field(repr=False)
-    digest: bytes = field(repr=False)
-
-    def matches(self, pin: bytes) -> bool:
-        return hmac.compare_digest(_scrypt(pin, self.salt, self.params, len(self.digest)), self.digest)
-
-
-@dataclass(frozen=True)
 class _Check:
     volunteer: Volunteer
     duress: bool
-    hash: _Hash
+    hash: PinHash
 
 
 _Stamp = tuple[int, int, int, int, int] | None
-_T = TypeVar("_T")
-_R = TypeVar("_R")
 
 
 class VolunteerRegistry:
@@ -192,7 +165,7 @@ class VolunteerRegistry:
             return None
         secret = pin.encode("ascii")
         started = time.perf_counter()
-        results = _map(lambda c: c.hash.matches(secret), self._checks, workers)
+        results = map_on_workers(lambda c: c.hash.matches(secret), self._checks, workers)
         found: _Check | None = None
         for check, ok in zip(self._checks, results, strict=True):  # no early exit: all were hashed
             if ok and found is None:
@@ -226,7 +199,6 @@ class VolunteerRegistry:
         _LOG.info("volunteers reloaded from %s: %d volunteer(s), version %s",
                   self.path, len(fresh.volunteers), fresh.version)
         return fresh
-
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -284,7 +256,7 @@ def _parse(tree: dict[str, Any]) -> tuple[list[Volunteer], list[str]]:
             if value is None and key == "duress":
                 hashes[key] = None
                 continue
-            fault = _hash_problem(value)
+            fault = hash_problem(value)
             if fault:
                 problems.append(f"{at}.{key}: {fault}")
                 continue
@@ -299,59 +271,15 @@ def _parse(tree: dict[str, Any]) -> tuple[list[Volunteer], list[str]]:
     return volunteers, problems
 
 
-def _hash_problem(value: object) -> str | None:
-    # Never quote the value: a technician may have typed a plain PIN here by mistake.
-    if value is None:
-        return "required (a hash written by `safehouse volunteer add`)"
-    usage = ("must be scrypt$n=N,r=R,p=P$<salt base64>$<hash base64> as written by "
-             "`safehouse volunteer add` (value not shown)")
-    m = _HASH.fullmatch(value) if isinstance(value, str) else None
-    if m is None:
-        return usage
-    problem = ScryptParams(int(m[1]), int(m[2]), int(m[3])).problem()
-    if problem:
-        return problem
-    try:
-        salt, digest = base64.b64decode(m[4], validate=True), base64.b64decode(m[5], validate=True)
-    except binascii.Error:
-        return usage
-    if len(salt) < SALT_BYTES or not 16 <= len(digest) <= 64:
-        return f"salt must be at least {SALT_BYTES} bytes and the hash 16-64 bytes"
-    return None
-
-
-def _parse_hash(value: str) -> _Hash:
-    m = _HASH.fullmatch(value)
-    assert m is not None  # _parse() accepted it
-    return _Hash(ScryptParams(int(m[1]), int(m[2]), int(m[3])), base64.b64decode(m[4]),
-                 base64.b64decode(m[5]))
-
-
 def _checks(volunteers: Iterable[Volunteer]) -> Iterable[_Check]:
     for v in volunteers:
-        yield _Check(v, False, _parse_hash(v.pin_hash))
+        yield _Check(v, False, parse_hash(v.pin_hash))
         if v.duress_hash is not None:
-            yield _Check(v, True, _parse_hash(v.duress_hash))
+            yield _Check(v, True, parse_hash(v.duress_hash))
 
 
 def _stamp(st: os.stat_result) -> tuple[int, int, int, int, int]:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
-
-
-# -- hashing -------------------------------------------------------------------------------------
-
-def _scrypt(pin: bytes, salt: bytes, params: ScryptParams, length: int) -> bytes:
-    maxmem = 128 * params.r * (params.n + params.p + 2) + (1 << 20)
-    return hashlib.scrypt(pin, salt=salt, n=params.n, r=params.r, p=params.p, maxmem=maxmem, dklen=length)
-
-
-def _map(func: Callable[[_T], _R], items: Sequence[_T], workers: int | None) -> list[_R]:
-    """``func`` over every item, on a few threads when there is more than one core to use."""
-    count = min(len(items), os.cpu_count() or 1, MAX_WORKERS) if workers is None else workers
-    if count <= 1 or len(items) <= 1:
-        return [func(item) for item in items]
-    with ThreadPoolExecutor(max_workers=count, thread_name_prefix="pin-hash") as pool:
-        return list(pool.map(func, items))
 
 
 # -- writing -------------------------------------------------------------------------------------

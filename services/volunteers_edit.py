@@ -19,6 +19,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from safehouse.services.fsync import fsync_dir
+from safehouse.services.pin_hashes import map_on_workers, scrypt_digest
 from safehouse.services.volunteers import (
     _HEADER,
     DEFAULT_PARAMS,
@@ -38,10 +39,8 @@ from safehouse.services.volunteers import (
     VolunteerRefused,
     _check_pin,
     _checks,
-    _map,
     _name_problem,
     _read,
-    _scrypt,
 )
 
 _LOG = logging.getLogger(__name__)
@@ -51,7 +50,7 @@ def hash_pin(pin: str, params: ScryptParams = DEFAULT_PARAMS) -> str:
     """``scrypt$n=..,r=..,p=..$salt$hash`` of a 4-8 digit PIN, with a fresh random salt."""
     _check_pin(pin, "PIN")
     salt = os.urandom(SALT_BYTES)
-    digest = _scrypt(pin.encode("ascii"), salt, params, HASH_BYTES)
+    digest = scrypt_digest(pin.encode("ascii"), salt, params, HASH_BYTES)
     return (f"scrypt$n={params.n},r={params.r},p={params.p}$"
             f"{base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}")
 
@@ -78,7 +77,7 @@ def add(path: str | os.PathLike[str], volunteer_id: str, name: str, pin: str,
         candidates = [(pin, "PIN")] + ([] if duress_pin is None else [(duress_pin, "duress PIN")])
         existing = [c.hash for c in _checks(volunteers)]
         jobs = [(secret, label, h) for secret, label in candidates for h in existing]
-        taken = _map(lambda job: job[2].matches(job[0].encode("ascii")), jobs, None)
+        taken = map_on_workers(lambda job: job[2].matches(job[0].encode("ascii")), jobs, None)
         for (_, label, _), hit in zip(jobs, taken, strict=True):
             if hit:
                 raise PinCollision(f"the {label} for {volunteer_id} is already in use by a volunteer (as "

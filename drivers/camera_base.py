@@ -15,7 +15,6 @@ from typing import Protocol, runtime_checkable
 
 from safehouse.device.core.closing import Closing
 from safehouse.device.core.errors import HardwareError
-from safehouse.device.core.settings import Rule, in_range, setting
 
 _LOG = logging.getLogger(__name__)
 
@@ -97,22 +96,3 @@ class BaseCamera(Closing):
 
     def _release(self) -> None: ...
 
-
-def _offsets(v: tuple[float, ...]) -> str | None:
-    ok = 1 <= len(v) <= 10 and all(0 <= x <= 60 for x in v) and list(v) == sorted(v)
-    return None if ok else "must be 1-10 ascending numbers from 0 to 60"
-
-
-@dataclass(frozen=True)
-class CameraSettings:
-    """[camera]: the alarm's snapshots: whether, when, how large and how long to wait."""
-
-    enabled: bool = setting(True, "take snapshots when an alarm starts")
-    offsets: tuple[float, ...] = setting((0.0, 1.0, 2.0), "seconds after the press of each snapshot",
-                                         Rule(_offsets, {"minItems": 1, "maxItems": 10,
-                                                         "items": {"minimum": 0, "maximum": 60}}))
-    width: int = setting(1280, "snapshot width in pixels", in_range(160, 4056))
-    height: int = setting(720, "snapshot height in pixels", in_range(120, 3040))
-    quality: int = setting(85, "JPEG quality 1-95", in_range(1, 95))
-    timeout: float = setting(5.0, "a snapshot not taken within this (s) counts as a camera failure",
-                             in_range(0.5, 60.0))

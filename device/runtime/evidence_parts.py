@@ -1,4 +1,4 @@
-"""The evidence parts built from config: camera, microphone, evidence store, capture service.
+"""The evidence parts built from config: the capture parts (``parts.CAPTURE``), the store, the service.
 
 Nothing here may stop the kiosk from starting: a missing camera or microphone is logged and
 reported on the next alarm's ``evidence`` event (and raised once as a fault), while the
@@ -15,13 +15,13 @@ from typing import Any
 from safehouse.device.core.clock import Clock
 from safehouse.device.core.inputs import Input
 from safehouse.device.runtime.config import Config
+from safehouse.device.runtime.parts import CAPTURE
 from safehouse.services.capture import CaptureService, CaptureSettings
 from safehouse.services.evidence import EvidenceStore
 from safehouse.services.outbox import Outbox
 
 _LOG = logging.getLogger(__name__)
 MB = 1024 * 1024
-SIM_AUDIO_SECONDS = 120.0  # the sim microphone's signal file; the stream rewinds before its end
 
 
 def evidence_store(config: Config, clock: Clock, *, has_room: Callable[[int], bool]) -> EvidenceStore:
@@ -32,33 +32,24 @@ def evidence_store(config: Config, clock: Clock, *, has_room: Callable[[int], bo
                          clock=clock.wall, has_room=has_room)
 
 
-def camera(config: Config) -> Any | None:
-    if not config.camera.enabled:
-        return None
-    from safehouse.drivers.camera import make_camera
+def capture_parts(config: Config) -> dict[str, Any]:
+    """Every registered capture part (``parts.CAPTURE``) built from config: name -> device or None.
 
-    size = {"width": config.camera.width, "height": config.camera.height, "quality": config.camera.quality}
-    if config.device.hardware == "sim":
-        return make_camera("sim", device_id=config.device.id, **size)
-    return make_camera("pi", timeout=config.camera.timeout, **size)  # its waits fit inside this
-
-
-def microphone(config: Config) -> Any | None:
-    mic = config.microphone
-    if not mic.enabled:
-        return None
-    device = mic.device or None
-    if config.device.hardware == "sim" and device is None:
-        from safehouse.drivers.sim_audio import sim_microphone
-
-        try:
-            return sim_microphone(config.device.state_dir, pre_roll=mic.pre_roll, seconds=SIM_AUDIO_SECONDS)
-        except Exception as exc:
-            _LOG.error("simulated microphone unavailable: %s", exc)
-            return None
-    from safehouse.drivers.microphone import DAEMON_BLOCK, SoundDeviceMicrophone
-
-    return SoundDeviceMicrophone(pre_roll=mic.pre_roll, device=device, blocksize=DAEMON_BLOCK)
+    Nothing is started here. If a later part's build raises, the ones already built are closed
+    before the error propagates, as ``Hardware`` does.
+    """
+    built: dict[str, Any] = {}
+    try:
+        for part in CAPTURE:
+            built[part.name] = part.build(config)
+    except BaseException:
+        for device in reversed([d for d in built.values() if d is not None]):
+            try:
+                device.close()
+            except Exception:
+                _LOG.exception("closing %r failed", device)
+        raise
+    return built
 
 
 def capture_service(config: Config, store: EvidenceStore, outbox: Outbox, *, topic: Callable[[str, str], str],
@@ -66,5 +57,5 @@ def capture_service(config: Config, store: EvidenceStore, outbox: Outbox, *, top
     """Snapshots and audio for each alarm, queued on the outbox; ``wake`` nudges the uplink."""
     settings = CaptureSettings(offsets=config.camera.offsets, camera_timeout=config.camera.timeout,
                                post_roll=config.microphone.post_roll)
-    return CaptureService(settings, camera=camera(config), microphone=microphone(config),
-                          store=store, queue=outbox, topic=topic, put=put, wake=wake)
+    return CaptureService(settings, **capture_parts(config), store=store, queue=outbox, topic=topic,
+                          put=put, wake=wake)

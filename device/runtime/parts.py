@@ -4,9 +4,10 @@ A part declares itself in its own module: its settings dataclass (keys, defaults
 docs, see device.core.settings) and, for hardware, a ``build`` factory that returns the real
 or the simulated device. This registry only says which parts the kiosk has: the config loader
 walks ``Sections`` (its fields are the [sections], in file order), the JSON Schema is written
-from it, and ``Hardware`` opens ``HARDWARE`` in order. Adding a part touches its module, one or
-two lines here and its tests. Nothing here imports gpiozero, paho or numpy: the factories do,
-when the part is built, so loading the config (every CLI command) stays light.
+from it, ``Hardware`` opens ``HARDWARE`` in order, and the capture service gets ``CAPTURE``
+(the evidence parts). Adding a part touches its module, one or two lines here and its tests.
+Nothing here imports gpiozero, paho, numpy or Pillow: the factories do, when the part is
+built, so loading the config (every CLI command) stays light.
 """
 
 from __future__ import annotations
@@ -35,14 +36,22 @@ from safehouse.device.core.settings_sections import (
     DeviceSettings,
     LoggingSettings,
 )
-from safehouse.drivers import button_part, buzzer_part, keypad_part, light_part, status_led_part
+from safehouse.drivers import (
+    button_part,
+    buzzer_part,
+    camera_part,
+    keypad_part,
+    light_part,
+    microphone_part,
+    status_led_part,
+)
 from safehouse.drivers.button_part import ButtonSettings
 from safehouse.drivers.buzzer_part import BuzzerSettings
-from safehouse.drivers.camera_base import CameraSettings
+from safehouse.drivers.camera_part import CameraSettings
 from safehouse.drivers.gpio_settings import GpioSettings
 from safehouse.drivers.keypad_part import KeypadSettings
 from safehouse.drivers.light_part import LightSettings
-from safehouse.drivers.microphone_settings import MicrophoneSettings
+from safehouse.drivers.microphone_part import MicrophoneSettings
 from safehouse.services.control import ControlSettings
 from safehouse.services.evidence_evict import EvidenceSettings
 from safehouse.services.mqtt_settings import BrokerSettings
@@ -152,4 +161,30 @@ HARDWARE: tuple[HardwarePart, ...] = (  # opened in this order, closed in the re
         lambda c, b: None if c.gpio.lamp_ok is None else button_part.build_lamp(
             c.button, c.gpio.lamp_ok, pin_factory=b.pin_factory, simulated=b.simulated),
         _contact(LampChanged(True), LampChanged(False))),
+)
+
+
+@dataclass(frozen=True)
+class CapturePart:
+    """One evidence part (camera, microphone): what the capture service records an alarm with.
+
+    ``name`` is the capture service's keyword for it (and the self-test's name of the part).
+    ``build`` returns the device, not yet started (the capture service starts it off the
+    start-up path), or None when the config switches it off. Optional, never fatal: a part
+    that may be missing at start-up (the simulated microphone without its signal file) logs
+    why and returns None, so the kiosk starts without it; a capture part that breaks later
+    is reported on the next alarm's ``evidence`` event, never by refusing to start. A build
+    that raises is a value the config checker let through (an odd camera width) and stops
+    the start, as it always did.
+    """
+
+    name: str
+    build: Callable[[Sections], Any]
+
+
+CAPTURE: tuple[CapturePart, ...] = (
+    CapturePart("camera", lambda c: camera_part.build(
+        c.camera, simulated=c.device.hardware == "sim", device_id=c.device.id)),
+    CapturePart("microphone", lambda c: microphone_part.build(
+        c.microphone, simulated=c.device.hardware == "sim", state_dir=c.device.state_dir)),
 )

@@ -261,13 +261,14 @@ def test_sim_frames_are_fast() -> None:
 
 def test_the_pi_camera_waits_inside_the_configured_camera_timeout() -> None:
     """camera.timeout reaches the driver, whose own waits (frame, then release) fit inside it."""
-    tree = {"device": {"id": "SH-1", "precinct": "P", "hardware": "pi"},
-            "camera": {"timeout": 2.0, "width": 640, "height": 480}}
-    camera = evidence_parts.camera(config.from_tree(tree))
+    tree: dict[str, dict[str, Any]] = {
+        "device": {"id": "SH-1", "precinct": "P", "hardware": "pi"},
+        "camera": {"timeout": 2.0, "width": 640, "height": 480}, "microphone": {"enabled": False}}
+    camera = evidence_parts.capture_parts(config.from_tree(tree))["camera"]
     assert isinstance(camera, Picamera2Camera)
     assert camera.frame_wait + camera.release_wait < 2.0 <= camera.close_wait
     tree["device"]["hardware"] = "sim"
-    assert isinstance(evidence_parts.camera(config.from_tree(tree)), SimCamera)
+    assert isinstance(evidence_parts.capture_parts(config.from_tree(tree))["camera"], SimCamera)
 
 
 def test_make_camera_builds_the_kind_asked_for() -> None:

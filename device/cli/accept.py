@@ -8,6 +8,7 @@ device/cli/acceptance_steps.py; this is the command line, the help text and the 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -95,13 +96,17 @@ def _accept(args: argparse.Namespace) -> int:
     config = configuration.load(args.config)
     problems = [f"--{name} must be > 0" for name in ("record-seconds", "ready-timeout", "step-timeout",
                                                       "selftest-timeout")
-                if getattr(args, name.replace("-", "_")) <= 0]
+                if not getattr(args, name.replace("-", "_")) > 0]  # not `<= 0`: nan passed
     if not 1 <= args.snapshots <= 10:
         problems.append("--snapshots must be 1-10")
+    state_dir = config.device.state_dir
+    folder = args.report_dir or state_dir / "acceptance"
+    why = _unwritable(folder)
+    if why:
+        problems.append(f"cannot write the report in {folder}: {why}")
     if problems:
         print("safehouse accept: " + "; ".join(problems), file=sys.stderr)
         return 2
-    state_dir = config.device.state_dir
     kind = args.service or ("sim" if config.device.hardware == "sim" else "systemd")
     service: ServiceManager
     if kind == "sim":
@@ -124,8 +129,25 @@ def _accept(args: argparse.Namespace) -> int:
         report = Acceptance(config, service, console, options, clock.wall).run(device)
     finally:
         service.close()
-    text_path, json_path = write_report(report, args.report_dir or state_dir / "acceptance")
     console.say("")
     console.say(report.to_text().rstrip())
+    try:
+        text_path, json_path = write_report(report, folder)
+    except OSError as exc:  # the report is on the screen above: say where it could not go
+        print(f"safehouse accept: cannot write the report in {folder}: {exc}", file=sys.stderr)
+        return 1
     console.say(f"report: {text_path} and {json_path}")
     return 0 if report.ok else 1
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why the report could not be written in ``folder``, found before anything is restarted
+    (and without creating anything: the daemon makes state_dir with its own owner), or None."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable by this user"
+    return None

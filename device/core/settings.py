@@ -151,16 +151,25 @@ def _kind(cls: type, name: str, hint: Any, meta: Meta) -> Any:
     raise TypeError(f"{cls.__name__}.{name}: no TOML kind for {hint!r}; give convert=")
 
 
+def _number(value: int | float) -> int | float:
+    """An integer as a float, or as it is when past 1e308 (tomllib reads any size): its range
+    check then says it is too large, where float() raised OverflowError."""
+    try:
+        return float(value)
+    except OverflowError:
+        return value
+
+
 def _coerce(kind: Any, value: Any) -> tuple[bool, Any]:
     """TOML distinguishes 5 from 5.0; a technician should not have to."""
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return True, float(value)
+        return True, _number(value)
     if kind is int and isinstance(value, bool):
         return False, value
     if kind == _NUMBERS:
         ok = isinstance(value, list) and all(
             isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-        return ok, tuple(float(v) for v in value) if ok else value
+        return ok, tuple(_number(v) for v in value) if ok else value
     if kind == _STRINGS:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         return ok, tuple(value) if ok else value

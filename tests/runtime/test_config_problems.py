@@ -180,3 +180,13 @@ def test_a_file_that_is_not_utf8_is_a_config_error_not_a_traceback(tmp_path: Pat
     assert info.value.problems == ["not valid TOML: not UTF-8 text (invalid start byte at byte 16)"]
     res = _cli("config", "check", str(path))
     assert res.returncode == 78 and "Traceback" not in res.stderr
+
+
+def test_an_integer_too_large_for_a_number_is_out_of_range_not_a_traceback(tmp_path: Path) -> None:
+    """tomllib reads integers of any size; float() of one past 1e308 raised OverflowError."""
+    huge = "1" + "0" * 400
+    tree = {**BASE, "alarm": {"ack_timeout": int(huge)}, "camera": {"offsets": [0, int(huge)]}}
+    with pytest.raises(ConfigError) as info:
+        config.from_tree(tree)
+    assert [p.split(":")[0] for p in info.value.problems] == ["camera.offsets", "alarm.ack_timeout"]
+    assert info.value.problems[1].startswith("alarm.ack_timeout: must be between 1.0 and 3600.0, got 1000")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from safehouse.device.core.settings import Rule, in_range, setting
+from safehouse.device.core.settings import Rule, even_in_range, in_range, setting
 
 if TYPE_CHECKING:
     from safehouse.drivers.camera_base import Camera
@@ -29,8 +29,8 @@ class CameraSettings:
     offsets: tuple[float, ...] = setting((0.0, 1.0, 2.0), "seconds after the press of each snapshot",
                                          Rule(_offsets, {"minItems": 1, "maxItems": 10,
                                                          "items": {"minimum": 0, "maximum": 60}}))
-    width: int = setting(1280, "snapshot width in pixels", in_range(160, 4056))
-    height: int = setting(720, "snapshot height in pixels", in_range(120, 3040))
+    width: int = setting(1280, "snapshot width in pixels (even)", even_in_range(160, 4056))
+    height: int = setting(720, "snapshot height in pixels (even)", even_in_range(120, 3040))
     quality: int = setting(85, "JPEG quality 1-95", in_range(1, 95))
     timeout: float = setting(5.0, "a snapshot not taken within this (s) counts as a camera failure",
                              in_range(0.5, 60.0))

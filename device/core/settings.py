@@ -44,6 +44,13 @@ def in_range(lo: float, hi: float) -> Rule:
                 {"minimum": lo, "maximum": hi})
 
 
+def even_in_range(lo: int, hi: int) -> Rule:
+    """A pixel size: picamera2 refuses odd widths and heights, so the check catches it, not the start."""
+    inner = in_range(lo, hi)
+    return Rule(lambda v: inner(v) or (None if v % 2 == 0 else f"must be even, got {v!r}"),
+                {**inner.schema, "multipleOf": 2})
+
+
 def one_of(*choices: object) -> Rule:
     return Rule(lambda v: None if v in choices
                 else f"must be one of {', '.join(map(repr, choices))}, got {v!r}", {"enum": list(choices)})

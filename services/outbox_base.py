@@ -2,7 +2,8 @@
 
 Kept apart from ``outbox.py`` (the queue operations) because this is the part that decides
 what a failing SD card means: see ``outbox.py``'s module doc for the whole story. One class,
-``OutboxBase``, that ``Outbox`` extends; nothing else should use it directly.
+``OutboxBase``, that ``Outbox`` extends; nothing else should use it directly. Which connection a
+read or write uses, and how a failed one faults the outbox, is ``services/outbox_connection.py``.
 """
 
 from __future__ import annotations
@@ -10,14 +11,11 @@ from __future__ import annotations
 import logging
 import math
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from safehouse.device.core.closing import Closing
-from safehouse.device.core.errors import EventLogError
+from safehouse.services.outbox_connection import OutboxConnection
 from safehouse.services.outbox_legacy import import_legacy_log, retire_legacy_log
 from safehouse.services.outbox_open import connect_checked, preflight, wal_of
 from safehouse.services.outbox_salvage import (
@@ -38,13 +36,11 @@ from safehouse.services.outbox_schema import (
 )
 from safehouse.services.outbox_sql import raise_id_floor
 from safehouse.services.quarantine import quarantine
-from safehouse.services.seq_lease import SeqLease
 from safehouse.services.sqlite_tx import immediate
 from safehouse.services.storage_errors import (
     DAMAGED,
     FULL,
     LOW_SPACE,
-    UNAVAILABLE,
     StorageError,
     classify,
     free_bytes,
@@ -55,7 +51,7 @@ from safehouse.services.wal_check import torn_tail
 _LOG = logging.getLogger(__name__)
 
 
-class OutboxBase(Closing):
+class OutboxBase(OutboxConnection):
     """The kiosk's durable, prioritised message queue; safe to share between two threads.
 
     ``recover=False`` (tools, tests): an unusable file raises at once. ``recover=True`` (the
@@ -69,30 +65,20 @@ class OutboxBase(Closing):
                  recover: bool = False, lease_dirs: Sequence[Path] = ()) -> None:
         if telemetry_keep < 1 or events_cap < 1 or delivered_retention_h < 0:
             raise ValueError("telemetry_keep and events_cap must be >= 1, delivered_retention_h >= 0")
-        self.path = db_path(state_dir)
-        self._state_dir = state_dir
+        super().__init__(db_path(state_dir), state_dir, lease_dirs)
         self._telemetry_keep = telemetry_keep
         self._events_cap = events_cap
         self._near_threshold = math.ceil(events_cap * NEAR_FULL_RATIO)
         self._retention_s = delivered_retention_h * 3600.0
         self._clock = clock
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._ro: sqlite3.Connection | None = None  # read-only view while the partition is read-only
         self._identity: tuple[int, int] | None = None  # (device, inode) of the open file
         self.near_full = False
-        self.fault: str | None = None
-        self.fault_kind: str | None = None
         self.generation = 0
         self.damage: list[Damage] = []  # found, not yet reported (salvage pending or done)
-        self.on_fault: Callable[[], object] | None = None  # told (any thread) when storage fails
-        self.lease = SeqLease([state_dir, *lease_dirs])
-        self._unclean = self.lease.was_open
         # seqs issued from memory by the last run may be on no disk: start above its lease
         self._last_seq = self.lease.high if self.lease.was_memory else 0
         self._pending_events = 0
         self._last_purge = clock()
-        self._recovering = False
         self._id_floor = 0
         try:
             self._open(quarantine_damage=recover)
@@ -229,24 +215,6 @@ class OutboxBase(Closing):
         self.damage = [d for d in self.damage if not d.salvaged_done]
         return ready
 
-    def _set_fault(self, exc: BaseException, *, quiet: bool = False) -> None:
-        kind = classify(exc, self._state_dir if self._state_dir.exists() else Path("/"))
-        with self._lock:
-            if kind != FULL and self._conn is not None:
-                self._conn.close()  # a clean close: a WAL missing later is not a lost one
-                self._conn = None
-                self._unclean = False
-            self.fault_kind, self.fault = kind, f"{kind}: {exc}"
-            if kind == UNAVAILABLE and self._ro is None:
-                self._ro = _open_read_only(self.path)
-            elif kind == DAMAGED:
-                self._close_ro()
-        self.lease.mark_memory()
-        if not quiet:
-            _LOG.critical("outbox storage fault (%s): %s; running from memory, retrying", kind, exc)
-        if self.on_fault is not None:
-            self.on_fault()  # the storage thread retries only while something is faulted
-
     def _update_near_full(self) -> None:
         """Raise the loud fault once per crossing of 90 % of the cap, clear it below."""
         near = self._pending_events >= self._near_threshold
@@ -259,109 +227,9 @@ class OutboxBase(Closing):
                          self._pending_events, self._events_cap)
         self.near_full = near
 
-    def _error(self, action: str, exc: sqlite3.Error) -> StorageError:
-        kind = classify(exc, self._state_dir if self._state_dir.exists() else Path("/"))
-        return storage_error(kind, f"cannot {action} the outbox {self.path}: {exc} ({kind}); check "
-                             "free space on the state partition (df) and `safehouse outbox --check`")
-
-    # -- transactions ------------------------------------------------------------------
-
-    def _close_ro(self) -> None:
-        if self._ro is not None:
-            self._ro.close()
-            self._ro = None
-
-    @contextmanager
-    def _reading_any(self) -> Iterator[sqlite3.Connection]:
-        """Like ``_reading`` but, while the partition is read-only, from the read-only view: what
-        is durable there is still sent (in order), only its delivery cannot be recorded yet."""
-        if self._conn is None and self._ro is not None:
-            try:
-                yield self._ro
-            except sqlite3.Error as exc:
-                raise self._error("read", exc) from exc
-        else:
-            with self._reading() as conn:
-                yield conn
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            if self.fault is not None:
-                raise storage_error(self.fault_kind or DAMAGED, f"the outbox is not usable: {self.fault}")
-            raise EventLogError(f"the outbox {self.path} is closed")
-        return self._conn
-
-    @contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
-        """Reads outside a transaction (each statement sees the latest commit); caller holds the lock."""
-        try:
-            yield self._connection()
-        except sqlite3.Error as exc:
-            raise self._error("read", exc) from exc
-
-    @contextmanager
-    def _write(self, *, fsync: bool = True) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction committed on exit (durable then); the caller holds the lock.
-
-        ``fsync=False`` commits without waiting for the disk: only for delivery marks, whose loss
-        in a power cut merely re-sends rows the receivers de-duplicate by event_id.
-        """
-        conn = self._connection()
-        if not fsync:
-            conn.execute("PRAGMA synchronous=NORMAL")
-        try:
-            with immediate(conn, lambda e: self._error("write", e), f"outbox {self.path}"):
-                yield conn
-        finally:
-            if not fsync and self._conn is not None:
-                try:
-                    conn.execute("PRAGMA synchronous=FULL")
-                except sqlite3.Error:
-                    _LOG.exception("outbox: could not restore synchronous=FULL")
-
-    def _fail(self, exc: StorageError) -> StorageError:
-        """A write failed: fault the outbox (writes then fail fast) and hand the error back."""
-        if exc.kind != FULL or self.fault is None:
-            self._set_fault(exc)
-        return exc
-
-    def _check_usable(self) -> None:
-        if self._recovering or (self.fault is not None and self.fault_kind != FULL):
-            raise storage_error(self.fault_kind or DAMAGED, f"the outbox is not usable: {self.fault}")
-
-    # -- lifecycle -----------------------------------------------------------------------
-
-    def close(self) -> None:
-        with self._lock:
-            self._close_ro()
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-                self.lease.mark(False)
-
-
 def _identity(path: Path) -> tuple[int, int] | None:
     try:
         st = path.stat()
     except OSError:
         return None
     return st.st_dev, st.st_ino
-
-
-def _open_read_only(path: Path) -> sqlite3.Connection | None:
-    """A read-only view of an outbox on a read-only partition (None if even that fails).
-
-    SQLite reads a WAL database read-only when its -wal and -shm already exist (left by the
-    previous run); without a -wal the file is complete on its own and is opened immutable."""
-    if not path.exists():
-        return None
-    wal = path.with_name(path.name + "-wal").exists()
-    uri = f"{path.absolute().as_uri()}?mode=ro" + ("" if wal else "&immutable=1")
-    try:
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=5.0)
-        conn.execute("SELECT COUNT(*) FROM messages").fetchone()
-    except sqlite3.Error as exc:
-        _LOG.warning("outbox %s: not even readable (%s): its pending messages wait for storage", path, exc)
-        return None
-    _LOG.warning("outbox %s: read-only for now: its pending messages are still sent", path)
-    return conn

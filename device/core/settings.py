@@ -76,6 +76,8 @@ class Convert:
 
 def _path(p: str, base: Path | None) -> Path:
     """Relative paths are taken from the config file's folder."""
+    if "\x00" in p:  # TOML can write "\u0000"; no system call takes it
+        raise ValueError("a path cannot hold a NUL character")
     return (base / p).resolve() if p and base is not None and not os.path.isabs(p) else Path(p)
 
 
@@ -214,11 +216,14 @@ def read(cls: type, section: str, raw: Any, base: Path | None) -> tuple[Any, lis
             values[key.name] = None if default is REQUIRED else _convert(key, default, base)
             continue
         fault = key.meta.check(value) if key.meta.check else None
-        if fault:
-            problems.append(f"{path}: {fault}")
-            values[key.name] = value  # unconverted: the instance is for cross-checks only
-        else:
-            values[key.name] = _convert(key, value, base)
+        if not fault:
+            try:
+                values[key.name] = _convert(key, value, base)
+                continue
+            except ValueError as exc:  # a value its conversion refuses (a path with a NUL)
+                fault = f"{exc}, got {value!r}"
+        problems.append(f"{path}: {fault}")
+        values[key.name] = value  # unconverted: the instance is for cross-checks only
     return cls(**values), problems
 
 

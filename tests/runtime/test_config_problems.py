@@ -190,3 +190,14 @@ def test_an_integer_too_large_for_a_number_is_out_of_range_not_a_traceback(tmp_p
         config.from_tree(tree)
     assert [p.split(":")[0] for p in info.value.problems] == ["camera.offsets", "alarm.ack_timeout"]
     assert info.value.problems[1].startswith("alarm.ack_timeout: must be between 1.0 and 3600.0, got 1000")
+
+
+@pytest.mark.parametrize(("section", "key"), [("device", "state_dir"), ("control", "socket"),
+                                              ("broker", "ca"), ("keypad", "volunteers")])
+@pytest.mark.parametrize("value", ["rel\x00ative", "/abs\x00olute"])
+def test_a_path_with_a_nul_character_is_a_problem_not_a_traceback(section: str, key: str, value: str) -> None:
+    """TOML can write "\\u0000"; resolving such a path raised ValueError (embedded null byte)."""
+    tree = {**BASE, section: {**BASE.get(section, {}), key: value}}
+    with pytest.raises(ConfigError) as info:
+        config.from_tree(tree, base=Path("/tmp"))
+    assert info.value.problems == [f"{section}.{key}: a path cannot hold a NUL character, got {value!r}"]

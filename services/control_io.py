@@ -6,53 +6,35 @@ daemon's user), lines of at most ``max_line`` bytes, and ``idle_timeout`` second
 complete line. Complete lines go to ``submit`` (the worker pool), one at a time per
 connection; ``answer()`` (any thread) hands the reply back and wakes the loop through a
 socket pair. ``select`` sleeps until the nearest idle deadline, or for ever when no client
-is connected: nothing here wakes on a timer it does not need.
+is connected: nothing here wakes on a timer it does not need. Who is let in when the socket is
+full is ``services/control_admission.py``; a connection's fields are ``services/control_conn.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import logging
 import os
 import queue
 import selectors
 import socket
-import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from safehouse.device.core.ratelimit import RateLimitedLog
+from safehouse.services.control_admission import RefusalBudget, free_kept_slot, peer_uid
+from safehouse.services.control_conn import Conn, error_line
+
+__all__ = ["ACCEPT_PAUSE", "Conn", "IoLoop"]
 
 _LOG = logging.getLogger(__name__)
-RESERVED = 1  # extra connections kept for root and the daemon's own user
 ACCEPT_PAUSE = 0.1  # out of file descriptors: stop accepting this long instead of spinning
-REFUSALS_PER_S = 500.0  # past this, extra connections wait in the listen backlog instead
-REFUSAL_BURST = 100.0
-_CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
-
-
-def _line(error: str) -> bytes:
-    return (json.dumps({"ok": False, "error": error}) + "\n").encode("utf-8")
-
-
-@dataclass(eq=False)
-class Conn:
-    sock: socket.socket
-    deadline: float
-    reserved: bool = False
-    buf: bytearray = field(default_factory=bytearray)
-    out: bytearray = field(default_factory=bytearray)
-    busy: bool = False  # a request is with a worker
-    eof: bool = False  # the client finished sending: answer what came, then close
-    closing: bool = False  # close once ``out`` is written
-    closed: bool = False
-    events: int = selectors.EVENT_READ  # what the selector watches now (0: unregistered)
 
 
 class IoLoop:
+    """The control socket's one I/O thread: accept, read lines, write answers, enforce limits."""
+
     def __init__(self, listener: socket.socket, *, max_clients: int, idle_timeout: float, max_line: int,
                  submit: Callable[[Conn, bytes], None], log: RateLimitedLog) -> None:
         self._listener, self._max, self._idle, self._max_line = listener, max_clients, idle_timeout, max_line
@@ -69,7 +51,7 @@ class IoLoop:
         self._accept_paused_until: float | None = None
         self._stopping = False
         self._privileged = {0, os.geteuid()}
-        self._tokens, self._tokens_at = REFUSAL_BURST, time.monotonic()
+        self._refusals = RefusalBudget()
         self.accepted = self.refused = self.timed_out = self.too_long = 0
 
     # --- any thread ---------------------------------------------------------------------------
@@ -118,7 +100,7 @@ class IoLoop:
 
     def _accept(self) -> None:
         while True:
-            if len(self._conns) >= self._max and not self._refusal_token():
+            if len(self._conns) >= self._max and not self._refusals.take():
                 # A flood: refusing costs CPU the core and the uplink need. Let the rest wait in
                 # the (short) listen backlog, and take them in order once tokens are back.
                 self._pause_accepting(0.02)  # ~10 tokens: refuse in small batches, not one per wake-up
@@ -136,7 +118,7 @@ class IoLoop:
             sock.setblocking(False)
             reserved = False
             if len(self._conns) >= self._max:
-                reserved = self._peer_uid(sock) in self._privileged and self._free_reserve()
+                reserved = peer_uid(sock) in self._privileged and free_kept_slot(self._conns, self._close)
                 if not reserved:
                     self._refuse(sock)
                     continue
@@ -145,46 +127,17 @@ class IoLoop:
             self._sel.register(sock, selectors.EVENT_READ, conn)
             self.accepted += 1
 
-    def _refusal_token(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(REFUSAL_BURST, self._tokens + (now - self._tokens_at) * REFUSALS_PER_S)
-        self._tokens_at = now
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
-
     def _pause_accepting(self, seconds: float) -> None:
         if self._accept_paused_until is None:
             self._sel.unregister(self._listener)
         self._accept_paused_until = time.monotonic() + seconds
 
-    def _free_reserve(self) -> bool:
-        """Is the kept slot free for a new root connection? An idle root connection in it gives
-        way (the newest wins: the previous `safehouse status` may not be reaped yet)."""
-        kept = [c for c in self._conns if c.reserved]
-        if len(kept) < RESERVED:
-            return True
-        idle = [c for c in kept if not c.busy and not c.out]
-        if not idle:
-            return False
-        with contextlib.suppress(OSError):
-            idle[0].sock.send(_line("busy: replaced by a newer connection from root"))
-        self._close(idle[0])
-        return True
-
     def _refuse(self, sock: socket.socket) -> None:
         self.refused += 1
         self._log.warning("busy", "control socket: refused a connection: %d clients connected", self._max)
         with contextlib.suppress(OSError):
-            sock.send(_line(f"busy: {self._max} clients are connected; try again"))
+            sock.send(error_line(f"busy: {self._max} clients are connected; try again"))
         sock.close()
-
-    def _peer_uid(self, sock: socket.socket) -> int:
-        try:
-            return int(_CRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))[1])
-        except (OSError, struct.error):
-            return -1
 
     def _read(self, conn: Conn) -> None:
         try:
@@ -215,7 +168,7 @@ class IoLoop:
                     self.too_long += 1
                     self._log.warning("too_long", "control socket: request longer than %d bytes",
                                       self._max_line)
-                    self._send(conn, _line(f"too_long: request longer than {self._max_line} bytes"),
+                    self._send(conn, error_line(f"too_long: request longer than {self._max_line} bytes"),
                                close=True)
                 break
             line = bytes(conn.buf[:end])
@@ -224,7 +177,7 @@ class IoLoop:
                 conn.busy = True
                 self._submit(conn, line)
         if conn.busy and len(conn.buf) > 2 * self._max_line:
-            self._send(conn, _line("too_long: too much input before the answer"), close=True)
+            self._send(conn, error_line("too_long: too much input before the answer"), close=True)
         if conn.eof and not conn.busy and not conn.closed and not conn.out:
             conn.closing = True
             self._flush(conn)
@@ -295,7 +248,7 @@ class IoLoop:
             self.timed_out += 1
             self._log.warning("idle", "control socket: closed a client idle for %.0f s", self._idle)
             with contextlib.suppress(OSError):
-                conn.sock.send(_line(f"timeout: no complete request line within {self._idle:g} s"))
+                conn.sock.send(error_line(f"timeout: no complete request line within {self._idle:g} s"))
             self._close(conn)
 
     def _close(self, conn: Conn) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from safehouse.device.cli import provisioning as prov
+from safehouse.device.cli.provision_check import round_trip
 from safehouse.device.core.errors import ConfigError
 from safehouse.device.runtime import config as configuration
 from safehouse.device.runtime.config import EX_CONFIG
@@ -108,8 +109,8 @@ def check(req: prov.Request, timeout: float) -> int:
         return EX_FAIL
     ca, cert, key = prov.installed_tls(req.root)
     try:
-        seconds = prov.round_trip(req.broker_url, req.device_id, req.precinct, ca=ca, cert=cert, key=key,
-                                  timeout=timeout)
+        seconds = round_trip(req.broker_url, req.device_id, req.precinct, ca=ca, cert=cert, key=key,
+                             timeout=timeout)
     except LinkError as exc:
         print(f"safehouse: --check failed: {exc}", file=sys.stderr)
         return EX_FAIL

@@ -5,7 +5,8 @@ signed by the CA and not be expired (a certificate expiring within 30 days only 
 identity and URL go through the config schema. Settings not named are kept: the existing
 config tree is read and only the named keys are replaced. Files are written atomically
 (temp + fsync + rename + fsync of the folder) and only when their bytes or mode differ, so
-re-running with the same arguments changes nothing.
+re-running with the same arguments changes nothing. ``--check`` (the broker round trip) is
+``device/cli/provision_check.py``.
 """
 
 from __future__ import annotations
@@ -13,13 +14,10 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import queue
 import shutil
 import subprocess
 import tempfile
-import time
 import tomllib
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,60 +274,6 @@ def provision(req: Request, *, openssl: str = "openssl") -> Result:
     result.changed.extend(changes)
     write_files(files, result)
     return result
-
-
-# --- round trip (--check) -----------------------------------------------------------------------
-
-def round_trip(url: str, device_id: str, precinct: str, *, ca: Path | None, cert: Path | None,
-               key: Path | None, timeout: float = 10.0) -> float:
-    """Connect as the kiosk, subscribe to its probe topic, publish a probe, wait for it back.
-
-    Returns the round trip in seconds (publish to receipt); raises LinkError with the reason.
-    A connection of its own: only with the daemon stopped (the precinct broker gives it the
-    kiosk's client id, so it would take over a running daemon's session; the daemon's
-    selftest uses services/link_probe.py on its own link instead).
-    """
-    from safehouse.services.mqtt_link import Incoming, LinkError, MqttLink, Tls
-
-    topic = f"safehouse/v1/{precinct}/{device_id}/provision/check"
-    token = uuid.uuid4().hex.encode()
-    got: queue.Queue[bytes] = queue.Queue()
-    acks: queue.Queue[str | None] = queue.Queue()
-    lost: list[str] = []
-    tls = Tls(str(ca), str(cert), str(key)) if url.startswith("mqtts://") and ca and cert and key else None
-
-    def on_message(msg: Incoming) -> None:
-        if msg.topic == topic:
-            got.put(msg.payload)
-
-    link = MqttLink(url, f"{device_id}-provision-{token[:6].decode()}", tls=tls, on_message=on_message,
-                    on_ack=lambda _mid, refusal: acks.put(refusal), on_lost=lost.append)
-    link.open(timeout=timeout)
-    try:
-        link.subscribe([topic])
-        time.sleep(0.2)  # let the SUBACK land before the probe; the echo wait covers any slack
-        start = time.monotonic()
-        link.publish(topic, token, qos=1, retain=False)
-        deadline = start + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                why = f" ({lost[0]})" if lost else ""
-                raise LinkError(f"connected to {url} but the probe on {topic} did not come back within "
-                                f"{timeout:g} s{why}: ACL denies publish/subscribe there?")
-            try:
-                refusal = acks.get_nowait()
-                if refusal is not None:
-                    raise LinkError(f"the broker refused the probe on {topic}: {refusal}")
-            except queue.Empty:
-                pass
-            try:
-                if got.get(timeout=min(left, 0.05)) == token:
-                    return time.monotonic() - start
-            except queue.Empty:
-                continue
-    finally:
-        link.close()
 
 
 def installed_tls(root: Path) -> tuple[Path, Path, Path]:

@@ -1,12 +1,12 @@
-"""The keypad as a volunteer and a technician see it: over a real PTY pair (socat) and loop://."""
+"""The keypad's keys as a volunteer types them: over a real PTY pair (socat) and loop://.
+
+Which bytes become keys, in what order, on which thread; noise and floods kept from the core.
+The serial port's own life (lost, restored, held exclusively, closed) is test_keypad_port.py.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -17,59 +17,11 @@ from hypothesis import strategies as st
 from safehouse.device.core.errors import HardwareError
 from safehouse.drivers.keypad import Keypad
 from safehouse.drivers.keypad_guard import FloodGuard
-from tests.rig.availability import unavailable
+from tests.rig.keypad_recorder import Recorder, fast_keypad
 from tests.rig.serial_pty import SerialRig
 from tests.rig.wait import wait_for
 
 KEY_BYTES = b"0123456789*#"
-
-
-class Recorder:
-    """What the daemon would see: keys, losses and restorations, in order."""
-
-    def __init__(self, keypad: Keypad) -> None:
-        self.lock = threading.Lock()
-        self.keys: list[str] = []
-        self.lost: list[str] = []
-        self.restored = 0
-        self.noise: list[int] = []
-        self.floods: list[tuple[bool, str, int]] = []
-        self.threads: set[str] = set()
-        keypad.when_key = self.on_key
-        keypad.when_lost = self.on_lost
-        keypad.when_restored = self.on_restored
-        keypad.when_noise = self.on_noise
-        keypad.when_flood = self.on_flood
-
-    def on_noise(self, count: int) -> None:
-        with self.lock:
-            self.noise.append(count)
-
-    def on_flood(self, started: bool, detail: str, discarded: int) -> None:
-        with self.lock:
-            self.floods.append((started, detail, discarded))
-
-    def on_key(self, key: str) -> None:
-        with self.lock:
-            self.keys.append(key)
-            self.threads.add(threading.current_thread().name)
-
-    def on_lost(self, reason: str) -> None:
-        with self.lock:
-            self.lost.append(reason)
-
-    def on_restored(self) -> None:
-        with self.lock:
-            self.restored += 1
-
-    @property
-    def typed(self) -> str:
-        with self.lock:
-            return "".join(self.keys)
-
-
-def fast_keypad(port: str | Path) -> Keypad:
-    return Keypad(str(port), reopen_min=0.05, reopen_max=0.2)
 
 
 def test_single_keys_and_lines_arrive_in_order(serial_rig: SerialRig,
@@ -105,52 +57,6 @@ def test_noise_bytes_are_counted_and_never_reach_when_key(serial_rig: SerialRig)
         assert keypad.rejected_bytes == 6 and seen.floods == []
 
 
-def test_unplug_mid_entry_is_reported_once_and_replug_restores_keys(serial_rig: SerialRig) -> None:
-    with fast_keypad(serial_rig.kiosk) as keypad:
-        seen = Recorder(keypad)
-        assert wait_for(lambda: keypad.is_connected)
-        serial_rig.send(b"12")
-        assert wait_for(lambda: seen.typed == "12")
-
-        serial_rig.unplug()
-        assert wait_for(lambda: len(seen.lost) == 1)
-        assert not keypad.is_connected
-        time.sleep(1.0)  # several reopen attempts (every 0.05-0.2 s) while it stays down
-        assert len(seen.lost) == 1, f"when_lost repeated while unplugged: {seen.lost}"
-        assert str(serial_rig.kiosk) in seen.lost[0], "the reason must name the port"
-        assert seen.restored == 0
-
-        serial_rig.replug()
-        assert wait_for(lambda: seen.restored == 1)
-        assert keypad.is_connected
-        serial_rig.send(b"34#")
-        assert wait_for(lambda: seen.typed == "1234#"), seen.typed
-        time.sleep(0.3)
-        assert (len(seen.lost), seen.restored) == (1, 1)
-
-
-def test_keypad_missing_at_start_is_reported_then_restored_when_plugged(short_dir: Path) -> None:
-    serial_rig = SerialRig(short_dir)
-    keypad = fast_keypad(serial_rig.kiosk)
-    try:
-        time.sleep(0.2)  # the first open has long failed: handlers assigned late must still hear it
-        seen = Recorder(keypad)
-        assert wait_for(lambda: len(seen.lost) == 1)
-        assert "kiosk" in seen.lost[0]
-        assert not keypad.is_connected
-        time.sleep(0.5)
-        assert len(seen.lost) == 1
-
-        with serial_rig:
-            assert wait_for(lambda: seen.restored == 1)
-            serial_rig.send(b"5\n")
-            assert wait_for(lambda: seen.typed == "5")
-        # Unplugged again on leaving the rig: a new loss, reported again.
-        assert wait_for(lambda: len(seen.lost) == 2)
-    finally:
-        keypad.close()
-
-
 def test_simulated_keypad_takes_injected_keys() -> None:
     with Keypad("loop://") as keypad:
         seen = Recorder(keypad)
@@ -180,40 +86,6 @@ def test_a_failing_handler_does_not_stop_the_reader() -> None:
         keypad.inject(b"213")
         assert wait_for(lambda: got == ["2", "3"])
         assert keypad.keys == 3
-
-
-@pytest.mark.parametrize("plugged", [True, False], ids=["connected", "in-backoff"])
-def test_close_is_prompt_and_idempotent(short_dir: Path, plugged: bool) -> None:
-    with SerialRig(short_dir) as serial_rig:
-        if not plugged:
-            serial_rig.unplug()
-        # A long backoff: close() must not wait for the next reopen.
-        keypad = Keypad(str(serial_rig.kiosk), reopen_min=20.0, reopen_max=30.0)
-        seen = Recorder(keypad)
-        assert wait_for(lambda: keypad.is_connected if plugged else len(seen.lost) == 1)
-        started = time.monotonic()
-        keypad.close()
-        took = time.monotonic() - started
-        keypad.close()
-        assert took < 1.0, f"close() took {took:.3f} s"
-        assert not keypad.is_connected
-
-
-def test_loop_close_is_prompt() -> None:
-    keypad = Keypad("loop://")
-    assert wait_for(lambda: keypad.is_connected)
-    started = time.monotonic()
-    keypad.close()
-    assert time.monotonic() - started < 1.0
-    with pytest.raises(HardwareError):
-        keypad.inject(b"1")
-
-
-def test_bad_settings_are_refused() -> None:
-    with pytest.raises(ValueError, match="reopen_min"):
-        Keypad("loop://", reopen_min=5.0, reopen_max=1.0)
-    with pytest.raises(ValueError, match="baud"):
-        Keypad("loop://", baud=0)
 
 
 def test_arbitrary_byte_streams_deliver_only_keys_in_order() -> None:
@@ -257,75 +129,6 @@ def test_a_flood_on_the_line_is_one_report_no_keys_and_keys_work_once_it_is_quie
         serial_rig.send(b"4711#")
         assert wait_for(lambda: seen.typed[before:] == "4711#")
         assert not keypad.flooding and len(seen.floods) == 2
-
-
-def test_the_port_is_opened_exclusively(serial_rig: SerialRig) -> None:
-    import serial
-
-    # another program holds the keypad first
-    with serial.Serial(str(serial_rig.kiosk), exclusive=True) as other, \
-            fast_keypad(serial_rig.kiosk) as keypad:
-        seen = Recorder(keypad)
-        assert wait_for(lambda: len(seen.lost) == 1)
-        assert "exclusively lock" in seen.lost[0] and not keypad.is_connected
-        other.close()
-        assert wait_for(lambda: seen.restored == 1)
-        with pytest.raises(serial.SerialException, match="exclusively lock"):
-            serial.Serial(str(serial_rig.kiosk), exclusive=True)  # and now nobody else can take it
-
-
-def test_a_plain_open_by_another_user_is_refused_while_the_keypad_holds_the_port(
-        serial_rig: SerialRig) -> None:
-    """pyserial's exclusive=True is a flock, which `cat` or `screen` never ask for: the port is
-    also marked TIOCEXCL, so such a program (not root) cannot read PIN digits off the line."""
-    if os.geteuid() != 0:
-        unavailable("needs root to run the other program as another user")
-    device = os.path.realpath(serial_rig.kiosk)
-    os.chmod(device, 0o666)  # as a dialout member could open it
-    probe = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
-             f"import os\ntry:\n    os.close(os.open({device!r}, os.O_RDONLY | os.O_NOCTTY))\n"
-             "    print('opened')\nexcept OSError as exc:\n    print(exc.strerror)"]
-
-    def other_program() -> str:
-        return subprocess.run(probe, capture_output=True, text=True, timeout=30, check=True).stdout.strip()
-
-    assert other_program() == "opened"  # nobody holds it yet
-    with fast_keypad(serial_rig.kiosk) as keypad:
-        assert wait_for(lambda: keypad.is_connected)
-        assert other_program() == "Device or resource busy"
-        seen = Recorder(keypad)
-        serial_rig.send(b"12#")
-        assert wait_for(lambda: seen.typed == "12#")
-    assert other_program() == "opened"  # the mark went with the daemon's close (a pty keeps it)
-
-
-def test_a_keypad_plugged_in_long_after_start_is_opened_at_once(short_dir: Path) -> None:
-    """Hotplug: while the device node is absent the reader polls for it, it does not back off."""
-    serial_rig = SerialRig(short_dir)
-    with Keypad(str(serial_rig.kiosk), reopen_min=0.25, reopen_max=30.0) as keypad:
-        seen = Recorder(keypad)
-        assert wait_for(lambda: len(seen.lost) == 1)
-        time.sleep(4.0)  # with backoff this would now wait 0.25 * 2**4 s and more
-        with serial_rig:
-            plugged = time.monotonic()
-            assert wait_for(lambda: seen.restored == 1)
-            assert time.monotonic() - plugged < 1.5
-
-
-def test_a_loss_the_owner_could_not_take_yet_is_reported_again(short_dir: Path) -> None:
-    """The daemon assigns handlers before its core queue exists: the first call may raise."""
-    calls: list[str] = []
-
-    def when_lost(reason: str) -> None:
-        calls.append(reason)
-        if len(calls) == 1:
-            raise AttributeError("'Daemon' object has no attribute 'loop'")
-
-    with fast_keypad(short_dir / "absent") as keypad:
-        keypad.when_lost = when_lost
-        assert wait_for(lambda: len(calls) == 2)
-        time.sleep(0.5)
-        assert len(calls) == 2, "reported again once, then not repeated"
 
 
 def test_an_idle_reader_reads_with_no_timer_and_a_flood_gets_one_until_it_is_over() -> None:

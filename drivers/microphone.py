@@ -15,7 +15,8 @@ is due: a real microphone blocks that long anyway, the simulator's ALSA file plu
 not, and without pacing it would run ~2000x ahead into garbage.
 
 A broken, missing or stalled microphone never stops the kiosk: the reader records the fault, logs
-it once, and keeps reopening with a backoff; ``record()`` raises MicrophoneError instead.
+it once, and keeps reopening with a backoff; ``record()`` raises MicrophoneError instead. What
+the microphone reports about itself (fault, rates, counters) is drivers/microphone_status.py.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
 
 from safehouse.device.core.threads import Worker
 from safehouse.drivers.mic_source import CaptureProcess, MicrophoneError, MicrophoneStalled, hint_for
+from safehouse.drivers.microphone_status import MicrophoneStatus
 from safehouse.drivers.ring_buffer import Clip, Collector, SampleRing
 
 __all__ = ["Clip", "MicrophoneError", "MicrophoneStalled", "SoundDeviceMicrophone"]
@@ -42,7 +43,7 @@ _GRACE = 5.0  # record() gives up this long after the clip should have been comp
 _OPEN_TIMEOUT = 15.0  # a capture process that has not opened the device by then is killed
 
 
-class SoundDeviceMicrophone:
+class SoundDeviceMicrophone(MicrophoneStatus):
     """Keeps the last ``pre_roll`` seconds; ``record()`` adds the post-roll and returns a clip.
 
     With ``pre_roll == 0`` the device stays closed until a clip is asked for. ``device`` is a
@@ -85,75 +86,6 @@ class SoundDeviceMicrophone:
         self._opened: CaptureProcess | None = None  # the last one that opened the device
         self._stalls = 0
         self._overflows = 0
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._name} pre_roll={self.pre_roll}s fault={self._fault!r}>"
-
-    @property
-    def _name(self) -> str:
-        return "the default input" if self.device is None else f"input {self.device!r}"
-
-    @property
-    def fault(self) -> str | None:
-        """Why the microphone is not capturing right now, or None when it is (or is idle)."""
-        return self._fault
-
-    @property
-    def is_running(self) -> bool:
-        """True between start() and close(): the reader thread is alive."""
-        return self._worker.is_alive and not self._worker.stopping.is_set()
-
-    @property
-    def is_capturing(self) -> bool:
-        """True while an input stream is open and delivering audio."""
-        return self._anchor is not None
-
-    @property
-    def started_at(self) -> float | None:
-        """Clock time of stream-frame 0 of the open stream (None while closed)."""
-        return self._anchor
-
-    @property
-    def device_name(self) -> str | None:
-        """PortAudio's name of the device last opened (None before the first open)."""
-        return self._opened.device_name if self._opened is not None else None
-
-    @property
-    def native_rate(self) -> int | None:
-        """The device's own sample rate, as PortAudio reports it (its default rate)."""
-        return self._opened.native_rate if self._opened is not None else None
-
-    @property
-    def device_rate(self) -> int | None:
-        """The rate the device is opened at: ``rate`` if it takes it, else resampled to ``rate``."""
-        return self._opened.device_rate if self._opened is not None else None
-
-    @property
-    def stalls(self) -> int:
-        """How many times the device stopped delivering and its capture was restarted."""
-        return self._stalls
-
-    @property
-    def capture_pid(self) -> int | None:
-        """Process id of the capture process (None while the device is closed)."""
-        source = self._source
-        return source.pid if source is not None else None
-
-    @property
-    def overflows(self) -> int:
-        """Blocks before which PortAudio lost samples (the reader fell behind the device)."""
-        return self._overflows
-
-    def describe(self) -> dict[str, Any]:
-        """Device, rates and faults in one dict, for `safehouse status` and selftest."""
-        return {"device": self.device_name, "native_rate": self.native_rate,
-                "device_rate": self.device_rate, "rate": self.rate, "stalls": self._stalls,
-                "overflows": self._overflows, "capturing": self.is_capturing, "fault": self._fault}
-
-    @property
-    def buffer_bytes(self) -> int:
-        """Memory held by the pre-roll ring (clips being recorded allocate their own)."""
-        return self._ring.nbytes
 
     def start(self) -> None:
         """Start the reader; with a pre-roll, wait (briefly) for the first open attempt."""

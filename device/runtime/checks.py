@@ -102,7 +102,8 @@ def microphone(parts: Parts, *, enabled: bool, buzzer: Buzzer, tone_hz: float | 
         ok = abs(peak_hz - tone_hz) <= tone_hz * 0.05 and rms > 30.0
         return ok, device + (f"buzzer tone {tone_hz:.0f} Hz, heard loudest {peak_hz:.0f} Hz "
                              f"at level {rms:.0f}")
-    return rms > 30.0, device + (f"{len(heard) / clip.rate:.1f} s heard, level {rms:.0f}, loudest "
+    seconds = len(heard) / 2 / clip.rate  # heard is 16-bit PCM: two bytes a sample
+    return rms > 30.0, device + (f"{seconds:.1f} s heard, level {rms:.0f}, loudest "
                                  f"{peak_hz:.0f} Hz (no acoustic loop: needs a tonal buzzer on real "
                                  "hardware)")
 

@@ -79,7 +79,7 @@ def _check(fleet: Fleet) -> None:
     problems: list[str] = []
 
     def ident(value: str, what: str) -> None:
-        if not ID_PATTERN.match(value):
+        if not ID_PATTERN.fullmatch(value):  # not .match: its $ also matches before a final newline
             problems.append(f"{what} must be {ID_TEXT}, got {value!r}")
 
     seen: set[str] = set()

@@ -217,11 +217,11 @@ def _kiosks(hosts: dict[str, _Seen], problems: list[str]) -> tuple[list[Kiosk], 
 
 
 def _valid(value: Any) -> str | None:
-    return value if isinstance(value, str) and ID_PATTERN.match(value) else None
+    return value if isinstance(value, str) and ID_PATTERN.fullmatch(value) else None
 
 
 def _ident(value: Any, what: str, problems: list[str]) -> str | None:
-    if isinstance(value, str) and ID_PATTERN.match(value):
+    if isinstance(value, str) and ID_PATTERN.fullmatch(value):  # not .match: "K1\n" passed
         return value
     if isinstance(value, str) and "{{" in value:
         problems.append(f"{what} is a Jinja template ({value!r}): write the value itself")

@@ -200,3 +200,16 @@ def test_a_fleet_built_by_hand_is_checked_like_an_inventory() -> None:
 
 def test_the_acl_id_rule_is_the_kiosk_configs() -> None:
     assert ID_PATTERN.pattern == IDENT.pattern
+
+
+@pytest.mark.parametrize("bad", [{"device_id": "K1\n"}, {"precinct": "p1\n"}, {"alliance": "a1\n"}])
+def test_an_id_with_a_trailing_newline_never_reaches_the_acl(bad: dict[str, str]) -> None:
+    """Python's ``$`` matches before a final newline: 'K1\\n' passed and split every topic line
+    of its block in two (mosquitto would read 'topic write safehouse/v1/p1/K1' and '/status')."""
+    host = {"device_id": "K1", "precinct": "p1", "alliance": "a1", **bad}
+    with pytest.raises(ConfigError) as err:
+        read_fleet({"all": {"hosts": {"h1": host}}}, "inventory.yml")
+    assert len(err.value.problems) == 1 and "\\n" in err.value.problems[0], err.value.problems
+    kiosk = (host["device_id"], host["precinct"], host["alliance"])
+    with pytest.raises(ConfigError):
+        render_acl(fleet_of([kiosk], {}))

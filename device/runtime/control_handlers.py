@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from safehouse.device.core.alarm import OUTCOMES
 from safehouse.device.core.clock import Clock
@@ -97,7 +97,7 @@ class ControlHandlers:
         part, fault = req.get("part"), req.get("fault")
         if part == "core":
             seconds = req.get("seconds", 10)
-            if fault != "hang" or not isinstance(seconds, int | float) or not 0 < seconds <= 300:
+            if fault != "hang" or not _is_number(seconds) or not 0 < seconds <= 300:
                 raise CommandRefused("core takes fault 'hang' and 0 < seconds <= 300")
             self._loop.stall(float(seconds))
             return {"part": part, "fault": fault, "seconds": seconds}
@@ -135,7 +135,8 @@ class ControlHandlers:
     def snapshots(self, req: Mapping[str, Any]) -> dict[str, Any]:
         """`safehouse accept`: ``count`` snapshots through the alarm camera, real JPEG sizes."""
         count, timeout = req.get("count", 3), req.get("per_shot", 5.0)
-        if not isinstance(count, int) or not isinstance(timeout, int | float) or not 0 < timeout <= 60:
+        whole = isinstance(count, int) and not isinstance(count, bool)
+        if not whole or not _is_number(timeout) or not 0 < timeout <= 60:
             raise CommandRefused("count must be an integer and 0 < per_shot <= 60 (seconds)")
         try:
             return acceptance_probe.snapshots(self._capture_parts().get("camera"), count, float(timeout))
@@ -148,7 +149,7 @@ class ControlHandlers:
         if req.get("poll"):
             return self._recorder.poll()
         seconds = req.get("seconds", 60.0)
-        if not isinstance(seconds, int | float):
+        if not _is_number(seconds):
             raise CommandRefused("seconds must be a number")
         try:
             return self._recorder.start(self._capture_parts().get("microphone"), float(seconds))
@@ -163,10 +164,10 @@ class ControlHandlers:
         jump = getattr(self._clock, "jump", None)
         if jump is None or fault not in ("jump", "none"):
             raise CommandRefused("clock takes fault 'jump' (with seconds) or 'none'")
-        if fault == "jump" and (not isinstance(seconds, int | float) or not seconds):
+        if fault == "jump" and (not _is_number(seconds) or not seconds):
             raise CommandRefused("clock jump needs non-zero seconds, e.g. 3600 or -3600")
         try:
-            offset = jump(float(seconds) if fault == "jump" and isinstance(seconds, int | float) else 0.0)
+            offset = jump(float(seconds) if fault == "jump" and _is_number(seconds) else 0.0)
         except (ValueError, OSError) as exc:
             raise CommandRefused(str(exc)) from exc
         return {"part": "clock", "fault": fault, "offset_s": offset}
@@ -180,7 +181,7 @@ class ControlHandlers:
 
     def press(self, req: Mapping[str, Any]) -> dict[str, Any]:
         hold = req.get("hold")
-        if hold is not None and (not isinstance(hold, int | float) or not 0 <= hold <= MAX_HOLD):
+        if hold is not None and (not _is_number(hold) or not 0 <= hold <= MAX_HOLD):
             raise CommandRefused(f"hold must be a number of seconds between 0 and {MAX_HOLD:g}")
         policy = self._loop.state.policy
         if policy.trigger == "hold" and (hold is None or 0 < hold < policy.hold_seconds):
@@ -284,3 +285,8 @@ def _text(req: Mapping[str, Any], key: str, default: str) -> str:
     if not isinstance(value, str) or len(value) > 64:
         raise CommandRefused(f"{key} must be a string of at most 64 characters")
     return value
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    """A JSON number: bool is an int in Python, but ``true`` is not 1 second."""
+    return isinstance(value, int | float) and not isinstance(value, bool)

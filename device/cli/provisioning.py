@@ -14,6 +14,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import tempfile
@@ -92,9 +93,21 @@ def _why(proc: subprocess.CompletedProcess[str]) -> str:
     return text[0] if text else f"openssl exited with {proc.returncode}"
 
 
+def _common_name(cert: Path, openssl: str) -> str | None:
+    subject = _openssl("x509", "-noout", "-subject", "-nameopt", "multiline", "-in", str(cert),
+                       openssl=openssl).stdout
+    found = re.search(r"^\s*commonName\s*=\s*(.+?)\s*$", subject, re.M)
+    return found.group(1) if found else None
+
+
 def check_material(ca: Path, cert: Path, key: Path, *, openssl: str = "openssl",
-                   warn_days: int = WARN_DAYS) -> list[str]:
-    """Raise ProvisionError naming every bad file; return warnings (e.g. expiring soon)."""
+                   warn_days: int = WARN_DAYS, device_id: str | None = None) -> list[str]:
+    """Raise ProvisionError naming every bad file; return warnings (e.g. expiring soon).
+
+    ``device_id``: the certificate's CN must be it. The precinct broker takes the CN as the
+    kiosk's name (use_identity_as_username), so a kiosk holding another kiosk's certificate
+    would connect as that kiosk and its own topics would be refused by the ACL.
+    """
     problems: list[str] = []
     for label, path in (("CA certificate", ca), ("client certificate", cert), ("client key", key)):
         if not path.is_file():
@@ -121,6 +134,12 @@ def check_material(ca: Path, cert: Path, key: Path, *, openssl: str = "openssl",
         detail = " ".join(line.strip() for line in (verify.stdout + verify.stderr).splitlines()
                           if "error" in line.lower() and "verification failed" not in line)[:300]
         problems.append(f"{cert}: not signed by the CA {ca} ({detail or _why(verify)})")
+    if device_id is not None:
+        cn = _common_name(cert, openssl)
+        if cn != device_id:
+            problems.append(f"{cert}: certificate is for CN={cn or '(none)'}, not for this kiosk "
+                            f"{device_id}: the broker takes the CN as the kiosk's name, so its ACL would "
+                            f"refuse {device_id}'s topics; use the certificate issued for {device_id}")
     end = _openssl("x509", "-noout", "-enddate", "-in", str(cert), openssl=openssl).stdout.strip()
     not_after = end.partition("=")[2] or "unknown date"
     warnings: list[str] = []
@@ -269,7 +288,8 @@ def provision(req: Request, *, openssl: str = "openssl") -> Result:
     if root_problems:
         raise ProvisionError(root_problems)
     config_file, changes = plan_config(req)  # schema first: cheap, and lists every bad value
-    result = Result(warnings=check_material(req.ca, req.cert, req.key, openssl=openssl))
+    result = Result(warnings=check_material(req.ca, req.cert, req.key, openssl=openssl,
+                                            device_id=req.device_id))
     files = [*plan_tls(req), config_file]  # TLS before the config that points at it
     result.changed.extend(changes)
     write_files(files, result)

@@ -82,13 +82,15 @@ def test_changed_precinct_keeps_other_settings(tmp_path: Path, pki: Pki,
     assert (cfg.device.precinct, cfg.device.alliance, cfg.alarm.ack_timeout) == ("p2", "a1", 30)
 
 
-@pytest.mark.parametrize("case", ["mismatch", "other_ca", "expired"])
+@pytest.mark.parametrize("case", ["mismatch", "other_ca", "expired", "other_kiosk"])
 def test_bad_material_is_refused_and_nothing_written(case: str, tmp_path: Path, pki: Pki,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     a, b = pki.client("SH-A"), pki.client("SH-B")
     client, fragment = {"mismatch": (CertKey(a.cert, b.key), "does not match the key"),
                         "other_ca": (pki.other_ca_client, "not signed by the CA"),
-                        "expired": (pki.expired_client, "certificate expired")}[case]
+                        "expired": (pki.expired_client, "certificate expired"),
+                        # SH-B's own valid certificate on kiosk SH-A: the broker would call it SH-B
+                        "other_kiosk": (b, "certificate is for CN=SH-B, not for this kiosk SH-A")}[case]
     assert cli(*argv(tmp_path, pki, client)) == 1
     err = capsys.readouterr().err
     assert fragment in err and str(client.cert) in err

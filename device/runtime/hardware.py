@@ -32,10 +32,12 @@ _LOG = logging.getLogger(__name__)
 
 
 class Hardware:
-    """Light box, status LED, panic button and the optional tamper and lamp inputs.
+    """The kiosk's hardware: every part registered in ``parts.HARDWARE``, in its order.
 
-    The parts and their order come from ``parts.HARDWARE``; this class only opens them (all
-    or nothing), wires their inputs to the core queue and drives the simulation panel.
+    This class only opens them (all or nothing), wires their inputs to the core queue and
+    drives the simulation panel. A part registered with an ``attribute`` is exposed under that
+    name, declared below with its type so that mypy checks what uses it (a test holds the two
+    lists equal); a part that is only wired needs no line here.
     """
 
     light: LightBox
@@ -66,7 +68,9 @@ class Hardware:
         except HardwareError:
             raise
         except Exception as exc:
-            raise HardwareError(f"cannot open {what}: {exc}; check the [gpio] section") from exc
+            # ``what`` names the part and the keys it was opened from ("the keypad (keypad.port=
+            # '/dev/ttyUSB0')"): a serial part has no [gpio] pin to check
+            raise HardwareError(f"cannot open {what}: {exc}; check those keys in the config") from exc
         if device is not None:  # None: the config leaves this part out
             self._opened.append(device)
         return device

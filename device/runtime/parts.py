@@ -5,7 +5,8 @@ docs, see device.core.settings) and, for hardware, a ``build`` factory that retu
 or the simulated device. This registry only says which parts the kiosk has: the config loader
 walks ``Sections`` (its fields are the [sections], in file order), the JSON Schema is written
 from it, ``Hardware`` opens ``HARDWARE`` in order, and the capture service gets ``CAPTURE``
-(the evidence parts). Adding a part touches its module, one or two lines here and its tests.
+(the evidence parts). Adding a part touches its module, its tests and, here, its import, its
+``Sections`` field and its ``HardwarePart`` entry.
 Nothing here imports gpiozero, paho, numpy or Pillow: the factories do, when the part is
 built, so loading the config (every CLI command) stays light.
 """
@@ -103,8 +104,14 @@ class Bench:
 class HardwarePart:
     """One piece of hardware: how to open it from the config and what it tells the core loop.
 
-    ``build`` returns the open device, or None when the config leaves it out (no keypad port,
-    buzzer disabled, an unwired input). ``attribute``: the name ``Hardware`` exposes it under.
+    ``what`` names the part and the config keys it is opened from ("the keypad
+    (keypad.port='/dev/ttyUSB0')"): a build that raises is reported as "cannot open <what>:
+    <why>; check those keys in the config". ``build`` returns the open device (it must have an
+    idempotent ``close()``), or None when the config leaves it out (no keypad port, buzzer
+    disabled, an unwired input). ``wire`` turns the device's callbacks into core inputs.
+    ``attribute``: the name ``Hardware`` exposes it under, for a part something else uses
+    (the effect runner, the self-test); it is declared with its type on ``Hardware`` too.
+    Every part is wired or exposed, or it would be opened for nothing.
     """
 
     what: Callable[[Sections, Bench], str]  # for "cannot open <what>: ..."

@@ -72,6 +72,21 @@ def test_a_part_that_cannot_open_closes_the_ones_already_open() -> None:
         assert hw.light is not None
 
 
+def test_a_part_not_on_gpio_is_not_blamed_on_the_gpio_section(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reason names the part and its keys (a serial modem's port), not a [gpio] pin it has none of."""
+    from safehouse.device.runtime import hardware
+
+    def no_modem(_c: parts.Sections, _b: parts.Bench) -> Any:
+        raise OSError("could not open port /dev/ttyNOPE")
+
+    modem = parts.HardwarePart(lambda c, b: "the SMS modem (sms.port='/dev/ttyNOPE')", no_modem)
+    monkeypatch.setattr(hardware, "HARDWARE", (*parts.HARDWARE, modem))
+    with pytest.raises(HardwareError) as info:
+        Hardware(_config(), lambda _inp: None, wall=lambda: 0.0)
+    assert str(info.value) == ("cannot open the SMS modem (sms.port='/dev/ttyNOPE'): could not open "
+                               "port /dev/ttyNOPE; check those keys in the config")
+
+
 def test_loading_the_config_imports_no_driver_library() -> None:
     code = ("import sys; from safehouse.device.runtime import config; config.load('config/sim.toml'); "
             "print(sorted(m for m in ('gpiozero', 'paho', 'numpy', 'PIL', 'serial', 'sounddevice') "

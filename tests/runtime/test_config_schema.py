@@ -124,3 +124,20 @@ def test_every_hardware_part_is_exposed_or_wired() -> None:
     assert attributes == list(Hardware.__annotations__), "declare each exposed part on Hardware"
     assert {"light", "status_led", "button", "buzzer", "keypad"} <= set(attributes)
     assert all(part.attribute or part.wire for part in HARDWARE)
+
+
+def test_the_full_example_config_names_every_key_with_its_default() -> None:
+    """README calls config/config.example.toml "a full example with every default": a key added
+    to a part's settings must appear there too (optional pins as a commented line)."""
+    example_text = (REPO / "config" / "config.example.toml").read_text()
+    example = tomllib.loads(example_text)
+    schema = json.loads((REPO / "config" / "schemas" / "config.schema.json").read_text())
+    missing, differ = [], []
+    for section, table in schema["properties"].items():
+        for key, spec in table.get("properties", {}).items():
+            if key not in example.get(section, {}):
+                if f"# {key} = " not in example_text:
+                    missing.append(f"{section}.{key}")
+            elif "default" in spec and example[section][key] != spec["default"]:
+                differ.append(f"{section}.{key}: {example[section][key]!r} != default {spec['default']!r}")
+    assert missing == [] and differ == []

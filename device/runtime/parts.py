@@ -40,18 +40,18 @@ from safehouse.device.core.settings_sections import (
 from safehouse.drivers import (
     button_part,
     buzzer_part,
-    camera_part,
+    camera,
     keypad_part,
-    light_part,
+    lightbox,
     microphone_part,
     status_led_part,
 )
 from safehouse.drivers.button_part import ButtonSettings
 from safehouse.drivers.buzzer_part import BuzzerSettings
-from safehouse.drivers.camera_part import CameraSettings
+from safehouse.drivers.camera import CameraSettings
 from safehouse.drivers.gpio_settings import GpioSettings
 from safehouse.drivers.keypad_part import KeypadSettings
-from safehouse.drivers.light_part import LightSettings
+from safehouse.drivers.lightbox import LightSettings
 from safehouse.drivers.microphone_part import MicrophoneSettings
 from safehouse.services.control import ControlSettings
 from safehouse.services.evidence_evict import EvidenceSettings
@@ -139,8 +139,8 @@ def _keypad(device: Any, put: Put) -> None:
 HARDWARE: tuple[HardwarePart, ...] = (  # opened in this order, closed in the reverse
     HardwarePart(
         lambda c, b: f"the light box (gpio.red={c.gpio.red}, gpio.blue={c.gpio.blue})",
-        lambda c, b: light_part.build(c.light, red=c.gpio.red, blue=c.gpio.blue,
-                                      pin_factory=b.pin_factory, clock=b.local_now),
+        lambda c, b: lightbox.build(c.light, red=c.gpio.red, blue=c.gpio.blue,
+                                    pin_factory=b.pin_factory, clock=b.local_now),
         attribute="light"),
     HardwarePart(
         lambda c, b: f"the status LED (gpio.status_led={c.gpio.status_led})",
@@ -190,7 +190,7 @@ class CapturePart:
 
 
 CAPTURE: tuple[CapturePart, ...] = (
-    CapturePart("camera", lambda c: camera_part.build(
+    CapturePart("camera", lambda c: camera.build(
         c.camera, simulated=c.device.hardware == "sim", device_id=c.device.id)),
     CapturePart("microphone", lambda c: microphone_part.build(
         c.microphone, simulated=c.device.hardware == "sim", state_dir=c.device.state_dir)),

@@ -23,10 +23,10 @@ from safehouse.drivers.camera import (
     Camera,
     CameraError,
     Frame,
-    Picamera2Camera,
-    SimCamera,
     make_camera,
 )
+from safehouse.drivers.camera_pi import Picamera2Camera
+from safehouse.drivers.camera_sim import SimCamera
 from tests.rig.picamera2_double import Picamera2Double
 
 HINTS = ("ribbon cable", "rpicam-hello --list-cameras", "video")

@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from safehouse.drivers.camera import Picamera2Camera
+from safehouse.drivers.camera_pi import Picamera2Camera
 
 
 @pytest.mark.hw_raspberrypi

@@ -25,7 +25,8 @@ from safehouse.device.core.evidence import on_evidence_ready
 from safehouse.device.core.inputs import EvidenceReady, Input
 from safehouse.device.core.lifecycle import Step
 from safehouse.device.core.state import Policy, initial_state
-from safehouse.drivers.camera import CameraError, Picamera2Camera
+from safehouse.drivers.camera import CameraError
+from safehouse.drivers.camera_pi import Picamera2Camera
 from safehouse.services.capture import CaptureService, CaptureSettings, call_with_timeout
 from safehouse.services.evidence import EvidenceStore
 from safehouse.services.outbox import Outbox

@@ -4,6 +4,10 @@ A citizen who presses the button must see the box react at once, so ``play()`` w
 first step itself (under the lock the player also holds) instead of waiting for the player
 to wake up. The player sleeps on an Event between steps and forever on steady patterns, so
 an idle kiosk costs no CPU.
+
+The module is the whole part: its [light] settings, the driver and ``build()``. gpiozero is
+imported only when a LightBox opens its pins, so loading the config (every CLI command does)
+imports no driver library; the pin factory decides whether the pins are real or simulated.
 """
 
 from __future__ import annotations
@@ -12,23 +16,36 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from datetime import time as clock_time
 from typing import Any
-
-from gpiozero import PWMLED
 
 from safehouse.device.core.closing import Closing
 from safehouse.device.core.errors import HardwareError
+from safehouse.device.core.settings import HHMM, as_time, in_range, matches, setting
 from safehouse.device.core.signals import LightPattern
 from safehouse.device.core.threads import Worker
 from safehouse.drivers.patterns import PATTERNS, BrightnessSchedule, Pattern, Step
-from safehouse.drivers.pins import opening
 
 _LOG = logging.getLogger(__name__)
 
 # A dimmable steady pattern (the beacon) re-reads the schedule this often; dusk need not be
 # caught to the second, and a once-a-minute wake-up is free.
 _RECHECK_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class LightSettings:
+    """[light]: the light box's wiring polarity and the beacon's brightness schedule."""
+
+    active_high: bool = setting(True, "false for relay boards that switch on a low level")
+    day_brightness: float = setting(1.0, "beacon brightness by day (0-1)", in_range(0.0, 1.0))
+    night_brightness: float = setting(0.4, "beacon brightness by night (0-1)", in_range(0.0, 1.0))
+    night_from: clock_time = setting("19:00", "local time the night brightness starts (HH:MM)",
+                                     matches(HHMM, "HH:MM"), convert=as_time)
+    night_until: clock_time = setting("07:00", "local time the night brightness ends (HH:MM)",
+                                      matches(HHMM, "HH:MM"), convert=as_time)
 
 
 class LightBox(Closing):
@@ -55,6 +72,11 @@ class LightBox(Closing):
         self._started = time.monotonic()
         self._levels = (0.0, 0.0)
         self._leds: list[Any] = []
+        # gpiozero (and pins, which imports it) only here, where pins open: see the docstring.
+        from gpiozero import PWMLED
+
+        from safehouse.drivers.pins import opening
+
         try:
             for what, pin in (("light box red channel", red), ("light box blue channel", blue)):
                 with opening(what, pin):
@@ -163,3 +185,16 @@ class LightBox(Closing):
                     deadline = now + pattern.steps[index].seconds
                 timeout = deadline - now
             self._wake.wait(timeout)
+
+
+def build(settings: LightSettings, *, red: int, blue: int, pin_factory: Any,
+          clock: Callable[[], datetime]) -> LightBox:
+    """Open the light box on ``red`` and ``blue``; sim or real is the pin factory's choice.
+
+    ``clock`` is local wall time from the daemon's clock (a sim clock can jump), never a
+    second reading of the system clock: the beacon dims by it.
+    """
+    schedule = BrightnessSchedule(day=settings.day_brightness, night=settings.night_brightness,
+                                  night_from=settings.night_from, night_until=settings.night_until)
+    return LightBox(red, blue, active_high=settings.active_high, schedule=schedule,
+                    pin_factory=pin_factory, clock=clock)

@@ -3,6 +3,10 @@
 The public light box never admits the kiosk is offline (citizens must still press the
 button: the alarm works locally and is queued), so the uplink state goes to this small LED
 that only someone who opened the case can see.
+
+The module is the whole part: it has no settings of its own (its pin is gpio.status_led), so
+``build()`` is all the registry needs. gpiozero is imported only when a StatusLed opens its
+pin, so loading the config imports no driver library.
 """
 
 from __future__ import annotations
@@ -13,11 +17,8 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from gpiozero import LED
-
 from safehouse.device.core.closing import Closing
 from safehouse.device.core.errors import HardwareError
-from safehouse.drivers.pins import opening
 
 _LOG = logging.getLogger(__name__)
 
@@ -53,6 +54,11 @@ class StatusLed(Closing):
         self._link = "disabled"
         self._rollcall = False
         self._closed = False
+        # gpiozero (and pins, which imports it) only here, where the pin opens.
+        from gpiozero import LED
+
+        from safehouse.drivers.pins import opening
+
         with opening("status LED", pin):
             self._led: Any = LED(pin, pin_factory=pin_factory)
 
@@ -101,3 +107,7 @@ class StatusLed(Closing):
             finally:
                 self._led.close()
 
+
+def build(pin: int, *, pin_factory: Any) -> StatusLed:
+    """Open the status LED on ``pin``."""
+    return StatusLed(pin, pin_factory=pin_factory)

@@ -44,7 +44,7 @@ from safehouse.drivers import (
     keypad_part,
     lightbox,
     microphone_part,
-    status_led_part,
+    status_led,
 )
 from safehouse.drivers.button_part import ButtonSettings
 from safehouse.drivers.buzzer_part import BuzzerSettings
@@ -144,7 +144,7 @@ HARDWARE: tuple[HardwarePart, ...] = (  # opened in this order, closed in the re
         attribute="light"),
     HardwarePart(
         lambda c, b: f"the status LED (gpio.status_led={c.gpio.status_led})",
-        lambda c, b: status_led_part.build(c.gpio.status_led, pin_factory=b.pin_factory),
+        lambda c, b: status_led.build(c.gpio.status_led, pin_factory=b.pin_factory),
         attribute="status_led"),
     HardwarePart(
         lambda c, b: f"the panic button (gpio.button={c.gpio.button})",

@@ -23,7 +23,7 @@ from bench.idle_process import _cpu_seconds, _peak_rss_mb
 
 
 def capture_process(window: float) -> list[dict[str, Any]]:
-    from safehouse.drivers.sim_audio import sim_microphone
+    from safehouse.drivers.microphone import sim_microphone
 
     folder = Path(tempfile.mkdtemp(prefix="sh-bench-mic-", dir="/tmp"))
     bare = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])

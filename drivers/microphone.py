@@ -1,4 +1,9 @@
-"""The kiosk microphone: a pre-roll ring fed by one reader thread, and clips cut from it.
+"""The microphone part: its [microphone] settings, build(), and the real and simulated microphone.
+
+The microphone is a pre-roll ring fed by one reader thread, and clips cut from it; the
+simulated one is the same reader on ALSA's file plugin (drivers/sim_audio.py). Neither
+sounddevice nor numpy is imported here: PortAudio lives in the capture process, so loading
+the config (every CLI command does) costs neither.
 
 PortAudio runs in a capture process (drivers/mic_child.py, seen through mic_source.py),
 which opens the device at 16 kHz if it can, else at the device's own rate (typical USB
@@ -25,14 +30,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
+from typing import Any
 
+from safehouse.device.core.settings import in_range, setting
 from safehouse.device.core.threads import Worker
 from safehouse.drivers.mic_source import CaptureProcess, MicrophoneError, MicrophoneStalled, hint_for
 from safehouse.drivers.microphone_status import MicrophoneStatus
 from safehouse.drivers.ring_buffer import Clip, Collector, SampleRing
+from safehouse.drivers.sim_audio import RATE as SIM_RATE
+from safehouse.drivers.sim_audio import prepare_sim_audio
 
-__all__ = ["Clip", "MicrophoneError", "MicrophoneStalled", "SoundDeviceMicrophone"]
+__all__ = ["Clip", "MicrophoneError", "MicrophoneSettings", "MicrophoneStalled", "SoundDeviceMicrophone",
+           "build", "sim_microphone"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -41,6 +53,18 @@ _BACKOFF = (1.0, 30.0)
 DAEMON_BLOCK = 4000  # 0.25 s at 16 kHz: what the daemon's microphone reads per wake-up
 _GRACE = 5.0  # record() gives up this long after the clip should have been complete
 _OPEN_TIMEOUT = 15.0  # a capture process that has not opened the device by then is killed
+SIM_AUDIO_SECONDS = 120.0  # the sim microphone's signal file; the stream rewinds before its end
+
+
+@dataclass(frozen=True)
+class MicrophoneSettings:
+    """[microphone]: whether an alarm records a clip, and how much before and after the press."""
+
+    enabled: bool = setting(True, "record an audio clip when an alarm starts")
+    pre_roll: float = setting(10.0, "seconds kept from before the press (0 = microphone closed "
+                              "until an alarm)", in_range(0.0, 60.0))
+    post_roll: float = setting(20.0, "seconds recorded after the press", in_range(1.0, 300.0))
+    device: str = setting("", "sounddevice input device name, or its number ('' = the default input)")
 
 
 class SoundDeviceMicrophone(MicrophoneStatus):
@@ -285,3 +309,33 @@ class SoundDeviceMicrophone(MicrophoneStatus):
             jobs, self._pending = self._pending, []
         for job in jobs:
             job.finish(reason)
+
+
+def build(settings: MicrophoneSettings, *, simulated: bool, state_dir: Path) -> SoundDeviceMicrophone | None:
+    """The microphone the config asks for, not yet started; None when off or unavailable.
+
+    Simulated with no ``microphone.device``, the kiosk hears a chirp file kept in ``state_dir``
+    through ALSA's file plugin; a simulated microphone that cannot be prepared is logged and
+    left out (the alarm goes without a clip, the kiosk starts all the same). Otherwise the
+    configured (or default) input, read in the daemon's quarter-second blocks.
+    """
+    if not settings.enabled:
+        return None
+    device = settings.device or None
+    if simulated and device is None:
+        try:
+            return sim_microphone(state_dir, pre_roll=settings.pre_roll, seconds=SIM_AUDIO_SECONDS)
+        except Exception as exc:
+            _LOG.error("simulated microphone unavailable: %s", exc)
+            return None
+    return SoundDeviceMicrophone(pre_roll=settings.pre_roll, device=device, blocksize=DAEMON_BLOCK)
+
+
+def sim_microphone(state_dir: Path, *, pre_roll: float = 10.0, seconds: float = 120.0,
+                   **kwargs: Any) -> SoundDeviceMicrophone:
+    """The simulated kiosk's microphone: prepared fake device, restarted before the file ends,
+    read in the daemon's quarter-second blocks unless ``blocksize`` says otherwise."""
+    audio = prepare_sim_audio(state_dir, seconds=seconds)
+    kwargs.setdefault("blocksize", DAEMON_BLOCK)
+    return SoundDeviceMicrophone(pre_roll=pre_roll, rate=SIM_RATE, restart_after=audio.restart_after,
+                                 **kwargs)

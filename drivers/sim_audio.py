@@ -22,9 +22,9 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from safehouse.drivers.microphone import DAEMON_BLOCK, MicrophoneError, SoundDeviceMicrophone
+from safehouse.drivers.mic_source import MicrophoneError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -109,16 +109,6 @@ def prepare_sim_audio(state_dir: Path, *, seconds: float = 120.0) -> SimAudio:
         _replace(conf, text.encode())
     os.environ["ALSA_CONFIG_PATH"] = str(conf)
     return SimAudio(conf, raw, seconds)
-
-
-def sim_microphone(state_dir: Path, *, pre_roll: float = 10.0, seconds: float = 120.0,
-                   **kwargs: Any) -> SoundDeviceMicrophone:
-    """The simulated kiosk's microphone: prepared fake device, restarted before the file ends,
-    read in the daemon's quarter-second blocks unless ``blocksize`` says otherwise."""
-    audio = prepare_sim_audio(state_dir, seconds=seconds)
-    kwargs.setdefault("blocksize", DAEMON_BLOCK)
-    return SoundDeviceMicrophone(pre_roll=pre_roll, rate=RATE, restart_after=audio.restart_after,
-                                 **kwargs)
 
 
 def write_chirp(raw: Path, seconds: float) -> None:

@@ -39,20 +39,20 @@ from safehouse.device.core.settings_sections import (
 )
 from safehouse.drivers import (
     button_part,
-    buzzer_part,
+    buzzer,
     camera,
     keypad_part,
     lightbox,
-    microphone_part,
+    microphone,
     status_led,
 )
 from safehouse.drivers.button_part import ButtonSettings
-from safehouse.drivers.buzzer_part import BuzzerSettings
+from safehouse.drivers.buzzer import BuzzerSettings
 from safehouse.drivers.camera import CameraSettings
 from safehouse.drivers.gpio_settings import GpioSettings
 from safehouse.drivers.keypad_part import KeypadSettings
 from safehouse.drivers.lightbox import LightSettings
-from safehouse.drivers.microphone_part import MicrophoneSettings
+from safehouse.drivers.microphone import MicrophoneSettings
 from safehouse.services.control import ControlSettings
 from safehouse.services.evidence_evict import EvidenceSettings
 from safehouse.services.mqtt_settings import BrokerSettings
@@ -152,7 +152,7 @@ HARDWARE: tuple[HardwarePart, ...] = (  # opened in this order, closed in the re
         _contact(ButtonChanged(True), ButtonChanged(False)), attribute="button"),
     HardwarePart(
         lambda c, b: f"the buzzer (gpio.buzzer={c.gpio.buzzer})",
-        lambda c, b: buzzer_part.build(c.buzzer, c.gpio.buzzer, pin_factory=b.pin_factory),
+        lambda c, b: buzzer.build(c.buzzer, c.gpio.buzzer, pin_factory=b.pin_factory),
         attribute="buzzer"),
     HardwarePart(
         lambda c, b: f"the keypad (keypad.port={keypad_part.port_of(c.keypad, simulated=b.simulated)!r})",
@@ -192,6 +192,6 @@ class CapturePart:
 CAPTURE: tuple[CapturePart, ...] = (
     CapturePart("camera", lambda c: camera.build(
         c.camera, simulated=c.device.hardware == "sim", device_id=c.device.id)),
-    CapturePart("microphone", lambda c: microphone_part.build(
+    CapturePart("microphone", lambda c: microphone.build(
         c.microphone, simulated=c.device.hardware == "sim", state_dir=c.device.state_dir)),
 )

@@ -162,7 +162,8 @@ def test_sim_audio_in_a_fresh_process(tmp_path: Path) -> None:
     script = """
 import json, sys, time
 from pathlib import Path
-from safehouse.drivers.sim_audio import chirp_signal, prepare_sim_audio, sim_microphone
+from safehouse.drivers.microphone import sim_microphone
+from safehouse.drivers.sim_audio import chirp_signal, prepare_sim_audio
 import numpy as np
 audio = prepare_sim_audio(Path(sys.argv[1]), seconds=8)
 assert prepare_sim_audio(Path(sys.argv[1]), seconds=8) == audio  # idempotent

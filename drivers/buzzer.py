@@ -9,6 +9,10 @@ click during the alarm chime neither ends the chime nor shifts its rhythm.
 
 A key click must be heard as the key is pressed, so ``play()`` writes the first level itself
 under the lock the player also holds, as ``LightBox.play`` does.
+
+The module is the whole part: its [buzzer] settings, the driver and ``build()``. gpiozero is
+imported only when a Buzzer opens its pin (and by ``_tone``), so loading the config imports
+no driver library.
 """
 
 from __future__ import annotations
@@ -20,17 +24,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
-
-from gpiozero import Buzzer as _GpioBuzzer
-from gpiozero import TonalBuzzer as _GpioTonalBuzzer
-from gpiozero.tones import Tone
+from typing import TYPE_CHECKING, Any
 
 from safehouse.device.core.closing import Closing
 from safehouse.device.core.errors import HardwareError
+from safehouse.device.core.settings import setting
 from safehouse.device.core.signals import REPEATING, Sound
 from safehouse.device.core.threads import Worker
-from safehouse.drivers.pins import opening
+
+if TYPE_CHECKING:
+    from gpiozero.tones import Tone
 
 _LOG = logging.getLogger(__name__)
 
@@ -40,8 +43,29 @@ SELFTEST_HZ = 1760.0  # A6: the tone the self-test listens for
 DEFAULT_NOTE = MID_TONE  # a beep without a note, on a tonal buzzer
 
 
+@dataclass(frozen=True)
+class BuzzerSettings:
+    """[buzzer]: the buzzer and which sounds it makes."""
+
+    enabled: bool = setting(True, "false silences the buzzer entirely")
+    tonal: bool = setting(False, "true for a passive piezo driven with tones (TonalBuzzer)")
+    click: bool = setting(True, "a click on every key")
+    ok: bool = setting(True, "a chirp when an entry is accepted")
+    error: bool = setting(True, "three beeps when an entry is refused")
+    chime: bool = setting(True, "the chime that summons the volunteer until the alarm is acknowledged")
+    rollcall: bool = setting(True, "the roll-call chime")
+
+    def sounds(self) -> dict[str, bool]:
+        """Each sound's switch, by the name the buzzer plays it under."""
+        return {Sound.CLICK: self.click, Sound.OK: self.ok, Sound.ERROR: self.error,
+                Sound.CHIME: self.chime, Sound.ROLLCALL: self.rollcall}
+
+
 @functools.cache
 def _tone(note: str) -> Tone:
+    """gpiozero's Tone for ``note``; raises ValueError naming a bad note."""
+    from gpiozero.tones import Tone
+
     return Tone(note)
 
 
@@ -50,7 +74,8 @@ class Beep:
     """Sound for ``on`` seconds (at ``note`` on a tonal buzzer), then silence for ``off``.
 
     Consecutive beeps with ``off == 0`` run together: a plain buzzer hears one long beep,
-    a tonal one hears the notes change (a chirp).
+    a tonal one hears the notes change (a chirp). The note is checked (``_tone``) when a
+    buzzer opens, not here: SOUNDS is built on import, which must not load gpiozero.
     """
 
     on: float
@@ -62,8 +87,6 @@ class Beep:
             raise ValueError(f"beep on must be > 0 seconds, got {self.on!r}")
         if not self.off >= 0:
             raise ValueError(f"beep off must be >= 0 seconds, got {self.off!r}")
-        if self.note is not None:
-            _tone(self.note)  # raises ValueError naming a bad note
 
 
 # Keyed by the enum, one tune per member (tests/drivers/test_buzzer.py holds that).
@@ -143,6 +166,16 @@ class Buzzer(Closing):
         self._repeat: tuple[tuple[Beep, ...], float] | None = None  # (beeps, started)
         self._oneshot: tuple[tuple[Beep, ...], float] | None = None
         self._level: str | None = None  # the note sounding ("" on a plain buzzer), None silent
+        # gpiozero (and pins, which imports it) only here, where the pin opens.
+        from gpiozero import Buzzer as _GpioBuzzer
+        from gpiozero import TonalBuzzer as _GpioTonalBuzzer
+
+        from safehouse.drivers.pins import opening
+
+        for beeps in SOUNDS.values():  # every note is valid (ValueError), its Tone cached for play()
+            for beep in beeps:
+                if beep.note is not None:
+                    _tone(beep.note)
         with opening("buzzer", pin):
             if tonal:
                 self._device: Any = _GpioTonalBuzzer(
@@ -271,3 +304,10 @@ class Buzzer(Closing):
             if until is not None:
                 until = max(until - time.monotonic(), 0.0005)
             self._wake.wait(until)
+
+
+def build(settings: BuzzerSettings, pin: int, *, pin_factory: Any) -> Buzzer | None:
+    """Open the buzzer on ``pin``, or nothing when [buzzer] enabled = false."""
+    if not settings.enabled:
+        return None
+    return Buzzer(pin, pin_factory=pin_factory, tonal=settings.tonal, enabled=settings.sounds())

@@ -11,7 +11,8 @@ from gpiozero.tones import Tone
 
 from safehouse.device.core.errors import HardwareError
 from safehouse.device.core.signals import REPEATING, Sound
-from safehouse.drivers.buzzer import SOUNDS, Buzzer
+from safehouse.drivers import buzzer as buzzer_module
+from safehouse.drivers.buzzer import SOUNDS, Beep, Buzzer
 from tests.rig.pins import on_spans, timeline
 
 PIN = 22
@@ -190,6 +191,17 @@ def test_play_reaches_the_pin_within_a_millisecond(factory: MockFactory, tonal: 
 def test_every_sound_the_core_can_ask_for_has_a_tune() -> None:
     assert set(SOUNDS) == set(Sound) and all(type(name) is Sound for name in SOUNDS)
     assert sorted(REPEATING) == ["chime", "rollcall"]  # the others play once
+
+
+def test_every_note_of_every_tune_is_a_tone_and_a_bad_one_stops_the_buzzer_opening(
+        factory: MockFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SOUNDS is built on import without gpiozero, so its notes are checked when a buzzer opens."""
+    assert all(Tone(b.note) for beeps in SOUNDS.values() for b in beeps if b.note is not None)
+    monkeypatch.setattr(buzzer_module, "SOUNDS", {**SOUNDS, Sound.CLICK: (Beep(0.03, 0.0, "H9"),)})
+    with pytest.raises(ValueError, match="H9"):
+        Buzzer(PIN, pin_factory=factory)
+    monkeypatch.undo()
+    Buzzer(PIN, pin_factory=factory).close()  # refused before it claimed the pin
 
 
 def test_unknown_sounds_are_refused_naming_the_valid_ones(factory: MockFactory) -> None:

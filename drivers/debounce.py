@@ -5,6 +5,9 @@ short press, so neither can be trusted with the panic button. Here the gpiozero 
 only notes that an edge happened; a debouncer thread waits until the line has been quiet for
 ``debounce_ms``, then reads the level and reports a change only if it differs from the last
 one reported. Whatever the contacts do, the owner sees clean, alternating events.
+
+gpiozero is imported only when an input opens its pin, so the modules of the parts built on
+this one (``panic_button``) load without it, and so does the config.
 """
 
 from __future__ import annotations
@@ -15,11 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gpiozero import DigitalInputDevice
-
 from safehouse.device.core.closing import Closing
 from safehouse.device.core.threads import Worker
-from safehouse.drivers.pins import opening
 
 _LOG = logging.getLogger(__name__)
 
@@ -72,6 +72,11 @@ class DebouncedInput(Closing):
         self._edges = 0
         self._changes = 0
         self._last_edge = time.monotonic()
+        # gpiozero (and pins, which imports it) only here, where the pin opens.
+        from gpiozero import DigitalInputDevice
+
+        from safehouse.drivers.pins import opening
+
         with opening(name, pin):
             self._device: Any = DigitalInputDevice(
                 pin,

@@ -38,21 +38,21 @@ from safehouse.device.core.settings_sections import (
     LoggingSettings,
 )
 from safehouse.drivers import (
-    button_part,
     buzzer,
     camera,
     keypad_part,
     lightbox,
     microphone,
+    panic_button,
     status_led,
 )
-from safehouse.drivers.button_part import ButtonSettings
 from safehouse.drivers.buzzer import BuzzerSettings
 from safehouse.drivers.camera import CameraSettings
 from safehouse.drivers.gpio_settings import GpioSettings
 from safehouse.drivers.keypad_part import KeypadSettings
 from safehouse.drivers.lightbox import LightSettings
 from safehouse.drivers.microphone import MicrophoneSettings
+from safehouse.drivers.panic_button import ButtonSettings
 from safehouse.services.control import ControlSettings
 from safehouse.services.evidence_evict import EvidenceSettings
 from safehouse.services.mqtt_settings import BrokerSettings
@@ -148,7 +148,7 @@ HARDWARE: tuple[HardwarePart, ...] = (  # opened in this order, closed in the re
         attribute="status_led"),
     HardwarePart(
         lambda c, b: f"the panic button (gpio.button={c.gpio.button})",
-        lambda c, b: button_part.build(c.button, c.gpio.button, pin_factory=b.pin_factory),
+        lambda c, b: panic_button.build(c.button, c.gpio.button, pin_factory=b.pin_factory),
         _contact(ButtonChanged(True), ButtonChanged(False)), attribute="button"),
     HardwarePart(
         lambda c, b: f"the buzzer (gpio.buzzer={c.gpio.buzzer})",
@@ -160,12 +160,12 @@ HARDWARE: tuple[HardwarePart, ...] = (  # opened in this order, closed in the re
         _keypad, attribute="keypad"),
     HardwarePart(
         lambda c, b: f"the tamper switch (gpio.tamper={c.gpio.tamper})",
-        lambda c, b: None if c.gpio.tamper is None else button_part.build_tamper(
+        lambda c, b: None if c.gpio.tamper is None else panic_button.build_tamper(
             c.button, c.gpio.tamper, pin_factory=b.pin_factory, simulated=b.simulated),
         _contact(TamperChanged(True), TamperChanged(False))),
     HardwarePart(
         lambda c, b: f"the lamp sensor (gpio.lamp_ok={c.gpio.lamp_ok})",
-        lambda c, b: None if c.gpio.lamp_ok is None else button_part.build_lamp(
+        lambda c, b: None if c.gpio.lamp_ok is None else panic_button.build_lamp(
             c.button, c.gpio.lamp_ok, pin_factory=b.pin_factory, simulated=b.simulated),
         _contact(LampChanged(True), LampChanged(False))),
 )

@@ -9,7 +9,9 @@ nothing of it reaches the core, and ``when_flood(False, ...)`` follows once the 
 quiet. Reads are at most ``READ_MAX`` bytes, so memory stays bounded whatever the line sends.
 Key values are PINs, so nothing here ever logs them: logs carry counts only.
 
-The port (opened exclusively, read without a timer while idle) is drivers/keypad_port.py.
+The port (opened exclusively, read without a timer while idle) is drivers/keypad_port.py; what
+the keypad reports about itself (counters, flooding, its loss/restore handlers) is
+drivers/keypad_status.py.
 A keypad that is missing at start-up or pulled out later is reported once through
 ``when_lost``; the reader then retries: every ``reopen_min`` seconds while the device node is
 absent (USB hotplug: it appears the moment the keypad is plugged in), with exponential backoff
@@ -32,6 +34,7 @@ from safehouse.device.core.ratelimit import RateLimitedLog, clip_text
 from safehouse.device.core.threads import Worker
 from safehouse.drivers.keypad_guard import Episode, FloodGuard
 from safehouse.drivers.keypad_port import KeypadPort, set_timeout
+from safehouse.drivers.keypad_status import FloodCallback, KeyCallback, KeypadStatus, NoiseCallback
 
 _LOG = logging.getLogger(__name__)
 
@@ -41,14 +44,7 @@ FLOOD_PAUSE = 0.02  # seconds between reads while a flood is being ignored
 _DUE_TIMEOUT = 0.1  # read timeout while something is due (a flood to end, a handler to ask again)
 _INJECT_WAIT = 2.0
 
-KeyCallback = Callable[[str], object]
-LostCallback = Callable[[str], object]
-RestoredCallback = Callable[[], object]
-NoiseCallback = Callable[[int], object]
-FloodCallback = Callable[[bool, str, int], object]  # (started, why / how long, bytes discarded)
-
-
-class Keypad(Closing):
+class Keypad(KeypadStatus, Closing):
     """A serial keypad on ``port`` (a device path, or ``loop://`` for the simulated one).
 
     Handlers run on the reader thread and must return quickly (put an input on the core
@@ -84,58 +80,12 @@ class Keypad(Closing):
         self._loss: str | None = None  # why the port is down, while it is
         self._reported_down = False  # the owner was told (when_lost) and not yet restored
         self.when_key: KeyCallback | None = None
-        self._when_lost: LostCallback | None = None
-        self._when_restored: RestoredCallback | None = None
+        self._when_lost = None
+        self._when_restored = None
         self.when_noise: NoiseCallback | None = None
         self.when_flood: FloodCallback | None = None
         self._worker = Worker(self._run, name=f"keypad-{port}", wake=self._poke)
         self._worker.start()
-
-    def __repr__(self) -> str:
-        state = "connected" if self.is_connected else "disconnected"
-        return f"<Keypad {self._port_name} {state}>"
-
-    @property
-    def is_connected(self) -> bool:
-        return self._opened.is_set()
-
-    @property
-    def keys(self) -> int:
-        """Key bytes delivered (or offered to a missing handler) since start."""
-        return self._keys
-
-    @property
-    def rejected_bytes(self) -> int:
-        """Bytes that were neither a key nor CR/LF, outside floods: noise, or the wrong baud rate."""
-        return self._rejected
-
-    @property
-    def discarded_bytes(self) -> int:
-        """Bytes thrown away unread by the flood guard (floods and the quiet wait after them)."""
-        return self._guard.discarded
-
-    @property
-    def flooding(self) -> bool:
-        """A flood episode is under way: input is ignored until the line is quiet."""
-        return self._guard.episode is not None
-
-    @property
-    def when_lost(self) -> LostCallback | None:
-        return self._when_lost
-
-    @when_lost.setter
-    def when_lost(self, fn: LostCallback | None) -> None:
-        self._when_lost = fn
-        self._poke()  # deliver a loss nobody was listening for yet
-
-    @property
-    def when_restored(self) -> RestoredCallback | None:
-        return self._when_restored
-
-    @when_restored.setter
-    def when_restored(self, fn: RestoredCallback | None) -> None:
-        self._when_restored = fn
-        self._poke()
 
     def inject(self, data: bytes) -> None:
         """Feed ``data`` to the simulated keypad; the real reader path decodes it."""

@@ -40,7 +40,7 @@ from safehouse.device.core.settings_sections import (
 from safehouse.drivers import (
     buzzer,
     camera,
-    keypad_part,
+    keypad,
     lightbox,
     microphone,
     panic_button,
@@ -49,7 +49,7 @@ from safehouse.drivers import (
 from safehouse.drivers.buzzer import BuzzerSettings
 from safehouse.drivers.camera import CameraSettings
 from safehouse.drivers.gpio_settings import GpioSettings
-from safehouse.drivers.keypad_part import KeypadSettings
+from safehouse.drivers.keypad import KeypadSettings
 from safehouse.drivers.lightbox import LightSettings
 from safehouse.drivers.microphone import MicrophoneSettings
 from safehouse.drivers.panic_button import ButtonSettings
@@ -155,8 +155,8 @@ HARDWARE: tuple[HardwarePart, ...] = (  # opened in this order, closed in the re
         lambda c, b: buzzer.build(c.buzzer, c.gpio.buzzer, pin_factory=b.pin_factory),
         attribute="buzzer"),
     HardwarePart(
-        lambda c, b: f"the keypad (keypad.port={keypad_part.port_of(c.keypad, simulated=b.simulated)!r})",
-        lambda c, b: keypad_part.build(c.keypad, simulated=b.simulated),
+        lambda c, b: f"the keypad (keypad.port={keypad.port_of(c.keypad, simulated=b.simulated)!r})",
+        lambda c, b: keypad.build(c.keypad, simulated=b.simulated),
         _keypad, attribute="keypad"),
     HardwarePart(
         lambda c, b: f"the tamper switch (gpio.tamper={c.gpio.tamper})",

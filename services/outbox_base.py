@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ from safehouse.services.storage_errors import (
     DAMAGED,
     FULL,
     LOW_SPACE,
+    UNAVAILABLE,
     StorageError,
     classify,
     free_bytes,
@@ -167,6 +169,11 @@ class OutboxBase(OutboxConnection):
                 if free is None or free >= LOW_SPACE:
                     self.fault = self.fault_kind = None  # room again: the next write will tell
                 return self.fault is None
+            if self.fault_kind == UNAVAILABLE and self._ro is not None and not _writable(self._state_dir):
+                # Still a read-only card: a read-write open attempt would only fail, and its
+                # closing connection leaves the read-only view blind to the rows in the -wal
+                # (the queued events then never went out). Keep sending from that view.
+                return False
             self._recovering = True
             damaged = self.fault_kind == DAMAGED and self.fault
         try:
@@ -233,3 +240,8 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
+
+
+def _writable(folder: Path) -> bool:
+    """False on a read-only mount (access() says EROFS even to root), or a folder that is gone."""
+    return os.access(folder, os.W_OK)

@@ -11,6 +11,8 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -212,28 +214,37 @@ def test_evidence_file_rows_are_read_when_sent_and_a_missing_file_never_blocks(t
         assert box.stats().depth["evidence"] == 1
 
 
+@contextmanager
+def following(state_dir: Path) -> Iterator[queue.Queue[Event]]:
+    """What `events --follow` sees: read_events(follow=True) on a thread, its events on a queue.
+
+    On leaving, the follower is stopped and must have ended (a follow that ignores stop hangs the CLI).
+    """
+    stop, got = threading.Event(), queue.Queue[Event]()
+
+    def follow() -> None:
+        for event in read_events(state_dir, follow=True, stop=stop, poll=0.02):
+            got.put(event)
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    try:
+        yield got
+    finally:
+        stop.set()
+        reader.join(timeout=5)
+    assert not reader.is_alive()
+
+
 def test_the_read_only_view_follows_a_writing_daemon(tmp_path: Path) -> None:
     with Outbox(tmp_path) as box:
         for i in range(3):
             box.append_event(fields(i), TOPIC)
         assert [e.event_id for e in read_events(tmp_path)] == ["e0", "e1", "e2"]
-
-        stop, got = threading.Event(), queue.Queue[Event]()
-
-        def follow() -> None:
-            for event in read_events(tmp_path, follow=True, stop=stop, poll=0.02):
-                got.put(event)
-
-        reader = threading.Thread(target=follow, daemon=True)
-        reader.start()
-        try:
+        with following(tmp_path) as got:
             assert [got.get(timeout=5).seq for _ in range(3)] == [1, 2, 3]
             box.append_event(fields(3), TOPIC)
             assert got.get(timeout=5).event_id == "e3"
-        finally:
-            stop.set()
-            reader.join(timeout=5)
-        assert not reader.is_alive()
         stats = open_readonly_stats(tmp_path)
         assert stats is not None and stats.depth["events"] == 4 and stats.last_seq == 4
 
@@ -252,23 +263,11 @@ def test_the_read_only_view_of_a_stopped_daemon_creates_no_file(tmp_path: Path) 
 def test_following_a_stopped_daemon_shows_events_once_it_starts_again(tmp_path: Path) -> None:
     with Outbox(tmp_path) as box:
         box.append_event(fields(1), TOPIC)
-    stop, got = threading.Event(), queue.Queue[Event]()
-
-    def follow() -> None:
-        for event in read_events(tmp_path, follow=True, stop=stop, poll=0.02):
-            got.put(event)
-
-    reader = threading.Thread(target=follow, daemon=True)
-    reader.start()
-    try:
+    with following(tmp_path) as got:
         assert got.get(timeout=5).seq == 1
         with Outbox(tmp_path) as box:
             box.append_event(fields(2), TOPIC)
             assert got.get(timeout=5).seq == 2
-    finally:
-        stop.set()
-        reader.join(timeout=5)
-    assert not reader.is_alive()
 
 
 def test_a_field_upgrade_takes_over_the_old_event_log(tmp_path: Path) -> None:

@@ -39,11 +39,10 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-import pytest
 
 from safehouse.drivers.ring_buffer import Clip
 from safehouse.drivers.sim_audio import RATE, SimAudio, prepare_sim_audio
-from tests.rig.availability import IN_CI, require_tool, unavailable
+from tests.rig.availability import require_tool, unavailable
 from tests.rig.daemon import DaemonProcess
 from tests.rig.kiosk_config import write_config
 
@@ -77,10 +76,7 @@ def sounddevice() -> ModuleType:
     try:
         import sounddevice  # noqa: F401  (loads PortAudio)
     except OSError as exc:  # "PortAudio library not found"
-        message = f"sounddevice cannot load PortAudio ({exc}); apt-get install libportaudio2"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"sounddevice cannot load PortAudio ({exc}); apt-get install libportaudio2")
     return sys.modules["sounddevice"]
 
 

@@ -19,6 +19,13 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=30, check=False)
 
 
+def config_check(tmp_path: Path, toml: str) -> subprocess.CompletedProcess[str]:
+    """`safehouse config check` of a config.toml holding ``toml``, as a technician runs it."""
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    return cli("config", "check", str(path))
+
+
 def test_shipped_configs_are_valid() -> None:
     sim = config.load(REPO / "config" / "sim.toml")
     assert sim.device.hardware == "sim"
@@ -62,18 +69,14 @@ def test_integers_are_accepted_where_numbers_are_expected(tmp_path: Path) -> Non
 
 def test_an_odd_camera_size_is_refused_by_config_check_not_at_start(tmp_path: Path) -> None:
     """picamera2 refuses odd sizes: a config that passed `config check` used to stop the kiosk."""
-    path = tmp_path / "c.toml"
-    path.write_text('[device]\nid = "K1"\nprecinct = "p"\n[camera]\nwidth = 641\nheight = 481\n')
-    res = cli("config", "check", str(path))
+    res = config_check(tmp_path, '[device]\nid = "K1"\nprecinct = "p"\n[camera]\nwidth = 641\nheight = 481\n')
     assert res.returncode == 78
     assert "camera.width: must be even, got 641" in res.stderr
     assert "camera.height: must be even, got 481" in res.stderr
 
 
 def test_config_check_exits_78_naming_an_unknown_key_and_a_duplicated_pin(tmp_path: Path) -> None:
-    path = tmp_path / "c.toml"
-    path.write_text('[device]\nid = "K1"\nprecinct = "p"\nwhatever = 1\n[gpio]\nbuzzer = 17\n')
-    res = cli("config", "check", str(path))
+    res = config_check(tmp_path, '[device]\nid = "K1"\nprecinct = "p"\nwhatever = 1\n[gpio]\nbuzzer = 17\n')
     assert res.returncode == 78
     assert "device.whatever: unknown key" in res.stderr
     assert "gpio.buzzer: pin 17 is already used by gpio.red" in res.stderr

@@ -12,6 +12,8 @@ import time
 import uuid
 from pathlib import Path
 
+from safehouse.services.topics import Topics
+
 __all__ = ["round_trip"]
 
 
@@ -26,7 +28,7 @@ def round_trip(url: str, device_id: str, precinct: str, *, ca: Path | None, cert
     """
     from safehouse.services.mqtt_link import Incoming, LinkError, MqttLink, Tls
 
-    topic = f"safehouse/v1/{precinct}/{device_id}/provision/check"
+    topic = Topics(precinct, device_id).probe
     token = uuid.uuid4().hex.encode()
     got: queue.Queue[bytes] = queue.Queue()
     acks: queue.Queue[str | None] = queue.Queue()

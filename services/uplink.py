@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from safehouse.device.core.ratelimit import RateLimitedLog, clip
+from safehouse.device.core.threads import Worker
 from safehouse.services.link_probe import LinkProbe
 from safehouse.services.memory_alarms import MemoryAlarms
 from safehouse.services.mqtt_link import Incoming, LinkError, MqttLink, Will
@@ -60,7 +61,8 @@ class Uplink:
         self.on_sent = on_sent  # told each event_id published (the capture waits for its alarm)
         self._wake = threading.Event()
         self._retry_now = threading.Event()  # an alarm waits: cut a reconnect backoff short
-        self.stopping = threading.Event()
+        self._worker = Worker(self._run, name="uplink", wake=self._wake_up)
+        self.stopping = self._worker.stopping
         self._outgoing: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
         self._lost: str | None = None
         self._link: MqttLink | None = None
@@ -71,12 +73,11 @@ class Uplink:
         self._lock = threading.Lock()
         self.state, self.since, self.reason = "connecting", time.monotonic(), ""
         self._bad_topic_log = RateLimitedLog(_LOG)
-        self._thread = threading.Thread(target=self._run, name="uplink", daemon=True)
 
     # --- any thread -------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread.start()
+        self._worker.start()
 
     def wake(self, urgent: bool = False) -> None:
         """New rows in the outbox: called by the core loop after each durable append.
@@ -100,7 +101,7 @@ class Uplink:
         return self._window.delivered
 
     def view(self) -> dict[str, Any]:
-        ended = self._thread.ident is not None and not self._thread.is_alive() and not self.stopping.is_set()
+        ended = self._worker.started and not self._worker.is_alive and not self.stopping.is_set()
         with self._lock:  # a thread that ended anyway is never shown as online
             return {"state": "dead" if ended else self.state, "broker": self.settings.url,
                     "since_s": round(time.monotonic() - self.since, 1), "reason": self.reason,
@@ -112,11 +113,12 @@ class Uplink:
         return self.probe.round_trip(lambda: self._link if self.state == "online" else None, timeout)
 
     def close(self, timeout: float = 2.0) -> None:
-        self.stopping.set()
+        self._worker.stop(timeout)
+
+    def _wake_up(self) -> None:
+        """The worker's wake hook: end a wait for rows or a reconnect backoff."""
         self._wake.set()
         self._retry_now.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
 
     # --- the uplink thread ----------------------------------------------------------------
 

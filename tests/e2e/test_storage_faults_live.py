@@ -55,6 +55,14 @@ def press(proc: DaemonProcess) -> dict[str, object]:
     return dict(answer)
 
 
+def pending_once_drained(proc: DaemonProcess, timeout: float = 15.0) -> object:
+    """`status`'s pending_events once the kiosk has sent what it held, or ``timeout`` has passed."""
+    deadline = time.monotonic() + timeout
+    while proc.status()["pending_events"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return proc.status()["pending_events"]
+
+
 def test_full_before_start_the_kiosk_runs_from_memory_and_moves_to_disk_when_room_returns(
         short_dir: Path, tiny_disk: Path, broker: Broker) -> None:
     fill(tiny_disk / "runaway.log")
@@ -106,10 +114,7 @@ def test_filled_while_running_a_press_is_delivered_and_written_once_room_returns
         got = panics(sub, 4)
         assert {a["alarm"]["event_id"] for a in answers} <= {p["event_id"] for p in got}  # type: ignore[index]
         (tiny_disk / "runaway.log").unlink()
-        deadline = time.monotonic() + 15
-        while proc.status()["pending_events"] and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert proc.status()["pending_events"] == 0
+        assert pending_once_drained(proc) == 0
         stored = {e["event_id"]: e["seq"] for e in proc.events()}
         assert all(stored[p["event_id"]] == p["seq"] for p in got)
         one_id_per_seq(sub)
@@ -136,10 +141,7 @@ def test_a_read_only_state_dir_starts_and_delivers_presses(
         [_, second] = panics(sub, 2)
         assert int(second["seq"]) > before
         remount(tiny_disk, read_only=False)
-        deadline = time.monotonic() + 15
-        while proc.status()["pending_events"] and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert proc.status()["pending_events"] == 0
+        assert pending_once_drained(proc) == 0
         assert "outbox" not in str(proc.status()["storage"]["fault"])
         one_id_per_seq(sub)
     finally:

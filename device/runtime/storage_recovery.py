@@ -10,7 +10,6 @@ claims to be clean while an alarm is neither on disk nor delivered. The assembly
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -86,6 +85,5 @@ def settle_alarms(writer: EventWriter, submit: Callable[[Input, float], object],
         return []
     _LOG.critical("stopping with %d alarm(s) only in memory: waiting up to %.0f s for the broker",
                   len(memory.unsettled()), timeout)
-    deadline = time.monotonic() + timeout
-    memory.wait_settled(max(0.0, deadline - time.monotonic()))
+    memory.wait_settled(timeout)
     return memory.unsettled()

@@ -42,6 +42,7 @@ from safehouse.device.core import boundedjson
 from safehouse.device.core.errors import ControlError
 from safehouse.device.core.ratelimit import RateLimitedLog, clip
 from safehouse.device.core.settings import as_path, in_range, setting
+from safehouse.device.core.threads import Worker
 from safehouse.services.control_io import Conn, IoLoop
 
 _LOG = logging.getLogger(__name__)
@@ -87,10 +88,10 @@ class ControlServer:
         self._io = IoLoop(listener, max_clients=max_clients, idle_timeout=idle_timeout,
                           max_line=MAX_LINE, submit=lambda c, line: self._jobs.put((c, line)),
                           log=self._log)
-        self._threads = [threading.Thread(target=self._io.run, name="control-io", daemon=True)]
-        self._threads += [threading.Thread(target=self._work, name=f"control-{i}", daemon=True)
+        self._threads = [Worker(self._io.run, name="control-io", wake=self._io.stop)]
+        self._threads += [Worker(self._work, name=f"control-{i}", wake=lambda: self._jobs.put(None))
                           for i in range(max(1, workers))]
-        self._started = self._closed = False
+        self._closed = False
 
     @property
     def io(self) -> IoLoop:
@@ -98,7 +99,6 @@ class ControlServer:
         return self._io
 
     def start(self) -> None:
-        self._started = True
         for t in self._threads:
             t.start()
 
@@ -145,12 +145,10 @@ class ControlServer:
         if self._closed:
             return
         self._closed = True
-        self._io.stop()
-        for _ in self._threads[1:]:
-            self._jobs.put(None)
-        if self._started:
-            for t in self._threads:
-                t.join(2.0)
+        for t in self._threads:
+            t.request_stop()  # the I/O loop first, then one None per handler thread
+        for t in self._threads:
+            t.stop()  # waits JOIN_SECONDS; a handler still running is reported stuck
         self._io.close()
         self._log.flush()
         self.path.unlink(missing_ok=True)

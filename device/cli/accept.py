@@ -18,6 +18,7 @@ from safehouse.device.cli.acceptance import KNOWN_FAILURES, write_report
 from safehouse.device.cli.acceptance_console import Console
 from safehouse.device.cli.acceptance_service import ServiceManager, SimService, Systemd
 from safehouse.device.cli.acceptance_steps import Acceptance, Options
+from safehouse.device.cli.exit_codes import EX_FAIL, EX_USAGE
 from safehouse.device.core.clock import SimClock, SystemClock
 from safehouse.device.runtime import config as configuration
 
@@ -106,14 +107,14 @@ def _accept(args: argparse.Namespace) -> int:
         problems.append(f"cannot write the report in {folder}: {why}")
     if problems:
         print("safehouse accept: " + "; ".join(problems), file=sys.stderr)
-        return 2
+        return EX_USAGE
     kind = args.service or ("sim" if config.device.hardware == "sim" else "systemd")
     service: ServiceManager
     if kind == "sim":
         if config.device.hardware != "sim":
             print("safehouse accept: --service sim needs a config with device.hardware = \"sim\"",
                   file=sys.stderr)
-            return 2
+            return EX_USAGE
         service = SimService(Path(config.source), config.control.socket,
                              args.sim_log or state_dir / "acceptance" / "sim-daemon.log")
         clock: SystemClock = SimClock(state_dir / "sim-clock-offset")
@@ -135,9 +136,9 @@ def _accept(args: argparse.Namespace) -> int:
         text_path, json_path = write_report(report, folder)
     except OSError as exc:  # the report is on the screen above: say where it could not go
         print(f"safehouse accept: cannot write the report in {folder}: {exc}", file=sys.stderr)
-        return 1
+        return EX_FAIL
     console.say(f"report: {text_path} and {json_path}")
-    return 0 if report.ok else 1
+    return 0 if report.ok else EX_FAIL
 
 
 def _unwritable(folder: Path) -> str | None:

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from safehouse.device.cli.exit_codes import EX_FAIL
 from safehouse.device.core.errors import ConfigError
 
 EPILOG = """\
@@ -65,7 +66,7 @@ def _render(args: argparse.Namespace) -> int:
         _write_atomic(args.out, text)
     except OSError as exc:
         print(f"safehouse: cannot write {args.out}: {exc}", file=sys.stderr)
-        return 1
+        return EX_FAIL
     consoles = len({u for users in fleet.consoles.values() for u in users})
     print(f"wrote {args.out}: {len(fleet.kiosks)} kiosk(s), {consoles} console user(s), "
           f"precinct(s) {', '.join(fleet.precincts) or 'none'}")

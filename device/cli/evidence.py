@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from safehouse.device.cli.exit_codes import EX_FAIL
 from safehouse.device.runtime import config as configuration
 from safehouse.services.evidence_fs import check_name
 from safehouse.services.outbox_read import undelivered_prefixes
@@ -88,7 +89,7 @@ def _show(args: argparse.Namespace) -> int:
     manifest = store.manifest(args.event_id)
     if manifest is None:
         print(f"safehouse: no evidence manifest for {args.event_id}")
-        return 1
+        return EX_FAIL
     print(json.dumps(manifest, indent=2, sort_keys=True))
     return 0
 

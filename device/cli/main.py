@@ -18,6 +18,7 @@ from safehouse.device.cli import outbox as cli_outbox
 from safehouse.device.cli.accept import add_parser as add_accept_parser
 from safehouse.device.cli.acl import add_parser as add_acl_parser
 from safehouse.device.cli.evidence import add_parser as add_evidence_parser
+from safehouse.device.cli.exit_codes import EX_FAIL
 from safehouse.device.cli.provision import add_parser as add_provision_parser
 from safehouse.device.cli.selftest import add_parser as add_selftest_parser
 from safehouse.device.cli.stats import add_parser as add_stats_parser
@@ -28,8 +29,6 @@ from safehouse.device.core.errors import ConfigError, SafehouseError
 from safehouse.device.runtime import config as configuration
 from safehouse.services.control import request
 from safehouse.services.outbox import open_readonly_stats, read_events
-
-EX_FAIL = 1
 
 EPILOG = """\
 config file: --config PATH, else $SAFEHOUSE_CONFIG, else /etc/safehouse/config.toml.

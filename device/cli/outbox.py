@@ -18,6 +18,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from safehouse.device.cli.exit_codes import EX_FAIL
 from safehouse.device.core.errors import EventLogError
 from safehouse.device.runtime.config import Config
 from safehouse.services.outbox import Outbox
@@ -27,7 +28,6 @@ from safehouse.services.quarantine import FOLDER, quarantined
 from safehouse.services.seq_lease import SeqLease
 from safehouse.services.stats_open import stats_problem
 
-EX_FAIL = 1
 HELP_CHECK = ("integrity of outbox.db, its WAL, stats.db and the seq lease, read-only; "
               "exit 1 if anything is damaged (stop the daemon first)")
 HELP_SALVAGE = ("quarantine a damaged outbox and copy every readable event (seq and event_id kept) into "

@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from safehouse.device.cli import provisioning as prov
+from safehouse.device.cli.exit_codes import EX_FAIL
 from safehouse.device.cli.provision_check import round_trip
 from safehouse.device.core.errors import ConfigError
 from safehouse.device.runtime import config as configuration
 from safehouse.device.runtime.config import EX_CONFIG
-
-EX_FAIL = 1
 
 EPILOG = """\
 example (on the kiosk, as root):

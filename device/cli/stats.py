@@ -12,11 +12,9 @@ import json
 import sys
 from typing import Any
 
+from safehouse.device.cli.exit_codes import EX_FAIL, EX_USAGE
 from safehouse.device.runtime import config as configuration
 from safehouse.services.stats import DayReport, check_date, local_zone, read_day, zone_name
-
-EX_FAIL = 1
-EX_USAGE = 2
 
 LABELS = {
     "alarms": "alarms raised",

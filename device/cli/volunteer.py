@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from safehouse.device.cli.exit_codes import EX_USAGE
 from safehouse.device.runtime import config as configuration
 from safehouse.services.volunteers import InvalidPin, VolunteerRegistry
 from safehouse.services.volunteers_edit import add, remove
 
-EX_USAGE = 2
 PICKED_UP = "the running kiosk picks it up within a few seconds"
 
 

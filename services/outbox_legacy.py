@@ -17,6 +17,7 @@ from safehouse.device.core.errors import EventLogError
 from safehouse.device.core.events import Event
 from safehouse.services.fsync import fsync_dir
 from safehouse.services.outbox_schema import insert_event, meta_get
+from safehouse.services.topics import Topics
 
 _LOG = logging.getLogger(__name__)
 FILENAME = "events.jsonl"
@@ -71,7 +72,7 @@ def import_legacy_log(conn: sqlite3.Connection, state_dir: Path, now: float) -> 
         if event.seq <= last:
             skipped += 1
             continue
-        insert_event(conn, event, f"safehouse/v1/{event.precinct}/{event.device_id}/events", now)
+        insert_event(conn, event, Topics(event.precinct, event.device_id).events, now)
         last = event.seq
         imported += 1
     _LOG.warning("outbox: importing %d event(s) from %s (last seq %d)", imported, legacy, last)

@@ -9,11 +9,13 @@ from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
 
+from safehouse.device.core.clock import SystemClock
 from safehouse.device.core.inputs import Input, PrecinctCommand, SelftestDone
 from safehouse.device.runtime import config as configuration
 from safehouse.device.runtime.daemon import Daemon
 from safehouse.device.runtime.selftest import Selftest, SelftestRequests
 from safehouse.services.outbox import read_events
+from tests.rig.clock import T0
 from tests.rig.kiosk_config import write_config
 from tests.rig.wait import wait_for
 
@@ -53,12 +55,20 @@ def test_a_request_from_the_loop_runs_on_the_selftest_thread_and_close_ends_it()
     assert wait_for(lambda: not threads[0].is_alive())
 
 
+class WallAtT0(SystemClock):
+    """The real monotonic clock (the daemon's threads wait on it) and a wall clock stopped at T0:
+    the precinct command's timestamp is fresh by the daemon's clock without the test reading time."""
+
+    def wall(self) -> float:
+        return T0
+
+
 def test_cmd_selftest_from_the_precinct_records_a_selftest_event(short_dir: Path,
                                                                  factory: MockFactory) -> None:
-    daemon = Daemon(configuration.load(write_config(short_dir)), pin_factory=factory)
+    daemon = Daemon(configuration.load(write_config(short_dir)), clock=WallAtT0(), pin_factory=factory)
     daemon.start()
     try:
-        now = daemon.kiosk.clock.wall()
+        now = T0
         body = {"id": "st-1", "ts": datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")}
         daemon.loop.put(PrecinctCommand("selftest", json.dumps(body).encode(), False, now, True))
         state_dir = daemon.config.device.state_dir

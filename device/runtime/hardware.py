@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from safehouse.device.core.closing import Closing
 from safehouse.device.core.errors import HardwareError
 from safehouse.device.runtime.config import Config
 from safehouse.device.runtime.parts import HARDWARE, Bench
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 _LOG = logging.getLogger(__name__)
 
 
-class Hardware:
+class Hardware(Closing):
     """The kiosk's hardware: every part registered in ``parts.HARDWARE``, in its order.
 
     This class only opens them (all or nothing), wires their inputs to the core queue and
@@ -135,10 +136,4 @@ class Hardware:
             except Exception:
                 _LOG.exception("closing %r failed", device)
         self._opened.clear()
-
-    def __enter__(self) -> Hardware:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 

@@ -20,14 +20,13 @@ from safehouse.device.core.clock import Clock
 from safehouse.device.core.effects import Effect
 from safehouse.device.core.inputs import Input, Tick
 from safehouse.device.core.state import CoreState
-from safehouse.device.runtime.inbox import Inbox
+from safehouse.device.runtime.inbox import Inbox, Item
 
 _LOG = logging.getLogger(__name__)
 IDLE_WAKE = math.inf  # no wake without a reason; the watchdog lowers it so `heartbeat` stays fresh
 RETRY_WAKE = 1.0  # while effects wait for a retry (e.g. disk full), try again this often
 
 Executor = Callable[[Sequence[Effect]], bool]
-_Item = tuple[Input, threading.Event | None]  # an input and, for submit(), who waits for it
 
 
 class CoreLoop:
@@ -42,7 +41,7 @@ class CoreLoop:
         self._state = state
         self._execute = execute
         self._clock = clock
-        self._queue: queue.SimpleQueue[_Item | None] = (inbox or Inbox()).queue  # producers came first
+        self._queue: queue.SimpleQueue[Item | None] = (inbox or Inbox()).queue  # producers came first
         self._cond = threading.Condition()
         self._processed = 0
         self._retrying = False
@@ -142,7 +141,7 @@ class CoreLoop:
             self._thread.join(timeout)
 
 
-def _get(q: queue.SimpleQueue[_Item | None], timeout: float | None) -> _Item | None:
+def _get(q: queue.SimpleQueue[Item | None], timeout: float | None) -> Item | None:
     try:
         return q.get(timeout=timeout)
     except queue.Empty:

@@ -48,7 +48,8 @@ def test_healthy_storage_is_never_polled_and_a_fault_is_retried_until_it_heals()
         time.sleep(0.3)
         assert store.rounds == 3  # and the thread sleeps again
     finally:
-        assert watch.stop()
+        stopped = watch.stop()
+    assert stopped
 
 
 def test_a_fault_found_before_the_thread_starts_is_retried_without_a_nudge() -> None:
@@ -59,4 +60,5 @@ def test_a_fault_found_before_the_thread_starts_is_retried_without_a_nudge() -> 
     try:
         assert wait_rounds(store, 3)
     finally:
-        assert watch.stop()
+        stopped = watch.stop()
+    assert stopped

@@ -62,9 +62,13 @@ def test_every_key_is_declared_with_its_doc_and_default_in_one_place() -> None:
     assert "config_schema.py" not in {p.name for p in (REPO / "device" / "runtime").iterdir()}
 
 
+def test_the_shipped_configs_are_found() -> None:
+    """Apart from the test below: with no file, its parametrize would be an empty set (a skip)."""
+    assert {"sim.toml", "config.example.toml"} <= {p.name for p in EXAMPLES}, "example configs missing"
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_the_schema_accepts_the_shipped_configs(path: Path) -> None:
-    assert EXAMPLES, "no example configs found in config/"
     assert _schema_errors(tomllib.loads(path.read_text())) == []
     config.load(path)  # and so does the loader
 

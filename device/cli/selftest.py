@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Any
 
+from safehouse.device.cli.exit_codes import EX_FAIL
 from safehouse.device.core.errors import ControlError
 from safehouse.device.runtime import config as configuration
 from safehouse.device.runtime.selftest import process_identity
@@ -72,7 +73,7 @@ def _selftest(args: argparse.Namespace) -> int:
             print(standalone)
     if standalone is not None and args.json:
         print(standalone, file=sys.stderr)
-    return 0 if ok else 1
+    return 0 if ok else EX_FAIL
 
 
 def outside_warning(socket: str) -> str:

@@ -34,7 +34,6 @@ from safehouse.device.core.effects import (
     VerifyPin,
 )
 from safehouse.device.core.errors import EventLogError, SafehouseError
-from safehouse.device.core.events import Event
 from safehouse.device.core.ratelimit import RateLimitedLog, clip_text
 from safehouse.device.runtime.event_writer import EventWriter
 
@@ -137,10 +136,6 @@ class EffectRunner:
     def pending(self) -> int:
         """Events decided but not yet durable (normally 0)."""
         return self.writer.pending
-
-    @property
-    def last_event(self) -> Event | None:
-        return self.writer.last_event
 
     def storage_fault(self) -> str | None:
         """The storage fault shown in status, STATUS= and telemetry; None when all is well."""

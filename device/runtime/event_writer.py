@@ -123,7 +123,6 @@ class EventWriter:
         self._handed: set[str] = set()  # event ids handed to the memory queue
         self._listener_failing = False
         self.dropped = 0
-        self.last_event: Event | None = None
 
     @property
     def pending(self) -> int:
@@ -156,7 +155,6 @@ class EventWriter:
         if event.type not in SENT_FROM_MEMORY:
             self._bound_queue()
         self._queue.append(event)
-        self.last_event = event
         _LOG.info("event %s", event.summary())
         for listener in self.listeners:
             try:

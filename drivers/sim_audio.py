@@ -133,6 +133,7 @@ def _ours(conf: str | None) -> bool:
 
 
 def _replace_chunked(path: Path, chunks: Iterable[bytes]) -> None:
+    # write aside, then rename: a stream that has the old file open keeps reading it intact
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("wb") as f:
         for chunk in chunks:
@@ -141,10 +142,7 @@ def _replace_chunked(path: Path, chunks: Iterable[bytes]) -> None:
 
 
 def _replace(path: Path, data: bytes) -> None:
-    # write aside, then rename: a stream that has the old file open keeps reading it intact
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    _replace_chunked(path, (data,))
 
 
 if __name__ == "__main__":  # write_chirp()'s child: python -m safehouse.drivers.sim_audio RAW SECONDS

@@ -1,1 +1,1 @@
-"""The `safehouse` command: one subcommand module each, the entry point in main.py."""
+"""The `safehouse` command: the parser and small subcommands in main.py, a module per larger one."""

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from safehouse.device.core import boundedjson
+from safehouse.device.core.closing import Closing
 from safehouse.device.core.errors import ControlError
 from safehouse.device.core.ratelimit import RateLimitedLog, clip
 from safehouse.device.core.settings import as_path, in_range, setting
@@ -61,7 +62,7 @@ class CommandRefused(Exception):
     """A handler's clean refusal: its message goes back to the client as the error."""
 
 
-class ControlServer:
+class ControlServer(Closing):
     """Serves ``handlers`` on ``path``; ``close()`` removes the socket file."""
 
     def __init__(self, path: Path, handlers: Mapping[str, Handler], *, max_clients: int = MAX_CLIENTS,
@@ -152,12 +153,6 @@ class ControlServer:
         self._io.close()
         self._log.flush()
         self.path.unlink(missing_ok=True)
-
-    def __enter__(self) -> ControlServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _remove_stale(path: Path) -> None:

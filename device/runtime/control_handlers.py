@@ -54,7 +54,7 @@ class ControlHandlers:
         self._capture_parts = capture_parts
         self._selftest = selftest
         self._static, self._link = dict(static), link
-        self._started = time.monotonic()
+        self._started = clock.mono()
         self._recorder = acceptance_probe.Recorder()
 
     def table(self) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
@@ -75,7 +75,7 @@ class ControlHandlers:
         }
 
     def status(self, _req: Mapping[str, Any]) -> dict[str, Any]:
-        now = time.monotonic()
+        now = self._clock.mono()
         view = status_view(self._loop.state, self._runner, self._static, light=self._hw.light.pattern,
                            uptime=now - self._started, now=now, link=self._link(),
                            outbox=self._outbox.stats().as_dict())
@@ -233,7 +233,7 @@ class ControlHandlers:
         state = self._loop.state
         rejected = self._runner.rejections["keypad"] - refused
         return {"sent": len(text), "entry_length": len(state.keypad.entry), "rejected": rejected,
-                "locked_for_s": _locked_for(state), "on_duty": sorted(state.on_duty),
+                "locked_for_s": _locked_for(state, self._clock.mono()), "on_duty": sorted(state.on_duty),
                 "last_rejection": self._runner.last_rejection.get("keypad") if rejected else None}
 
     def test_alarm(self, _req: Mapping[str, Any]) -> dict[str, Any]:
@@ -244,7 +244,7 @@ class ControlHandlers:
     def ack(self, req: Mapping[str, Any]) -> dict[str, Any]:
         by = _text(req, "by", "technician")
         state = self._submit(VolunteerAck(volunteer=by, source="cli"), refusal="ack")
-        return {"alarm": alarm_view(state, time.monotonic())}
+        return {"alarm": alarm_view(state, self._clock.mono())}
 
     def resolve(self, req: Mapping[str, Any]) -> dict[str, Any]:
         outcome = _text(req, "outcome", "")
@@ -272,12 +272,12 @@ class ControlHandlers:
                 self._runner.writer.memory.wait_acked(event_id, MEMORY_ACK_WAIT)
             record, why = self._runner.writer.record_of(event_id, str(self._link().get("state", "")))
         return {"accepted": True, "new_alarm": new, "durable": record == "durable", "record": record,
-                "why": why, "alarm": alarm_view(state, time.monotonic())}
+                "why": why, "alarm": alarm_view(state, self._clock.mono())}
 
 
-def _locked_for(state: CoreState) -> float:
+def _locked_for(state: CoreState, now: float) -> float:
     until = state.keypad.locked_until
-    return round(max(0.0, until - time.monotonic()), 1) if until is not None else 0.0
+    return round(max(0.0, until - now), 1) if until is not None else 0.0
 
 
 def _text(req: Mapping[str, Any], key: str, default: str) -> str:

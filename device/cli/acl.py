@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from safehouse.device.cli.exit_codes import EX_FAIL
+from safehouse.device.cli.provisioning import atomic_write
 from safehouse.device.core.errors import ConfigError
 
 EPILOG = """\
@@ -63,7 +62,9 @@ def _render(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         return 0
     try:
-        _write_atomic(args.out, text)
+        # beside the target, then renamed: mosquitto reloading meanwhile sees the old or new file;
+        # 0644: mosquitto's own user reads it, and it holds names, not secrets
+        atomic_write(args.out, text.encode("utf-8"), 0o644)
     except OSError as exc:
         print(f"safehouse: cannot write {args.out}: {exc}", file=sys.stderr)
         return EX_FAIL
@@ -106,19 +107,3 @@ def _loader(yaml: Any) -> Any:
     InventoryLoader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
     InventoryLoader.add_constructor("!vault", lambda _loader, _node: "<vault-encrypted value>")
     return InventoryLoader
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write beside the target and rename: mosquitto reloading meanwhile sees the old or new file."""
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)  # mosquitto's own user reads it; it holds names, not secrets
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

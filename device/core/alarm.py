@@ -214,8 +214,7 @@ def _selftest_done(step: Step, inp: SelftestDone) -> None:
 
 def _expire(step: Step, now: float) -> None:
     """Fire every deadline that is due; each fires once because it updates the state."""
-    p, state = step.state.policy, step.state
-    alarm, button, lamp = state.alarm, state.button, state.lamp
+    p, button = step.state.policy, step.state.button
     if button.pressed and button.since is not None:
         held = now - button.since
         if p.trigger == "hold" and not button.hold_fired and held >= p.hold_seconds:

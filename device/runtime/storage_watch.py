@@ -34,7 +34,7 @@ class StorageWatch(Worker):
     """The "storage" thread; ``start()`` and ``close()`` come from the Worker base."""
 
     def __init__(self, store: Store, wake: Callable[[], None], *, every: float = RETRY_EVERY) -> None:
-        super().__init__(name="storage", join_seconds=2.0)
+        super().__init__(name="storage")
         self._store, self._wake_loop, self._every = store, wake, every
         self._nudged = threading.Event()
 
@@ -43,7 +43,8 @@ class StorageWatch(Worker):
         self._nudged.set()
 
     def wake(self) -> None:
-        self._nudged.set()
+        """Worker's stop hook: end the wait so the loop sees ``stopping``."""
+        self.nudge()
 
     def run(self) -> None:
         while not self.stopping.is_set():

@@ -238,9 +238,13 @@ def test_with_the_acl_a_kiosk_cannot_publish_into_another_kiosks_subtree(
     try:
         proc.ok("press")
         deadline = time.monotonic() + 10
-        while "refused" not in (proc.status()["link"].get("reason") or "") and time.monotonic() < deadline:
+        link = proc.status()["link"]
+        while "refused" not in (link.get("reason") or "") and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert "refused a publish" in proc.status()["link"]["reason"]
+            link = proc.status()["link"]
+        # the reason as seen: the uplink reconnects at once and clears it, so reading the status
+        # again could find the next attempt's empty reason (CI saw that under load)
+        assert "refused a publish" in link["reason"]
         assert proc.status()["outbox"]["depth"]["events"] == 1  # kept, not counted as delivered
         assert console.messages("safehouse/v1/p1/SH-B/events") == []
     finally:

@@ -7,8 +7,11 @@ sends can stop the server.
 
 Bounded, because a thread per connection let 1,100 connections take 1,024 fds and threads,
 100 % CPU, and keep the kiosk off its broker: one I/O thread (``selectors``) owns every
-socket, and a fixed pool of ``WORKERS`` threads runs the handlers (which may wait seconds
-for the core). At most ``max_clients`` connections are open; one more is kept for root and
+socket, and a fixed pool of ``WORKERS`` threads reads the requests. A handler that may wait
+(on the core, a camera, the self-test) is on a lane with workers of its own
+(``services/control_lanes.py``): the pool hands it over, or answers ``busy`` when that lane is
+full, so a hung camera never holds the worker `status` or `press` needs.
+At most ``max_clients`` connections are open; one more is kept for root and
 the daemon's own user (a technician's ``sudo safehouse status`` during a flood); any other
 connection gets one ``busy`` line and is closed at once. A connection that has not sent a
 complete line ``idle_timeout`` seconds after connecting or after its last answer (half a
@@ -45,13 +48,14 @@ from safehouse.device.core.ratelimit import RateLimitedLog, clip
 from safehouse.device.core.settings import as_path, in_range, setting
 from safehouse.device.core.threads import Worker
 from safehouse.services.control_io import Conn, IoLoop
+from safehouse.services.control_lanes import Handoff, LaneWorkers, OnLane
 
 _LOG = logging.getLogger(__name__)
 MAX_LINE = 16 * 1024  # requests are a command name and a few short arguments
 MAX_DEPTH = 4
 MAX_CLIENTS = 16
 IDLE_TIMEOUT = 10.0
-WORKERS = 4
+WORKERS = 2  # they only read requests and hand them to their lanes (and run handlers on none)
 BUSY_RETRY = 5.0  # how long `request()` keeps retrying a busy daemon (within its timeout)
 SUN_PATH_MAX = 107  # bytes, Linux sockaddr_un minus the NUL
 
@@ -89,9 +93,14 @@ class ControlServer(Closing):
         self._io = IoLoop(listener, max_clients=max_clients, idle_timeout=idle_timeout,
                           max_line=MAX_LINE, submit=lambda c, line: self._jobs.put((c, line)),
                           log=self._log)
+        self._lanes: dict[str, LaneWorkers] = {}
+        for handler in self.handlers.values():
+            if isinstance(handler, OnLane) and handler.lane.name not in self._lanes:
+                self._lanes[handler.lane.name] = LaneWorkers(handler.lane, self._answer)
         self._threads = [Worker(self._io.run, name="control-io", wake=self._io.stop)]
         self._threads += [Worker(self._work, name=f"control-{i}", wake=lambda: self._jobs.put(None))
                           for i in range(max(1, workers))]
+        self._threads += [w for lane in self._lanes.values() for w in lane.workers]
         self._closed = False
 
     @property
@@ -105,14 +114,24 @@ class ControlServer(Closing):
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
-            conn, line = job
-            try:
-                answer = self.dispatch(line)
-                data = (json.dumps(answer, default=str) + "\n").encode("utf-8")
-            except Exception as exc:  # dispatch answers everything; this is a last line of defence
-                _LOG.exception("control socket: answering failed")
-                data = (json.dumps({"ok": False, "error": f"internal error: {exc}"}) + "\n").encode()
-            self._io.answer(conn, data)
+            self._answer(*job)
+
+    def _answer(self, conn: Conn, line: bytes) -> None:
+        """Answer one request, on the pool or on a lane's worker; the pool hands a request whose
+        handler is on a lane to that lane (whose worker comes back here), or says busy."""
+        try:
+            answer = self.dispatch(line)
+            handoff = answer.get("result")
+            if isinstance(handoff, Handoff):
+                lane = self._lanes.get(handoff.lane.name)
+                if lane is not None and lane.offer(conn, line):
+                    return  # one of that lane's workers answers it
+                answer = self.reject(f"busy: {handoff.lane.busy}")
+            data = (json.dumps(answer, default=str) + "\n").encode("utf-8")
+        except Exception as exc:  # dispatch answers everything; this is a last line of defence
+            _LOG.exception("control socket: answering failed")
+            data = (json.dumps({"ok": False, "error": f"internal error: {exc}"}) + "\n").encode()
+        self._io.answer(conn, data)
 
     def reject(self, error: str) -> dict[str, Any]:
         with self._errors_lock:

@@ -14,7 +14,7 @@ import wave
 from collections.abc import Mapping
 from typing import Any
 
-from safehouse.services.capture import call_with_timeout
+from safehouse.services.capture import PartTimeout, call_with_timeout
 
 _LOG = logging.getLogger(__name__)
 MAX_SNAPSHOTS = 10
@@ -63,9 +63,16 @@ def snapshots(camera: Any | None, count: int, timeout: float) -> dict[str, Any]:
     except Exception as exc:
         return {"enabled": True, "error": f"camera could not start: {type(exc).__name__}: {exc}", "shots": []}
     shots: list[dict[str, Any]] = []
-    for _ in range(count):
+    while len(shots) < count:
         try:
             frame = call_with_timeout(camera.capture, timeout, "camera")
+        except PartTimeout as exc:
+            # A hung camera is not asked again: each try would wait the whole timeout once more
+            # (up to 10 x 60 s) and leave one more thread stuck on it.
+            shots.append({"error": f"{type(exc).__name__}: {exc}"})
+            shots += [{"error": "not taken: the camera did not answer the snapshot before"}
+                      for _ in range(count - len(shots))]
+            break
         except Exception as exc:
             shots.append({"error": f"{type(exc).__name__}: {exc}"})
             continue

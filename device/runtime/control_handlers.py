@@ -28,6 +28,7 @@ from safehouse.device.runtime.hardware import Hardware
 from safehouse.device.runtime.loop import CoreLoop
 from safehouse.device.runtime.selftest import process_identity
 from safehouse.services.control import CommandRefused
+from safehouse.services.control_lanes import CORE, PART, READ, on_lane
 from safehouse.services.outbox import Outbox
 
 CONFIRM_TIMEOUT = 3.0
@@ -58,20 +59,22 @@ class ControlHandlers:
         self._recorder = acceptance_probe.Recorder()
 
     def table(self) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
+        """Each handler on the lane of what it waits on (services/control_lanes.py): the core
+        loop's answer, a part (camera, microphone, the self-test's checks), or neither (a read)."""
         return {
-            "status": self.status,
-            "press": self.press,
-            "release": self.release,
-            "keys": self.keys,
-            "test-alarm": self.test_alarm,
-            "ack": self.ack,
-            "resolve": self.resolve,
-            "outbox": self.outbox,
-            "simulate": self.simulate,
-            "selftest": self.selftest,
-            "snapshots": self.snapshots,
-            "record": self.record,
-            "parts": self.parts,
+            "status": on_lane(READ, self.status),
+            "press": on_lane(CORE, self.press),
+            "release": on_lane(CORE, self.release),
+            "keys": on_lane(CORE, self.keys),
+            "test-alarm": on_lane(CORE, self.test_alarm),
+            "ack": on_lane(CORE, self.ack),
+            "resolve": on_lane(CORE, self.resolve),
+            "outbox": on_lane(READ, self.outbox),
+            "simulate": on_lane(READ, self.simulate),
+            "selftest": on_lane(PART, self.selftest),
+            "snapshots": on_lane(PART, self.snapshots),
+            "record": on_lane(READ, self.record),
+            "parts": on_lane(READ, self.parts),
         }
 
     def status(self, _req: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from safehouse.device.core.errors import ControlError
 from safehouse.services.control import ControlServer, request
 from tests.rig.availability import unavailable
 from tests.rig.daemon import DaemonProcess
@@ -181,3 +182,87 @@ def test_a_client_that_never_reads_its_answers_cannot_pile_them_up_in_the_daemon
                 data += chunk
         assert data.count(b'"ok": true') <= len(calls)  # what was answered; then closed
         greedy.close()
+
+
+def _ask_all(path: Path, line: bytes, n: int) -> list[socket.socket]:
+    """``n`` connections, each sending ``line`` at once (a script, or several technicians)."""
+    socks = [connect(path) for _ in range(n)]
+    for sock in socks:
+        sock.sendall(line)
+    return socks
+
+
+def _answers_within(socks: list[socket.socket], seconds: float) -> list[dict[str, object] | None]:
+    """What each connection got back within ``seconds`` (None: nothing yet)."""
+    deadline = time.monotonic() + seconds
+    answers: list[dict[str, object] | None] = []
+    for sock in socks:
+        try:
+            line = read_line(sock, timeout=max(0.01, deadline - time.monotonic()))
+        except TimeoutError:
+            line = b""
+        answers.append(json.loads(line) if line else None)
+    return answers
+
+
+@pytest.fixture
+def camera_daemon(short_dir: Path) -> Iterator[DaemonProcess]:
+    """A sim kiosk with its (simulated) camera on and the microphone off."""
+    path = write_config(short_dir)
+    path.write_text(path.read_text().replace("[camera]\nenabled = false", "[camera]\nenabled = true"))
+    proc = DaemonProcess(path, short_dir / "ctl.sock").start()
+    yield proc
+    proc.kill()
+
+
+def test_a_hung_camera_holds_no_worker_that_status_press_ack_and_resolve_need(
+        camera_daemon: DaemonProcess) -> None:
+    """Issue 18 item 14: four `snapshots` requests on a hung camera took all four control workers
+    (10 snapshots x 60 s each: up to 11 minutes), and `status` and `press` timed out. A request
+    that waits on a part now has its own worker, one at a time; the others are told busy at once."""
+    camera_daemon.ok("simulate", "camera", "hang")
+    hung = _ask_all(camera_daemon.socket, b'{"cmd": "snapshots", "count": 10, "per_shot": 60}\n', 6)
+    answers = _answers_within(hung, 5.0)
+    waiting = [a for a in answers if a is None]
+    assert len(waiting) == 1, answers  # the one on the camera's worker, waiting on the hung camera
+    assert all(a is not None and a["ok"] is False and str(a["error"]).startswith("busy:")
+               for a in answers if a is not None), answers
+    # While the camera hangs, what a technician needs is answered, each within its usual bound.
+    assert request(camera_daemon.socket, "status", timeout=5.0)["alarm"]["state"] == "idle"
+    pressed = request(camera_daemon.socket, "press", timeout=5.0)
+    assert pressed["accepted"] and pressed["durable"] and pressed["new_alarm"], pressed
+    assert request(camera_daemon.socket, "ack", timeout=5.0, by="tech")["alarm"]["state"] == "acknowledged"
+    assert request(camera_daemon.socket, "resolve", timeout=5.0, outcome="assistance")["resolved"]
+    with pytest.raises(ControlError, match=r"^busy: .*one at a time"):  # the selftest checks the camera too
+        request(camera_daemon.socket, "selftest", timeout=5.0)
+    for sock in hung:
+        sock.close()
+    log = camera_daemon.log.read_text()
+    assert "Traceback" not in log
+
+
+def test_a_stalled_core_loop_does_not_hold_the_worker_status_needs(daemon: DaemonProcess) -> None:
+    """Requests that wait for the core loop (ack, press, keys...) wait up to 3 s each when it stalls;
+    eight of them took two rounds of the four workers, and `status`, which waits for nothing,
+    queued behind them: it is what a technician reads to see that the core is stuck."""
+    daemon.ok("simulate", "core", "hang", "--seconds", "20")
+    acks = _ask_all(daemon.socket, b'{"cmd": "ack", "by": "tech"}\n', 8)
+    time.sleep(0.2)  # the acks are with the workers first
+    t0 = time.monotonic()
+    status = request(daemon.socket, "status", timeout=5.0)
+    assert status["alarm"]["state"] == "idle"
+    assert time.monotonic() - t0 < 2.5, "status waited for the stalled core's requests"
+    answers = _answers_within(acks, 15.0)
+    assert all(a is not None and a["ok"] is False for a in answers), answers  # refused, each in time
+    for sock in acks:
+        sock.close()
+
+
+def test_snapshots_on_a_hung_camera_stop_at_the_first_that_times_out(camera_daemon: DaemonProcess) -> None:
+    """The camera is not asked again once a snapshot timed out: each later try only waited the
+    full per-shot timeout again (10 x 60 s) and left one more thread stuck on the camera."""
+    camera_daemon.ok("simulate", "camera", "hang")
+    result = request(camera_daemon.socket, "snapshots", count=3, per_shot=0.5, timeout=10.0)
+    errors = [shot["error"] for shot in result["shots"]]
+    assert len(errors) == 3 and "did not answer within 0.5 s" in errors[0], errors
+    assert errors[1:] == ["not taken: the camera did not answer the snapshot before"] * 2, errors

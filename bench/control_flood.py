@@ -9,7 +9,8 @@ slot for root), a precinct sends ``cmd/ping`` (broker → core loop → uplink �
 subscriber watches the kiosk's retained ``status`` topic for an ``offline``. Figures, each
 against the same run's idle figure: status and ping latency, the broker reconnect, the real
 CLI's time to answer after the flood ends, the daemon's threads and CPU, and the link (it must
-stay online). Loopback only; bounded in time (about ``seconds`` + 30 s).
+stay online). Loopback only; bounded in time (about ``seconds`` + 30 s). The suite then runs
+``bench/control_hung_part.py``: `status` and a press while a hung camera is asked for snapshots.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import control_hung_part
 from bench.press_latency import percentile
 from safehouse.device.core.errors import ControlError
 from safehouse.services.control import request
@@ -233,7 +235,7 @@ def run(seconds: float = 15.0) -> list[dict[str, Any]]:
             f"{len(lat)} times, p50 {percentile(lat, 0.5):.1f} ms / max {max(lat):.1f} ms (idle p50 "
             f"{percentile(idle.status, 0.5):.1f} ms); daemon CPU {flood_cpu:.0%} during the flood, "
             f"{idle_cpu:.0%} idle")
-    return [
+    rows: list[dict[str, Any]] = [
         {"figure": "control flood: root `status` p95 during 1,000+ connections", "unit": "ms",
          "value": percentile(lat, 0.95), "baseline": percentile(idle.status, 0.95), "target": 250.0,
          "n": len(lat), "note": note},
@@ -258,6 +260,7 @@ def run(seconds: float = 15.0) -> list[dict[str, Any]]:
          "note": f"{flood.offline} offline status messages; link not online in {not_online} of "
                  f"{len(flood.states)} status samples"},
     ]
+    return rows + control_hung_part.run(max(10, round(seconds * 1.5)))
 
 
 if __name__ == "__main__":

@@ -11,15 +11,13 @@ nothing written).
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from safehouse.device.cli.exit_codes import EX_FAIL
+from safehouse.device.cli.inventory_yaml import load
 from safehouse.device.cli.provisioning import atomic_write
-from safehouse.device.core.errors import ConfigError
 
 EPILOG = """\
 example (on the Ansible control machine):
@@ -27,13 +25,12 @@ example (on the Ansible control machine):
   sudo systemctl reload mosquitto          # mosquitto re-reads acl_file on SIGHUP
 
 The inventory is deploy/ansible's: per host device_id, precinct, optional alliance; per
-precinct group `consoles: [CN, ...]` (the console certificates' names). See
-docs/precinct-broker.md.
+precinct group `consoles: [CN, ...]` (the console certificates' names). host_vars/ and
+group_vars/ beside the inventory (and beside the playbook, with --playbook-dir) are read as
+Ansible reads them. A key written twice, an unreadable vars file or an inventory past its caps
+(size, depth, aliases) is refused. See docs/precinct-broker.md.
 
 exit codes: 0 written, 2 usage, 78 invalid inventory (every problem listed, nothing written)"""
-
-
-_TOO_DEEP = "nested too deeply to read (hundreds of levels): an inventory nests a few groups deep"
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -48,15 +45,20 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                         help="the Ansible YAML inventory (deploy/ansible/inventory.example.yml)")
     render.add_argument("--out", type=Path, metavar="FILE", default=None,
                         help="write here (atomically, mode 0644); default: standard output")
+    render.add_argument("--playbook-dir", type=Path, metavar="DIR", default=None,
+                        help="the playbook's folder (as ansible-inventory's --playbook-dir): its host_vars/ "
+                        "and group_vars/ are read too, over the inventory's")
     render.set_defaults(func=_render)
 
 
 def _render(args: argparse.Namespace) -> int:
     from safehouse.services.acl import render_acl
     from safehouse.services.inventory import read_fleet
+    from safehouse.services.inventory_files import VarsFolders
 
     path: Path = args.inventory
-    fleet = read_fleet(load_inventory(path), str(path))
+    bases = [path.parent] + ([args.playbook_dir] if args.playbook_dir is not None else [])
+    fleet = read_fleet(load(path), str(path), VarsFolders(bases, load))
     text = render_acl(fleet, source=path.name)
     if args.out is None:
         sys.stdout.write(text)
@@ -72,38 +74,3 @@ def _render(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: {len(fleet.kiosks)} kiosk(s), {consoles} console user(s), "
           f"precinct(s) {', '.join(fleet.precincts) or 'none'}")
     return 0
-
-
-def load_inventory(path: Path) -> Any:
-    """Parse the inventory (YAML, or JSON which is YAML too); any failure is a ``ConfigError``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), [f"cannot read the inventory: {exc}"]) from exc
-    try:
-        yaml = importlib.import_module("yaml")  # untyped here, and only needed off the kiosk
-    except ImportError:  # the control machine has PyYAML with Ansible; a JSON inventory needs nothing
-        try:
-            return json.loads(text)
-        except RecursionError as exc:
-            raise ConfigError(str(path), [_TOO_DEEP]) from exc
-        except ValueError as exc:
-            raise ConfigError(str(path), [f"not JSON ({exc}), and PyYAML is not installed to read YAML "
-                                          "(pip install pyyaml)"]) from exc
-    try:
-        return yaml.load(text, Loader=_loader(yaml))  # a SafeLoader subclass: no object tags
-    except RecursionError as exc:  # both parsers recurse per level: a few hundred levels end the stack
-        raise ConfigError(str(path), [_TOO_DEEP]) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from exc
-
-
-def _loader(yaml: Any) -> Any:
-    """SafeLoader that reads Ansible's ``!unsafe`` as text and ``!vault`` as an unusable marker."""
-
-    class InventoryLoader(yaml.SafeLoader):  # type: ignore[misc]
-        pass
-
-    InventoryLoader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
-    InventoryLoader.add_constructor("!vault", lambda _loader, _node: "<vault-encrypted value>")
-    return InventoryLoader

@@ -8,8 +8,14 @@ it is, and the CLI writes the file a precinct installs.
 from __future__ import annotations
 
 import json
+import os
+import resource
+import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -19,6 +25,7 @@ from safehouse.device.core.errors import ConfigError
 from safehouse.device.core.settings import IDENT
 from safehouse.services.acl import fleet_of, render_acl
 from safehouse.services.inventory import ID_PATTERN, Kiosk, read_fleet
+from tests.rig.availability import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "deploy" / "ansible" / "inventory.example.yml"
@@ -151,18 +158,19 @@ def _alias_bomb(levels: int) -> str:
 
 
 @pytest.mark.parametrize(("text", "fault"), [
-    ("all: &a\n  children:\n    x: *a\n", "all.children.x: the group contains itself (a YAML alias loop)"),
+    ("all: &a\n  children:\n    x: *a\n", "line 1: *a refers to a value that contains it (a loop)"),
     ("all:\n  children:\n    g: " + "{children: {g: " * 3000 + "{}" + "}}" * 3000 + "\n",
      "nested too deeply to read"),
     ("{\"all\": " * 5000 + "{}" + "}" * 5000, "nested too deeply to read"),
     ("all: " + "{children: {g: " * 70 + "{hosts: {h: {device_id: K1, precinct: p1}}}" + "}}" * 70 + "\n",
      "groups nested more than 64 levels deep"),
-    (_alias_bomb(40), "the inventory expands to more than 100000 groups"),
+    (_alias_bomb(40), "aliases expand to more than 1000000 values (a YAML alias bomb?)"),
 ])
 def test_an_inventory_that_loops_nests_or_explodes_is_exit_78_not_a_traceback_or_a_hang(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, fault: str) -> None:
     """Found by testing: an alias loop and deep nesting raised RecursionError (exit 1, a traceback);
-    40 lines of aliases doubling each level walked 2**40 groups (never finished)."""
+    40 lines of aliases doubling each level walked 2**40 groups (never finished). Both are now
+    refused while the YAML is read (device/cli/inventory_yaml.py), before anything walks it."""
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(text, encoding="utf-8")
     assert main(["acl", "render", "--inventory", str(inventory)]) == 78
@@ -213,3 +221,231 @@ def test_an_id_with_a_trailing_newline_never_reaches_the_acl(bad: dict[str, str]
     kiosk = (host["device_id"], host["precinct"], host["alliance"])
     with pytest.raises(ConfigError):
         render_acl(fleet_of([kiosk], {}))
+
+
+# --- issue 18: nothing silently dropped, nothing injected, nothing unbounded -----------------------
+
+def _render(tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str,
+            name: str = "inventory.yml") -> tuple[int, str, str]:
+    code = main(["acl", "render", "--inventory", str(tmp_path / name), *extra])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _users(text: str) -> list[str]:
+    return [line.split()[1] for line in _rules(text) if line.startswith("user ")]
+
+
+def _ansible_hostvars(folder: Path, *extra: str) -> dict[str, dict[str, Any]]:
+    """What Ansible itself resolves for each host of ``folder/inventory.yml`` (`ansible-inventory
+    --list`, vars files included): the reference the renderer must agree with."""
+    local = Path(sys.executable).parent / "ansible-inventory"
+    exe = str(local) if local.is_file() else require_tool("ansible-inventory")
+    (folder / ".ansible.cfg").write_text("[defaults]\n")  # not the machine's or the user's config
+    env = {**os.environ, "ANSIBLE_CONFIG": str(folder / ".ansible.cfg"), "PYTHONWARNINGS": "ignore",
+           "ANSIBLE_HOME": str(folder / ".ansible"), "ANSIBLE_LOCAL_TEMP": str(folder / ".ansible" / "tmp")}
+    done = subprocess.run([exe, "-i", str(folder / "inventory.yml"), "--list", *extra], capture_output=True,
+                          text=True, env=env, cwd=folder, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    hostvars: dict[str, dict[str, Any]] = json.loads(done.stdout)["_meta"]["hostvars"]
+    return hostvars
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("all:\n  vars: {precinct: p1}\n  hosts:\n    kiosk-a: {device_id: SH-1}\n"
+     "    kiosk-b: {device_id: SH-2}\n    kiosk-a: {device_id: SH-3}\n",
+     "line 6: duplicate key 'kiosk-a' (first on line 4)"),
+    ("all:\n  children:\n    p1:\n      vars: {precinct: p1}\n      hosts: {kiosk-a: {device_id: SH-1}}\n"
+     "    p1:\n      vars: {precinct: p1}\n      hosts: {kiosk-b: {device_id: SH-2}}\n",
+     "line 6: duplicate key 'p1' (first on line 3)"),
+    ("all:\n  hosts:\n    kiosk-a:\n      device_id: SH-1\n      precinct: p1\n      device_id: SH-2\n",
+     "line 6: duplicate key 'device_id' (first on line 4)"),
+])
+def test_a_key_written_twice_in_one_mapping_is_refused_naming_the_file_and_the_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, problem: str) -> None:
+    """Issue 18 item 15: YAML keeps the last of two equal keys, so a host or group written twice
+    dropped a kiosk from the ACL with exit 0, and the broker then refused all that kiosk sent."""
+    (tmp_path / "inventory.yml").write_text(text, encoding="utf-8")
+    code, out, err = _render(tmp_path, capsys)
+    assert code == 78 and out == "", (code, out)
+    assert f"{tmp_path / 'inventory.yml'}: 1 problem(s)" in err and problem in err, err
+
+
+def _vars_folders(tmp_path: Path) -> None:
+    """The inventory leaves ids to host_vars/ and group_vars/, in every form Ansible reads."""
+    (tmp_path / "inventory.yml").write_text(
+        "all:\n  children:\n    north_7:\n      hosts:\n        kiosk-a:\n        kiosk-b:\n"
+        "        kiosk-c:\n        kiosk-d: {alliance: oak-row}\n        kiosk-e:\n", encoding="utf-8")
+    host_vars, group_vars = tmp_path / "host_vars", tmp_path / "group_vars"
+    (host_vars / "kiosk-b" / "more").mkdir(parents=True)
+    group_vars.mkdir()
+    (group_vars / "north_7.yml").write_text("precinct: north-7\nconsoles: [console-n7]\n")
+    (group_vars / "all.yaml").write_text("alliance: everyone\n")
+    (host_vars / "kiosk-a.yml").write_text("device_id: SH-0001\n")
+    (host_vars / "kiosk-b" / "10-id.yml").write_text("device_id: SH-WRONG\n")
+    (host_vars / "kiosk-b" / "20-id").write_text("device_id: SH-0002\n")  # later files win
+    (host_vars / "kiosk-b" / "more" / "alliance.yaml").write_text("alliance: elm-street\n")
+    (host_vars / "kiosk-b" / ".hidden.yml").write_text("device_id: SH-HIDDEN\n")
+    (host_vars / "kiosk-b" / "30-id.yml~").write_text("device_id: SH-BACKUP\n")
+    (host_vars / "kiosk-b" / "notes.txt").write_text("device_id: SH-NOTES\n")
+    (host_vars / "kiosk-c").write_text("device_id: SH-0003\n")  # no extension
+    (host_vars / "kiosk-d.json").write_text('{"device_id": "SH-0004"}')
+    (host_vars / "kiosk-e.yaml").write_text("---\n# nothing here yet\n")  # empty: a host, no kiosk
+
+
+def test_host_vars_and_group_vars_beside_the_inventory_are_read_as_ansible_reads_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 18 item 15: a device_id kept in host_vars/ (Ansible's usual place for per-host values)
+    was never read: that kiosk was missing from the ACL, with exit 0."""
+    _vars_folders(tmp_path)
+    ansible = _ansible_hostvars(tmp_path)
+    assert {h: v.get("device_id") for h, v in ansible.items()} == {  # what Ansible itself reads
+        "kiosk-a": "SH-0001", "kiosk-b": "SH-0002", "kiosk-c": "SH-0003", "kiosk-d": "SH-0004",
+        "kiosk-e": None}
+    code, out, err = _render(tmp_path, capsys)
+    assert code == 0, err
+    assert _users(out) == ["SH-0001", "SH-0002", "SH-0003", "SH-0004", "console-n7"]
+    fleet_rules = _rules(out)
+    assert f"topic write {N7}/SH-0002/alliance/elm-street/alert" in fleet_rules
+    assert f"topic write {N7}/SH-0001/alliance/everyone/alert" in fleet_rules
+    assert f"topic write {N7}/SH-0004/alliance/oak-row/alert" in fleet_rules  # the host's own wins
+
+
+HOST_K = "hosts: {h: {device_id: K}}"
+IN_P = "all:\n  children:\n    p:\n      "  # then group p's keys, at this indent
+# The files (inventory.yml and the vars files beside it) -> the precinct Ansible resolves for K
+PRECEDENCE = [
+    ({"inventory.yml": IN_P + "vars: {precinct: inline}\n      " + HOST_K,
+      "group_vars/p.yml": "precinct: file"}, "file"),
+    ({"inventory.yml": IN_P + "vars: {precinct: child-inline}\n      " + HOST_K,
+      "group_vars/all.yml": "precinct: all-file"}, "all-file"),
+    ({"inventory.yml": IN_P + "children:\n        c:\n          " + HOST_K,
+      "group_vars/p.yml": "precinct: parent", "group_vars/c.yml": "precinct: child"}, "child"),
+    ({"inventory.yml": IN_P + "hosts: {h: {device_id: K, precinct: host-inline}}",
+      "group_vars/p.yml": "precinct: group-file"}, "host-inline"),
+    ({"inventory.yml": "all:\n  hosts: {h: {device_id: K, precinct: host-inline}}",
+      "host_vars/h.yml": "precinct: host-file"}, "host-file"),
+    ({"inventory.yml": "all:\n  vars: {precinct: all-inline}\nkiosks:\n  " + HOST_K}, "all-inline"),
+    ({"inventory.yml": "all:\n  " + HOST_K, "host_vars/h.yml": "precinct: inventory-side",
+      "playbook/host_vars/h.yml": "precinct: playbook-side"}, "playbook-side"),
+    ({"inventory.yml": IN_P + HOST_K, "group_vars/p.yml": "precinct: inventory-side",
+      "playbook/group_vars/all.yml": "precinct: pb-all"}, "inventory-side"),
+]
+
+
+@pytest.mark.parametrize(("files", "precinct"), PRECEDENCE)
+def test_variables_take_ansibles_precedence_across_the_inventory_and_the_vars_folders(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], files: dict[str, str], precinct: str) -> None:
+    """Ansible's order, lowest first: the inventory's group vars (all < parent < child), then
+    group_vars/all, then group_vars/GROUP (parent < child; the playbook's folder after the
+    inventory's each time), the inventory's host vars, host_vars/HOST. Each case is checked
+    against ansible-inventory itself first."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    playbook = ("--playbook-dir", str(tmp_path / "playbook"))
+    assert _ansible_hostvars(tmp_path, *playbook)["h"]["precinct"] == precinct  # Ansible's own answer
+    code, out, err = _render(tmp_path, capsys, *playbook)
+    assert code == 0, err
+    assert f"# kiosk K: precinct {precinct}, no alliance" in out.splitlines()
+
+
+@pytest.mark.parametrize(("files", "problem"), [
+    ({"host_vars/h.yml": "device_id: K1\n", "host_vars/h.yaml": "alliance: a1\n"},
+     "host_vars/h.yaml: Ansible reads only host_vars/h.yml"),
+    ({"host_vars/h.yml": "$ANSIBLE_VAULT;1.1;AES256\n6162636465\n"}, "host_vars/h.yml: vault-encrypted"),
+    ({"host_vars/h.yml": "- a\n- list\n"}, "host_vars/h.yml: must be a mapping of variables, got list"),
+    ({"host_vars/h.yml": "device_id: K1\ndevice_id: K2\n"},
+     "host_vars/h.yml: line 2: duplicate key 'device_id' (first on line 1)"),
+    ({"group_vars/all.yml": "precinct: p/1\n"}, "group_vars/all.yml: precinct must be"),
+])
+def test_a_vars_file_that_cannot_be_read_as_ansible_reads_it_is_exit_78(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], files: dict[str, str], problem: str) -> None:
+    (tmp_path / "inventory.yml").write_text("all:\n  vars: {precinct: p1}\n  hosts: {h: {device_id: K1}}\n")
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    code, out, err = _render(tmp_path, capsys)
+    assert code == 78 and out == "", err
+    assert problem in err, err
+
+
+INJECTED = "inv\nuser SH-0042\ntopic readwrite #\n.yml"
+
+
+@pytest.mark.parametrize("name", [INJECTED, "inv\r\ntopic readwrite #.yml", "inv\udcff\u2028.yml"])
+def test_no_name_from_outside_becomes_a_line_of_the_acl(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       name: str) -> None:
+    """Issue 18 item 15: the inventory's file name went into the header comment as it was, so a
+    name holding a newline added `topic readwrite #` to a kiosk's block. A byte that is not UTF-8
+    in the name (PEP 383 turns it into a lone surrogate) crashed the write with a traceback."""
+    shutil.copy(EXAMPLE, tmp_path / name)
+    out_file = tmp_path / "safehouse.acl"
+    code, _out, err = _render(tmp_path, capsys, "--out", str(out_file), name=name)
+    assert code == 0, err
+    text = out_file.read_text(encoding="utf-8")
+    assert _rules(text) == _rules(render_acl(read_fleet(yaml.safe_load(EXAMPLE.read_text()), "x")))
+    assert all(line.isprintable() for line in text.splitlines()), text
+
+
+def test_a_header_source_that_is_not_one_printable_line_is_escaped() -> None:
+    text = render_acl(fleet_of([("K1", "p1", "")], {}), source="a\nuser K1\ntopic readwrite #")
+    assert "topic readwrite #" not in text.splitlines() and text.splitlines()[0].endswith(
+        "from 'a\\nuser K1\\ntopic readwrite #'.")
+
+
+def _laughs(levels: int, where: str = "device_id") -> str:
+    """Nine aliases per level: 9**levels strings from a few hundred bytes ("billion laughs")."""
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\nall:\n  hosts:\n    h: {{precinct: p1, {where}: *l{levels - 1}}}\n"
+
+
+@pytest.mark.parametrize("where", ["device_id", "consoles"])
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        where: str) -> None:
+    """Issue 18 item 18: a value made of nested aliases was expanded by the first thing that printed
+    it (its problem message): 7 levels made a 25 MB message, 9 levels 21 s of CPU and a
+    MemoryError at 1.7 GB. The loader counts what aliases expand to and refuses past the cap."""
+    (tmp_path / "inventory.yml").write_text(_laughs(7, where), encoding="utf-8")
+    code, _out, err = _render(tmp_path, capsys)
+    assert code == 78
+    assert "aliases expand to more than 1000000 values" in err and len(err) < 1000, err[:2000]
+
+
+def test_a_nine_level_alias_bomb_is_refused_within_a_small_cpu_and_memory_budget(tmp_path: Path) -> None:
+    """The run in the issue, in a child held to 10 s of CPU and 1 GiB: before the cap it ran out
+    of both (a 9**9 structure printed into a message)."""
+    (tmp_path / "inventory.yml").write_text(_laughs(9), encoding="utf-8")
+
+    def limits() -> None:
+        resource.setrlimit(resource.RLIMIT_CPU, (10, 10))
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    done = subprocess.run([sys.executable, "-m", "safehouse.device.cli.main", "acl", "render", "--inventory",
+                           str(tmp_path / "inventory.yml")], capture_output=True, text=True, timeout=60,
+                          preexec_fn=limits, check=False)
+    assert done.returncode == 78, done.stderr[-2000:]
+    assert "aliases expand to more than" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("a: &a [1]\n" + "".join(f"b{i}: *a\n" for i in range(10_001)), "more than 10000 aliases"),
+    ("all:\n  vars:\n    blob: '" + "x" * (4 << 20) + "'\n", "more than 4194304 bytes"),
+    ("all: &a {children: {x: {hosts: {h: *a}}}}\n", "line 1: *a refers to a value that contains it"),
+])
+def test_an_inventory_past_a_cap_is_refused_with_the_cap_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, problem: str) -> None:
+    (tmp_path / "inventory.yml").write_text(text, encoding="utf-8")
+    code, _out, err = _render(tmp_path, capsys)
+    assert code == 78 and problem in err and len(err) < 1000, err[:2000]
+
+
+def test_a_json_inventory_without_pyyaml_refuses_duplicate_keys_too(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "yaml", None)  # the control machine has no PyYAML
+    (tmp_path / "inventory.json").write_text(
+        '{"all": {"vars": {"precinct": "p1"}, "hosts": {"h1": {"device_id": "K1"}, '
+        '"h1": {"device_id": "K2"}}}}')
+    code, _out, err = _render(tmp_path, capsys, name="inventory.json")
+    assert code == 78 and "duplicate key 'h1'" in err, err

@@ -2,43 +2,42 @@
 
 Why here and not in Ansible: the precinct broker's ACL must list exactly the kiosks the
 playbook provisions, so ``safehouse acl render`` reads the very same file. This module takes
-the already-parsed tree (the CLI loads the YAML) and resolves it the way Ansible does for the
-variables we need, with the files of ``host_vars/`` and ``group_vars/`` when they are given
-(``services/inventory_files.py``). Ansible's precedence, lowest first: the inventory's group
-vars (``all`` < parent < child), ``group_vars/all``, ``group_vars/GROUP`` (parent < child),
-the inventory's host vars, ``host_vars/HOST``; each folder beside the playbook after the same
-one beside the inventory. Top-level groups other than ``all`` are ``all``'s children. A host
-is a kiosk when it resolves a ``device_id``; each kiosk needs a ``precinct`` and may have an
-``alliance``. The group variable ``consoles`` (a list of certificate CNs) names the precinct
-console users of the precinct that group's kiosks are in.
+the already-parsed tree (the CLI loads the YAML), its shape as Ansible sees it (groups by name,
+``services/inventory_tree.py``) and the files of ``host_vars/`` and ``group_vars/`` when given
+(``services/inventory_files.py``), and resolves each host's variables as Ansible does, lowest
+first: the inventory's group vars, ``group_vars/all``, ``group_vars/GROUP``, the inventory's
+host vars, ``host_vars/HOST``; within each, a host's groups by depth (``all``, parents,
+children), and a folder beside the playbook after the same one beside the inventory. Where
+Ansible would quietly rank two places that give one kiosk two identities (two unrelated groups,
+one group named twice, two listings of the host), they are refused instead.
 
-Every problem is collected with its path in the file and raised together as one
-``ConfigError``: a half-read inventory must never become a half-written ACL.
+A host is a kiosk when it resolves a ``device_id``; each kiosk needs a ``precinct`` and may have
+an ``alliance``. The group variable ``consoles`` (a list of certificate CNs) names the precinct
+console users of the precinct that group's kiosks are in. Every problem is collected with its
+place in the file and raised together as one ``ConfigError``: a half-read inventory must never
+become a half-written ACL.
 """
 
 from __future__ import annotations
 
 import reprlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from safehouse.device.core.errors import ConfigError
 from safehouse.device.core.settings import ID_TEXT as ID_TEXT  # re-exported for the ACL
 from safehouse.device.core.settings import IDENT
-from safehouse.services.inventory_files import VarsFile, VarsFolders
+from safehouse.services.inventory_files import VarsFolders
+from safehouse.services.inventory_tree import Shape, read_shape
 
 # The kiosk config's rule for ids (device.core.settings.IDENT, declared once). It also keeps
 # every ACL line literal: no '+', '#', '/' or space can turn a grant into a wildcard.
 ID_PATTERN = IDENT
 # Variables that only make sense on a kiosk: a host with one of them but no device_id is a typo.
 _KIOSK_HINTS = ("precinct", "alliance", "broker_url", "safehouse_cert", "safehouse_key")
-_GROUP_KEYS = frozenset({"hosts", "vars", "children"})
-# YAML anchors can make a group its own child (an endless walk) or double the groups at each
-# level (2^40 visits from 40 lines): both are reported, never walked. Real fleets nest a few
-# levels and list at most thousands of groups.
-MAX_NESTING = 64
-MAX_GROUP_VISITS = 100_000
+# What makes a kiosk what it is: places that disagree on one of these are refused, not ranked.
+_IDENTITY = ("device_id", "precinct", "alliance", "consoles")
 # Where a variable was set, lowest precedence first; a folder beside the playbook is one above
 # the same folder beside the inventory (VarsFolders gives them in that order).
 GROUP_INLINE, ALL_FILES, GROUP_FILES, HOST_INLINE, HOST_FILES = 0, 1, 3, 5, 6
@@ -82,112 +81,81 @@ def read_fleet(tree: Any, source: str, folders: VarsFolders | None = None) -> Fl
     or console name used twice, a host whose groups disagree on its precinct.
     """
     problems: list[str] = []
-    hosts: dict[str, _Seen] = {}
     if not isinstance(tree, Mapping) or not tree:
         raise ConfigError(source, ["the inventory must be a YAML mapping of groups (e.g. 'all:')"])
-    walk = _Walk(hosts, problems, folders)
-    everyone = tree.get("all")
-    inline = everyone.get("vars") if isinstance(everyone, Mapping) else None
-    under_all = ((GROUP_INLINE, "all.vars", inline),) if isinstance(inline, Mapping) else ()
-    for name, group in tree.items():  # any other top-level group is a child of all
-        if name == "all":
-            walk.group(group, (), "all", "all")
-        else:
-            walk.group(group, under_all + walk.files("all", ALL_FILES), str(name), str(name))
-    kiosks, consoles = _kiosks(hosts, problems)
+    shape = read_shape(tree, problems)
+    resolver = _Resolver(shape, folders, problems)
+    kiosks, consoles = _kiosks({host: resolver.host(host) for host in shape.hosts}, problems)
     if problems:
         raise ConfigError(source, problems)
     return Fleet(tuple(kiosks), {p: tuple(sorted(users)) for p, users in sorted(consoles.items()) if users})
 
 
-@dataclass
-class _Walk:
-    """One walk through the inventory: the hosts seen, the problems, the vars files read.
+class _Resolver:
+    """A host's variables in Ansible's precedence, from the inventory's shape and the vars files."""
 
-    ``path`` holds the groups on the current path (by identity) and ``visits`` counts them:
-    loops and alias bombs."""
+    def __init__(self, shape: Shape, folders: VarsFolders | None, problems: list[str]) -> None:
+        self._shape, self._folders, self._problems = shape, folders, problems
+        self._checked: set[str] = set()  # vars files whose values were checked
+        for group in shape.groups.values():  # a bad value is reported where it is written
+            for where, variables in group.vars:
+                _check_vars(variables, where, problems)
+        for listings in shape.hosts.values():
+            for where, variables in listings:
+                _check_vars(variables, where, problems)
 
-    hosts: dict[str, _Seen]
-    problems: list[str]
-    folders: VarsFolders | None
-    path: list[int] = field(default_factory=list)
-    visits: int = 0
-    checked: set[str] = field(default_factory=set)  # vars files whose values were checked
+    def host(self, host: str) -> _Seen:
+        shape = self._shape
+        groups = shape.groups_of(host)  # all first
+        placed = [(g, (GROUP_INLINE, where, v)) for g in groups for where, v in shape.groups[g].vars]
+        placed += [(g, s) for g in groups for s in self._files(g, ALL_FILES if g == "all" else GROUP_FILES)]
+        mine = [(HOST_INLINE, where, v) for where, v in shape.hosts[host]]
+        mine += self._files(host, HOST_FILES, host=True)
+        self._disagreements(host, placed, mine)
+        values, where = _resolve([s for _, s in placed] + mine)
+        return _Seen(values, where, {str(k) for _, _, v in mine for k in v})
 
-    def group(self, group: Any, sources: tuple[Source, ...], name: str, path: str) -> None:
-        """Depth-first through one group: its vars over the inherited ones, its hosts and children."""
-        if group is None:
-            return
-        if id(group) in self.path:
-            self.problems.append(f"{path}: the group contains itself (a YAML alias loop)")
-            return
-        if len(self.path) >= MAX_NESTING:
-            self.problems.append(f"{path}: groups nested more than {MAX_NESTING} levels deep")
-            return
-        self.visits += 1
-        if self.visits > MAX_GROUP_VISITS:
-            if self.visits == MAX_GROUP_VISITS + 1:
-                self.problems.append(f"{path}: the inventory expands to more than {MAX_GROUP_VISITS} groups "
-                                     "(YAML aliases repeating groups?); list each group once")
-            return
-        self.path.append(id(group))
-        try:
-            self._group(group, sources, name, path)
-        finally:
-            self.path.pop()
-
-    def _group(self, group: Any, sources: tuple[Source, ...], name: str, path: str) -> None:
-        problems = self.problems
-        if not isinstance(group, Mapping):
-            problems.append(f"{path}: a group must be a mapping of hosts/vars/children, got {_kind(group)}")
-            return
-        for key in group:
-            if key not in _GROUP_KEYS:
-                problems.append(f"{path}.{key}: unknown group key (expected hosts, vars, children)")
-        own = group.get("vars")
-        if own is not None and not isinstance(own, Mapping):
-            problems.append(f"{path}.vars: must be a mapping, got {_kind(own)}")
-        elif own:
-            _check_vars(own, f"{path}.vars", problems)
-            sources += ((GROUP_INLINE, f"{path}.vars", own),)
-        sources += self.files(name, ALL_FILES if name == "all" else GROUP_FILES)
-        for section in ("hosts", "children"):
-            content = group.get(section)
-            if content is not None and not isinstance(content, Mapping):
-                problems.append(f"{path}.{section}: must be a mapping, got {_kind(content)}")
-        for host, host_vars in _mapping(group.get("hosts")).items():
-            here = f"{path}.hosts.{host}"
-            if host_vars is not None and not isinstance(host_vars, Mapping):
-                problems.append(f"{here}: host variables must be a mapping, got {_kind(host_vars)}")
-                continue
-            _check_vars(host_vars or {}, here, problems)
-            mine = ((HOST_INLINE, here, host_vars or {}), *self.files(str(host), HOST_FILES, host=True))
-            values, where = _resolve(sources + mine)
-            _add_host(str(host), values, where, {k for _, _, v in mine for k in v}, self.hosts, problems)
-        for child, sub in _mapping(group.get("children")).items():
-            self.group(sub, sources, str(child), f"{path}.children.{child}")
-
-    def files(self, name: str, precedence: int, *, host: bool = False) -> tuple[Source, ...]:
-        """The vars files of a group (or a host) as sources: the inventory's folder, then the playbook's."""
-        if self.folders is None:
-            return ()
-        per_base = (self.folders.host if host else self.folders.group)(name, self.problems)
+    def _files(self, name: str, precedence: int, *, host: bool = False) -> list[Source]:
+        """The vars files of a group (or a host): the inventory's folder, then the playbook's."""
+        if self._folders is None:
+            return []
+        per_base = (self._folders.host if host else self._folders.group)(name, self._problems)
         sources: list[Source] = []
         for i, files in enumerate(per_base):
             for vars_file in files:
-                self._check_file(vars_file)
+                if vars_file.label not in self._checked:
+                    self._checked.add(vars_file.label)
+                    _check_vars(vars_file.variables, vars_file.label, self._problems)
                 sources.append((precedence + i, vars_file.label, vars_file.variables))
-        return tuple(sources)
+        return sources
 
-    def _check_file(self, vars_file: VarsFile) -> None:
-        if vars_file.label not in self.checked:
-            self.checked.add(vars_file.label)
-            _check_vars(vars_file.variables, vars_file.label, self.problems)
+    def _disagreements(self, host: str, placed: list[tuple[str, Source]], mine: list[Source]) -> None:
+        """Places that give a kiosk two identities are refused, where Ansible would quietly rank
+        them: two unrelated groups of the host, two places naming one group, two listings of
+        the host. A group below another, or a file over the inventory, is precedence, not this."""
+        for key in _IDENTITY:
+            setters = [(g, s) for g, s in placed if key in s[2]]
+            pairs = [(a, b) for i, a in enumerate(setters) for b in setters[i + 1:] if self._rival(a, b)]
+            listings = [s for s in mine if s[0] == HOST_INLINE and key in s[2]]
+            pairs += [(("", a), ("", b)) for i, a in enumerate(listings) for b in listings[i + 1:]]
+            for (_, (_, where_a, vars_a)), (_, (_, where_b, vars_b)) in pairs:
+                if vars_a[key] != vars_b[key]:
+                    problem = (f"host {host}: {key} is {_shown(vars_a[key])} in {where_a} but "
+                               f"{_shown(vars_b[key])} in {where_b}: give it one value")
+                    if problem not in self._problems:
+                        self._problems.append(problem)
+                    break
+
+    def _rival(self, a: tuple[str, Source], b: tuple[str, Source]) -> bool:
+        (group_a, (layer_a, _, _)), (group_b, (layer_b, _, _)) = a, b
+        if group_a == group_b:
+            return layer_a == layer_b == GROUP_INLINE  # the group named twice, with two values
+        return group_a not in self._shape.ancestors(group_b) and group_b not in self._shape.ancestors(group_a)
 
 
-def _resolve(sources: tuple[Source, ...]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The values a host ends up with, and where each was set: by precedence, then in the order
-    found (a child group after its parent, a later file after an earlier one)."""
+def _resolve(sources: list[Source]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The values a host ends up with, and where each was set: by precedence, then in Ansible's
+    order within it (a deeper group after its parents, a later file after an earlier one)."""
     values: dict[str, Any] = {}
     where: dict[str, str] = {}
     for _precedence, label, variables in sorted(sources, key=lambda s: s[0]):
@@ -208,23 +176,6 @@ def _check_vars(variables: Mapping[Any, Any], path: str, problems: list[str]) ->
         else:
             for i, user in enumerate(users):
                 _ident(user, f"{path}: consoles[{i}]", problems)
-
-
-def _add_host(host: str, values: dict[str, Any], where: dict[str, str], own: set[Any],
-              hosts: dict[str, _Seen], problems: list[str]) -> None:
-    """A host listed in several groups must resolve the same kiosk identity in each."""
-    seen = hosts.get(host)
-    if seen is None:
-        hosts[host] = _Seen(values, where, {str(k) for k in own})
-        return
-    seen.own.update(str(k) for k in own)
-    for key in ("device_id", "precinct", "alliance", "consoles"):
-        if key in values and key in seen.values and values[key] != seen.values[key]:
-            problems.append(f"host {host}: {key} is {_shown(seen.values[key])} in {seen.where[key]} but "
-                            f"{_shown(values[key])} in {where[key]}: give it one value")
-    for key, value in values.items():
-        seen.values.setdefault(key, value)
-        seen.where.setdefault(key, where.get(key, "?"))
 
 
 def _kiosks(hosts: dict[str, _Seen], problems: list[str]) -> tuple[list[Kiosk], dict[str, set[str]]]:
@@ -285,10 +236,6 @@ _SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict = 2, 4, 4
 def _shown(value: Any) -> str:
     """A value quoted in a problem, bounded: a structure of aliases can expand to millions."""
     return _SHOWN.repr(value)
-
-
-def _mapping(value: Any) -> Mapping[Any, Any]:
-    return value if isinstance(value, Mapping) else {}
 
 
 def _kind(value: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import shutil
 import stat
@@ -330,6 +331,13 @@ PRECEDENCE = [
       "playbook/host_vars/h.yml": "precinct: playbook-side"}, "playbook-side"),
     ({"inventory.yml": IN_P + HOST_K, "group_vars/p.yml": "precinct: inventory-side",
       "playbook/group_vars/all.yml": "precinct: pb-all"}, "inventory-side"),
+    # A group is one group however many places name it: its vars, hosts and parents add up.
+    ({"inventory.yml": "all:\n  vars: {precinct: city}\n  children:\n    p:\n      " + HOST_K +
+      "\n    region:\n      vars: {precinct: region}\n      children:\n        p:\n"}, "region"),
+    ({"inventory.yml": "all:\n  vars: {precinct: city}\n  children:\n    p:\n      " + HOST_K +
+      "\n    q:\n      children:\n        p:\n          vars: {precinct: named-again}\n"}, "named-again"),
+    ({"inventory.yml": "p:\n  " + HOST_K + "\nregion:\n  vars: {precinct: region}\n  children:\n    p:\n",
+      "group_vars/all.yml": "alliance: a1"}, "region"),
 ]
 
 
@@ -347,7 +355,23 @@ def test_variables_take_ansibles_precedence_across_the_inventory_and_the_vars_fo
     assert _ansible_hostvars(tmp_path, *playbook)["h"]["precinct"] == precinct  # Ansible's own answer
     code, out, err = _render(tmp_path, capsys, *playbook)
     assert code == 0, err
-    assert f"# kiosk K: precinct {precinct}, no alliance" in out.splitlines()
+    assert re.search(rf"^# kiosk K: precinct {precinct}, ", out, re.MULTILINE), out
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    (IN_P + "vars: {precinct: a}\n      " + HOST_K + "\n    q:\n      children:\n        p:\n"
+     "          vars: {precinct: b}\n",
+     "host h: precinct is 'a' in all.children.p.vars but 'b' in all.children.q.children.p.vars"),
+    ("all:\n  vars: {precinct: p1}\n  children:\n    a:\n      children: {b: {" + HOST_K + "}}\n"
+     "    b:\n      children: {a: }\n", "groups a -> b -> a: a loop of groups"),
+])
+def test_a_group_named_in_two_places_is_one_group_and_may_not_disagree_with_itself(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, problem: str) -> None:
+    """Ansible would take the later of two precincts for one group; a kiosk's identity is never
+    left to which place in the file comes last. A loop of groups by name is refused too."""
+    (tmp_path / "inventory.yml").write_text(text, encoding="utf-8")
+    code, out, err = _render(tmp_path, capsys)
+    assert code == 78 and out == "" and problem in err, err
 
 
 @pytest.mark.parametrize(("files", "problem"), [

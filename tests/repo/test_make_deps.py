@@ -84,7 +84,7 @@ def test_the_fixed_rate_microphone_builds_from_apt_packages_alone(tmp_path: Path
 
 # Tools the tests ask for by name (require_tool fails in CI when one is missing). Not from apt:
 # the venv's own scripts; make, which runs `make test` itself.
-_NOT_APT = {"ansible-playbook", "safehouse", "make"}
+_NOT_APT = {"ansible-playbook", "ansible-inventory", "safehouse", "make"}
 
 
 def test_every_tool_the_tests_require_comes_from_apt_packages() -> None:

@@ -10,12 +10,12 @@ Bounded, because a thread per connection let 1,100 connections take 1,024 fds an
 socket, and a fixed pool of ``WORKERS`` threads reads the requests. A handler that may wait
 (on the core, a camera, the self-test) is on a lane with workers of its own
 (``services/control_lanes.py``): the pool hands it over, or answers ``busy`` when that lane is
-full, so a hung camera never holds the worker `status` or `press` needs.
-At most ``max_clients`` connections are open; one more is kept for root and
-the daemon's own user (a technician's ``sudo safehouse status`` during a flood); any other
-connection gets one ``busy`` line and is closed at once. A connection that has not sent a
-complete line ``idle_timeout`` seconds after connecting or after its last answer (half a
-line, or nothing) is told so and closed. No thread wakes on a timer: the I/O thread sleeps
+full, so a hung camera never holds the worker `status` or `press` needs. At most
+``max_clients`` connections are open; one more is kept for root and the daemon's own user (a
+technician's ``sudo safehouse status`` during a flood); any other connection gets one
+``busy`` line and is closed at once. A connection that has not sent a complete line
+``idle_timeout`` seconds after connecting or after its last answer (half a line, or nothing)
+is told so and closed. No thread wakes on a timer: the I/O thread sleeps
 until the next idle deadline (forever with no client), the workers until there is work.
 
 Handlers run on a worker and must only enqueue inputs or read snapshots — the core loop

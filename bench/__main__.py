@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import (
+    acl_render,
     before_after,
     chaos,
     control_flood,
@@ -46,6 +47,7 @@ def suites(quick: bool) -> dict[str, Suite]:
                                    fleet.DEFAULT_INTERVAL, fleet.DEFAULT_KEEPALIVE, 1),
         "chaos": lambda: chaos.figures(seed=1, duration=40.0 if quick else 120.0),
         "control": lambda: control_flood.run(8.0 if quick else 20.0),
+        "acl": lambda: acl_render.run(1 if quick else 3),
         "before_after": lambda: before_after.run(2 if quick else 12, 1 if quick else 2, 50 if quick else 200),
         "storage": lambda: storage_bench.run(30 if quick else 100, 20 if quick else 100, 1 if quick else 5),
     }

@@ -28,7 +28,7 @@ from safehouse.device.core.errors import ConfigError
 __all__ = ["EXTENSIONS", "MAX_FOLDER_DEPTH", "VarsFile", "VarsFolders"]
 
 EXTENSIONS = (".yml", ".yaml", ".json")  # Ansible's YAML_FILENAME_EXTENSIONS
-MAX_FOLDER_DEPTH = 16  # subfolders of host_vars/NAME/ (a link loop would go on for ever)
+MAX_FOLDER_DEPTH = 16  # subfolders of host_vars/NAME/
 
 
 @dataclass(frozen=True)
@@ -100,9 +100,16 @@ class VarsFolders:
         return str(path.relative_to(base)) if base == self._bases[0] else str(path)
 
 
-def _folder_files(folder: Path, depth: int, problems: list[str]) -> list[Path]:
+def _folder_files(folder: Path, depth: int, problems: list[str], above: tuple[str, ...] = ()) -> list[Path]:
+    """The files of ``folder`` and its subfolders in Ansible's order; a link back to a folder
+    above is reported (Ansible would recurse until it failed), and so is a chain past
+    ``MAX_FOLDER_DEPTH``."""
+    real = os.path.realpath(folder)
+    if real in above:
+        problems.append(f"{folder}: a link back to a folder above it; remove the link")
+        return []
     if depth > MAX_FOLDER_DEPTH:
-        problems.append(f"{folder}: folders nested more than {MAX_FOLDER_DEPTH} deep (a link loop?)")
+        problems.append(f"{folder}: folders nested more than {MAX_FOLDER_DEPTH} deep")
         return []
     try:
         names = sorted(os.listdir(folder))
@@ -115,7 +122,7 @@ def _folder_files(folder: Path, depth: int, problems: list[str]) -> list[Path]:
             continue  # hidden files and editors' backups
         path, ext = folder / entry, os.path.splitext(entry)[1]
         if path.is_dir() and not ext:
-            found += _folder_files(path, depth + 1, problems)
+            found += _folder_files(path, depth + 1, problems, (*above, real))
         elif path.is_file() and (not ext or ext in EXTENSIONS):
             found.append(path)
     return found

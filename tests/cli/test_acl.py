@@ -394,6 +394,19 @@ def test_a_vars_file_that_cannot_be_read_as_ansible_reads_it_is_exit_78(
     assert problem in err, err
 
 
+def test_a_link_loop_in_host_vars_is_reported_once_not_walked(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Ansible would follow it until Python's recursion limit; two links doubled the walk at each level."""
+    (tmp_path / "inventory.yml").write_text("all:\n  vars: {precinct: p1}\n  hosts: {h: {device_id: K1}}\n")
+    (tmp_path / "host_vars" / "h").mkdir(parents=True)
+    (tmp_path / "host_vars" / "h" / "ids.yml").write_text("alliance: a1\n")
+    (tmp_path / "host_vars" / "h" / "again").symlink_to("..")
+    (tmp_path / "host_vars" / "h" / "self").symlink_to(".")
+    code, _out, err = _render(tmp_path, capsys)
+    assert code == 78 and err.count("a link back to a folder above it") == 2, err[:2000]
+    assert "host_vars/h/self: a link back" in err and "host_vars/h/again/h: a link back" in err, err
+
+
 INJECTED = "inv\nuser SH-0042\ntopic readwrite #\n.yml"
 
 

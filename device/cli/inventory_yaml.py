@@ -73,7 +73,7 @@ def _parse(text: str) -> Any:
         yaml = importlib.import_module("yaml")  # untyped here, and only needed off the kiosk
     except ImportError:  # the control machine has PyYAML with Ansible; a JSON inventory needs nothing
         try:
-            return json.loads(text, object_pairs_hook=_unique_pairs)
+            return _shallow(json.loads(text, object_pairs_hook=_unique_pairs))
         except ValueError as exc:
             raise _Refused([f"not JSON ({exc}), and PyYAML is not installed to read YAML "
                             "(pip install pyyaml)"]) from exc
@@ -81,6 +81,19 @@ def _parse(text: str) -> Any:
         return yaml.load(text, Loader=_loader(yaml))  # a SafeLoader subclass: no object tags
     except yaml.YAMLError as exc:
         raise _Refused([f"not valid YAML: {exc}"]) from exc
+
+
+def _shallow(value: Any) -> Any:
+    """``value`` if it nests at most ``MAX_DEPTH`` levels, as the YAML reader allows; walked
+    without recursion (JSON has no aliases, so its size is the file's)."""
+    todo = [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            raise _Refused([_TOO_DEEP])
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        todo += [(child, depth + 1) for child in children]
+    return value
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

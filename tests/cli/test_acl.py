@@ -478,11 +478,15 @@ def test_an_inventory_past_a_cap_is_refused_with_the_cap_named(
     assert code == 78 and problem in err and len(err) < 1000, err[:2000]
 
 
-def test_a_json_inventory_without_pyyaml_refuses_duplicate_keys_too(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("text", "problem"), [
+    ('{"all": {"vars": {"precinct": "p1"}, "hosts": {"h1": {"device_id": "K1"}, "h1": {"device_id": "K2"}}}}',
+     "duplicate key 'h1'"),
+    ('{"all": {"vars": {"x": ' + "[" * 300 + "]" * 300 + "}}}", "nested too deeply to read"),
+])
+def test_a_json_inventory_without_pyyaml_is_held_to_the_same_rules(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        text: str, problem: str) -> None:
     monkeypatch.setitem(sys.modules, "yaml", None)  # the control machine has no PyYAML
-    (tmp_path / "inventory.json").write_text(
-        '{"all": {"vars": {"precinct": "p1"}, "hosts": {"h1": {"device_id": "K1"}, '
-        '"h1": {"device_id": "K2"}}}}')
+    (tmp_path / "inventory.json").write_text(text, encoding="utf-8")
     code, _out, err = _render(tmp_path, capsys, name="inventory.json")
-    assert code == 78 and "duplicate key 'h1'" in err, err
+    assert code == 78 and problem in err, err

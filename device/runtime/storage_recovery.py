@@ -76,14 +76,15 @@ def open_command_ids(state_dir: Path, spare_dir: Path, clock: Clock) -> tuple[Co
 def settle_alarms(writer: EventWriter, submit: Callable[[Input, float], object],
                   timeout: float = SETTLE_TIMEOUT) -> list[str]:
     """At stop: one more write attempt, then wait (bounded) for the PUBACK of any alarm that
-    exists only in memory. The event ids still unsettled (the caller logs them critically)."""
+    exists only in memory. The ids of accepted events still neither on disk nor acknowledged by
+    the broker, alarms or not (the caller logs them critically)."""
     memory = writer.memory
-    if not writer.pending and not memory.unsettled():
+    if not writer.unsettled():
         return []
     submit(Tick(), 1.0)  # a last try at writing them
     if not memory.unsettled():
-        return []
+        return writer.unsettled()
     _LOG.critical("stopping with %d alarm(s) only in memory: waiting up to %.0f s for the broker",
                   len(memory.unsettled()), timeout)
     memory.wait_settled(timeout)
-    return memory.unsettled()
+    return writer.unsettled()

@@ -40,9 +40,9 @@ def describe(char: str) -> str:
     """How a refused character is named in an error: ASCII only, whatever it is."""
     point = ord(char)
     if 0xDC80 <= point <= 0xDCFF:  # Python's surrogateescape: the byte it could not decode
-        return f"the undecodable byte 0x{point - 0xDC00:02x} (not UTF-8)"
+        return f"U+{point:04X}, a lone surrogate standing for the byte 0x{point - 0xDC00:02x} (not UTF-8)"
     if 0xD800 <= point <= 0xDFFF:
-        return f"U+{point:04X}, a lone surrogate (not valid Unicode)"
+        return f"U+{point:04X}, a lone surrogate (half of a UTF-16 pair)"
     return f"U+{point:04X} ({unicodedata.name(char, 'a control character').lower()}), not printable"
 
 

@@ -59,7 +59,8 @@ def test_the_argument_is_named_and_the_byte_it_could_not_decode_is_shown(
         with pytest.raises(SystemExit):
             main(argv)
         err = capsys.readouterr().err
-        assert f"{named}: not_unicode: position 3 holds the undecodable byte 0xe9 (not UTF-8)" in err, err
+        assert f"{named}: not_unicode: position 3 holds U+DCE9, a lone surrogate standing for the " \
+            "byte 0xe9 (not UTF-8)" in err, err
 
 
 def test_a_free_text_option_over_its_limit_is_refused_at_the_cli_not_by_the_daemon(

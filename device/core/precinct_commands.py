@@ -49,7 +49,7 @@ class Command:
     name: str
     id: str
     args: dict[str, Any] = field(default_factory=dict)
-    until: float = 0.0  # wall time after which a replay is refused as stale anyway
+    ts: float = 0.0  # when the sender issued it (POSIX seconds, by the sender's clock)
 
 
 def _timestamp(value: Any, cid: str) -> float:
@@ -105,7 +105,7 @@ def parse(name: str, payload: bytes, *, retain: bool, wall: float, clock_synced:
         _check_args(name, args)
     except ValueError as exc:
         raise CommandInvalid("bad_args", str(exc), cid) from None
-    return Command(name, cid, args, until=max(wall, issued) + freshness)
+    return Command(name, cid, args, ts=issued)
 
 
 def _check_args(name: str, args: dict[str, Any]) -> None:

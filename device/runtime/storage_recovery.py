@@ -13,7 +13,6 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from safehouse.device.core.clock import Clock
 from safehouse.device.core.errors import EventLogError
 from safehouse.device.core.events import Event
 from safehouse.device.core.inputs import Input, Tick
@@ -63,14 +62,14 @@ def damage_sources(outbox: Outbox, stats_damage: Damage | None) -> list[DamageSo
     return sources
 
 
-def open_command_ids(state_dir: Path, spare_dir: Path, clock: Clock) -> tuple[CommandIds, str | None]:
+def open_command_ids(state_dir: Path, spare_dir: Path) -> tuple[CommandIds, str | None]:
     """The executed precinct command ids, and a storage fault when they cannot be kept on the
     state partition (then beside the control socket, in ``spare_dir``, for this boot)."""
     try:
-        return CommandIds(state_dir, clock=clock.wall), None
+        return CommandIds(state_dir), None
     except EventLogError as exc:
         _LOG.critical("%s; command ids kept in %s until storage returns", exc, spare_dir)
-        return CommandIds(spare_dir, clock=clock.wall), f"unavailable: {exc}"
+        return CommandIds(spare_dir), f"unavailable: {exc}"
 
 
 def settle_alarms(writer: EventWriter, submit: Callable[[Input, float], object],

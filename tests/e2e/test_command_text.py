@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from tests.rig.broker import Broker
-from tests.rig.console import online_ts, send_command
+from tests.rig.console import heard, online_ts, send_command
 from tests.rig.daemon import DaemonProcess
 from tests.rig.kiosk_config import write_config
 
@@ -27,6 +27,7 @@ def test_commands_with_a_lone_surrogate_id_are_refused_with_a_result_and_never_a
     proc = DaemonProcess(config, short_dir / "ctl.sock").start()
     try:
         ts = online_ts(sub, ROOT)
+        heard(sub, ROOT, ts)
         alarm = json.loads(proc.ok("press", "--json"))["alarm"]["event_id"]
         for name, body in (("ack", f'{{"id": "\\ud800", "ts": "{ts}", "event_id": "{alarm}"}}'),
                            ("resolve", f'{{"id": "\\udc00x", "ts": "{ts}", "outcome": "cancelled"}}')):

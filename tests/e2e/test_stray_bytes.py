@@ -77,22 +77,25 @@ def test_a_stray_byte_in_a_cli_argument_is_refused_and_every_later_alarm_is_deli
         sub.close()
 
 
-def test_the_control_socket_refuses_a_lone_surrogate_from_a_client_other_than_the_cli(
+def test_the_control_socket_refuses_a_lone_surrogate_or_a_repeated_key_from_any_client(
         kiosk: DaemonProcess, broker: Broker) -> None:
     """A client of its own can send ``"\\udcff"`` as JSON: the server refuses it as the CLI does."""
     sub = broker.subscriber([TOPIC], timeout=10)
     proc = kiosk.start()
     try:
         proc.ok("press")
-        for request in ({"cmd": "ack", "by": "tech\udcff"}, {"cmd": "resolve", "outcome": "cancelled",
-                                                               "by": "\ud800"},
-                        {"cmd": "ack", "by\udcff": "x"}, {"cmd": "ack", "by": "a\x00b"}):
+        lines = [json.dumps(request).encode() for request in (
+            {"cmd": "ack", "by": "tech\udcff"}, {"cmd": "resolve", "outcome": "cancelled", "by": "\ud800"},
+            {"cmd": "ack", "by\udcff": "x"}, {"cmd": "ack", "by": "a\x00b"})]
+        lines.append(b'{"cmd": "resolve", "outcome": "police", "outcome": "cancelled"}')
+        for line in lines:
             with socket.socket(socket.AF_UNIX) as client:
                 client.connect(str(proc.socket))
-                client.sendall(json.dumps(request).encode() + b"\n")
+                client.sendall(line + b"\n")
                 answer = json.loads(client.makefile("rb").readline())
-            assert answer["ok"] is False, (request, answer)
-            assert "not_unicode" in answer["error"] or "not_printable" in answer["error"], answer
+            assert answer["ok"] is False, (line, answer)
+            reasons = ("not_unicode", "not_printable", "duplicate_key")
+            assert any(reason in answer["error"] for reason in reasons), answer
         assert proc.status()["alarm"]["state"] == "active"  # neither ack nor resolve acted
         proc.ok("resolve", "false_alarm")
         press_is_delivered(proc, sub)

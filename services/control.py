@@ -4,7 +4,7 @@ One request per line ``{"cmd": NAME, ...args}``, one answer per line: ``{"ok": t
 "result": ...}`` or ``{"ok": false, "error": MESSAGE}``. Garbage, nesting, duplicate keys,
 unknown commands, oversized lines and handler errors all get an error answer and are counted;
 nothing a client sends can stop the server. Every string of a request (keys included) must be
-valid, printable Unicode: a client other than our CLI can send ``"\udcff"`` as JSON, and a
+valid, printable Unicode: a client other than our CLI can send ``"\\udcff"`` as JSON, and a
 lone surrogate in an ack's ``by`` once made an event that could never be written.
 
 Bounded, because a thread per connection let 1,100 connections take 1,024 fds and threads,

@@ -2,7 +2,7 @@
 
 Everything a broker can deliver is hostile until proven otherwise: oversized, too deeply
 nested, not JSON, a key given twice, text that is not valid printable Unicode (a lone
-surrogate: ``"\ud800"`` is valid JSON), retained (a stale order replayed on every
+surrogate: ``"\\ud800"`` is valid JSON), retained (a stale order replayed on every
 reconnect), too old, repeated, unknown. Each failure becomes an error result
 ``"<reason>: <explanation>"`` that echoes the command's id whenever it could be read and is
 itself valid text; none becomes a crash or a second effect. ``ts`` is an RFC 3339 date-time

@@ -1,9 +1,11 @@
 """The control socket: newline-delimited JSON over a Unix stream socket (mode 0660).
 
 One request per line ``{"cmd": NAME, ...args}``, one answer per line: ``{"ok": true,
-"result": ...}`` or ``{"ok": false, "error": MESSAGE}``. Garbage, nesting, unknown commands,
-oversized lines and handler errors all get an error answer and are counted; nothing a client
-sends can stop the server.
+"result": ...}`` or ``{"ok": false, "error": MESSAGE}``. Garbage, nesting, duplicate keys,
+unknown commands, oversized lines and handler errors all get an error answer and are counted;
+nothing a client sends can stop the server. Every string of a request (keys included) must be
+valid, printable Unicode: a client other than our CLI can send ``"\\udcff"`` as JSON, and a
+lone surrogate in an ack's ``by`` once made an event that could never be written.
 
 Bounded, because a thread per connection let 1,100 connections take 1,024 fds and threads,
 100 % CPU, and keep the kiosk off its broker: one I/O thread (``selectors``) owns every
@@ -41,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safehouse.device.core import boundedjson
+from safehouse.device.core import boundedjson, text
 from safehouse.device.core.closing import Closing
 from safehouse.device.core.errors import ControlError
 from safehouse.device.core.ratelimit import RateLimitedLog, clip
@@ -148,6 +150,10 @@ class ControlServer(Closing):
             return self.reject(f"bad request: {exc}")
         if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
             return self.reject('bad request: expected {"cmd": NAME, ...}')
+        try:
+            text.check_json(request, "request")
+        except text.TextRefused as exc:
+            return self.reject(f"bad request: {exc}")
         name = request["cmd"]
         handler = self.handlers.get(name)
         if handler is None:

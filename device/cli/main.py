@@ -2,6 +2,8 @@
 
 Every failure is one line on stderr that says what to do, with a stable exit status:
 0 ok, 1 refused or daemon unreachable, 2 usage, 78 bad configuration (EX_CONFIG).
+Every argument must be printable UTF-8 text (device/cli/arguments.py): a stray byte is a usage
+error before anything is read or sent.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from safehouse.device import __version__
 from safehouse.device.cli import outbox as cli_outbox
 from safehouse.device.cli.accept import add_parser as add_accept_parser
 from safehouse.device.cli.acl import add_parser as add_acl_parser
+from safehouse.device.cli.arguments import refuse_bad_argv, text
 from safehouse.device.cli.evidence import add_parser as add_evidence_parser
 from safehouse.device.cli.exit_codes import EX_FAIL
 from safehouse.device.cli.provision import add_parser as add_provision_parser
@@ -30,9 +33,12 @@ from safehouse.device.runtime import config as configuration
 from safehouse.services.control import request
 from safehouse.services.outbox import open_readonly_stats, read_events
 
+MAX_BY = 64  # who acknowledges or resolves: the daemon takes at most this many characters
+MAX_KEYS = 64  # keys typed at once on the simulated keypad
 EPILOG = """\
 config file: --config PATH, else $SAFEHOUSE_CONFIG, else /etc/safehouse/config.toml.
-exit status: 0 ok, 1 refused or daemon not running, 2 usage, 78 configuration error.
+exit status: 0 ok, 1 refused or daemon not running, 2 usage (also an argument that is not
+printable UTF-8 text), 78 configuration error.
 examples:
   safehouse --config config/sim.toml run           # a kiosk on simulated hardware
   safehouse --config config/sim.toml press         # push the (simulated) panic button
@@ -70,13 +76,15 @@ def _parser() -> argparse.ArgumentParser:
                          "memory_only, and why)")
     add("release", "release the simulated panic button (sim only)", _simple("release"))
     ks = add("keys", "type on the simulated keypad (sim only), e.g. '1234#'", _keys)
-    ks.add_argument("keys", metavar="STRING", help="keys 0-9 * #")
+    ks.add_argument("keys", metavar="STRING", type=text(MAX_KEYS), help="keys 0-9 * #")
     add("test-alarm", "raise a test alarm (marked test everywhere)", _test_alarm)
     ak = add("ack", "acknowledge the active alarm on site", _ack)
-    ak.add_argument("--by", default="technician", help="who acknowledges (default: technician)")
+    ak.add_argument("--by", default="technician", type=text(MAX_BY),
+                    help="who acknowledges (default: technician)")
     rs = add("resolve", "end the active alarm with an outcome", _resolve)
     rs.add_argument("outcome", choices=["assistance", "false_alarm", "police", "cancelled"])
-    rs.add_argument("--by", default="technician", help="who resolves (default: technician)")
+    rs.add_argument("--by", default="technician", type=text(MAX_BY),
+                    help="who resolves (default: technician)")
     ev = add("events", "print the recorded events (reads state_dir; the daemon may be stopped)", _events)
     ev.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     ev.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -255,7 +263,10 @@ def _config_check(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser()
+    refuse_bad_argv(parser, argv)  # a stray byte never reaches a handler, let alone the daemon
+    args = parser.parse_args(argv)
     try:
         code = int(args.func(args))
         sys.stdout.flush()  # a reader gone early (`| head`) shows up here, not as a traceback at exit

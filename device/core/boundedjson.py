@@ -7,7 +7,12 @@ scan that only looks at brackets outside strings (one C-level regex pass, no rec
 ``json.loads`` then runs only on input whose depth is already known to be small.
 
 The same scan picks up a top-level ``"id": "..."`` on the way, so a refusal can echo the id
-of a payload that is otherwise invalid (too deep, bad JSON, even cut short).
+of a payload that is otherwise invalid (too deep, bad JSON, even cut short) — only an id that
+is printable Unicode (device/core/text.py): a refusal must itself be sendable.
+
+A key given twice in one object is refused (``duplicate_key``): ``json.loads`` keeps the last
+value while the scan echoed the first id, so a command acted on one value and answered for
+another. A repeated ``id`` is never echoed: which one was meant cannot be known.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+
+from safehouse.device.core.text import problem
 
 MAX_ID = 64  # an id longer than this is not echoed (and is refused as an id)
 
@@ -25,7 +32,8 @@ _COLON = re.compile(r"\s*:\s*")
 
 
 class JsonRefused(ValueError):
-    """The input is too large, too deep or not JSON; ``id`` is its top-level id when readable."""
+    """The input is too large, too deep, not JSON or repeats a key; ``id`` is its top-level id
+    when readable."""
 
     def __init__(self, reason: str, message: str, id_: str | None = None) -> None:
         super().__init__(f"{reason}: {message}")
@@ -61,11 +69,33 @@ def _string(token: str) -> str | None:
         value = json.loads(token)
     except ValueError:
         return None
-    return value if isinstance(value, str) and 0 < len(value) <= MAX_ID else None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID or problem(value) is not None:
+        return None
+    return value
+
+
+class _Repeated(Exception):
+    """Raised out of ``json.loads`` by its object hook; never seen outside this module."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``'s object hook: a key given twice stops the parse."""
+    body = dict(pairs)
+    if len(body) != len(pairs):
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise _Repeated(key)
+            seen.add(key)
+    return body
 
 
 def loads(data: bytes | str, *, max_bytes: int, max_depth: int, what: str = "payload") -> Any:
-    """Parse ``data`` or raise ``JsonRefused`` (reasons: too_large, too_deep, not_json)."""
+    """Parse ``data`` or raise ``JsonRefused`` (reasons: too_large, too_deep, not_json,
+    duplicate_key)."""
     size = len(data)
     if size > max_bytes:
         head = data[:max_bytes]
@@ -85,6 +115,9 @@ def loads(data: bytes | str, *, max_bytes: int, max_depth: int, what: str = "pay
         raise JsonRefused("too_deep", f"{what} nests {depth} levels deep; at most {max_depth} allowed",
                           found)
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique)
+    except _Repeated as exc:
+        raise JsonRefused("duplicate_key", f"{what} gives the key {ascii(exc.key)[:80]} more than once",
+                          None if exc.key == "id" else found) from None
     except (ValueError, RecursionError):
         raise JsonRefused("not_json", f"{what} is not valid UTF-8 JSON", found) from None

@@ -105,11 +105,11 @@ class VerifyPin:
 
 @dataclass(frozen=True)
 class RememberCommand:
-    """A precinct command is about to act: record its id durably first, so a replay after a
-    restart is refused (``replayed``) until ``until`` (wall time), when it would be stale anyway."""
+    """A precinct command is about to act: record its id and the sender's ``ts`` durably first,
+    so a replay after a restart is refused (device/core/executed_commands.py)."""
 
     id: str
-    until: float
+    ts: float
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
 """The precinct's MQTT commands and neighbours' alliance alerts, inside ``decide()``.
 
 A command is answered exactly once, whatever happens: a ``Reply`` effect carries either the
-result or the reason it was refused, with the command's id whenever it could be read. Command
-ids already executed are refused as ``replayed`` and never act twice (a broker may redeliver a
-QoS 1 message; an attacker may record and resend one). Before a command acts, a
-``RememberCommand`` effect records its id durably (services/command_ids.py), and the daemon
-loads those ids back at start, so a restart does not forget them within the freshness window.
+result or the reason it was refused, with the command's id whenever it could be read. A command
+id, once executed, never executes again, whatever the clocks do (a broker may redeliver a QoS 1
+message; an attacker may record and resend one): ids are kept by the sender's ``ts`` and refused
+as ``replayed``, and a command no newer than the ids no longer kept as ``too_old``
+(device/core/executed_commands.py). Before a command acts, a ``RememberCommand`` effect records
+its id and ``ts`` durably (services/command_ids.py), and the daemon loads them back at start.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from safehouse.device.core.precinct_commands import Command, CommandInvalid, par
 from safehouse.device.core.ratelimit import clip, clip_text
 from safehouse.device.core.rollcall import start_rollcall
 from safehouse.device.core.signals import LightPattern
-
-SEEN_IDS = 1024  # remembered command ids; commands older than the freshness window are refused anyway
 
 
 def on_precinct_command(step: Step, inp: PrecinctCommand, now: float) -> None:
@@ -38,11 +37,13 @@ def on_precinct_command(step: Step, inp: PrecinctCommand, now: float) -> None:
     except CommandInvalid as exc:
         reply(False, exc.id, error=str(exc))
         return
-    if cmd.id in step.state.seen_commands:
-        reply(False, cmd.id, error=f"replayed: duplicate command id {cmd.id!r}: already executed")
+    executed = step.state.executed_commands
+    refused = executed.refusal(cmd.id, cmd.ts)
+    if refused is not None:
+        reply(False, cmd.id, error=": ".join(refused))
         return
-    step.update(seen_commands=(*step.state.seen_commands, cmd.id)[-SEEN_IDS:])
-    step.effects.append(RememberCommand(cmd.id, cmd.until))  # on disk before the command acts
+    step.update(executed_commands=executed.add(cmd.id, cmd.ts))
+    step.effects.append(RememberCommand(cmd.id, cmd.ts))  # on disk before the command acts
     result, error = _execute(step, cmd, now)
     reply(error is None, cmd.id, result, error or "")
 

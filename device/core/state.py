@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from safehouse.device.core.executed_commands import ExecutedCommands
 from safehouse.device.core.signals import LightPattern, Sound
 
 
@@ -103,7 +104,7 @@ class CoreState:
     keypad: KeypadState = KeypadState()
     light: LightPattern = LightPattern.BEACON
     alarms_raised: int = 0
-    seen_commands: tuple[str, ...] = ()
+    executed_commands: ExecutedCommands = field(default_factory=ExecutedCommands)  # never run twice
     override: tuple[LightPattern, float] | None = None  # (pattern, until) set by cmd/light
     neighbor_until: float | None = None
     neighbor_alerts: int = 0

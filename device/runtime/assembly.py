@@ -137,10 +137,10 @@ def assemble(config: Config, clock: Clock, *, pin_factory: Any, closers: Closers
     storage_watch = StorageWatch(outbox, partial(inbox.put, Tick()))
     outbox.on_fault = storage_watch.nudge
     closers.add("storage watch", storage_watch.close)
-    command_ids, ids_fault = open_command_ids(state_dir, spare_dir, clock)
+    command_ids, ids_fault = open_command_ids(state_dir, spare_dir)
     closers.add("command ids", command_ids.close)
     lockouts = LockoutStore(state_dir, clock=clock, boot_id=boot_id)
-    state = starting_state(cfg, on_duty=stats.on_duty(), seen_commands=command_ids.live(), outbox=outbox,
+    state = starting_state(cfg, on_duty=stats.on_duty(), executed_commands=command_ids.load(), outbox=outbox,
                            lockouts=lockouts, boot_id=boot_id, clock=clock)
     pin_checker = PinChecker(partial(VolunteerRegistry.load, cfg.keypad.volunteers), inbox.put)
     closers.add("pin checker", pin_checker.close)

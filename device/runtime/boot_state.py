@@ -14,6 +14,7 @@ from dataclasses import replace
 from safehouse.device.core.alarm import light_for, sound_for
 from safehouse.device.core.clock import Clock
 from safehouse.device.core.errors import EventLogError
+from safehouse.device.core.executed_commands import ExecutedCommands
 from safehouse.device.core.recovery import recover_alarm
 from safehouse.device.core.state import CoreState, Policy, initial_state
 from safehouse.device.runtime.config import Config
@@ -42,10 +43,10 @@ def policy_from(config: Config) -> Policy:
     )
 
 
-def starting_state(config: Config, *, on_duty: Iterable[str], seen_commands: Iterable[str],
+def starting_state(config: Config, *, on_duty: Iterable[str], executed_commands: ExecutedCommands,
                    outbox: Outbox, lockouts: LockoutStore, boot_id: str, clock: Clock) -> CoreState:
     state = initial_state(policy_from(config), on_duty=frozenset(on_duty))
-    state = replace(state, seen_commands=tuple(seen_commands))  # a restart forgets no id
+    state = replace(state, executed_commands=executed_commands)  # a restart forgets no id
     state = _recover(state, outbox, config.alarm.ack_timeout, boot_id, clock)
     return replace(state, keypad=lockouts.restore(state.keypad))  # a restart keeps a lockout
 

@@ -4,7 +4,9 @@ Everything is built by the assembly root (device/runtime/assembly.py). Start-up 
 what a citizen needs first: the outbox (so nothing is accepted that cannot be recorded, and an
 alarm left open by a crash is resumed), the hardware (the sign lights up), the core loop, the
 uplink, then the control socket; READY=1 goes to systemd last. Shutdown runs the assembly's
-``SHUTDOWN_ORDER`` and finishes well inside systemd's stop timeout.
+``SHUTDOWN_ORDER`` and finishes well inside systemd's stop timeout. It says "stopped cleanly"
+and exits 0 only when every accepted event is on disk or acknowledged by the broker; otherwise
+it names what it could not keep and exits ``EXIT_UNSETTLED``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from safehouse.services.sdnotify import Watchdog, notify, watchdog_interval
 _LOG = logging.getLogger(__name__)
 SWITCH_INTERVAL = 0.001
 SIM_CLOCK_FILE = "sim-clock-offset"  # sim only: the simulated wall clock's offset (`simulate clock`)
+EXIT_UNSETTLED = 1  # stopped with accepted events neither on disk nor with the broker: a failed stop
 
 
 class Daemon:
@@ -146,18 +149,18 @@ class Daemon:
             self.stopping.wait()  # a signal's handler runs here (lock waits are interruptible)
             _LOG.info("stopping")
             notify("STOPPING=1")
-            # an alarm only in memory: wait (bounded) for its PUBACK
+            # an event only in memory: one more write; an alarm: wait (bounded) for its PUBACK
             unsettled = settle_alarms(self.kiosk.writer, self.loop.submit)
         finally:
             self.close()
             for sig, handler in previous.items():
                 with contextlib.suppress(ValueError, TypeError):
                     signal.signal(sig, handler)
-        if unsettled:
-            _LOG.critical("stopped WITHOUT alarm(s) %s: neither written to disk nor acknowledged by the "
-                          "broker", ", ".join(unsettled))
-        else:
-            _LOG.info("stopped cleanly")
+        if unsettled:  # never "stopped cleanly" nor exit 0 then: systemd shows the unit failed
+            _LOG.critical("stopped WITHOUT %d accepted event(s) %s: neither written to disk nor "
+                          "acknowledged by the broker", len(unsettled), ", ".join(unsettled[:20]))
+            return EXIT_UNSETTLED
+        _LOG.info("stopped cleanly")
         return 0
 
     def _on_hangup(self, _signum: int, _frame: FrameType | None) -> None:

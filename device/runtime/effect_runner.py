@@ -47,7 +47,7 @@ class Light(Protocol):
 class CommandMemory(Protocol):
     """Where executed precinct command ids are kept across restarts (services/command_ids.py)."""
 
-    def remember(self, command_id: str, until: float) -> None: ...
+    def remember(self, command_id: str, ts: float) -> None: ...
 
 
 class Messenger(Protocol):
@@ -159,8 +159,8 @@ class EffectRunner:
                     self.rejections[what] += 1
                     self.last_rejection[what] = clip_text(reason, 400)
                     self._rejected_log.warning(what, "rejected %s: %s", what, clip_text(reason, 400))
-                case RememberCommand(id=command_id, until=until):
-                    self._remember(command_id, until)
+                case RememberCommand(id=command_id, ts=ts):
+                    self._remember(command_id, ts)
                 case Reply():
                     self._reply(effect)
                 case Announce(event_id=event_id):
@@ -189,11 +189,11 @@ class EffectRunner:
         else:
             self._guard("buzzer", partial(buzzer.play, sound))
 
-    def _remember(self, command_id: str, until: float) -> None:
+    def _remember(self, command_id: str, ts: float) -> None:
         """Before the command acts. A failed write does not stop it (the precinct asked, and this
         run still refuses a replay); it is logged, counted and shows in ``status``."""
         try:
-            self._command_ids.remember(command_id, until)
+            self._command_ids.remember(command_id, ts)
         except (SafehouseError, OSError) as exc:
             self.rejections["command_ids"] += 1
             self.last_rejection["command_ids"] = str(exc)

@@ -11,6 +11,13 @@ durable seq lease), then is written (``flush``). When the write fails:
   event_id: the precinct keeps one copy). Non-alarm events wait in a bounded queue; the
   oldest are dropped beyond ``MEMORY_CAP``, counted and logged.
 
+An event that cannot be written for a reason other than storage never blocks the events
+behind it. One whose text is not valid Unicode (a lone surrogate: a stray byte that got past
+the boundary) is written with U+FFFD in place of that text, under its own seq and event_id, and
+the original is logged; anything else the outbox refuses is set aside (an alarm still leaves
+from memory). Both are logged critically and counted (``unwritable_event``); a set-aside event
+is "unsettled" until the broker has it, so a stop is never called clean while it is not.
+
 Storage reports become events here too: ``storage_full``/``storage_restored`` (the reserve)
 and ``storage_damaged`` (a quarantined and salvaged file, with the seq range that may be
 missing), taken from ``damage_sources`` once their salvage is done.
@@ -22,9 +29,10 @@ import logging
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
-from safehouse.device.core import codes
+from safehouse.device.core import codes, text
 from safehouse.device.core.clock import Clock, iso_utc
 from safehouse.device.core.effects import Emit
 from safehouse.device.core.errors import EventLogError
@@ -36,6 +44,7 @@ from safehouse.services.storage_errors import FULL
 
 _LOG = logging.getLogger(__name__)
 MEMORY_CAP = 1000  # non-alarm events kept in memory while storage fails
+ASIDE_CAP = 100  # events set aside (never writable) remembered for `unsettled()` and `record_of()`
 SENT_FROM_MEMORY = (*ALARM_TYPES, "storage_damaged")
 FieldMaker = Callable[[str, str, "int | None", bool, "dict[str, object]"], "dict[str, object]"]
 
@@ -117,6 +126,7 @@ class EventWriter:
         self.damage_sources = tuple(damage_sources)
         self.other_faults: dict[str, str] = dict(faults or {})
         self._queue: deque[Event] = deque()
+        self._aside: deque[tuple[Event, str]] = deque(maxlen=ASIDE_CAP)  # (event, why) never writable
         self._storage_short = False  # a storage_full event went out; storage_restored is owed
         self._was_near_full = False
         self._failing: str | None = None  # why the last write failed (logged once per episode)
@@ -151,7 +161,7 @@ class EventWriter:
             self.rejections["outbox_full"] += 1
             _LOG.critical("event %s (%s) DROPPED: %s", fields["event_id"], fields["type"], exc)
             return
-        event = self._sink.issue(fields)
+        event = self._encodable(self._sink.issue(fields))
         if event.type not in SENT_FROM_MEMORY:
             self._bound_queue()
         self._queue.append(event)
@@ -168,6 +178,22 @@ class EventWriter:
                 _LOG.exception("event listener failed on #%d", event.seq)
                 continue
             self._listener_failing = False
+
+    def _encodable(self, event: Event) -> Event:
+        """``event``, or (its text not valid Unicode) a copy under the same seq and event_id with
+        U+FFFD for that text: the original is logged, never written, and never blocks the queue."""
+        try:
+            event.to_json().encode("utf-8")
+            return event
+        except (ValueError, TypeError) as exc:  # UnicodeEncodeError is a ValueError
+            why = str(exc)
+        self.rejections["unwritable_event"] += 1
+        _LOG.critical("event #%d %s (%s) cannot be encoded (%s): written with U+FFFD for its bad text; "
+                      "the original data was %s", event.seq, event.event_id, event.type, why,
+                      ascii(dict(event.data))[:500])
+        data = text.repaired(dict(event.data))
+        data["repaired"] = "text that was not valid Unicode is replaced by U+FFFD"
+        return replace(event, data=data)
 
     def _bound_queue(self) -> None:
         others = [e for e in self._queue if e.type not in SENT_FROM_MEMORY]
@@ -210,6 +236,10 @@ class EventWriter:
                         continue  # room again: write it now, not at the next retry
                 self._from_memory(exc)
                 break
+            except Exception as exc:  # not storage: retrying would block every event behind it
+                self._queue.popleft()
+                self._set_aside(event, exc)
+                continue
             self._queue.popleft()
             if event.type in SENT_FROM_MEMORY and self._sink.salvage_due():
                 # the outbox holds its drain until a damaged file's events are salvaged: the
@@ -241,6 +271,25 @@ class EventWriter:
         if sent:
             self.messenger.wake(True)
 
+    def _set_aside(self, event: Event, exc: Exception) -> None:
+        """Out of the queue, logged and counted; an alarm still goes out from memory."""
+        self.rejections["unwritable_event"] += 1
+        self._aside.append((event, f"cannot be written: {exc}"))
+        self._handed.discard(event.event_id)
+        _LOG.critical("event #%d %s (%s) cannot be written (%s: %s): SET ASIDE, the events behind it "
+                      "are written; the event was %s", event.seq, event.event_id, event.type,
+                      type(exc).__name__, exc, ascii(event.to_json())[:800])
+        if event.type in SENT_FROM_MEMORY:
+            self.memory.add(event.event_id, self._topic, event.to_json().encode("utf-8"))
+            self.messenger.wake(True)
+
+    def unsettled(self) -> list[str]:
+        """Accepted events neither on disk nor acknowledged by the broker: while there is one, a
+        stop is not clean. Read from another thread at stop (the queue is copied in one step)."""
+        held = [e.event_id for e in (*(e for e, _ in tuple(self._aside)), *tuple(self._queue))
+                if not self.memory.delivered(e.event_id)]
+        return list(dict.fromkeys([*held, *self.memory.unsettled()]))
+
     def _near_full(self) -> None:
         near = self._sink.near_full
         if near and not self._was_near_full:
@@ -266,14 +315,16 @@ class EventWriter:
     def record_of(self, event_id: str, link: str = "") -> tuple[str, str]:
         """Where an event stands, for `safehouse press`: (durable|delivered|sent_from_memory|
         memory_only, why)."""
-        if all(e.event_id != event_id for e in self._queue):
+        aside = [why for e, why in tuple(self._aside) if e.event_id == event_id]
+        if not aside and all(e.event_id != event_id for e in self._queue):
             return "durable", "written to the outbox on disk (fsynced); the uplink delivers it from there"
-        fault = self._sink.fault or self._failing or "the write failed"
+        fault = aside[0] if aside else self._sink.fault or self._failing or "the write failed"
+        later = "set aside, never written" if aside else "written to disk when storage returns"
         if self.memory.delivered(event_id):
             return "delivered", (f"NOT on disk ({fault}); sent from memory and acknowledged by the "
-                                 "broker; written to disk when storage returns")
+                                 f"broker; {later}")
         if self.memory.was_published(event_id):
             return "sent_from_memory", (f"NOT on disk ({fault}); published from memory, no broker "
-                                        "acknowledgement yet; written to disk when storage returns")
+                                        f"acknowledgement yet; {later}")
         return "memory_only", (f"NOT on disk ({fault}) and not sent yet (link {link or 'down'}); kept in "
                                "memory: sent the moment the broker is reachable, lost if power fails first")

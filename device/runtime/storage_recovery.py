@@ -13,7 +13,6 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from safehouse.device.core.clock import Clock
 from safehouse.device.core.errors import EventLogError
 from safehouse.device.core.events import Event
 from safehouse.device.core.inputs import Input, Tick
@@ -63,27 +62,28 @@ def damage_sources(outbox: Outbox, stats_damage: Damage | None) -> list[DamageSo
     return sources
 
 
-def open_command_ids(state_dir: Path, spare_dir: Path, clock: Clock) -> tuple[CommandIds, str | None]:
+def open_command_ids(state_dir: Path, spare_dir: Path) -> tuple[CommandIds, str | None]:
     """The executed precinct command ids, and a storage fault when they cannot be kept on the
     state partition (then beside the control socket, in ``spare_dir``, for this boot)."""
     try:
-        return CommandIds(state_dir, clock=clock.wall), None
+        return CommandIds(state_dir), None
     except EventLogError as exc:
         _LOG.critical("%s; command ids kept in %s until storage returns", exc, spare_dir)
-        return CommandIds(spare_dir, clock=clock.wall), f"unavailable: {exc}"
+        return CommandIds(spare_dir), f"unavailable: {exc}"
 
 
 def settle_alarms(writer: EventWriter, submit: Callable[[Input, float], object],
                   timeout: float = SETTLE_TIMEOUT) -> list[str]:
     """At stop: one more write attempt, then wait (bounded) for the PUBACK of any alarm that
-    exists only in memory. The event ids still unsettled (the caller logs them critically)."""
+    exists only in memory. The ids of accepted events still neither on disk nor acknowledged by
+    the broker, alarms or not (the caller logs them critically)."""
     memory = writer.memory
-    if not writer.pending and not memory.unsettled():
+    if not writer.unsettled():
         return []
     submit(Tick(), 1.0)  # a last try at writing them
     if not memory.unsettled():
-        return []
+        return writer.unsettled()
     _LOG.critical("stopping with %d alarm(s) only in memory: waiting up to %.0f s for the broker",
                   len(memory.unsettled()), timeout)
     memory.wait_settled(timeout)
-    return memory.unsettled()
+    return writer.unsettled()

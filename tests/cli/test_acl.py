@@ -415,14 +415,16 @@ def test_no_name_from_outside_becomes_a_line_of_the_acl(tmp_path: Path, capsys: 
                                                        name: str) -> None:
     """Issue 18 item 15: the inventory's file name went into the header comment as it was, so a
     name holding a newline added `topic readwrite #` to a kiosk's block. A byte that is not UTF-8
-    in the name (PEP 383 turns it into a lone surrogate) crashed the write with a traceback."""
+    in the name (PEP 383 turns it into a lone surrogate) crashed the write with a traceback. Such a
+    name is now refused where it enters (argv, exit 2) and nothing is written; the header's own
+    escaping, the guard behind that, is the next test."""
     shutil.copy(EXAMPLE, tmp_path / name)
     out_file = tmp_path / "safehouse.acl"
-    code, _out, err = _render(tmp_path, capsys, "--out", str(out_file), name=name)
-    assert code == 0, err
-    text = out_file.read_text(encoding="utf-8")
-    assert _rules(text) == _rules(render_acl(read_fleet(yaml.safe_load(EXAMPLE.read_text()), "x")))
-    assert all(line.isprintable() for line in text.splitlines()), text
+    with pytest.raises(SystemExit) as exited:
+        _render(tmp_path, capsys, "--out", str(out_file), name=name)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and ("not_printable" in err or "not_unicode" in err), err
+    assert "nothing was done" in err and not out_file.exists()
 
 
 def test_a_header_source_that_is_not_one_printable_line_is_escaped() -> None:

@@ -1,12 +1,11 @@
-"""The pieces that bound untrusted input: bounded JSON, clipped and rate-limited logs, the id store."""
+"""The pieces that bound untrusted input: bounded JSON, clipped and rate-limited logs.
+
+The command id store has its own tests (tests/services/test_command_ids.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import stat
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +13,6 @@ from hypothesis import strategies as st
 
 from safehouse.device.core import boundedjson
 from safehouse.device.core.ratelimit import RateLimitedLog, clip
-from safehouse.services.command_ids import CommandIds
 
 
 def refusal(data: bytes | str, max_bytes: int = 1000, max_depth: int = 4) -> boundedjson.JsonRefused:
@@ -83,28 +81,3 @@ def test_rate_limited_log_counts_what_it_suppressed(caplog: pytest.LogCaptureFix
     lines = [r.getMessage() for r in caplog.records]
     assert lines[:3] == ["bad 0", "bad 1", "bad 2"]
     assert lines[-1] == "bad again (97 similar lines suppressed before this one)"
-
-
-def test_command_ids_survive_a_reopen_and_expire_with_their_window(tmp_path: Path) -> None:
-    now = [1000.0]
-    store = CommandIds(tmp_path, clock=lambda: now[0])
-    store.remember("a", 1300.0)
-    store.remember("b", 1100.0)
-    store.close()
-    assert stat.S_IMODE(os.stat(tmp_path / "command_ids.db").st_mode) == 0o600
-    store = CommandIds(tmp_path, clock=lambda: now[0])
-    assert store.live() == ["b", "a"]
-    now[0] = 1200.0
-    assert store.live() == ["a"]
-    store.remember("c", 1500.0)  # writing drops what expired
-    store.close()
-    store = CommandIds(tmp_path, clock=lambda: 0.0)
-    assert store.live() == ["a", "c"]
-
-
-def test_command_ids_keep_only_the_newest_when_flooded(tmp_path: Path) -> None:
-    store = CommandIds(tmp_path, clock=lambda: 0.0, max_ids=50)
-    for i in range(500):
-        store.remember(f"id-{i}", 100.0 + i)
-    live = store.live()
-    assert len(live) == 50 and live[-1] == "id-499" and live[0] == "id-450"

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from safehouse.device.core.alarm import decide
 from safehouse.device.core.effects import Emit, Reply, SetLight
+from safehouse.device.core.executed_commands import ExecutedCommands
 from safehouse.device.core.inputs import AllianceAlert, ButtonChanged, PrecinctCommand, Tick
 from safehouse.device.core.precinct_commands import MAX_PAYLOAD
 from safehouse.device.core.state import CoreState, Policy, initial_state
@@ -167,13 +168,13 @@ def test_a_command_records_its_id_durably_before_it_acts() -> None:
     kinds = [type(e).__name__ for e in effects]
     assert reply.ok and kinds.index("RememberCommand") < kinds.index("Emit")
     [remember] = [e for e in effects if isinstance(e, RememberCommand)]
-    assert remember == RememberCommand("t-1", WALL + 300.0)  # stale anyway once the window ends
+    assert remember == RememberCommand("t-1", WALL)  # kept by the sender's ts, not the kiosk's clock
 
 
 def test_ids_loaded_at_start_refuse_a_replay_as_replayed() -> None:
     from dataclasses import replace
 
-    state = replace(fresh(), seen_commands=("from-before-the-restart",))
+    state = replace(fresh(), executed_commands=ExecutedCommands(((WALL - 60, "from-before-the-restart"),)))
     _, reply, effects = run(state, cmd("test", {"id": "from-before-the-restart", "ts": ts()}))
     assert not reply.ok and (reply.error or "").startswith("replayed:")
     assert reply.id == "from-before-the-restart" and not any(isinstance(e, Emit) for e in effects)
@@ -214,3 +215,46 @@ def test_a_retained_alliance_alert_is_stale_and_never_lights_the_sign() -> None:
     state, effects = decide(fresh(), AllianceAlert(theirs, retain=True), 10.0)
     assert state.light == "beacon" and state.neighbor_alerts == 0
     assert [type(e).__name__ for e in effects] == ["Reject"] and "retained" in effects[0].reason
+
+
+# --- issue 18.16: once executed, never again, whatever the clocks do --------------------------
+
+def test_the_kiosks_clock_plays_no_part_in_refusing_a_replay() -> None:
+    """Executed at the sender's ts T; replayed with the kiosk's clock anywhere, synced or not."""
+    state, reply, _ = run(fresh(), cmd("ping", {"id": "p-1", "ts": ts()}))
+    assert reply.ok
+    for wall in (WALL - 86_400, WALL + 3600, WALL + 10 * 365 * 86_400):
+        for synced in (True, False):
+            replay = PrecinctCommand("ping", json.dumps({"id": "p-1", "ts": ts()}).encode(), False, wall,
+                                     synced)
+            _, reply, _ = run(state, replay)
+            assert not reply.ok and (reply.error or "")[:8] in ("replayed", "stale: c"), (wall, synced)
+
+
+def test_a_command_at_or_before_the_watermark_is_refused_as_too_old() -> None:
+    from dataclasses import replace
+
+    state = replace(fresh(), executed_commands=ExecutedCommands(((WALL + 10, "kept"),), watermark=WALL))
+    for offset, ok in ((-5.0, False), (0.0, False), (0.001, True)):
+        _, reply, effects = run(state, cmd("test", {"id": f"new-{offset}", "ts": ts(offset)}))
+        assert reply.ok is ok, (offset, reply.error)
+        if not ok:
+            assert (reply.error or "").startswith("too_old:")
+            assert not any(isinstance(e, Emit) for e in effects)
+
+
+def test_far_future_ids_raise_the_watermark_but_never_reopen_a_real_id() -> None:
+    """Clock unsynced, 1,024 ids from year 9999: the real id is evicted, and still refused."""
+    state, reply, _ = run(fresh(), cmd("test", {"id": "real", "ts": ts()}, synced=False))
+    assert reply.ok
+    resolve = {"id": "r", "ts": ts(1), "outcome": "cancelled"}
+    state, _ = decide(state, cmd("resolve", resolve, synced=False), 6.0)
+    for i in range(ExecutedCommands().cap):
+        future = {"id": f"f-{i}", "ts": "9999-12-31T23:59:59Z"}
+        state, _ = decide(state, cmd("ping", future, synced=False), 7.0)
+    executed = state.executed_commands
+    assert len(executed.entries) == executed.cap and all(cid.startswith("f-") for _, cid in executed.entries)
+    _, reply, effects = run(state, cmd("test", {"id": "real", "ts": ts()}, synced=False))
+    assert (reply.error or "").startswith("too_old:") and not any(isinstance(e, Emit) for e in effects)
+    _, reply, _ = run(state, cmd("ping", {"id": "later", "ts": ts(2)}, synced=False))
+    assert reply.ok  # newer than every evicted id: real commands still run

@@ -7,7 +7,9 @@ is), and a command sent with its result awaited and checked against the publishe
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 from typing import Any
 
 from tests.rig.contract import validate
@@ -29,3 +31,18 @@ def send_command(sub: Subscriber, root: str, name: str, body: dict[str, Any] | b
     sub.publish(root + f"cmd/{name}", payload, retain=retain)
     [msg] = sub.wait_for(lambda m: m.topic == root + f"cmd/{name}/result", timeout=timeout)
     return validate("result", msg.payload)
+
+
+def heard(sub: Subscriber, root: str, ts: str, timeout: float = 10.0) -> None:
+    """Wait until the kiosk answers commands: it publishes ``online`` before its subscription to
+    ``cmd/#`` reaches the broker, so a command sent the moment ``online`` is seen can be lost.
+    Pings (ids ``heard-N``) until one is answered."""
+    deadline = time.monotonic() + timeout
+    for n in itertools.count():
+        sub.publish(root + "cmd/ping", json.dumps({"id": f"heard-{n}", "ts": ts}).encode())
+        try:
+            sub.wait_for(lambda m: m.topic == root + "cmd/ping/result", timeout=0.5)
+            return
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise

@@ -7,8 +7,12 @@ usable again; no broker here: what would be published is what the memory queue h
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from safehouse.device.core.effects import Emit
 from safehouse.device.core.events import Event
@@ -63,4 +67,64 @@ def test_while_storage_is_out_alarms_go_to_memory_others_wait_bounded_and_all_la
     assert [r.event_id for r in box.pending(2)] == ["walk-5", "walk-6"]  # alarm-1 stored as delivered
     assert writer.record_of("alarm-2")[0] == "durable"
     assert box.append_event(make_fields("after", "walk_in", None, False, {}), TOPIC).seq > MEMORY_CAP + 7
+    box.close()
+
+
+# --- issue 18.1: an event that can never be written never blocks the ones behind it ------------
+
+def test_an_event_that_cannot_be_encoded_is_repaired_counted_and_never_blocks_later_alarms(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A lone surrogate (a stray byte from argv) in an ack's data used to keep that event at the
+    head of the queue for ever: every later alarm stayed in memory, unsent."""
+    box = Outbox(tmp_path / "state", recover=True, lease_dirs=[tmp_path / "run"])
+    writer = EventWriter(box, TOPIC, make_fields, rejections=Counter())
+    writer.add(Emit("ack-1", "ack", None, data={"by": "tech\udcff", "k\ud800": ["x\udc00"]}))
+    writer.add(Emit("alarm-1", "panic", 120))
+    with caplog.at_level(logging.CRITICAL):
+        assert writer.flush() and writer.pending == 0
+    assert writer.rejections["unwritable_event"] == 1 and writer.unsettled() == []
+    stored = {e.event_id: e for e in box.events()}
+    assert [e.seq for e in box.events()] == [1, 2]  # the seq stays gap-free
+    assert stored["alarm-1"].type == "panic" and writer.record_of("alarm-1")[0] == "durable"
+    repaired = stored["ack-1"].data
+    assert repaired["by"] == "tech\ufffd" and repaired["k\ufffd"] == ["x\ufffd"]
+    assert "not valid Unicode" in repaired["repaired"]
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert "ack-1" in line and "\\udcff" in line  # the original, quoted in ASCII
+    box.close()
+
+
+class Refusing:
+    """A real outbox that refuses some events for a reason that is not storage (a bug, say)."""
+
+    def __init__(self, box: Outbox, refused: set[str]) -> None:
+        self.box, self.refused = box, refused
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.box, name)
+
+    def store(self, event: Event, topic: str, *, delivered: bool = False) -> Event:
+        if event.event_id in self.refused:
+            raise ValueError(f"cannot store {event.event_id}")
+        return self.box.store(event, topic, delivered=delivered)
+
+
+def test_an_event_refused_for_a_reason_other_than_storage_is_set_aside_and_the_rest_written(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    box = Outbox(tmp_path / "state", recover=True, lease_dirs=[tmp_path / "run"])
+    writer = EventWriter(Refusing(box, {"walk-1", "alarm-1"}), TOPIC, make_fields, rejections=Counter())
+    for emit in (Emit("walk-1", "walk_in", None), Emit("alarm-1", "panic", 120),
+                 Emit("alarm-2", "panic", 120)):
+        writer.add(emit)
+    with caplog.at_level(logging.CRITICAL):
+        assert writer.flush() and writer.pending == 0
+    assert writer.rejections["unwritable_event"] == 2
+    assert [e.event_id for e in box.events()] == ["alarm-2"]
+    # the refused alarm still leaves (from memory); until the broker has it, a stop is not clean
+    assert [m.event_id for m in writer.memory.unsent(set())] == ["alarm-1"]
+    assert writer.unsettled() == ["walk-1", "alarm-1"]
+    writer.memory.published("alarm-1")
+    writer.memory.acked("alarm-1")
+    assert writer.unsettled() == ["walk-1"]  # written nowhere, sent nowhere: never "stopped cleanly"
+    assert sum("SET ASIDE" in r.getMessage() for r in caplog.records) == 2
     box.close()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from safehouse.device.core.files import make_folders
 from safehouse.drivers.mic_source import MicrophoneError
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     Signal = npt.NDArray[np.int16]
 
 RATE = 16000
+FILE_MODE = 0o640  # the signal and the ALSA config: the daemon's group may read them
 _MARGIN = 2.0  # seconds of file left unread before a restart: PortAudio reads ahead a little
 
 _MARKER = "# Written by safehouse (drivers/sim_audio.py): a fake microphone reading a raw file."
@@ -101,7 +103,7 @@ def prepare_sim_audio(state_dir: Path, *, seconds: float = 120.0) -> SimAudio:
             f"cannot switch the simulated microphone to {conf}: sounddevice is already loaded under "
             f"ALSA_CONFIG_PATH={current!r}; call prepare_sim_audio() before anything imports "
             "sounddevice, or reuse the directory prepared first")
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folders(folder)  # explicit modes, and its files 0640: the umask may be 000
     if not raw.exists() or raw.stat().st_size != round(seconds * RATE) * 2:
         write_chirp(raw, seconds)
     text = ASOUND_CONF.format(rate=RATE, infile=raw)
@@ -135,7 +137,10 @@ def _ours(conf: str | None) -> bool:
 def _replace_chunked(path: Path, chunks: Iterable[bytes]) -> None:
     # write aside, then rename: a stream that has the old file open keeps reading it intact
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
+    tmp.unlink(missing_ok=True)  # a leftover (or a planted link) is never written through
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)
+    with os.fdopen(fd, "wb") as f:
         for chunk in chunks:
             f.write(chunk)
     os.replace(tmp, path)

@@ -34,6 +34,7 @@ from typing import Any
 
 from safehouse.device.core.clock import Clock
 from safehouse.device.core.errors import EventLogError
+from safehouse.device.core.files import make_folders
 from safehouse.device.core.state import KeypadState
 from safehouse.services.fsync import fsync_dir
 
@@ -66,7 +67,7 @@ class LockoutStore:
                   "synced": self._clock.synced()}
         tmp = self.path.with_name(FILE + ".tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_folders(self.path.parent)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 os.fchmod(fd, 0o600)  # a temp file left by a crash keeps its mode otherwise

@@ -37,6 +37,7 @@ from safehouse.device.runtime.selftest import CheckFn, Selftest, SelftestRequest
 from safehouse.device.runtime.storage_recovery import (
     damage_sources,
     free_reserve_for_outbox,
+    make_state_folders,
     open_command_ids,
     take_back_left_alarms,
 )
@@ -118,6 +119,7 @@ def assemble(config: Config, clock: Clock, *, pin_factory: Any, closers: Closers
     topics = Topics(cfg.device.precinct, cfg.device.id, cfg.device.alliance)
     inbox = Inbox()
     # A failing state partition never stops the kiosk: see device/runtime/storage_recovery.py.
+    make_state_folders(state_dir, spare_dir)
     outbox = Outbox(state_dir, telemetry_keep=cfg.outbox.telemetry_keep, events_cap=cfg.outbox.events_cap,
                     delivered_retention_h=cfg.outbox.delivered_retention, clock=clock.wall, recover=True,
                     lease_dirs=[spare_dir])

@@ -16,6 +16,7 @@ from pathlib import Path
 from safehouse.device.core.clock import Clock
 from safehouse.device.core.errors import EventLogError
 from safehouse.device.core.events import Event
+from safehouse.device.core.files import make_folders
 from safehouse.device.core.inputs import Input, Tick
 from safehouse.device.runtime.event_writer import EventWriter
 from safehouse.services.command_ids import CommandIds
@@ -29,6 +30,18 @@ _LOG = logging.getLogger(__name__)
 SETTLE_TIMEOUT = 5.0  # shutdown waits this long for an unwritten alarm's PUBACK
 
 DamageSource = Callable[[], list[Damage]]
+
+
+def make_state_folders(*folders: Path) -> None:
+    """The state and runtime folders, and every missing folder above them, made with explicit
+    modes before any part makes them with ``mkdir(parents=True)`` (whose parents get 0777 minus
+    the umask: world-writable under umask 000). One that cannot be made (a read-only or missing
+    partition) is left to the part that needs it, which reports the fault."""
+    for folder in folders:
+        try:
+            make_folders(folder)
+        except OSError as exc:
+            _LOG.warning("cannot make the folder %s: %s", folder, exc)
 
 
 def free_reserve_for_outbox(outbox: Outbox, reserve: SpaceReserve) -> None:

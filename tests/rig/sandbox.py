@@ -136,7 +136,8 @@ class UnitView:
                    umask=int(last("UMask", "0022"), 8), protect_system=last("ProtectSystem", "no"),
                    private_tmp=last("PrivateTmp", "no") in ("yes", "true", "1"),
                    protect_home=last("ProtectHome", "no") in ("yes", "true", "1"), proc_options=proc,
-                   runtime=[f"/run/{name}" for value in unit.get("RuntimeDirectory", []) for name in value.split()],
+                   runtime=[f"/run/{name}" for value in unit.get("RuntimeDirectory", [])
+                            for name in value.split()],
                    runtime_preserve=last("RuntimeDirectoryPreserve", "no"))
 
 

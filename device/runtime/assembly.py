@@ -133,7 +133,9 @@ def assemble(config: Config, clock: Clock, *, pin_factory: Any, closers: Closers
     uplink = build_uplink(cfg, clock=clock, topics=topics, boot_id=boot_id, outbox=outbox, memory=memory,
                           put=inbox.put, on_state=hardware.status_led.show)
     closers.add("uplink", uplink.close)
-    take_back_left_alarms(memory, outbox, spare_dir)  # before anything of this run is written
+    # before anything of this run is written; each file checked, the topic from the config
+    spool_damage = take_back_left_alarms(memory, outbox, spare_dir, topic=topics.events,
+                                         device_id=cfg.device.id, precinct=cfg.device.precinct)
     stats, stats_damage, stats_fault = open_stats(state_dir, clock=clock.wall)
     closers.add("daily counts", stats.close)
     storage_watch = StorageWatch(outbox, partial(inbox.put, Tick()))
@@ -163,7 +165,8 @@ def assemble(config: Config, clock: Clock, *, pin_factory: Any, closers: Closers
     writer = EventWriter(outbox, topics.events, event_fields(clock, device_id=cfg.device.id,
                                                              precinct=cfg.device.precinct, boot_id=boot_id),
                          listeners=[count], memory=memory, messenger=uplink, reserve=reserve,
-                         damage_sources=damage_sources(outbox, stats_damage), faults=faults)
+                         damage_sources=damage_sources(outbox, [stats_damage, *spool_damage]),
+                         faults=faults)
     selftest_requests = SelftestRequests()
     runner = EffectRunner(writer=writer, light=hardware.light, clock=clock, topics=topics,
                           device_id=cfg.device.id, precinct=cfg.device.precinct, messenger=uplink,

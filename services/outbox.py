@@ -33,7 +33,7 @@ loop) brings the outbox back; ``generation`` changes when a fresh file replaced 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -212,6 +212,24 @@ class Outbox(OutboxBase):
                 self.purge()
             except EventLogError:
                 _LOG.exception("outbox %s: periodic purge failed; will retry", self.path)
+
+    def give_up(self, lost: Sequence[tuple[int, str]]) -> None:
+        """Rows that can never be delivered (the broker refused them: its ACL does not cover their
+        topic, e.g. after a re-provision): done, with why, so they never hold back the rows
+        behind them; kept for ``safehouse events`` like delivered rows. (id, why) pairs."""
+        if not lost:
+            return
+        self._check_usable()
+        try:
+            with self._lock, self._write() as conn:
+                lanes = sql.give_up(conn, lost, self._clock())
+        except StorageError as exc:
+            raise self._fail(exc) from exc
+        with self._lock:
+            self._pending_events -= lanes.count(Lane.EVENTS)
+        self._update_near_full()
+        _LOG.error("outbox: gave up %d message(s) the broker refused: %s", len(lanes),
+                   "; ".join(why for _rid, why in lost)[:500])
 
     def purge(self) -> int:
         """Delete rows delivered more than ``delivered_retention_h`` ago (wall clock); how many."""

@@ -14,27 +14,22 @@ of the others) with its reason word, and reported as a ``storage_damaged`` ``Dam
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import secrets
-import time
 from pathlib import Path
 
 from safehouse.device.core import boundedjson
 from safehouse.device.core.events import Event
-from safehouse.device.core.files import FileRefused, read_back, write_atomic
+from safehouse.device.core.files import FileRefused, printable, read_back, set_aside, write_atomic
 from safehouse.services.event_check import EventRefused, Expected, checked_event
 from safehouse.services.outbox_salvage import Damage
 
 _LOG = logging.getLogger(__name__)
 PREFIX = "unsent-alarm-"
-QUARANTINE = "quarantine"
 MAX_BYTES = 64 * 1024  # an alarm's file is under 2 KB
 MAX_DEPTH = 16
 KEEP = 50  # set-aside files kept in quarantine/ (the oldest go beyond it: /run is RAM)
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 class AlarmSpool:
@@ -108,7 +103,7 @@ class AlarmSpool:
     def set_aside(self, name: str, reason: str, why: str, *, report: bool = True) -> Path | None:
         """Move ``name`` (a link is moved, not followed) into ``quarantine/``; ``report`` it as
         damage (a ``storage_damaged`` event) unless the caller reports it another way."""
-        moved = self._move(name, reason)
+        moved = set_aside(self.folder, name, reason, keep=KEEP)
         why = printable(why)
         _LOG.critical("unsent alarm file %s refused (%s): %s; %s", printable(str(self.folder / name)), reason,
                       why, f"moved aside as {moved}" if moved else "left in place (it cannot be moved)")
@@ -117,35 +112,6 @@ class AlarmSpool:
                                       quarantined=moved, high=0, salvaged_done=True))
         return moved
 
-    def _move(self, name: str, reason: str) -> Path | None:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        target = f"{printable(name)[:100]}.{reason}-{stamp}-{secrets.token_hex(3)}"
-        try:
-            folder_fd = os.open(self.folder, _DIR_FLAGS)
-        except OSError as exc:
-            _LOG.error("cannot open %s to set a file aside: %s", self.folder, exc)
-            return None
-        try:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(QUARANTINE, 0o700, dir_fd=folder_fd)
-            # a link planted in place of quarantine/ is never followed out of the folder
-            quarantine_fd = os.open(QUARANTINE, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=folder_fd)
-            try:
-                os.rename(name, target, src_dir_fd=folder_fd, dst_dir_fd=quarantine_fd)
-                _prune(quarantine_fd)
-            finally:
-                os.close(quarantine_fd)
-            return self.folder / QUARANTINE / target
-        except OSError as exc:
-            try:  # no usable quarantine/: hidden beside it, where no start reads it again
-                os.rename(name, f".{target}", src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
-            except OSError:
-                _LOG.error("cannot move %s aside: %s", self.folder / name, exc)
-                return None
-            return self.folder / f".{target}"
-        finally:
-            os.close(folder_fd)
-
     def _remove_temp(self, name: str) -> None:
         try:
             (self.folder / name).unlink()
@@ -153,29 +119,7 @@ class AlarmSpool:
             _LOG.warning("could not remove the temp copy %s: %s", self.folder / name, exc)
 
 
-def printable(text: str) -> str:
-    """``text`` as valid, printable Unicode: a planted file's name may hold bytes that are not
-    UTF-8 (lone surrogates here) or control characters, and it ends up in an event."""
-    return repr(text)[1:-1]
-
-
 def _ours(name: str) -> bool:
     """A kept alarm, or the temp file of one a crash cut off before its rename."""
     return (name.startswith(PREFIX) and name.endswith(".json")) or (
         name.startswith("." + PREFIX) and name.endswith(".tmp"))
-
-
-def _prune(folder_fd: int) -> None:
-    """Keep the newest ``KEEP`` files set aside: a flood of planted files cannot fill /run."""
-    aged = []
-    for name in os.listdir(folder_fd):
-        try:
-            aged.append((os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mtime, name))
-        except OSError:
-            continue
-    for _mtime, name in sorted(aged)[:-KEEP]:
-        try:
-            os.unlink(name, dir_fd=folder_fd)
-        except OSError:
-            continue
-        _LOG.warning("quarantine: removed the oldest set-aside alarm file %s (keeping %d)", name, KEEP)

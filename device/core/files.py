@@ -10,19 +10,27 @@ daemon started under umask 000 left world-writable folders above its state.
 - ``read_back()``: opened with ``O_NOFOLLOW | O_NONBLOCK``, a regular file only, at most a bound;
 - ``write_atomic()``: a temp file beside it (``O_EXCL | O_NOFOLLOW``, the exact mode), fsync,
   rename over the old one (a link in its place is replaced, never followed), fsync the folder;
-- ``make_folders()``: every missing folder of a path made with an explicit mode.
+- ``make_folders()``: every missing folder of a path made with an explicit mode;
+- ``set_aside()``: a file that failed its checks moved into ``quarantine/`` beside it (a link is
+  moved, never followed; a link in place of ``quarantine/`` is not followed either), the newest
+  ``keep`` kept: moved aside, not deleted, and never read back again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import secrets
 import stat
+import time
 from pathlib import Path
 
+_LOG = logging.getLogger(__name__)
 FOLDER_MODE = 0o750
+QUARANTINE = "quarantine"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 class FileRefused(OSError):
@@ -96,6 +104,58 @@ def make_folders(path: Path, mode: int = FOLDER_MODE) -> None:
     for each in reversed(missing):
         with contextlib.suppress(FileExistsError):  # made meanwhile by another part: fine
             each.mkdir(mode=mode)
+
+
+def set_aside(folder: Path, name: str, tag: str, *, keep: int) -> Path | None:
+    """Move ``folder/name`` into ``folder/quarantine/`` as ``{name}.{tag}-{UTC stamp}-{token}``
+    (``name`` made printable); where it went, or None if it could not be moved. Without a usable
+    ``quarantine/`` it is hidden beside it (``.{name}...``), where nothing reads it again."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = f"{printable(name)[:100]}.{tag}-{stamp}-{secrets.token_hex(3)}"
+    try:
+        folder_fd = os.open(folder, _DIR_FLAGS)
+    except OSError as exc:
+        _LOG.error("cannot open %s to set %r aside: %s", folder, name, exc)
+        return None
+    try:
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(QUARANTINE, 0o700, dir_fd=folder_fd)
+            aside_fd = os.open(QUARANTINE, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=folder_fd)
+            try:
+                os.rename(name, target, src_dir_fd=folder_fd, dst_dir_fd=aside_fd)
+                _prune(aside_fd, keep)
+            finally:
+                os.close(aside_fd)
+            return folder / QUARANTINE / target
+        except OSError as exc:
+            try:
+                os.rename(name, f".{target}", src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+            except OSError:
+                _LOG.error("cannot move %s aside: %s", printable(str(folder / name)), exc)
+                return None
+            return folder / f".{target}"
+    finally:
+        os.close(folder_fd)
+
+
+def printable(text: str) -> str:
+    """``text`` as valid, printable Unicode: a planted file's name may hold bytes that are not
+    UTF-8 (lone surrogates once decoded) or control characters, and it ends up in an event."""
+    return repr(text)[1:-1]
+
+
+def _prune(folder_fd: int, keep: int) -> None:
+    """Keep the newest ``keep`` files: a flood of planted files cannot fill the folder."""
+    aged = []
+    for name in os.listdir(folder_fd):
+        with contextlib.suppress(OSError):
+            aged.append((os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mtime, name))
+    for _mtime, name in sorted(aged)[:-keep] if keep > 0 else sorted(aged):
+        with contextlib.suppress(OSError):
+            os.unlink(name, dir_fd=folder_fd)
+            _LOG.warning("quarantine: removed the oldest file set aside, %s (keeping %d)", printable(name),
+                         keep)
 
 
 def _fsync_folder(folder: Path) -> None:

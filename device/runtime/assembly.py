@@ -143,7 +143,8 @@ def assemble(config: Config, clock: Clock, *, pin_factory: Any, closers: Closers
     closers.add("storage watch", storage_watch.close)
     command_ids, ids_fault = open_command_ids(state_dir, spare_dir, clock)
     closers.add("command ids", command_ids.close)
-    lockouts = LockoutStore(state_dir, clock=clock, boot_id=boot_id)
+    lockouts = LockoutStore(state_dir, clock=clock, boot_id=boot_id, first_lockout=cfg.keypad.lockout_seconds,
+                            longest=cfg.keypad.lockout_max_seconds)
     state = starting_state(cfg, on_duty=stats.on_duty(), seen_commands=command_ids.live(), outbox=outbox,
                            lockouts=lockouts, boot_id=boot_id, clock=clock)
     pin_checker = PinChecker(partial(VolunteerRegistry.load, cfg.keypad.volunteers), inbox.put)
@@ -162,11 +163,11 @@ def assemble(config: Config, clock: Clock, *, pin_factory: Any, closers: Closers
         stats.record(event.type, event.data, test=event.test)
 
     faults = {name: fault for name, fault in (("stats", stats_fault), ("command ids", ids_fault)) if fault}
+    found_damaged = [stats_damage, *spool_damage, lockouts.damage]  # set aside at start: reported once
     writer = EventWriter(outbox, topics.events, event_fields(clock, device_id=cfg.device.id,
                                                              precinct=cfg.device.precinct, boot_id=boot_id),
                          listeners=[count], memory=memory, messenger=uplink, reserve=reserve,
-                         damage_sources=damage_sources(outbox, [stats_damage, *spool_damage]),
-                         faults=faults)
+                         damage_sources=damage_sources(outbox, found_damaged), faults=faults)
     selftest_requests = SelftestRequests()
     runner = EffectRunner(writer=writer, light=hardware.light, clock=clock, topics=topics,
                           device_id=cfg.device.id, precinct=cfg.device.precinct, messenger=uplink,

@@ -103,7 +103,7 @@ class AlarmSpool:
     def set_aside(self, name: str, reason: str, why: str, *, report: bool = True) -> Path | None:
         """Move ``name`` (a link is moved, not followed) into ``quarantine/``; ``report`` it as
         damage (a ``storage_damaged`` event) unless the caller reports it another way."""
-        moved = set_aside(self.folder, name, reason, keep=KEEP)
+        moved = set_aside(self.folder, name, reason, keep=KEEP, family=PREFIX)
         why = printable(why)
         _LOG.critical("unsent alarm file %s refused (%s): %s; %s", printable(str(self.folder / name)), reason,
                       why, f"moved aside as {moved}" if moved else "left in place (it cannot be moved)")

@@ -106,12 +106,15 @@ def make_folders(path: Path, mode: int = FOLDER_MODE) -> None:
             each.mkdir(mode=mode)
 
 
-def set_aside(folder: Path, name: str, tag: str, *, keep: int) -> Path | None:
+def set_aside(folder: Path, name: str, tag: str, *, keep: int, family: str = "") -> Path | None:
     """Move ``folder/name`` into ``folder/quarantine/`` as ``{name}.{tag}-{UTC stamp}-{token}``
-    (``name`` made printable); where it went, or None if it could not be moved. Without a usable
-    ``quarantine/`` it is hidden beside it (``.{name}...``), where nothing reads it again."""
+    (``name`` made printable); where it went, or None if it could not be moved. Only the newest
+    ``keep`` of its ``family`` (names starting so; default: ``name``) stay there: the folder is
+    shared (the outbox's damaged copies live there too). Without a usable ``quarantine/`` it is
+    hidden beside it (``.{name}...``), where nothing reads it again."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = f"{printable(name)[:100]}.{tag}-{stamp}-{secrets.token_hex(3)}"
+    base = printable(name).lstrip(".")[:100]
+    target = f"{base}.{tag}-{stamp}-{secrets.token_hex(3)}"
     try:
         folder_fd = os.open(folder, _DIR_FLAGS)
     except OSError as exc:
@@ -124,7 +127,7 @@ def set_aside(folder: Path, name: str, tag: str, *, keep: int) -> Path | None:
             aside_fd = os.open(QUARANTINE, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=folder_fd)
             try:
                 os.rename(name, target, src_dir_fd=folder_fd, dst_dir_fd=aside_fd)
-                _prune(aside_fd, keep)
+                _prune(aside_fd, family or base, keep)
             finally:
                 os.close(aside_fd)
             return folder / QUARANTINE / target
@@ -145,10 +148,12 @@ def printable(text: str) -> str:
     return repr(text)[1:-1]
 
 
-def _prune(folder_fd: int, keep: int) -> None:
-    """Keep the newest ``keep`` files: a flood of planted files cannot fill the folder."""
+def _prune(folder_fd: int, family: str, keep: int) -> None:
+    """Keep the newest ``keep`` files of ``family``: a flood of planted files cannot fill the folder."""
     aged = []
     for name in os.listdir(folder_fd):
+        if not name.startswith(family):
+            continue
         with contextlib.suppress(OSError):
             aged.append((os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mtime, name))
     for _mtime, name in sorted(aged)[:-keep] if keep > 0 else sorted(aged):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from safehouse.device.core.files import FileRefused, make_folders, read_back, write_atomic
+from safehouse.device.core.files import FileRefused, make_folders, read_back, set_aside, write_atomic
 
 
 def test_read_back_returns_a_small_regular_file(tmp_path: Path) -> None:
@@ -59,3 +59,18 @@ def test_folders_get_their_mode_whatever_the_umask(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "a" / "f").stat().st_mode) == 0o640
     make_folders(tmp_path / "a" / "b" / "c", 0o700)  # existing folders are left as they are
     assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o750
+
+
+def test_set_aside_moves_a_link_not_its_target_and_prunes_only_its_own_family(tmp_path: Path) -> None:
+    (tmp_path / "quarantine").mkdir()
+    others = tmp_path / "quarantine" / "outbox-20260101T000000Z.db"  # the outbox's damaged copy
+    others.write_bytes(b"keep me")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"untouched")
+    for n in range(4):
+        (tmp_path / "record.json").symlink_to(victim)
+        moved = set_aside(tmp_path, "record.json", f"link{n}", keep=2)
+        assert moved is not None and moved.is_symlink() and moved.parent == tmp_path / "quarantine"
+    kept = sorted(p.name for p in (tmp_path / "quarantine").iterdir())
+    assert len(kept) == 3 and others.name in kept and victim.read_bytes() == b"untouched"
+    assert sum(name.startswith("record.json.link") for name in kept) == 2

@@ -40,6 +40,7 @@ from typing import Any
 
 from safehouse.device.core.errors import EventLogError, SafehouseError
 from safehouse.device.core.events import ALARM_TYPES, Event
+from safehouse.device.core.files import read_back
 from safehouse.services import outbox_sql as sql
 from safehouse.services.outbox_base import OutboxBase
 from safehouse.services.outbox_read import open_readonly_stats, read_events
@@ -65,6 +66,7 @@ __all__ = ["ALARM_TYPES", "FILENAME", "Damage", "Lane", "Outbox", "OutboxFull", 
 _LOG = logging.getLogger(__name__)
 
 _PURGE_EVERY_S = 600.0
+EVIDENCE_MAX = 64 * 1024 * 1024  # an evidence file read for sending (a clip is under 1 MB)
 
 
 class OutboxFull(SafehouseError, OSError):
@@ -274,7 +276,7 @@ class Outbox(OutboxBase):
                 skip.add(rid)
                 if path is not None:
                     try:
-                        payload = Path(str(path)).read_bytes()
+                        payload = read_back(Path(str(path)), EVIDENCE_MAX)  # a planted link: refused
                     except OSError as exc:
                         _LOG.error("outbox: evidence file %s of message %d (%s) unreadable, not sent: %s",
                                    path, rid, topic, exc)

@@ -22,7 +22,8 @@ Time across a restart. The end is stored three ways, because a Pi has no RTC:
 
 The count and the level need no clock: they are kept until a right PIN resets them.
 
-A record that cannot be trusted never means unlimited guesses. One that is unreadable,
+A record that cannot be trusted never means unlimited guesses. It carries a CRC-32 of its
+fields, so a garbled byte is seen even where it leaves valid JSON. One that is unreadable,
 truncated, garbled, of an unknown version, or not a plain file (a link is never followed) is
 damage: the keypad starts locked at the first level for the full first-level time, the record
 is moved aside into ``quarantine/`` (reported as ``storage_damaged``) and a fresh one written at
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,7 @@ from safehouse.services.outbox_salvage import Damage
 
 _LOG = logging.getLogger(__name__)
 FILE = "keypad-lockout.json"
-VERSION = 1
+VERSION = 2  # 2 adds the CRC
 MAX_LEVEL = 64  # sanity bounds for a record read back from the disk (beyond: kept at the bound)
 MAX_COUNT = 10_000
 MAX_BYTES = 4096
@@ -85,7 +87,7 @@ class LockoutStore:
                   "synced": self._clock.synced()}
         try:
             make_folders(self.path.parent)
-            write_atomic(self.path, json.dumps(record).encode("ascii"), 0o600)
+            write_atomic(self.path, sealed(record), 0o600)
         except OSError as exc:
             raise LockoutStoreError(f"cannot write the keypad lockout record {self.path}: {exc} "
                                     "(check that device.state_dir is writable)") from exc
@@ -145,10 +147,26 @@ class LockoutStore:
         return True
 
 
+def sealed(record: dict[str, Any]) -> bytes:
+    """The record as written: its fields and a CRC-32 over them, so a garbled byte is seen."""
+    return json.dumps({**record, "crc": _crc(record)}).encode("ascii")
+
+
+def _crc(record: dict[str, Any]) -> int:
+    body = {k: v for k, v in record.items() if k != "crc"}
+    return zlib.crc32(json.dumps(body, sort_keys=True).encode("utf-8", "backslashreplace"))
+
+
 def _checked(record: Any) -> dict[str, Any]:
-    """The record's fields with their types and bounds checked; ValueError if any is wrong."""
-    if not isinstance(record, dict) or record.get("version") != VERSION:
+    """The record's fields with their types and bounds checked; ValueError if any is wrong.
+
+    Version 2 carries a CRC (any garbled byte fails it); version 1, written before it, is read
+    with the same field checks so an upgrade keeps a lockout in force."""
+    version = record.get("version") if isinstance(record, dict) else None
+    if type(version) is not int or version not in (1, VERSION):
         raise ValueError("unknown version")
+    if version == VERSION and record.get("crc") != _crc(record):
+        raise ValueError("the record fails its checksum (garbled)")
     if not isinstance(record["boot_id"], str) or not isinstance(record["synced"], bool):
         raise ValueError("boot_id must be a text and synced true or false")
     out: dict[str, Any] = {"boot_id": record["boot_id"], "synced": record["synced"]}
@@ -165,7 +183,9 @@ def _checked(record: Any) -> dict[str, Any]:
                                   or value != value or abs(value) > 1e12):
             raise ValueError(f"{name} must be a number")
         out[name] = float(value) if value is not None else None
-    out["locked_s"] = max(0.0, out["locked_s"] or 0.0)
-    if out["mono_until"] is not None and out["wall_until"] is None:
-        raise ValueError("wall_until missing")
+    if out["locked_s"] is None or out["locked_s"] < 0:
+        raise ValueError("locked_s must be a number >= 0")
+    running = out["locked_s"] > 0
+    if (out["mono_until"] is not None) != running or (out["wall_until"] is not None) != running:
+        raise ValueError("mono_until and wall_until must be given exactly when locked_s > 0")
     return out

@@ -110,6 +110,20 @@ def test_a_damaged_record_keeps_the_keypad_locked_at_the_first_level_and_is_repo
     assert (again.lockouts, locked_for(again, clock)) == (1, 30)
 
 
+def test_a_number_garbled_into_another_number_fails_the_checksum_and_locks(tmp_path: Path) -> None:
+    """Valid JSON, plausible values: only the record's CRC tells that 120 s became 0 s."""
+    clock = FakeClock(mono=START)
+    LockoutStore(tmp_path, clock=clock, boot_id=BOOT).keep(0, 2, clock.mono() + 120, 120)
+    record = json.loads((tmp_path / FILE).read_text())
+    assert record["version"] == 2 and isinstance(record["crc"], int)
+    unlocked = {**record, "locked_s": 0, "mono_until": None, "wall_until": None}
+    (tmp_path / FILE).write_text(json.dumps(unlocked))
+    store = LockoutStore(tmp_path, clock=clock, boot_id=BOOT)
+    restored = store.restore(KeypadState())
+    assert locked_for(restored, clock) == 60
+    assert store.damage is not None and "checksum" in store.damage.reason
+
+
 def test_a_linked_record_is_not_followed_and_locks_the_keypad(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere.json"
     target.write_bytes(b'{"version": 1, "failures": 0, "lockouts": 0, "locked_s": 0, "boot_id": "boot-a", '

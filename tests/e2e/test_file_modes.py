@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from safehouse.device.cli.acceptance import Report, write_report
 from tests.rig.daemon import DaemonProcess
 from tests.rig.kiosk_config import write_config
 
@@ -52,3 +53,10 @@ def test_under_umask_000_every_folder_and_file_the_daemon_makes_has_its_own_mode
         assert too_open(short_dir / "var") == [] and too_open(short_dir / "run") == []
     finally:
         proc.kill()
+
+
+def test_an_acceptance_report_folder_made_under_umask_000_is_not_world_writable(tmp_path: Path) -> None:
+    with umask(0):
+        written = write_report(Report(device={"id": "SH-TEST-0001"}, started=1_800_000_000.0),
+                               tmp_path / "reports" / "kiosk")
+    assert too_open(tmp_path / "reports") == [] and all(p.exists() for p in written)

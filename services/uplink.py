@@ -216,6 +216,9 @@ class Uplink:
             refused = self._window.settle(self.memory, self._lost)
             if refused is not None:
                 self._lost = refused
+            elif self._window.birth_refused is not None and not self.reason:  # said while it lasts
+                self._set_state("online", f"the broker refused this kiosk's status "
+                                          f"({self._window.birth_refused}): check the broker ACL")
             if self._lost is not None:
                 _LOG.error("uplink: %s", self._lost)
                 self._set_state("offline", self._lost)

@@ -78,6 +78,11 @@ class DeliveryWindow:
         with self._lock:
             return {"refused": self.refused, "last_refused": self.last_refused or None}
 
+    @property
+    def birth_refused(self) -> str | None:
+        """Why the broker refused this connection's birth message, if it did."""
+        return self._birth_refused
+
     def expect_birth(self, mid: int) -> None:
         """The connection's birth message went out as ``mid``: its PUBACK tells whether the broker
         takes this kiosk's topics at all."""

@@ -125,3 +125,23 @@ def test_a_kiosk_the_broker_refuses_outright_keeps_its_rows_and_says_why(
     finally:
         link.close()
         outbox.close()
+
+
+def test_a_refused_status_alone_is_reported_and_events_still_flow(mqtt_dir: Path, tmp_path: Path) -> None:
+    acl = mqtt_dir / "events-only.acl"
+    acl.write_text(f"topic write {MINE.events}\ntopic read safehouse/#\n")
+    with Broker(mqtt_dir / "c", acl_file=acl, mosquitto=mosquitto_path()) as broker:
+        sub = broker.subscriber([MINE.events])
+        outbox = Outbox(tmp_path / "state")
+        mine = outbox.append_event(panic(), MINE.events)
+        link = uplink(broker, outbox)
+        try:
+            link.start()
+            [got] = sub.wait_for(MINE.events, timeout=10)
+            assert json.loads(got.payload)["event_id"] == mine.event_id
+            assert wait_for(lambda: "status" in link.view()["reason"], 10.0)
+            assert link.view()["state"] == "online" and "broker ACL" in link.view()["reason"]
+        finally:
+            link.close()
+            outbox.close()
+            sub.close()

@@ -17,6 +17,7 @@ which starts the file again from the top.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from safehouse.device.core.files import make_folders, read_back
 from safehouse.drivers.mic_source import MicrophoneError
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     Signal = npt.NDArray[np.int16]
 
 RATE = 16000
+FILE_MODE = 0o640  # the signal and the ALSA config: the daemon's group may read them
 _MARGIN = 2.0  # seconds of file left unread before a restart: PortAudio reads ahead a little
 
 _MARKER = "# Written by safehouse (drivers/sim_audio.py): a fake microphone reading a raw file."
@@ -101,11 +104,11 @@ def prepare_sim_audio(state_dir: Path, *, seconds: float = 120.0) -> SimAudio:
             f"cannot switch the simulated microphone to {conf}: sounddevice is already loaded under "
             f"ALSA_CONFIG_PATH={current!r}; call prepare_sim_audio() before anything imports "
             "sounddevice, or reuse the directory prepared first")
-    folder.mkdir(parents=True, exist_ok=True)
-    if not raw.exists() or raw.stat().st_size != round(seconds * RATE) * 2:
+    make_folders(folder)  # explicit modes, and its files 0640: the umask may be 000
+    if _size(raw) != round(seconds * RATE) * 2:  # a link in its place is replaced, never followed
         write_chirp(raw, seconds)
     text = ASOUND_CONF.format(rate=RATE, infile=raw)
-    if not conf.exists() or conf.read_text(encoding="utf-8") != text:
+    if _read(conf) != text.encode():
         _replace(conf, text.encode())
     os.environ["ALSA_CONFIG_PATH"] = str(conf)
     return SimAudio(conf, raw, seconds)
@@ -126,16 +129,32 @@ def _write_here(raw: Path, seconds: float) -> None:
 
 
 def _ours(conf: str | None) -> bool:
+    return conf is not None and _read(Path(conf)).startswith(_MARKER.encode())
+
+
+def _read(path: Path) -> bytes:
+    """The file's bytes if it is a plain file (not a link) of at most 64 KB, else nothing."""
     try:
-        return conf is not None and Path(conf).read_text(encoding="utf-8").startswith(_MARKER)
+        return read_back(path, 65536)
     except OSError:
-        return False
+        return b""
+
+
+def _size(path: Path) -> int | None:
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 def _replace_chunked(path: Path, chunks: Iterable[bytes]) -> None:
     # write aside, then rename: a stream that has the old file open keeps reading it intact
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
+    tmp.unlink(missing_ok=True)  # a leftover (or a planted link) is never written through
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)
+    with os.fdopen(fd, "wb") as f:
         for chunk in chunks:
             f.write(chunk)
     os.replace(tmp, path)

@@ -46,6 +46,7 @@ from typing import Any
 from safehouse.device.core import boundedjson, text
 from safehouse.device.core.closing import Closing
 from safehouse.device.core.errors import ControlError
+from safehouse.device.core.files import make_folders
 from safehouse.device.core.ratelimit import RateLimitedLog, clip
 from safehouse.device.core.settings import as_path, in_range, setting
 from safehouse.device.core.threads import Worker
@@ -83,7 +84,7 @@ class ControlServer(Closing):
                                "choose a shorter path")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_folders(path.parent)  # explicit modes: the umask may be 000
             _remove_stale(path)
             listener.bind(str(path))
             os.chmod(path, 0o660)

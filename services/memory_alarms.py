@@ -6,20 +6,23 @@ publishes it (QoS 1, the event's own seq and event_id) before anything in the ou
 reports the PUBACK with ``acked()``. When storage returns, the shell writes the event with
 the same event_id (as delivered if acknowledged) and calls ``stored()``: the precinct keeps
 one copy even if both paths sent it. Shutdown asks ``wait_settled()`` so it never stops
-"cleanly" while an alarm is neither written nor delivered.
+"cleanly" while an alarm is neither written nor delivered. Each waiting alarm is also kept in
+the runtime folder (services/alarm_spool.py), so a crash does not lose it.
+
+A publish the broker refuses (an ACL that does not cover the topic) is ``refused()``: set
+aside, counted, never published again and never waited for; it is still written to disk when
+storage returns.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
+
+from safehouse.services.alarm_spool import AlarmSpool
 
 _LOG = logging.getLogger(__name__)
-PREFIX = "unsent-alarm-"
 
 
 @dataclass(frozen=True)
@@ -37,64 +40,39 @@ class MemoryAlarms:
         self._waiting: dict[str, MemoryMessage] = {}  # to publish until acked or stored
         self._acked: set[str] = set()
         self._published: set[str] = set()
-        self._spool: Path | None = None
+        self._refused: dict[str, str] = {}  # event_id -> why the broker refused it
+        self._spool: AlarmSpool | None = None
         self.sent = 0
 
-    def spool(self, folder: Path) -> list[MemoryMessage]:
-        """Keep waiting alarms in ``folder`` too; take back (and return) those a killed run left."""
-        self._spool = folder
-        found: list[MemoryMessage] = []
-        for path in sorted(folder.glob(PREFIX + "*.json")):
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                message = MemoryMessage(str(data["event_id"]), str(data["topic"]),
-                                        str(data["payload"]).encode())
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                _LOG.error("unsent alarm %s left by the previous run is unreadable: %s", path, exc)
-                continue
-            with self._cond:
-                self._waiting.setdefault(message.event_id, message)
-            found.append(message)
-        if found:
-            _LOG.critical("%d alarm(s) the previous run could neither write nor deliver: sending them now",
-                          len(found))
-        return found
+    def keep_in(self, spool: AlarmSpool) -> None:
+        """Keep every alarm waiting here in ``spool`` too (the runtime folder)."""
+        self._spool = spool
 
     def add(self, event_id: str, topic: str, payload: bytes) -> None:
         with self._cond:
-            if event_id not in self._acked:
+            if event_id not in self._acked and event_id not in self._refused:
                 self._waiting[event_id] = MemoryMessage(event_id, topic, payload)
-                self._keep(self._waiting[event_id])
-
-    def _keep(self, message: MemoryMessage) -> None:
-        if self._spool is None:
-            return
-        path = self._spool / f"{PREFIX}{message.event_id}.json"
-        tmp = path.with_suffix(".tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, json.dumps({"event_id": message.event_id, "topic": message.topic,
-                                         "payload": message.payload.decode()}).encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except OSError as exc:
-            _LOG.error("alarm %s not kept in %s (a crash now would lose it): %s",
-                       message.event_id, self._spool, exc)
+                if self._spool is not None:
+                    self._spool.keep(event_id, payload)
 
     def _drop(self, event_id: str) -> None:
         if self._spool is not None:
-            try:
-                (self._spool / f"{PREFIX}{event_id}.json").unlink(missing_ok=True)
-            except OSError as exc:
-                _LOG.warning("could not remove the kept copy of alarm %s: %s", event_id, exc)
+            self._spool.drop(event_id)
 
     def unsent(self, exclude: set[str]) -> list[MemoryMessage]:
         """What the uplink should publish now: waiting, not acknowledged, not in flight."""
         with self._cond:
             return [m for eid, m in self._waiting.items() if eid not in exclude and eid not in self._acked]
+
+    def refused(self, event_id: str, why: str) -> None:
+        """The broker refused the publish: set it aside (its file too), never publish it again."""
+        with self._cond:
+            if self._waiting.pop(event_id, None) is None:
+                return
+            self._refused[event_id] = why
+            if self._spool is not None:
+                self._spool.set_aside(self._spool.path_of(event_id).name, "refused", why, report=False)
+            self._cond.notify_all()
 
     def published(self, event_id: str) -> None:
         with self._cond:
@@ -115,6 +93,7 @@ class MemoryAlarms:
             self._drop(event_id)
             self._acked.discard(event_id)
             self._published.discard(event_id)
+            self._refused.pop(event_id, None)
             self._cond.notify_all()
 
     def delivered(self, event_id: str) -> bool:
@@ -131,8 +110,9 @@ class MemoryAlarms:
             return len([e for e in self._waiting if e not in self._acked])
 
     def unsettled(self) -> list[str]:
+        """Alarms neither on disk nor acknowledged: those still waiting and those refused."""
         with self._cond:
-            return [e for e in self._waiting if e not in self._acked]
+            return [e for e in self._waiting if e not in self._acked] + list(self._refused)
 
     def wait_acked(self, event_id: str, timeout: float) -> bool:
         with self._cond:

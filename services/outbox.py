@@ -33,13 +33,14 @@ loop) brings the outbox back; ``generation`` changes when a fresh file replaced 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from safehouse.device.core.errors import EventLogError, SafehouseError
 from safehouse.device.core.events import ALARM_TYPES, Event
+from safehouse.device.core.files import read_back
 from safehouse.services import outbox_sql as sql
 from safehouse.services.outbox_base import OutboxBase
 from safehouse.services.outbox_read import open_readonly_stats, read_events
@@ -65,6 +66,7 @@ __all__ = ["ALARM_TYPES", "FILENAME", "Damage", "Lane", "Outbox", "OutboxFull", 
 _LOG = logging.getLogger(__name__)
 
 _PURGE_EVERY_S = 600.0
+EVIDENCE_MAX = 64 * 1024 * 1024  # an evidence file read for sending (a clip is under 1 MB)
 
 
 class OutboxFull(SafehouseError, OSError):
@@ -213,6 +215,24 @@ class Outbox(OutboxBase):
             except EventLogError:
                 _LOG.exception("outbox %s: periodic purge failed; will retry", self.path)
 
+    def give_up(self, lost: Sequence[tuple[int, str]]) -> None:
+        """Rows that can never be delivered (the broker refused them: its ACL does not cover their
+        topic, e.g. after a re-provision): done, with why, so they never hold back the rows
+        behind them; kept for ``safehouse events`` like delivered rows. (id, why) pairs."""
+        if not lost:
+            return
+        self._check_usable()
+        try:
+            with self._lock, self._write() as conn:
+                lanes = sql.give_up(conn, lost, self._clock())
+        except StorageError as exc:
+            raise self._fail(exc) from exc
+        with self._lock:
+            self._pending_events -= lanes.count(Lane.EVENTS)
+        self._update_near_full()
+        _LOG.error("outbox: gave up %d message(s) the broker refused: %s", len(lanes),
+                   "; ".join(why for _rid, why in lost)[:500])
+
     def purge(self) -> int:
         """Delete rows delivered more than ``delivered_retention_h`` ago (wall clock); how many."""
         with self._lock:
@@ -256,7 +276,7 @@ class Outbox(OutboxBase):
                 skip.add(rid)
                 if path is not None:
                     try:
-                        payload = Path(str(path)).read_bytes()
+                        payload = read_back(Path(str(path)), EVIDENCE_MAX)  # a planted link: refused
                     except OSError as exc:
                         _LOG.error("outbox: evidence file %s of message %d (%s) unreadable, not sent: %s",
                                    path, rid, topic, exc)

@@ -81,9 +81,11 @@ def purge(conn: sqlite3.Connection, before: float) -> int:
                             (before,)).rowcount)
 
 
-def give_up(conn: sqlite3.Connection, lost: Sequence[tuple[int, str]], now: float) -> None:
-    conn.executemany("UPDATE messages SET delivered = ?, error = ? WHERE id = ? AND delivered IS NULL",
-                     [(now, error, rid) for rid, error in lost])
+def give_up(conn: sqlite3.Connection, lost: Sequence[tuple[int, str]], now: float) -> list[int]:
+    """Mark ``lost`` rows (id, why) done with their error; the lanes of those that were pending."""
+    return [lane for rid, error in lost for (lane,) in conn.execute(
+        "UPDATE messages SET delivered = ?, error = ? WHERE id = ? AND delivered IS NULL RETURNING lane",
+        (now, error, rid)).fetchall()]
 
 
 def raise_id_floor(conn: sqlite3.Connection, floor: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -28,10 +29,12 @@ class SpaceReserve:
 
     @property
     def armed(self) -> bool:
+        """The ballast is there: a plain file of its size (a link planted in its place is not)."""
         try:
-            return self.path.stat().st_size >= self.size
+            st = self.path.lstat()
         except OSError:
             return False
+        return stat.S_ISREG(st.st_mode) and st.st_size >= self.size
 
     def free_bytes(self) -> int:
         st = os.statvfs(self.path.parent)
@@ -44,7 +47,9 @@ class SpaceReserve:
         try:
             if self.free_bytes() < 2 * self.size:
                 return False
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+            if self.path.is_symlink():  # never allocate through a planted link: it goes
+                self.path.unlink()
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
                 os.posix_fallocate(fd, 0, self.size)  # real blocks, not a sparse promise
                 os.fsync(fd)

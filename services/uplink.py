@@ -105,7 +105,8 @@ class Uplink:
         with self._lock:  # a thread that ended anyway is never shown as online
             return {"state": "dead" if ended else self.state, "broker": self.settings.url,
                     "since_s": round(time.monotonic() - self.since, 1), "reason": self.reason,
-                    "in_flight": self._window.in_flight(), "delivered": self.delivered}
+                    "in_flight": self._window.in_flight(), "delivered": self.delivered,
+                    **self._window.refusals()}
 
     def round_trip(self, timeout: float) -> float:
         """The broker check over this very connection (any thread; services/link_probe.py): a
@@ -203,7 +204,7 @@ class Uplink:
         self._set_state("connecting", "")
         link.open(s.connect_timeout, cancel=self.stopping)
         self._link = link
-        link.publish(self.topics.status, self._birth(), retain=True)
+        self._window.expect_birth(link.publish(self.topics.status, self._birth(), retain=True))
         link.subscribe(self.topics.subscriptions())
         self._set_state("online")
         _LOG.info("uplink: online at %s", s.url)
@@ -215,6 +216,9 @@ class Uplink:
             refused = self._window.settle(self.memory, self._lost)
             if refused is not None:
                 self._lost = refused
+            elif self._window.birth_refused is not None and not self.reason:  # said while it lasts
+                self._set_state("online", f"the broker refused this kiosk's status "
+                                          f"({self._window.birth_refused}): check the broker ACL")
             if self._lost is not None:
                 _LOG.error("uplink: %s", self._lost)
                 self._set_state("offline", self._lost)

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from safehouse.device.core.files import make_folders
+
 SCHEMA = "safehouse/v1/acceptance"
 PASSING = frozenset({"pass", "warn", "n/a"})
 KNOWN_FAILURES = ("is not a device", "lgd-nfy", "Invalid sample rate", "Operation not permitted",
@@ -89,11 +91,12 @@ def report_paths(folder: Path, started: float) -> tuple[Path, Path]:
 
 def write_report(report: Report, folder: Path) -> tuple[Path, Path]:
     """Write both files atomically (0640: they name the kiosk and its faults)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folders(folder)  # explicit modes at every level, whatever the umask
     text_path, json_path = report_paths(folder, report.started)
     for path, body in ((text_path, report.to_text()), (json_path, report.to_json())):
         tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
+        os.fchmod(fd, 0o640)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(body)
             f.flush()

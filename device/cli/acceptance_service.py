@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from safehouse.device.core.errors import ControlError, SafehouseError
+from safehouse.device.core.files import make_folders
 from safehouse.services.control import request
 
 _LOG = logging.getLogger(__name__)
@@ -150,11 +151,12 @@ class SimService:
                 raise AcceptanceError(f"a kiosk daemon already answers on {self._control}: stop it "
                                       "first; in simulation the acceptance starts its own")
         self._stop()
-        self._log.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(self._log.parent)  # explicit modes, and the log 0640, whatever the umask
         self._mark = self._log.stat().st_size if self._log.exists() else 0
         env = {**os.environ, "NOTIFY_SOCKET": str(self._tmp / "notify")}
         env.pop("WATCHDOG_USEC", None)
-        with self._log.open("ab") as log:
+        with os.fdopen(os.open(self._log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640),
+                       "ab") as log:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "safehouse.device.cli.main", "--config", str(self._config), "run"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)

@@ -26,6 +26,9 @@ def render_status(s: Mapping[str, Any]) -> str:
         link_line += f" to {link['broker']} for {link.get('since_s', 0):.0f} s"
     if link.get("reason"):
         link_line += f" ({link['reason']})"
+    if link.get("refused"):
+        link_line += (f"; {link['refused']} message(s) the broker refused, set aside "
+                      f"(last: {link.get('last_refused')})")
     box = s["outbox"]
     depth = box["depth"]
     backlog = ", ".join(f"{lane} {n}" for lane, n in depth.items())

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from safehouse.device.core.files import read_back, write_atomic
+
 TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 _TIME_ERROR = 5  # adjtimex(2): clock not synchronised
@@ -85,8 +87,8 @@ class SimClock(SystemClock):
     def __init__(self, offset_file: Path, *, cache_seconds: float = 10.0) -> None:
         super().__init__(cache_seconds=cache_seconds)
         self._file = offset_file
-        try:
-            self.offset = float(offset_file.read_text(encoding="ascii"))
+        try:  # read back without following a link; a bad file is no jump at all
+            self.offset = float(read_back(offset_file, 64).decode("ascii"))
         except (OSError, ValueError):
             self.offset = 0.0
         if not abs(self.offset) <= self.MAX_OFFSET:  # nan or inf: no wall time at all
@@ -100,9 +102,7 @@ class SimClock(SystemClock):
         offset = self.offset + seconds if seconds else 0.0
         if not abs(offset) <= self.MAX_OFFSET:  # not `>`: nan compares false both ways
             raise ValueError(f"the simulated clock may be off by at most {self.MAX_OFFSET:g} s")
-        tmp = self._file.with_suffix(".tmp")
-        tmp.write_text(repr(offset), encoding="ascii")
-        tmp.replace(self._file)
+        write_atomic(self._file, repr(offset).encode("ascii"), 0o600)
         self.offset = offset
         return offset
 

@@ -37,6 +37,7 @@ from safehouse.device.runtime.selftest import CheckFn, Selftest, SelftestRequest
 from safehouse.device.runtime.storage_recovery import (
     damage_sources,
     free_reserve_for_outbox,
+    make_state_folders,
     open_command_ids,
     take_back_left_alarms,
 )
@@ -118,6 +119,7 @@ def assemble(config: Config, clock: Clock, *, pin_factory: Any, closers: Closers
     topics = Topics(cfg.device.precinct, cfg.device.id, cfg.device.alliance)
     inbox = Inbox()
     # A failing state partition never stops the kiosk: see device/runtime/storage_recovery.py.
+    make_state_folders(state_dir, spare_dir)
     outbox = Outbox(state_dir, telemetry_keep=cfg.outbox.telemetry_keep, events_cap=cfg.outbox.events_cap,
                     delivered_retention_h=cfg.outbox.delivered_retention, clock=clock.wall, recover=True,
                     lease_dirs=[spare_dir])
@@ -131,7 +133,9 @@ def assemble(config: Config, clock: Clock, *, pin_factory: Any, closers: Closers
     uplink = build_uplink(cfg, clock=clock, topics=topics, boot_id=boot_id, outbox=outbox, memory=memory,
                           put=inbox.put, on_state=hardware.status_led.show)
     closers.add("uplink", uplink.close)
-    take_back_left_alarms(memory, outbox, spare_dir)  # before anything of this run is written
+    # before anything of this run is written; each file checked, the topic from the config
+    spool_damage = take_back_left_alarms(memory, outbox, spare_dir, topic=topics.events,
+                                         device_id=cfg.device.id, precinct=cfg.device.precinct)
     stats, stats_damage, stats_fault = open_stats(state_dir, clock=clock.wall)
     closers.add("daily counts", stats.close)
     storage_watch = StorageWatch(outbox, partial(inbox.put, Tick()))
@@ -139,7 +143,8 @@ def assemble(config: Config, clock: Clock, *, pin_factory: Any, closers: Closers
     closers.add("storage watch", storage_watch.close)
     command_ids, ids_fault = open_command_ids(state_dir, spare_dir)
     closers.add("command ids", command_ids.close)
-    lockouts = LockoutStore(state_dir, clock=clock, boot_id=boot_id)
+    lockouts = LockoutStore(state_dir, clock=clock, boot_id=boot_id, first_lockout=cfg.keypad.lockout_seconds,
+                            longest=cfg.keypad.lockout_max_seconds)
     state = starting_state(cfg, on_duty=stats.on_duty(), executed_commands=command_ids.load(), outbox=outbox,
                            lockouts=lockouts, boot_id=boot_id, clock=clock)
     pin_checker = PinChecker(partial(VolunteerRegistry.load, cfg.keypad.volunteers), inbox.put)
@@ -158,10 +163,11 @@ def assemble(config: Config, clock: Clock, *, pin_factory: Any, closers: Closers
         stats.record(event.type, event.data, test=event.test)
 
     faults = {name: fault for name, fault in (("stats", stats_fault), ("command ids", ids_fault)) if fault}
+    found_damaged = [stats_damage, *spool_damage, lockouts.damage]  # set aside at start: reported once
     writer = EventWriter(outbox, topics.events, event_fields(clock, device_id=cfg.device.id,
                                                              precinct=cfg.device.precinct, boot_id=boot_id),
                          listeners=[count], memory=memory, messenger=uplink, reserve=reserve,
-                         damage_sources=damage_sources(outbox, stats_damage), faults=faults)
+                         damage_sources=damage_sources(outbox, found_damaged), faults=faults)
     selftest_requests = SelftestRequests()
     runner = EffectRunner(writer=writer, light=hardware.light, clock=clock, topics=topics,
                           device_id=cfg.device.id, precinct=cfg.device.precinct, messenger=uplink,

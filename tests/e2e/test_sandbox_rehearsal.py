@@ -16,6 +16,11 @@ ProcSubset=, its user with no capabilities). Inside, as that user:
 The same rehearsal on the unit as it was before issue 14 (cwd /, ProcSubset=pid) fails at
 the FIFO and at /proc, and so does each of those lines put back alone: a unit line that breaks
 a part breaks this test.
+
+The runtime directory holds what must outlive the daemon but not a reboot: the alarms it could
+neither write nor deliver (``unsent-alarm-*.json``) and the seq lease's second copy. systemd
+removes it when the service stops, also before an automatic restart, unless
+``RuntimeDirectoryPreserve=`` says otherwise; the rig plays that part between two runs.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pathlib import Path
 import pytest
 
 from tests.rig.availability import unavailable
-from tests.rig.sandbox import Result, parse_unit, rehearse, stages
+from tests.rig.sandbox import RESTART, STOP_THEN_START, Between, Result, parse_unit, rehearse, stages
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "safehouse.service"
@@ -263,3 +268,80 @@ def test_a_unit_without_its_runtime_directory_stops_the_kiosk_in_the_rehearsal(t
     assert seen["daemon_rc"] != 0, seen
     assert ("cannot listen on control socket /run/safehouse/control.sock: Read-only file system"
             in str(seen["log"])), seen["log"]
+
+
+SPOOL_CONFIG = """[device]
+id = "SH-REHEARSAL"
+precinct = "test"
+hardware = "sim"
+state_dir = "/var/lib/safehouse"
+
+[control]
+socket = "/run/safehouse/control.sock"
+
+[camera]
+enabled = false
+
+[microphone]
+enabled = false
+"""
+
+# First run: the state partition unusable (the daemon's user takes its own write permission
+# away, as a card gone read-only does) and no broker: a press is accepted from memory and kept
+# in the runtime directory; then the daemon is killed (-9). Second run, after systemd's part:
+# the partition works again, and the kept alarm must be taken back into the outbox.
+SPOOL_PAYLOAD = r"""
+import json, os, signal, subprocess, sys, time
+step, command = sys.argv[1], sys.argv[2:]
+cli = [command[0], *command[1:3]]
+os.chmod("/var/lib/safehouse", 0o500 if step == "first" else 0o750)
+daemon = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+out = {}
+try:
+    for _ in range(300):
+        if daemon.poll() is not None or subprocess.run([*cli, "status"], capture_output=True).returncode == 0:
+            break
+        time.sleep(0.1)
+    ask = ["press", "--json"] if step == "first" else ["events", "--json"]
+    out[ask[0]] = subprocess.run([*cli, *ask], capture_output=True, text=True, timeout=30).stdout
+    out["kept"] = sorted(n for n in os.listdir("/run/safehouse") if n.startswith("unsent-alarm-"))
+finally:
+    daemon.send_signal(signal.SIGKILL if step == "first" else signal.SIGTERM)
+    log = daemon.communicate(timeout=15)[1]  # a few KB: the pipe never fills
+out.update(daemon_rc=daemon.returncode, log=log[-4000:])
+print(json.dumps(out), flush=True)
+"""
+
+
+def crash_with_an_unsent_alarm(unit_text: str, tmp_path: Path, between: Between) -> tuple[str, list[str]]:
+    """(the event id of the alarm kept in the runtime directory, the event ids the next run has)."""
+    command = [str(VENV_BIN / "python"), "-c", SPOOL_PAYLOAD]
+    first, second = rehearse(unit_text, tmp_path, [[*command, "first", *exec_start(unit_text)], between,
+                                                   [*command, "second", *exec_start(unit_text)]],
+                             config_files={"config.toml": SPOOL_CONFIG})
+    assert first.rc == 0 and second.rc == 0, first.stderr + second.stderr
+    before, after = stages(first), stages(second)
+    press = json.loads(str(before["press"]) or "{}")
+    assert press.get("record") == "memory_only", before
+    event_id = press["alarm"]["event_id"]
+    assert before["kept"] == [f"unsent-alarm-{event_id}.json"], before
+    assert before["daemon_rc"] == -9, before
+    assert after["daemon_rc"] == 0, after["log"]
+    return event_id, [json.loads(line)["event_id"] for line in str(after["events"]).splitlines()]
+
+
+@pytest.mark.parametrize("between", [RESTART, STOP_THEN_START], ids=lambda b: b.kind)
+def test_an_alarm_kept_in_the_runtime_directory_survives_a_kill_9_and_the_next_start(
+        tmp_path: Path, between: Between) -> None:
+    """Restart=always brings the daemon back on the same /run/safehouse (and so does a stop and
+    a later start): the alarm it could neither write nor deliver is taken back, onto the disk."""
+    event_id, stored = crash_with_an_unsent_alarm(UNIT.read_text(), tmp_path, between)
+    assert event_id in stored, (event_id, stored)
+
+
+def test_a_unit_that_lets_systemd_remove_the_runtime_directory_loses_that_alarm(tmp_path: Path) -> None:
+    """The unit as it was (no RuntimeDirectoryPreserve=): the automatic restart starts on an
+    empty /run/safehouse and the accepted alarm is gone. The line is what keeps it."""
+    event_id, stored = crash_with_an_unsent_alarm(without(UNIT.read_text(), "RuntimeDirectoryPreserve="),
+                                                  tmp_path, RESTART)
+    assert event_id not in stored, stored

@@ -90,3 +90,13 @@ def test_the_unit_waits_for_ready_and_watches_the_core_loop() -> None:
     for line in ("Type=notify", "WatchdogSec=", "Restart=always", "MemoryDenyWriteExecute=yes",
                  "StateDirectory=safehouse", "RuntimeDirectory=safehouse"):
         assert line in text, line
+
+
+def test_the_runtime_directory_outlives_a_crash_a_restart_and_a_stop() -> None:
+    """The unsent-alarm spool and the lease's second copy live in /run/safehouse: systemd must
+    not remove it when the daemon dies and Restart= brings it back (nor at a stop); only a
+    reboot clears it (tests/e2e/test_sandbox_rehearsal.py proves a kept alarm comes back)."""
+    unit = parse_unit(UNIT.read_text())
+    assert unit["RuntimeDirectory"] == ["safehouse"] and unit["RuntimeDirectoryPreserve"] == ["yes"]
+    view = UnitView.of(UNIT.read_text())
+    assert view.working_directory in view.runtime

@@ -7,6 +7,10 @@ this rig reads the unit file and reproduces, as root in new mount and PID namesp
   read-only too, as ProtectKernelTunables= makes it);
 - ``StateDirectory=``/``RuntimeDirectory=``/``CacheDirectory=``/``LogsDirectory=``/
   ``ReadWritePaths=``: temp dirs bound read-write at those paths, owned by the unit's user;
+- ``RuntimeDirectoryPreserve=``: a ``Between`` step among the commands is systemd's part
+  between two runs of the service, a restart (``Restart=`` or ``systemctl restart``) or a stop
+  and a later start; the runtime directories are emptied where systemd would remove them
+  (``no``: always; ``restart``: on a stop only; ``yes``: never, until a reboot);
   ``ConfigurationDirectory=``: a temp dir (holding the test's config) bound read-only;
 - ``PrivateTmp=``: fresh /tmp and /var/tmp; ``ProtectHome=yes``: /home and /run/user emptied
   (not /root: a test machine's interpreter may live there, as pyenv's does). The code under test
@@ -46,6 +50,21 @@ _DIRECTORY_KEYS = {"StateDirectory": "/var/lib", "RuntimeDirectory": "/run",
                    "CacheDirectory": "/var/cache", "LogsDirectory": "/var/log"}
 
 
+@dataclass(frozen=True)
+class Between:
+    """systemd's part between two commands of a rehearsal: ``restart`` (the service died and
+    ``Restart=`` starts it again, or ``systemctl restart``) or ``stop`` (stopped, started later)."""
+
+    kind: str
+
+    def __post_init__(self) -> None:
+        assert self.kind in ("restart", "stop"), self.kind
+
+
+RESTART, STOP_THEN_START = Between("restart"), Between("stop")
+Command = list[str] | Between
+
+
 def parse_unit(text: str) -> dict[str, list[str]]:
     """The [Service] section as key -> values in order (comments and other sections left out)."""
     section = ""
@@ -79,6 +98,14 @@ class UnitView:
     private_tmp: bool
     protect_home: bool = False
     proc_options: list[str] = field(default_factory=list)
+    runtime: list[str] = field(default_factory=list)
+    runtime_preserve: str = "no"
+
+    def runtime_removed(self, between: Between) -> bool:
+        """Whether systemd removes the runtime directories at ``between`` (src/core/unit.c,
+        ``unit_destroy_runtime_data``: preserve ``no``, or ``restart`` when no restart follows)."""
+        return self.runtime_preserve in ("no", "false", "0") or (
+            self.runtime_preserve == "restart" and between.kind == "stop")
 
     @classmethod
     def of(cls, text: str) -> UnitView:
@@ -108,7 +135,10 @@ class UnitView:
                    working_directory=last("WorkingDirectory") or None, environment=env,
                    umask=int(last("UMask", "0022"), 8), protect_system=last("ProtectSystem", "no"),
                    private_tmp=last("PrivateTmp", "no") in ("yes", "true", "1"),
-                   protect_home=last("ProtectHome", "no") in ("yes", "true", "1"), proc_options=proc)
+                   protect_home=last("ProtectHome", "no") in ("yes", "true", "1"), proc_options=proc,
+                   runtime=[f"/run/{name}" for value in unit.get("RuntimeDirectory", [])
+                            for name in value.split()],
+                   runtime_preserve=last("RuntimeDirectoryPreserve", "no"))
 
 
 def require_sandbox() -> None:
@@ -126,7 +156,7 @@ def _free_id(taken: set[int]) -> int:
     return next(i for i in range(61000, 65000) if i not in taken)
 
 
-def _shell(view: UnitView, scratch: Path, commands: list[list[str]], config_files: dict[str, str],
+def _shell(view: UnitView, scratch: Path, commands: list[Command], config_files: dict[str, str],
            fake_gpio_label: str | None) -> str:
     """The root-side script that builds the view and then runs ``commands`` as the unit's user."""
     q = shlex.quote
@@ -160,7 +190,8 @@ def _shell(view: UnitView, scratch: Path, commands: list[list[str]], config_file
     overlay("/etc")
     # A test machine's interpreter may live under a root-only directory (pyenv under /root);
     # a Pi's /usr/bin/python3 does not: let the user traverse it, in an overlay.
-    for command in commands:
+    runs = [c for c in commands if not isinstance(c, Between)]
+    for command in runs:
         for parent in Path(os.path.realpath(command[0])).parents:
             if not parent.stat().st_mode & stat.S_IXOTH:
                 overlay(str(parent))
@@ -196,7 +227,7 @@ def _shell(view: UnitView, scratch: Path, commands: list[list[str]], config_file
                   "mount -o remount,ro /sys/bus", "mount -o remount,ro /sys/class"]
     hidden = ["/home", "/run/user"] if view.protect_home else []
     hidden += ["/tmp", "/var/tmp"] if view.private_tmp else []
-    code = {str(REPO), *(str(Path(os.path.realpath(c[0])).parents[1]) for c in commands)}
+    code = {str(REPO), *(str(Path(os.path.realpath(c[0])).parents[1]) for c in runs)}
     kept = sorted(p for p in code if any(p == h or p.startswith(h + "/") for h in hidden))
     for n, path in enumerate(kept):  # held outside what PrivateTmp/ProtectHome replace
         ensure(f"{_KEEP}{n}")
@@ -226,8 +257,16 @@ def _shell(view: UnitView, scratch: Path, commands: list[list[str]], config_file
     lines.append(f"cd {q(workdir)} || {{ echo 'REHEARSAL: cannot enter the working directory "
                  f"{workdir}' >&2; exit 200; }}")
     env_args = " ".join(q(f"{k}={v}") for k, v in env.items())
-    for n, command in enumerate(commands):
+    n = 0
+    for command in commands:
+        if isinstance(command, Between):
+            # systemd removes the directory and makes it again at the next start: here it is a
+            # mount point, so it is emptied (the same for the service, which sees it empty).
+            lines += [f"find {q(path)} -mindepth 1 -delete" for path in view.runtime
+                      if view.runtime_removed(command)]
+            continue
         lines.append(f"echo '@@ command {n}' ; echo '@@ command {n}' >&2")
+        n += 1
         lines.append(f"rc=0; {setpriv} env -i {env_args} {' '.join(q(c) for c in command)} || rc=$?")
         lines.append('echo "@@ rc $rc"')
     return "\n".join(lines) + "\n"
@@ -240,10 +279,11 @@ class Result:
     stderr: list[str]
 
 
-def rehearse(unit_text: str, scratch: Path, commands: list[list[str]], *,
+def rehearse(unit_text: str, scratch: Path, commands: list[Command], *,
              config_files: dict[str, str] | None = None,
              fake_gpio_label: str | None = None, extra_env: dict[str, str] | None = None) -> list[Result]:
-    """Run each command inside the unit's view; one Result per command.
+    """Run each command inside the unit's view; one Result per command (``Between`` steps,
+    systemd's part between two runs, give none).
 
     ``extra_env`` adds variables to the unit's environment (e.g. PYTHONPATH for another checkout).
     """

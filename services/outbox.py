@@ -33,6 +33,7 @@ loop) brings the outbox back; ``generation`` changes when a fresh file replaced 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -42,8 +43,9 @@ from safehouse.device.core.errors import EventLogError, SafehouseError
 from safehouse.device.core.events import ALARM_TYPES, Event
 from safehouse.services import outbox_sql as sql
 from safehouse.services.outbox_base import OutboxBase
+from safehouse.services.outbox_damage import Damage, drop_reported, event_key, save_reports
+from safehouse.services.outbox_mark import MARK_AHEAD, checkpoint, write_mark
 from safehouse.services.outbox_read import open_readonly_stats, read_events
-from safehouse.services.outbox_salvage import Damage
 from safehouse.services.outbox_schema import (
     FILENAME,
     Lane,
@@ -54,6 +56,8 @@ from safehouse.services.outbox_schema import (
     meta_set,
     read_stats,
 )
+from safehouse.services.outbox_seq import covered, gap
+from safehouse.services.seq_lease import SEQ_LIMIT
 from safehouse.services.storage_errors import (
     FULL,
     StorageError,
@@ -93,22 +97,69 @@ class Outbox(OutboxBase):
         return Event(seq=seq, **fields)
 
     def store(self, event: Event, topic: str, *, delivered: bool = False) -> Event:
-        """Write an issued event durably (an event_id already stored is kept as it is)."""
+        """Write an issued event durably (an event_id already stored is kept as it is).
+
+        A seq another event already holds (a salvaged one) costs this event its seq, never the
+        outbox: it is stored under the next free one (logged, counted). A seq that skips ahead
+        of every stored one is recorded as a gap, in the same transaction (services/outbox_seq.py).
+        """
         self._check_usable()
+        if not 0 < event.seq <= SEQ_LIMIT:
+            raise EventLogError(f"event {event.event_id} has seq {event.seq}, out of every kiosk's reach")
         try:
             with self._lock, self._write() as conn:
                 known = sql.find_event(conn, event.event_id)
                 if known is not None:
                     return Event.from_json(known.decode("utf-8"))
+                if sql.seq_taken(conn, event.seq):
+                    event = self._renumber(conn, event)
+                self._note_gap(conn, event.seq)
                 insert_event(conn, event, topic, self._clock(), self._clock() if delivered else None)
+                if event.type == "storage_damaged":
+                    drop_reported(conn, event.data)
+                    self._taken = [d for d in self._taken if event_key(d.as_data()) != event_key(event.data)]
+                mark = self.lease.high + MARK_AHEAD if self.lease.high > self._mark - MARK_AHEAD // 2 else 0
+                if mark:
+                    write_mark(conn, is_open=True, mark=mark)
         except StorageError as exc:
             raise self._fail(exc) from exc
+        with self._lock:
+            self._stored(event.seq, mark)
         if self.fault_kind == FULL:
             self.fault = self.fault_kind = None
         if not delivered:
             self._pending_events += 1
         self._update_near_full()
         return event
+
+    def _renumber(self, conn: sqlite3.Connection, event: Event) -> Event:
+        seq = max(self._last_seq, sql.max_seq(conn)) + 1
+        self.lease.cover(seq)
+        self._last_seq = seq
+        conn.execute("INSERT INTO meta(key, value) VALUES ('seq_conflicts', 1) "
+                     "ON CONFLICT(key) DO UPDATE SET value = value + 1")
+        _LOG.critical("outbox: seq %d of event %s (%s) already names another event: stored as seq %d",
+                      event.seq, event.event_id, event.type, seq)
+        return replace(event, seq=seq)
+
+    def _note_gap(self, conn: sqlite3.Connection, seq: int) -> None:
+        """A seq beyond every stored one + 1: the skipped ones are reported, unless accounted for."""
+        if seq <= self._stored_high + 1 or covered(self.damage + self._taken, seq - 1):
+            return
+        gap(self.damage, self._stored_high + 1, seq - 1)
+        save_reports(conn, self.damage + self._taken)
+
+    def _stored(self, seq: int, mark: int) -> None:
+        """After a commit (lock held): the counters follow, the mark reaches the database file,
+        and the lease forgets "issued from memory" once every seq issued is at or below a stored one."""
+        self._stored_high = max(self._stored_high, seq)
+        if seq > self._last_seq:  # an event issued by an earlier run (its unsent-alarm spool)
+            self._last_seq = seq
+            self.lease.cover(seq)
+        if mark and self._conn is not None and checkpoint(self._conn):
+            self._mark = mark
+        if seq >= self._last_seq:
+            self.lease.clear_memory()
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database file (after an alarm is written and on its way): an

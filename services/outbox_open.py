@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import stat
 from pathlib import Path
 
 from safehouse.device.core.errors import EventLogError
@@ -38,6 +39,9 @@ def wal_of(path: Path) -> Path:
 
 def preflight(path: Path, *, unclean: bool) -> str | None:
     """Why the files at ``path`` cannot be trusted before opening them, or None."""
+    planted = not_a_file(path)
+    if planted is not None:
+        return planted
     if not path.exists():
         return None
     short = short_file(path)
@@ -47,6 +51,21 @@ def preflight(path: Path, *, unclean: bool) -> str | None:
     if unclean and not wal.exists():
         return f"{wal.name} is missing after an unclean stop: its last commits are lost"
     return wal_problem(wal)
+
+
+def not_a_file(path: Path) -> str | None:
+    """A link or a non-file where the database or a sidecar should be: SQLite would follow it
+    (and write through it), so it is damage, moved aside as the link it is, never opened."""
+    for p in (path, wal_of(path), path.with_name(path.name + "-shm")):
+        try:
+            mode = os.lstat(p).st_mode
+        except OSError:
+            continue
+        if stat.S_ISLNK(mode):
+            return f"{p.name} is a symbolic link (never followed)"
+        if not stat.S_ISREG(mode):
+            return f"{p.name} is not a regular file"
+    return None
 
 
 def short_file(path: Path) -> str | None:
@@ -80,14 +99,21 @@ def create_private(path: Path, mode: int = DB_MODE) -> bool:
 
 
 def tighten(path: Path, mode: int = DB_MODE) -> None:
-    """Bring an existing file (and its sidecars) to ``mode`` if it is wider; ours only."""
+    """Bring an existing file (and its sidecars) to ``mode`` if it is wider; ours only, never
+    through a link."""
     for p in (path, wal_of(path), path.with_name(path.name + "-shm")):
         try:
-            st = p.stat()
-            if st.st_mode & 0o777 & ~mode and st.st_uid == os.geteuid():
-                os.chmod(p, mode)
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             continue
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and st.st_mode & 0o777 & ~mode and st.st_uid == os.geteuid():
+                os.fchmod(fd, mode)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
 
 
 def connect_checked(path: Path, *, check: bool = True) -> sqlite3.Connection:

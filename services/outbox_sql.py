@@ -71,6 +71,14 @@ def select_events(conn: sqlite3.Connection, since_seq: int, limit: int | None) -
         (since_seq, -1 if limit is None else limit))]
 
 
+def seq_taken(conn: sqlite3.Connection, seq: int) -> bool:
+    return conn.execute("SELECT 1 FROM messages WHERE seq = ?", (seq,)).fetchone() is not None
+
+
+def max_seq(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()[0])
+
+
 def find_event(conn: sqlite3.Connection, event_id: object) -> bytes | None:
     known = conn.execute("SELECT payload FROM messages WHERE event_id = ?", (event_id,)).fetchone()
     return None if known is None else bytes(known[0])

@@ -98,8 +98,9 @@ def test_a_damaged_file_is_quarantined_salvaged_and_seq_continues_above_it(
         assert report.as_data()["salvaged_events"] == len(report.seqs)
         [done] = box.take_damage()
         assert done is report and box.take_damage() == []
-    with Outbox(tmp_path, recover=True) as box:  # the fresh file is healthy: no second report
-        assert box.damage == [] and box.append_event(fields("later"), TOPIC).seq == new.seq + 1
+        box.append_event({**fields("report", "storage_damaged"), "data": report.as_data()}, TOPIC)
+    with Outbox(tmp_path, recover=True) as box:  # the fresh file is healthy and its report sent
+        assert box.damage == [] and box.append_event(fields("later"), TOPIC).seq == new.seq + 2
 
 
 @pytest.mark.parametrize("size", [0, 1, 100, 4095])

@@ -104,7 +104,7 @@ class Outbox(OutboxBase):
         of every stored one is recorded as a gap, in the same transaction (services/outbox_seq.py).
         """
         self._check_usable()
-        if not 0 < event.seq <= SEQ_LIMIT:
+        if isinstance(event.seq, bool) or not isinstance(event.seq, int) or not 0 < event.seq <= SEQ_LIMIT:
             raise EventLogError(f"event {event.event_id} has seq {event.seq}, out of every kiosk's reach")
         try:
             with self._lock, self._write() as conn:

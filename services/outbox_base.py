@@ -116,7 +116,8 @@ class OutboxBase(OutboxConnection):
             lost = unvouched(self.lease, self.path)
             if lost is not None:
                 self.damage.append(lost)
-                self._last_seq = max(self._last_seq, lost.high)
+                if not self.lease.found:  # nothing vouches: above every seq that may have been issued
+                    self._last_seq = max(self._last_seq, lost.high)
         problem = preflight(self.path, unclean=unclean)
         torn = unclean and torn_tail(wal_of(self.path))
         lease_high = self.lease.high if self.lease.found else 0
@@ -144,7 +145,10 @@ class OutboxBase(OutboxConnection):
                 stored_last = self.lease.high
             if stored_last == 0 and self.lease.found:  # an empty outbox (a file cut to 0 bytes, lost,
                 stored_last = self.lease.high  # or new during a fault): above every seq ever issued
-            self._last_seq = max(self._last_seq, stored_last, *(d.high for d in self.damage))
+            # above every seq a damage report says may have been issued (a lease rebuilt from its
+            # other copy says nothing about that: its mark is that copy's)
+            self._last_seq = max(self._last_seq, stored_last,
+                                 *(d.high for d in self.damage if d.file == FILENAME or d.lo is not None))
             if self.lease.high < self._last_seq:  # a lost or garbled lease: rebuilt from the outbox
                 self.lease.cover(self._last_seq)
             self._keep_marks(conn)

@@ -32,8 +32,14 @@ GAP_REASON = ("seqs were issued that the outbox never stored (held in memory whi
 
 
 def unvouched(lease: SeqLease, path: Path) -> Damage | None:
-    """The report of a lease nothing vouches for, its ``high`` where seq continues; None if it vouches."""
+    """The report of a lease copy not believed; when nothing vouches for the highest seq issued,
+    its ``high`` is where seq continues. None when every copy present checks out."""
     mark = read_mark(path)
+    if lease.found and lease.problems:  # another copy vouches: the bad one is rewritten from it
+        why = "; ".join(lease.problems)
+        _LOG.critical("seq lease: %s; rebuilt from the copy that checks out (%d), reported", why, lease.high)
+        return Damage(file=NAME, reason=f"{why}; rebuilt from the copy that checks out", quarantined=None,
+                      high=lease.high, salvaged_done=True)
     if lease.found or not (lease.problems or (mark is not None and mark.mark)):
         return None
     found = {"seq_mark": mark.mark, "last_seq": mark.last_seq} if mark is not None else {}
@@ -58,7 +64,8 @@ def _has_pages(path: Path) -> bool:
 
 def covered(reports: list[Damage], high: int) -> bool:
     """Does a report of this run already account for every seq up to ``high``?"""
-    return any(d.high >= high and d.file in (FILENAME, NAME) and d.reason != GAP_REASON for d in reports)
+    return any(d.high >= high and d.reason != GAP_REASON and (d.file == FILENAME or d.lo is not None)
+               for d in reports)
 
 
 def gap(pending: list[Damage], lo: int, high: int) -> Damage:

@@ -21,19 +21,14 @@ from safehouse.services.outbox_connection import OutboxConnection
 from safehouse.services.outbox_damage import (
     Damage,
     load_reports,
-    range_missing,
     save_reports,
-    stored_between,
 )
 from safehouse.services.outbox_legacy import import_legacy_log, retire_legacy_log
 from safehouse.services.outbox_mark import MARK_AHEAD, checkpoint, plausible, read_mark, write_mark
 from safehouse.services.outbox_open import connect_checked, preflight, wal_of
 from safehouse.services.outbox_salvage import (
     ID_GAP,
-    SalvagedRow,
-    adopt_row,
     max_id_of_damaged,
-    salvage_into,
     seq_of_damaged,
 )
 from safehouse.services.outbox_schema import (
@@ -43,7 +38,7 @@ from safehouse.services.outbox_schema import (
     meta_get,
     pending_events,
 )
-from safehouse.services.outbox_seq import GAP_REASON, unvouched
+from safehouse.services.outbox_seq import unvouched
 from safehouse.services.outbox_sql import raise_id_floor
 from safehouse.services.quarantine import quarantine
 from safehouse.services.sqlite_tx import immediate
@@ -113,10 +108,10 @@ class OutboxBase(OutboxConnection):
             self._first_open = False
             file_mark = read_mark(self.path)
             unclean = unclean or (file_mark is not None and file_mark.open)
-            lost = unvouched(self.lease, self.path)
+            lost = unvouched(self.lease, self.path, self._clock())
             if lost is not None:
                 self.damage.append(lost)
-                if not self.lease.found:  # nothing vouches: above every seq that may have been issued
+                if lost.lo is not None:  # nothing vouches: above every seq that may have been issued
                     self._last_seq = max(self._last_seq, lost.high)
         problem = preflight(self.path, unclean=unclean)
         torn = unclean and torn_tail(wal_of(self.path))
@@ -230,72 +225,6 @@ class OutboxBase(OutboxConnection):
             return False
         finally:
             self._recovering = False
-
-    def salvage_due(self) -> bool:
-        return any(not d.salvaged_done for d in self.damage)
-
-    def salvage(self) -> list[Damage]:
-        """Copy what can be read of each quarantined file into this outbox; the finished reports."""
-        done = []
-        for damage in [d for d in self.damage if not d.salvaged_done]:
-            try:
-                salvage_into(self, damage)
-            except StorageError:
-                raise  # the fresh outbox failed too: faulted, the storage thread retries
-            except Exception:  # never hold the drain (see Outbox.pending) on a salvage that broke
-                _LOG.exception("salvage of %s stopped early; what was copied is kept", damage.quarantined)
-                damage.salvaged_done = True
-            done.append(damage)
-        if done:
-            self._save_reports()
-        return done
-
-    def adopt(self, rows: Sequence[SalvagedRow]) -> int:
-        """Insert salvaged rows (one transaction); events keep seq and event_id. How many taken.
-
-        The counter follows: a salvaged seq above it would otherwise be issued again."""
-        top = max((int(r[9]) for r in rows if r[9] is not None), default=0)
-        try:
-            with self._lock, self._write() as conn:
-                taken = sum(adopt_row(conn, row) for row in rows)
-                self._pending_events = pending_events(conn)
-                self._stored_high = max(self._stored_high, int(meta_get(conn, "last_seq")))
-        except StorageError as exc:
-            raise self._fail(exc) from exc
-        with self._lock:
-            if top > self._last_seq:
-                self._last_seq = top
-                self.lease.cover(top)
-        self._update_near_full()
-        return taken
-
-    def take_damage(self) -> list[Damage]:
-        """Reports whose salvage is done, not yet handed out (for the storage_damaged event).
-
-        A range report waits for every salvage (which may fill its range) and then names what
-        the outbox still lacks; a gap the outbox has since filled is dropped."""
-        ready = [d for d in self.damage if d.salvaged_done and (d.lo is None or not self.salvage_due())]
-        for damage in [d for d in ready if d.lo is not None]:
-            lo = damage.lo or 1
-            try:
-                with self._lock, self._reading() as conn:
-                    stored = stored_between(conn, lo, damage.high)
-            except EventLogError:  # storage out of reach: the whole range may be missing
-                stored = set()
-            damage.missing = range_missing(stored, lo, damage.high)
-        dropped = [d for d in ready if d.reason == GAP_REASON and d.missing is None]
-        self.damage = [d for d in self.damage if d not in ready]
-        self._taken += [d for d in ready if d not in dropped]
-        if dropped:
-            self._save_reports()
-        return [d for d in ready if d not in dropped]
-
-    def _save_reports(self) -> None:
-        try:
-            with self._lock, self._write() as conn:
-                save_reports(conn, self.damage + self._taken)
-        except EventLogError as exc:
-            _LOG.warning("outbox: damage reports not recorded yet (%s): recorded at the next write", exc)
 
     def close(self) -> None:
         """A clean close: the database file itself says so (its WAL may then go)."""

@@ -88,11 +88,12 @@ def event_key(data: Mapping[str, Any]) -> tuple[Any, Any, Any, Any]:
     return data.get("file"), data.get("quarantined"), data.get("seq_high_water"), data.get("reason")
 
 
-def missing_range(seqs: set[int], high: int) -> tuple[int, int] | None:
-    """From the end of the first unbroken run of salvaged seqs up to ``high``: what may be lost."""
+def missing_range(seqs: set[int], high: int, floor: int = 1) -> tuple[int, int] | None:
+    """From the first seq at or above ``floor`` (below it all was delivered and purged: the
+    damaged file's ``purged_below``) that was not salvaged, up to ``high``: what may be lost."""
     if high <= 0:
         return None
-    start = min(seqs) if seqs else 1
+    start = max(1, floor)
     while start in seqs:
         start += 1
     return (start, high) if start <= high else None
@@ -140,5 +141,6 @@ def drop_reported(conn: sqlite3.Connection, data: Mapping[str, Any]) -> None:
 
 
 def stored_between(conn: sqlite3.Connection, lo: int, high: int) -> set[int]:
-    return {int(s) for (s,) in conn.execute("SELECT seq FROM messages WHERE lane = 0 AND seq BETWEEN ? AND ?",
-                                            (lo, high))}
+    """The seqs from ``lo`` to ``high`` the outbox holds as events (one given up garbled does not count)."""
+    return {int(s) for (s,) in conn.execute("SELECT seq FROM messages WHERE lane = 0 AND error IS NULL AND "
+                                            "seq BETWEEN ? AND ?", (lo, high))}

@@ -16,8 +16,12 @@ survive the WAL's loss, and are read from that file alone (``immutable``: the WA
 When no lease vouches for the highest seq ever issued (present but garbled, forged, a link; or
 gone while the outbox says it had one), seq continues above this mark: seqs issued beyond it
 would need more than ``MARK_AHEAD / 2`` events issued while storage failed *and* the lease lost.
-With no mark readable either, seq continues ``NO_MARK_JUMP`` above the highest seq found: more
-than a kiosk issues in its life. The range in between is reported as possibly missing.
+With no mark readable either (the file destroyed too), nothing left says how far seq got, so it
+continues above two bounds: ``NO_MARK_JUMP`` (2^32, more than a kiosk issues in its life) above
+the highest seq found, and the wall clock's seconds since 1970 times ``PER_SECOND`` (2^20): no
+kiosk issued a million seqs a second, so no seq issued before now is that high, even after an
+earlier jump of this kind (unless the clock went back past it). Either way the range in
+between is reported as possibly missing.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from safehouse.services.seq_lease import HIGH_LIMIT
 _LOG = logging.getLogger(__name__)
 MARK_AHEAD = 1000
 NO_MARK_JUMP = 2**32
+PER_SECOND = 2**20  # more seqs than a kiosk issues in any second of its life
 
 
 @dataclass(frozen=True)
@@ -41,8 +46,9 @@ class FileMark:
     """What the database file itself says (the WAL ignored)."""
 
     open: bool
-    mark: int  # 0: none (a file from before the mark, or a new one)
+    mark: int  # 0: none readable
     last_seq: int
+    legacy: bool  # no mark at all: written by a release from before it
 
 
 def read_mark(path: Path) -> FileMark | None:
@@ -64,7 +70,7 @@ def read_mark(path: Path) -> FileMark | None:
     finally:
         conn.close()
     return FileMark(open=meta.get("open") == 1, mark=plausible(meta.get("seq_mark")),
-                    last_seq=plausible(meta.get("last_seq")))
+                    last_seq=plausible(meta.get("last_seq")), legacy="seq_mark" not in meta)
 
 
 def plausible(value: object) -> int:
@@ -79,8 +85,10 @@ def plausible(value: object) -> int:
 def write_mark(conn: sqlite3.Connection, *, is_open: bool, mark: int) -> None:
     """Part of the caller's transaction; ``checkpoint()`` after its commit."""
     conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('open', ?)", (int(is_open),))
-    conn.execute("INSERT INTO meta(key, value) VALUES ('seq_mark', ?) "
-                 "ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)", (mark,))
+    conn.execute("INSERT INTO meta(key, value) VALUES ('seq_mark', ?) ON CONFLICT(key) DO UPDATE SET "
+                 "value = CASE WHEN typeof(value) = 'integer' AND value BETWEEN 0 AND ? "
+                 "THEN MAX(value, excluded.value) ELSE excluded.value END",
+                 (mark, HIGH_LIMIT))  # an implausible mark is replaced, never kept by MAX
 
 
 def checkpoint(conn: sqlite3.Connection) -> bool:
@@ -93,8 +101,10 @@ def checkpoint(conn: sqlite3.Connection) -> bool:
     return not busy and done >= log
 
 
-def unvouched_floor(found: dict[str, int]) -> int:
-    """Where seq continues when no lease vouches: above the mark, or far above the last seq."""
+def unvouched_floor(found: dict[str, int], now: float) -> int:
+    """Where seq continues when no lease vouches: above the mark; with none, above both the
+    last seq found + ``NO_MARK_JUMP`` and the clock's ``PER_SECOND`` seqs a second since 1970."""
     if found.get("seq_mark", 0) > 0:
         return max(found["seq_mark"], found.get("last_seq", 0))
-    return found.get("last_seq", 0) + NO_MARK_JUMP
+    by_clock = int(now) * PER_SECOND if 0 < now * PER_SECOND < HIGH_LIMIT // 2 else 0
+    return max(found.get("last_seq", 0) + NO_MARK_JUMP, by_clock)

@@ -78,10 +78,18 @@ def short_file(path: Path) -> str | None:
     """
     try:
         size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(100)
     except OSError:
         return None
     if 0 < size < MIN_PAGE:
         return f"{path.name} is {size} bytes, shorter than one database page: truncated"
+    if len(head) == 100 and head[:16] == b"SQLite format 3\x00":
+        raw, counter, pages, valid_for = (int.from_bytes(head[16:18], "big"), head[24:28],
+                                          int.from_bytes(head[28:32], "big"), head[92:96])
+        page = 65536 if raw == 1 else raw
+        if counter == valid_for and pages and pages * page > size:  # its own header says how long it is
+            return f"{path.name} is {size} bytes, its header says {pages * page}: truncated"
     return None
 
 
@@ -116,6 +124,13 @@ def tighten(path: Path, mode: int = DB_MODE) -> None:
             os.close(fd)
 
 
+def lenient_text(raw: bytes) -> str:
+    """TEXT as stored: SQLite never checks UTF-8, and a card's garbage in one row must not make
+    every read of the queue fail; bytes that are not UTF-8 come back as lone surrogates, which
+    the drain refuses (services/outbox.py ``_sound``) instead of the whole read."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def connect_checked(path: Path, *, check: bool = True) -> sqlite3.Connection:
     """Open, integrity-check and prepare the outbox at ``path``; StorageError on any failure."""
     state_dir = path.parent
@@ -126,6 +141,7 @@ def connect_checked(path: Path, *, check: bool = True) -> sqlite3.Connection:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
     except (OSError, sqlite3.Error) as exc:
         raise _error(path, exc) from exc
+    conn.text_factory = lenient_text
     try:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":

@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from safehouse.device.core.events import Event
 from safehouse.services.outbox_damage import Damage, missing_range
 from safehouse.services.outbox_schema import Lane
-from safehouse.services.outbox_walk import SalvagedRow, Walk
+from safehouse.services.outbox_walk import SalvagedRow, Walk, valid_row
 from safehouse.services.seq_lease import HIGH_LIMIT
 
 __all__ = ["BATCH", "ID_GAP", "Adopter", "Damage", "SalvagedRow", "adopt_row", "max_id_of_damaged",
@@ -96,6 +97,7 @@ class SqlitePass:
         self.path = path
         self.complete = True
         self.bad = 0
+        self.marks: dict[str, int] = {}
 
     def rows(self) -> Iterator[SalvagedRow]:
         try:
@@ -107,6 +109,11 @@ class SqlitePass:
             return
         try:
             yield from _bisect(conn, _upper_id(conn), self._on_bad)
+            self.marks = {str(k): v for k, v in conn.execute(
+                "SELECT key, value FROM meta WHERE key IN ('last_seq', 'seq_mark', 'purged_below')")
+                if isinstance(v, int) and 0 <= v <= HIGH_LIMIT}
+        except sqlite3.Error:
+            self.complete = False
         finally:
             conn.close()
 
@@ -115,14 +122,18 @@ class SqlitePass:
         self.complete = False
 
 
-def read_rows(path: Path, on_bad: Callable[[int], None] = lambda _n: None) -> Iterator[SalvagedRow]:
+def read_rows(path: Path, on_bad: Callable[[int], None] = lambda _n: None,
+              marks: dict[str, int] | None = None) -> Iterator[SalvagedRow]:
     """Every readable row of the outbox at ``path``, each id once; ``on_bad(n)`` counts the
-    unreadable ones (SQLite's first, then the page walk's when it had to run)."""
+    unreadable ones (the page walk's when it had to run); ``marks`` gets what its meta said
+    (``last_seq``, ``seq_mark``, ``purged_below``), as far as it can still be read."""
     first = SqlitePass(path)
     seen: set[int] = set()
     for row in first.rows():
         seen.add(int(row[0]))
         yield row
+    if marks is not None:
+        marks.update(first.marks)
     if first.complete:
         return
     walk = Walk(path)
@@ -130,7 +141,9 @@ def read_rows(path: Path, on_bad: Callable[[int], None] = lambda _n: None) -> It
         if int(row[0]) not in seen:
             seen.add(int(row[0]))
             yield row
-    on_bad(walk.bad if seen else max(walk.bad, first.bad))
+    if marks is not None:
+        marks.update({k: max(v, marks.get(k, 0)) for k, v in walk.marks.items()})
+    on_bad(walk.bad)
 
 
 def _upper_id(conn: sqlite3.Connection) -> int:
@@ -171,23 +184,47 @@ def _bisect(conn: sqlite3.Connection, upper: int, on_bad: Callable[[int], None])
         _LOG.error("salvage: gave up after %d reads; %d id range(s) not tried", queries, len(stack))
 
 
+def intact_event(row: SalvagedRow) -> bool:
+    """Is an events row's payload the event its columns name? (``readable_event``)"""
+    return readable_event(row[3], row[8], row[9])
+
+
+def readable_event(payload: object, event_id: object, seq: object) -> bool:
+    """Is ``payload`` the event its columns name? A page garbled inside a payload still reads as
+    a row (SQLite checks structure, not content); sent on, it would be garbage at the precinct."""
+    if not isinstance(payload, bytes):
+        return False
+    try:
+        event = Event.from_json(payload.decode("utf-8"))
+    except (ValueError, TypeError):
+        return False
+    return event.seq == seq and event.event_id == event_id
+
+
 def salvage_into(box: Adopter, damage: Damage) -> None:
     """Copy every readable row of ``damage.quarantined`` into ``box``; fill in the report."""
+    marks: dict[str, int] = {}
     if damage.quarantined is not None:
         def bad(n: int) -> None:
             damage.unreadable_ids += n
         batch: list[SalvagedRow] = []
-        for row in read_rows(damage.quarantined, bad):
-            batch.append(row)
-            if row[1] == Lane.EVENTS and row[9] is not None:
+        for row in read_rows(damage.quarantined, bad, marks):
+            if not valid_row(row):
+                bad(1)
+                continue
+            if row[1] == Lane.EVENTS:
+                if not intact_event(row):
+                    bad(1)
+                    continue
                 damage.seqs.add(int(row[9]))
+            batch.append(row)
             if len(batch) >= BATCH:
                 damage.salvaged += box.adopt(batch)
                 batch = []
         if batch:
             damage.salvaged += box.adopt(batch)
     damage.salvaged_events = len(damage.seqs)
-    damage.missing = missing_range(damage.seqs, damage.high)
+    damage.missing = missing_range(damage.seqs, damage.high, floor=marks.get("purged_below", 1))
     damage.salvaged_done = True
     _LOG.warning("salvage of %s: %d row(s) recovered (%d event(s)), %d unreadable; seq range that "
                  "may be missing: %s", damage.file, damage.salvaged, damage.salvaged_events,

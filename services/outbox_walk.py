@@ -24,7 +24,7 @@ from safehouse.services.seq_lease import HIGH_LIMIT
 _LOG = logging.getLogger(__name__)
 # id, lane, topic, payload, path, retain, key, created, event_id, seq, type, delivered, error
 SalvagedRow = tuple[Any, ...]
-MARK_KEYS = ("last_seq", "seq_mark")
+MARK_KEYS = ("last_seq", "seq_mark", "purged_below")
 
 
 def _text(record: Record, column: int, *, optional: bool = True) -> str | None:
@@ -42,6 +42,19 @@ def _number(value: object, *, optional: bool = False) -> float | int | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return value
     raise ValueError("not a number")
+
+
+def valid_row(row: SalvagedRow) -> bool:
+    """Does a row SQLite read from a damaged file hold what the schema declares (a garbled
+    page can still parse as a row with a text where the lane should be)?"""
+    rid, lane, topic, payload, path, retain, key, created, event_id, seq, type_, delivered, error = row
+    texts = all(v is None or isinstance(v, str) for v in (path, key, event_id, type_, error))
+    numbers = all(isinstance(v, (int, float)) for v in (created, delivered if delivered is not None else 0))
+    return (isinstance(rid, int) and lane in (0, 1, 2) and isinstance(lane, int) and isinstance(topic, str)
+            and bool(topic) and texts and numbers and retain in (0, 1) and (payload is None) != (path is None)
+            and (payload is None or isinstance(payload, bytes))
+            and (seq is None or (isinstance(seq, int) and 0 < seq <= HIGH_LIMIT))
+            and (lane != 0 or (event_id is not None and seq is not None)))
 
 
 def as_message(record: Record) -> SalvagedRow | None:

@@ -230,3 +230,33 @@ def test_every_gap_left_by_a_power_cut_on_a_full_disk_is_reported(short_dir: Pat
                 nxt = box.append_event(fields(f"after{_cut}"), TOPIC)
                 assert nxt.seq > issued
                 assert covered(reports(box), range(min(lost), issued + 1))
+
+
+def test_a_report_outlives_a_kill_until_its_event_is_stored(tmp_path: Path) -> None:
+    """A report only in memory died with the process: recorded in the outbox, it is sent again."""
+    killed_after(tmp_path, 20)
+    garble_lease(tmp_path)
+    for _restart in range(2):  # killed (never closed) before the report's event was stored
+        box = Outbox(tmp_path, recover=True)
+        [lease] = [d for d in reports(box) if d.file == "seq.lease"]
+        box.append_event(fields(f"after{_restart}"), TOPIC)
+    with Outbox(tmp_path, recover=True) as box:
+        [again] = reports(box)
+        assert again.as_data() == lease.as_data()
+        box.append_event({**fields("report", "storage_damaged"), "data": again.as_data()}, TOPIC)
+    with Outbox(tmp_path, recover=True) as box:
+        assert reports(box) == []
+
+
+def test_a_lease_far_below_the_outboxs_own_mark_is_stale_and_not_believed(tmp_path: Path) -> None:
+    """A state copy left behind (its writes went to the runtime copy only, then a reboot) looks
+    sound but is older than what the outbox file itself says was issued."""
+    with Outbox(tmp_path) as box:
+        for i in range(1, 2501):  # the mark is raised as the lease nears it
+            box.append_event(fields(i), TOPIC)
+    forged_lease(tmp_path, 120)
+    (tmp_path / "outbox.db-wal").unlink(missing_ok=True)
+    with Outbox(tmp_path, recover=True) as box:
+        assert box.append_event(fields("next"), TOPIC).seq > 2500
+        [lease] = [d for d in reports(box) if d.file == "seq.lease"]
+        assert "older than" in lease.reason

@@ -293,7 +293,8 @@ def test_a_runtime_corruption_is_damage_not_a_full_disk(tmp_path: Path) -> None:
 
 
 def test_missing_range_starts_after_the_first_unbroken_run() -> None:
-    assert missing_range({5, 6, 7, 9}, 12) == (8, 12)
+    assert missing_range({5, 6, 7, 9}, 12, floor=5) == (8, 12)
+    assert missing_range({5, 6, 7, 9}, 12) == (1, 12)  # below the purge mark of the file, or 1
     assert missing_range(set(), 3) == (1, 3)
     assert missing_range({1, 2, 3}, 3) is None
     assert missing_range(set(), 0) is None

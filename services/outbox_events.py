@@ -226,18 +226,20 @@ class OutboxEvents(OutboxBase):
 
         A range report waits for every salvage (which may fill its range) and then names what
         the outbox still lacks; a gap the outbox has since filled is dropped."""
-        ready = [d for d in self.damage if d.salvaged_done and (d.lo is None or not self.salvage_due())]
-        for damage in [d for d in ready if d.lo is not None]:
-            lo = damage.lo or 1
-            try:
-                with self._lock, self._reading() as conn:
-                    stored = stored_between(conn, lo, damage.high)
-            except EventLogError:  # storage out of reach: the whole range may be missing
-                stored = set()
-            damage.missing = range_missing(stored, lo, damage.high)
-        dropped = [d for d in ready if d.reason in RANGES and d.missing is None]
-        self.damage = [d for d in self.damage if d not in ready]
-        self._taken += [d for d in ready if d not in dropped]
+        with self._lock:  # the drain (uplink thread) and stores (core loop) add reports too
+            due = any(not d.salvaged_done for d in self.damage)
+            ready = [d for d in self.damage if d.salvaged_done and (d.lo is None or not due)]
+            for damage in [d for d in ready if d.lo is not None]:
+                lo = damage.lo or 1
+                try:
+                    with self._reading() as conn:
+                        stored = stored_between(conn, lo, damage.high)
+                except EventLogError:  # storage out of reach: the whole range may be missing
+                    stored = set()
+                damage.missing = range_missing(stored, lo, damage.high)
+            dropped = [d for d in ready if d.reason in RANGES and d.missing is None]
+            self.damage = [d for d in self.damage if d not in ready]
+            self._taken += [d for d in ready if d not in dropped]
         if dropped:
             self._save_reports()
         return [d for d in ready if d not in dropped]

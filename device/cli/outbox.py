@@ -26,7 +26,7 @@ from safehouse.device.cli.outbox_user import become_daemon_user
 from safehouse.device.core.errors import EventLogError
 from safehouse.device.runtime.config import Config
 from safehouse.services.outbox import Outbox
-from safehouse.services.outbox_mark import read_mark
+from safehouse.services.outbox_mark import MARK_AHEAD, read_mark
 from safehouse.services.outbox_open import preflight
 from safehouse.services.outbox_salvage import Damage, seq_of_damaged
 from safehouse.services.quarantine import FOLDER, quarantined
@@ -90,13 +90,17 @@ def check(state_dir: Path) -> dict[str, Any]:
     if lease.problems:  # not "not written yet": the mark that keeps seq from going back is not believed
         lease_note = (f"{'; '.join(lease.problems)}: the daemon continues seq above the outbox's own mark "
                       "and reports the range that may be missing")
+    elif mark is not None and lease.found and lease.high < mark.mark - MARK_AHEAD:
+        lease_note = (f"the seq lease ({lease.high}) is older than the outbox's own mark ({mark.mark}): "
+                      "the daemon does not believe it and continues seq above the mark")
     elif not lease.found:
         lease_note = "no seq lease yet (written at the daemon's next start)"
     elif lease.high < last:
         lease_note = f"the seq lease ({lease.high}) is below the outbox's last seq ({last})"
     where = _state_dir_problem(state_dir)
+    stale = mark is not None and lease.found and lease.high < mark.mark - MARK_AHEAD
     return {"ok": where is None and problem is None and stats_bad is None and not lease.unreadable
-            and not (lease.found and lease.high < last),
+            and not (lease.found and lease.high < last) and not stale,
             "state_dir": {"path": str(state_dir), "problem": where},
             "outbox": {"path": str(outbox), "exists": outbox.exists(), "problem": problem, "last_seq": last},
             "stats": {"path": str(stats), "exists": stats.exists(), "problem": stats_bad},

@@ -116,7 +116,8 @@ class OutboxBase(OutboxConnection):
         problem = preflight(self.path, unclean=unclean)
         torn = unclean and torn_tail(wal_of(self.path))
         lease_high = self.lease.high if self.lease.found else 0
-        if problem is None and not self.path.exists() and lease_high > 0 and not self.damage:
+        reported = any(d.file == FILENAME for d in self.damage)
+        if problem is None and not self.path.exists() and lease_high > 0 and not reported:
             problem = f"{self.path.name} is missing; seq {lease_high} was already issued"
         if problem is not None:
             if not quarantine_damage:
@@ -133,6 +134,8 @@ class OutboxBase(OutboxConnection):
             stored_last = int(meta_get(conn, "last_seq"))
             pending = pending_events(conn)
             self._stored_high = stored_last
+            known = {d.key() for d in self.damage + self._taken}  # reports a killed run still owed
+            self.damage += [d for d in load_reports(conn) if d.key() not in known]
             if torn and stored_last < self.lease.high:
                 _LOG.warning("outbox.db-wal ends inside a frame (a write cut short): seq continues above "
                              "the lease (%d), not after the last stored seq (%d)", self.lease.high,
@@ -176,8 +179,6 @@ class OutboxBase(OutboxConnection):
     def _keep_marks(self, conn: sqlite3.Connection) -> None:
         """The file's own mark (open, MARK_AHEAD above the lease) and every report still owed,
         written into the database file itself before anything of this run is issued."""
-        known = {d.key() for d in self.damage + self._taken}
-        self.damage += [d for d in load_reports(conn) if d.key() not in known]
         mark = max(self.lease.high, self._last_seq) + MARK_AHEAD
         with immediate(conn, lambda e: self._error("write", e), f"outbox {self.path}") as tx:
             write_mark(tx, is_open=True, mark=mark)

@@ -97,7 +97,9 @@ class OutboxEvents(OutboxBase):
         return event
 
     def _renumber(self, conn: sqlite3.Connection, event: Event) -> Event:
-        seq = max(self._last_seq, sql.max_seq(conn)) + 1
+        seq = self._last_seq + 1  # above every salvaged seq too: adopt() raised the counter
+        while sql.seq_taken(conn, seq):
+            seq += 1
         self.lease.cover(seq)
         self._last_seq = seq
         conn.execute("INSERT INTO meta(key, value) VALUES ('seq_conflicts', 1) "

@@ -84,10 +84,6 @@ def seqs_around(conn: sqlite3.Connection, rid: int) -> tuple[int, int | None]:
     return (int(before or 0) + 1, None if after is None else int(after) - 1)
 
 
-def max_seq(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()[0])
-
-
 def find_event(conn: sqlite3.Connection, event_id: object) -> bytes | None:
     known = conn.execute("SELECT payload FROM messages WHERE event_id = ?", (event_id,)).fetchone()
     return None if known is None else bytes(known[0])

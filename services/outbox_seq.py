@@ -4,13 +4,15 @@ Seq is how the precinct orders a kiosk's events and spots what is missing, so tw
 hold whatever befell the files: no seq ever names two events, and every skipped seq is
 reported (``storage_damaged``, ``missing_seq``).
 
-- No readable, plausible ``seq.lease`` (garbled, forged, a link; or gone while the outbox says
-  it had one): ``unvouched`` continues above the outbox's own mark (services/outbox_mark.py),
-  read from its database file, or from its pages when SQLite cannot read it, and reports the
-  lease with the range from the outbox's last seq up to there.
+- No readable, plausible ``seq.lease`` (garbled, forged, a link, far below the outbox's own
+  mark; or gone while anything of the outbox is left): ``unvouched`` continues above the
+  outbox's own mark (services/outbox_mark.py), read from its database file, or from its pages
+  when SQLite cannot read it, and reports the lease with the range from the outbox's last seq
+  up to there. A copy not believed while the other copy vouches is reported, without a jump.
 - A stored seq that skips ahead of every seq stored before it (the rest of a lease block after
   a crash while storage failed, events dropped from memory, a jump above): ``gap`` turns it into
-  a report, unless a report already accounts for those seqs (a quarantined outbox's).
+  a report, unless a report already accounts for those seqs (a quarantined outbox's). Stored
+  events the card garbled (found by the drain) are reported the same way (``GARBLED``).
 """
 
 from __future__ import annotations

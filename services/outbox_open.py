@@ -77,11 +77,18 @@ def short_file(path: Path) -> str | None:
     created just before its first write failed; see ``Outbox._open`` for its seq.)
     """
     try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            head = f.read(100)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None  # absent, or a link: not_a_file's business
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        size, head = st.st_size, os.pread(fd, 100, 0)
     except OSError:
         return None
+    finally:
+        os.close(fd)
     if 0 < size < MIN_PAGE:
         return f"{path.name} is {size} bytes, shorter than one database page: truncated"
     if len(head) == 100 and head[:16] == b"SQLite format 3\x00":

@@ -175,11 +175,12 @@ def test_a_linked_lease_is_refused_never_written_through(tmp_path: Path) -> None
     assert not (state / "seq.lease").is_symlink() and SeqLease([state]).found
 
 
-def test_a_fifo_in_place_of_the_lease_never_hangs_the_start(tmp_path: Path) -> None:
-    with Outbox(tmp_path) as box:
-        box.append_event(fields(1), TOPIC)
-    (tmp_path / "seq.lease").unlink()
-    os.mkfifo(tmp_path / "seq.lease")
+@pytest.mark.parametrize("name", ["seq.lease", "outbox.db-wal", "outbox.db-shm"])
+def test_a_fifo_in_place_of_a_state_file_never_hangs_the_start(tmp_path: Path, name: str) -> None:
+    """A read of a planted FIFO blocks for ever: the kiosk would never start (and never alarm)."""
+    killed_after(tmp_path, 5)  # an unclean stop: the WAL's tail is read before anything opens
+    (tmp_path / name).unlink(missing_ok=True)
+    os.mkfifo(tmp_path / name)
     code = ("import sys; from pathlib import Path; from safehouse.services.outbox import Outbox\n"
             "box = Outbox(Path(sys.argv[1]), recover=True); print(box.append_event("
             "{'event_id': 'x', 'device_id': 'K', 'precinct': 'p', 'type': 'panic', 'code': 120, 'ts': 'x',"

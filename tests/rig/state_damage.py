@@ -2,7 +2,7 @@
 
 Each mutation takes the state folder, a seeded ``random.Random`` and a victim file (what a
 planted link points at) and damages one file the way a failing card or a hostile hand does:
-garbled, truncated, extended, replaced by a link, forged with numbers no kiosk reaches. The
+garbled, truncated, extended, replaced by a link or a FIFO, forged with numbers no kiosk reaches. The
 mutations themselves never write through a link (that would test the test). ``unreported``
 says which seq gaps no ``storage_damaged`` report covers.
 """
@@ -21,12 +21,12 @@ Mutation = Callable[[Path, random.Random, Path], None]
 
 
 def _real(path: Path) -> bool:
-    """A file to damage in place (the mutations themselves never write through a planted link)."""
-    return path.exists() and not path.is_symlink()
+    """A file to damage in place (the mutations never write through a planted link or FIFO)."""
+    return path.is_file() and not path.is_symlink()
 
 
 def _write(path: Path, data: bytes, *, append: bool = False) -> None:
-    if path.is_symlink():
+    if path.is_symlink() or (path.exists() and not path.is_file()):
         path.unlink()
     with path.open("ab" if append else "wb") as f:
         f.write(data)
@@ -53,6 +53,12 @@ def _truncate(path: Path, rng: random.Random) -> None:
 def _link(path: Path, victim: Path) -> None:
     path.unlink(missing_ok=True)
     path.symlink_to(victim)
+
+
+def _fifo(path: Path) -> None:
+    """A FIFO where a file should be: reading it would block the start for ever."""
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)
 
 
 def _forged(path: Path, rng: random.Random) -> None:
@@ -82,11 +88,13 @@ MUTATIONS: dict[str, Mutation] = {
     "lease extended": lambda s, r, v: _write(s / "seq.lease", r.randbytes(r.randrange(1, 5000)), append=True),
     "lease forged": lambda s, r, v: _forged(s / "seq.lease", r),
     "lease linked": lambda s, r, v: _link(s / "seq.lease", v),
+    "lease fifo": lambda s, r, v: _fifo(s / "seq.lease"),
     "lease deleted": lambda s, r, v: (s / "seq.lease").unlink(missing_ok=True),
     "wal deleted": lambda s, r, v: (s / "outbox.db-wal").unlink(missing_ok=True),
     "wal garbled": lambda s, r, v: _bytes_at(s / "outbox.db-wal", r),
     "wal truncated": lambda s, r, v: _truncate(s / "outbox.db-wal", r),
     "wal linked": lambda s, r, v: _link(s / "outbox.db-wal", v),
+    "wal fifo": lambda s, r, v: _fifo(s / "outbox.db-wal"),
     "db header": lambda s, r, v: _head(s / "outbox.db", r),
     "db garbled": lambda s, r, v: _bytes_at(s / "outbox.db", r, start=4096),
     "db truncated": lambda s, r, v: _truncate(s / "outbox.db", r),

@@ -228,9 +228,11 @@ class OutboxBase(OutboxConnection):
             self._recovering = False
 
     def close(self) -> None:
-        """A clean close: the database file itself says so (its WAL may then go)."""
+        """A clean close: the database file itself says so (its WAL may then go). Tried on a
+        full disk too (the connection is kept then): a WAL SQLite deletes at the close must not
+        read as one lost at the next start."""
         with self._lock:
-            if self._conn is not None and self.fault is None:
+            if self._conn is not None:
                 try:
                     with self._write() as conn:
                         write_mark(conn, is_open=False, mark=self._mark)

@@ -33,28 +33,28 @@ loop) brings the outbox back; ``generation`` changes when a fresh file replaced 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from safehouse.device.core.errors import EventLogError, SafehouseError
+from safehouse.device.core.errors import EventLogError
 from safehouse.device.core.events import ALARM_TYPES, Event
 from safehouse.device.core.files import read_back
 from safehouse.services import outbox_sql as sql
-from safehouse.services.outbox_base import OutboxBase
+from safehouse.services.outbox_damage import Damage
+from safehouse.services.outbox_events import OutboxEvents, OutboxFull
 from safehouse.services.outbox_read import open_readonly_stats, read_events
-from safehouse.services.outbox_salvage import Damage
+from safehouse.services.outbox_salvage import readable_event
 from safehouse.services.outbox_schema import (
     FILENAME,
     Lane,
     OutboxStats,
     Row,
     db_path,
-    insert_event,
     meta_set,
     read_stats,
 )
+from safehouse.services.outbox_seq import GARBLED
 from safehouse.services.storage_errors import (
     FULL,
     StorageError,
@@ -69,93 +69,26 @@ _PURGE_EVERY_S = 600.0
 EVIDENCE_MAX = 64 * 1024 * 1024  # an evidence file read for sending (a clip is under 1 MB)
 
 
-class OutboxFull(SafehouseError, OSError):
-    """A non-alarm event was refused: the events lane holds ``events_cap`` undelivered rows."""
+def _sound(lane: object, topic: object, payload: object, event_id: object, seq: object) -> bool:
+    """A row the card did not garble where the drain reads it (SQLite checks structure only):
+    a lane, a topic of UTF-8 text, and for an event the very event its columns name."""
+    if not isinstance(lane, int) or lane not in (Lane.EVENTS, Lane.EVIDENCE, Lane.TELEMETRY):
+        return False
+    try:
+        if not isinstance(topic, str) or not topic.encode("utf-8"):
+            return False
+    except UnicodeEncodeError:  # bytes that were not UTF-8 (see outbox_open.lenient_text)
+        return False
+    return lane != Lane.EVENTS or readable_event(payload, event_id, seq)
 
 
-class Outbox(OutboxBase):
+class Outbox(OutboxEvents):
     """The kiosk's durable, prioritised message queue; safe to share between two threads.
 
-    Construction, faults and recovery: see ``OutboxBase``.
+    Construction, faults and recovery: see ``OutboxBase``; events and seq: ``OutboxEvents``.
     """
 
     # -- writing -------------------------------------------------------------------------
-
-    @property
-    def last_seq(self) -> int:
-        return self._last_seq
-
-    def issue(self, fields: Mapping[str, Any]) -> Event:
-        """Give ``fields`` the next seq, in memory, above the durable lease; never touches the
-        outbox file, so it works while storage is faulted."""
-        with self._lock:
-            seq = self._last_seq + 1
-            self.lease.cover(seq)
-            self._last_seq = seq
-        return Event(seq=seq, **fields)
-
-    def store(self, event: Event, topic: str, *, delivered: bool = False) -> Event:
-        """Write an issued event durably (an event_id already stored is kept as it is)."""
-        self._check_usable()
-        try:
-            with self._lock, self._write() as conn:
-                known = sql.find_event(conn, event.event_id)
-                if known is not None:
-                    return Event.from_json(known.decode("utf-8"))
-                insert_event(conn, event, topic, self._clock(), self._clock() if delivered else None)
-        except StorageError as exc:
-            raise self._fail(exc) from exc
-        if self.fault_kind == FULL:
-            self.fault = self.fault_kind = None
-        if not delivered:
-            self._pending_events += 1
-        self._update_near_full()
-        return event
-
-    def checkpoint(self) -> None:
-        """Copy the WAL into the database file (after an alarm is written and on its way): an
-        alarm then survives even the loss of the WAL. Best effort; never blocks a writer."""
-        if self._recovering or self.fault is not None:
-            return
-        try:
-            with self._lock, self._reading() as conn:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except EventLogError as exc:
-            _LOG.warning("outbox: checkpoint after an alarm failed: %s", exc)
-
-    def append_event(self, fields: Mapping[str, Any], topic: str) -> Event:
-        """Assign the next seq and store the event durably; return it once committed.
-
-        Appending an ``event_id`` that is already stored returns the stored event. Raises
-        ``OutboxFull`` for a non-alarm event when the cap is reached; alarms are always stored.
-        """
-        self._check_usable()
-        with self._lock, self._reading() as conn:
-            known = sql.find_event(conn, fields.get("event_id"))
-        if known is not None:
-            _LOG.warning("outbox: event %s is already stored; not stored twice", fields.get("event_id"))
-            return Event.from_json(known.decode("utf-8"))
-        self.admit(fields)
-        return self.store(self.issue(fields), topic)
-
-    def admit(self, fields: Mapping[str, Any]) -> None:
-        """Raise ``OutboxFull`` (counted) for a non-alarm event once the cap is reached."""
-        if self._pending_events >= self._events_cap and fields.get("type") not in ALARM_TYPES:
-            self._refuse(fields)
-
-    def _refuse(self, fields: Mapping[str, Any]) -> None:
-        try:
-            self._check_usable()
-            with self._lock, self._write() as conn:
-                conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'dropped_events'")
-        except EventLogError:
-            _LOG.exception("outbox %s: could not count a refused event", self.path)
-        _LOG.error("outbox full: event %s (%s) refused", fields.get("event_id"), fields.get("type"))
-        raise OutboxFull(
-            f"the outbox {self.path} holds {self._pending_events} undelivered events (cap "
-            f"{self._events_cap}); event {fields.get('event_id')} ({fields.get('type')}) refused, "
-            "alarms are still stored; check the uplink (broker reachable? TLS? clock?)"
-        )
 
     def append(self, lane: Lane, topic: str, payload: bytes, *, key: str | None = None,
                retain: bool = False) -> int:
@@ -282,13 +215,23 @@ class Outbox(OutboxBase):
                                    path, rid, topic, exc)
                         lost.append((rid, f"{path}: {exc.strerror or exc}"))
                         continue
+                if not _sound(lane, topic, payload, event_id, seq):
+                    _LOG.critical("outbox: message %d (event #%s) is garbled on disk: not sent, reported",
+                                  rid, seq)
+                    lost.append((rid, GARBLED))
+                    continue
                 rows.append(Row(rid, Lane(lane), topic, bytes(payload), bool(retain), key, created,
                                 event_id, seq))
                 if len(rows) == limit:
                     break
             if lost:
-                with self._lock, self._write() as conn:
-                    sql.give_up(conn, lost, self._clock())
+                try:
+                    with self._lock, self._write() as conn:
+                        sql.give_up(conn, lost, self._clock())
+                        self._garbled(conn, [rid for rid, why in lost if why == GARBLED])
+                except StorageError as exc:
+                    self._fail(exc)
+                    return rows
             if not lost or len(found) < want:
                 break
         return rows
@@ -307,7 +250,13 @@ class Outbox(OutboxBase):
         """Stored events with ``seq > since_seq`` by seq, delivered ones still retained included."""
         with self._lock, self._reading() as conn:
             found = sql.select_events(conn, since_seq, limit)
-        return [Event.from_json(p.decode("utf-8")) for p in found]
+        events = []
+        for payload in found:
+            try:
+                events.append(Event.from_json(payload.decode("utf-8")))
+            except (ValueError, TypeError) as exc:  # a payload the card garbled: not an event any more
+                _LOG.error("outbox: a stored event is unreadable (%s); skipped", exc)
+        return events
 
     def stats(self) -> OutboxStats:
         """Queue depth per lane, oldest pending age, drops, the storage fault: never raises."""

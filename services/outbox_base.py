@@ -16,16 +16,19 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from safehouse.device.core.errors import EventLogError
 from safehouse.services.outbox_connection import OutboxConnection
+from safehouse.services.outbox_damage import (
+    Damage,
+    load_reports,
+    save_reports,
+)
 from safehouse.services.outbox_legacy import import_legacy_log, retire_legacy_log
+from safehouse.services.outbox_mark import MARK_AHEAD, checkpoint, plausible, read_mark, write_mark
 from safehouse.services.outbox_open import connect_checked, preflight, wal_of
 from safehouse.services.outbox_salvage import (
     ID_GAP,
-    Damage,
-    SalvagedRow,
-    adopt_row,
     max_id_of_damaged,
-    salvage_into,
     seq_of_damaged,
 )
 from safehouse.services.outbox_schema import (
@@ -35,6 +38,7 @@ from safehouse.services.outbox_schema import (
     meta_get,
     pending_events,
 )
+from safehouse.services.outbox_seq import unvouched
 from safehouse.services.outbox_sql import raise_id_floor
 from safehouse.services.quarantine import quarantine
 from safehouse.services.sqlite_tx import immediate
@@ -77,11 +81,15 @@ class OutboxBase(OutboxConnection):
         self.near_full = False
         self.generation = 0
         self.damage: list[Damage] = []  # found, not yet reported (salvage pending or done)
+        self._taken: list[Damage] = []  # reported, not yet stored with their storage_damaged event
         # seqs issued from memory by the last run may be on no disk: start above its lease
         self._last_seq = self.lease.high if self.lease.was_memory else 0
+        self._stored_high = 0  # the highest seq the open outbox holds (a store beyond +1 is a gap)
+        self._mark = 0  # the seq mark known to be in the database file itself
         self._pending_events = 0
         self._last_purge = clock()
         self._id_floor = 0
+        self._first_open = True
         try:
             self._open(quarantine_damage=recover)
         except StorageError as exc:
@@ -95,22 +103,27 @@ class OutboxBase(OutboxConnection):
 
     def _open(self, *, quarantine_damage: bool) -> None:
         """Check, (quarantine,) open; the lock is not held: the caller makes it exclusive."""
-        problem = preflight(self.path, unclean=self._unclean)
-        torn = self._unclean and torn_tail(wal_of(self.path))
+        unclean = self._unclean
+        if self._first_open:  # what the files say about the last run, once (not after a fault)
+            self._first_open = False
+            file_mark = read_mark(self.path)
+            unclean = unclean or (file_mark is not None and file_mark.open)
+            lost = unvouched(self.lease, self.path, self._clock())
+            if lost is not None:
+                self.damage.append(lost)
+                if lost.lo is not None:  # nothing vouches: above every seq that may have been issued
+                    self._last_seq = max(self._last_seq, lost.high)
+        problem = preflight(self.path, unclean=unclean)
+        torn = unclean and torn_tail(wal_of(self.path))
         lease_high = self.lease.high if self.lease.found else 0
-        if problem is None and not self.path.exists() and lease_high > 0 and not self.damage:
+        reported = any(d.file == FILENAME for d in self.damage)
+        if problem is None and not self.path.exists() and lease_high > 0 and not reported:
             problem = f"{self.path.name} is missing; seq {lease_high} was already issued"
         if problem is not None:
             if not quarantine_damage:
                 raise storage_error(DAMAGED, f"the outbox {self.path} is damaged: {problem}")
             self._quarantine(problem)
-        try:
-            conn = connect_checked(self.path)
-        except StorageError as exc:
-            if exc.kind != DAMAGED or not quarantine_damage:
-                raise
-            self._quarantine(str(exc))
-            conn = connect_checked(self.path)
+        conn = self._connect(quarantine_damage)
         try:
             with immediate(conn, lambda e: self._error("write", e), f"outbox {self.path}") as tx:
                 imported = import_legacy_log(tx, self._state_dir, self._clock())
@@ -120,20 +133,28 @@ class OutboxBase(OutboxConnection):
                 retire_legacy_log(self._state_dir)  # only once the import is committed
             stored_last = int(meta_get(conn, "last_seq"))
             pending = pending_events(conn)
+            self._stored_high = stored_last
+            known = {d.key() for d in self.damage + self._taken}  # reports a killed run still owed
+            self.damage += [d for d in load_reports(conn) if d.key() not in known]
+            if torn and stored_last < self.lease.high:
+                _LOG.warning("outbox.db-wal ends inside a frame (a write cut short): seq continues above "
+                             "the lease (%d), not after the last stored seq (%d)", self.lease.high,
+                             stored_last)
+                stored_last = self.lease.high
+            if stored_last == 0 and self.lease.found:  # an empty outbox (a file cut to 0 bytes, lost,
+                stored_last = self.lease.high  # or new during a fault): above every seq ever issued
+            # above every seq a damage report says may have been issued (a lease rebuilt from its
+            # other copy says nothing about that: its mark is that copy's)
+            self._last_seq = max(self._last_seq, stored_last,
+                                 *(d.high for d in self.damage if d.file == FILENAME or d.lo is not None))
+            if self.lease.high < self._last_seq:  # a lost or garbled lease: rebuilt from the outbox
+                self.lease.cover(self._last_seq)
+            self._keep_marks(conn)
         except BaseException as exc:
             conn.close()
             if isinstance(exc, sqlite3.Error):
                 raise self._error("open", exc) from exc
             raise
-        if torn and stored_last < self.lease.high:
-            _LOG.warning("outbox.db-wal ends inside a frame (a write cut short): seq continues above the "
-                         "lease (%d), not after the last stored seq (%d)", self.lease.high, stored_last)
-            stored_last = self.lease.high
-        if stored_last == 0 and self.lease.found:  # an empty outbox (a file cut to 0 bytes, lost,
-            stored_last = self.lease.high  # or new during a fault): above every seq ever issued
-        self._last_seq = max(self._last_seq, stored_last, *(d.high for d in self.damage))
-        if self.lease.high < self._last_seq:  # a lost or garbled lease: rebuilt from the outbox
-            self.lease.cover(self._last_seq)
         self.lease.mark(True)
         self._unclean = True  # from now on the lease says open until close()
         identity = _identity(self.path)
@@ -145,6 +166,24 @@ class OutboxBase(OutboxConnection):
                 self.generation += 1  # another file: row ids in flight name other rows now
             self._identity = identity
         self._update_near_full()
+
+    def _connect(self, quarantine_damage: bool) -> sqlite3.Connection:
+        try:
+            return _plausible(connect_checked(self.path))
+        except StorageError as exc:
+            if exc.kind != DAMAGED or not quarantine_damage:
+                raise
+            self._quarantine(str(exc))
+            return _plausible(connect_checked(self.path))
+
+    def _keep_marks(self, conn: sqlite3.Connection) -> None:
+        """The file's own mark (open, MARK_AHEAD above the lease) and every report still owed,
+        written into the database file itself before anything of this run is issued."""
+        mark = max(self.lease.high, self._last_seq) + MARK_AHEAD
+        with immediate(conn, lambda e: self._error("write", e), f"outbox {self.path}") as tx:
+            write_mark(tx, is_open=True, mark=mark)
+            save_reports(tx, self.damage + self._taken)
+        self._mark = plausible(meta_get(conn, "seq_mark")) if checkpoint(conn) else 0
 
     def _quarantine(self, problem: str) -> None:
         high = max(self._last_seq, self.lease.high, seq_of_damaged(self.path))
@@ -188,39 +227,19 @@ class OutboxBase(OutboxConnection):
         finally:
             self._recovering = False
 
-    def salvage_due(self) -> bool:
-        return any(not d.salvaged_done for d in self.damage)
-
-    def salvage(self) -> list[Damage]:
-        """Copy what can be read of each quarantined file into this outbox; the finished reports."""
-        done = []
-        for damage in [d for d in self.damage if not d.salvaged_done]:
-            try:
-                salvage_into(self, damage)
-            except StorageError:
-                raise  # the fresh outbox failed too: faulted, the storage thread retries
-            except Exception:  # never hold the drain (see Outbox.pending) on a salvage that broke
-                _LOG.exception("salvage of %s stopped early; what was copied is kept", damage.quarantined)
-                damage.salvaged_done = True
-            done.append(damage)
-        return done
-
-    def adopt(self, rows: Sequence[SalvagedRow]) -> int:
-        """Insert salvaged rows (one transaction); events keep seq and event_id. How many taken."""
-        try:
-            with self._lock, self._write() as conn:
-                taken = sum(adopt_row(conn, row) for row in rows)
-                self._pending_events = pending_events(conn)
-        except StorageError as exc:
-            raise self._fail(exc) from exc
-        self._update_near_full()
-        return taken
-
-    def take_damage(self) -> list[Damage]:
-        """Damage whose salvage is done and not yet reported (for the storage_damaged event)."""
-        ready = [d for d in self.damage if d.salvaged_done]
-        self.damage = [d for d in self.damage if not d.salvaged_done]
-        return ready
+    def close(self) -> None:
+        """A clean close: the database file itself says so (its WAL may then go). Tried on a
+        full disk too (the connection is kept then): a WAL SQLite deletes at the close must not
+        read as one lost at the next start."""
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    with self._write() as conn:
+                        write_mark(conn, is_open=False, mark=self._mark)
+                    checkpoint(conn)
+                except EventLogError as exc:
+                    _LOG.warning("outbox: could not mark %s closed: %s", self.path, exc)
+        super().close()
 
     def _update_near_full(self) -> None:
         """Raise the loud fault once per crossing of 90 % of the cap, clear it below."""
@@ -233,6 +252,18 @@ class OutboxBase(OutboxConnection):
             _LOG.warning("outbox %s is draining: %d undelivered events (cap %d)", self.path,
                          self._pending_events, self._events_cap)
         self.near_full = near
+
+def _plausible(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """A file whose last seq no kiosk could reach (forged, a flipped bit) is damage, not a counter."""
+    try:
+        value = meta_get(conn, "last_seq")
+        if not isinstance(value, int) or value < 0 or value != plausible(value):
+            raise storage_error(DAMAGED, f"the outbox holds an implausible last seq ({value!r})")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
 
 def _identity(path: Path) -> tuple[int, int] | None:
     try:

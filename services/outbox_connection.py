@@ -132,8 +132,12 @@ class OutboxConnection(Closing):
                     _LOG.exception("outbox: could not restore synchronous=FULL")
 
     def _fail(self, exc: StorageError) -> StorageError:
-        """A write failed: fault the outbox (writes then fail fast) and hand the error back."""
-        if exc.kind != FULL or self.fault is None:
+        """A write failed: fault the outbox (writes then fail fast) and hand the error back.
+
+        A constraint one row broke is that row's problem, not the storage's: no fault."""
+        if isinstance(exc.__cause__, sqlite3.IntegrityError):
+            _LOG.error("outbox: one write refused, the outbox stays usable: %s", exc)
+        elif exc.kind != FULL or self.fault is None:
             self._set_fault(exc)
         return exc
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import stat
 from pathlib import Path
 
 from safehouse.device.core.errors import EventLogError
@@ -38,6 +39,9 @@ def wal_of(path: Path) -> Path:
 
 def preflight(path: Path, *, unclean: bool) -> str | None:
     """Why the files at ``path`` cannot be trusted before opening them, or None."""
+    planted = not_a_file(path)
+    if planted is not None:
+        return planted
     if not path.exists():
         return None
     short = short_file(path)
@@ -49,6 +53,21 @@ def preflight(path: Path, *, unclean: bool) -> str | None:
     return wal_problem(wal)
 
 
+def not_a_file(path: Path) -> str | None:
+    """A link or a non-file where the database or a sidecar should be: SQLite would follow it
+    (and write through it), so it is damage, moved aside as the link it is, never opened."""
+    for p in (path, wal_of(path), path.with_name(path.name + "-shm")):
+        try:
+            mode = os.lstat(p).st_mode
+        except OSError:
+            continue
+        if stat.S_ISLNK(mode):
+            return f"{p.name} is a symbolic link (never followed)"
+        if not stat.S_ISREG(mode):
+            return f"{p.name} is not a regular file"
+    return None
+
+
 def short_file(path: Path) -> str | None:
     """A file of 1 to 511 bytes is a truncated database, never a real one.
 
@@ -58,11 +77,26 @@ def short_file(path: Path) -> str | None:
     created just before its first write failed; see ``Outbox._open`` for its seq.)
     """
     try:
-        size = path.stat().st_size
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None  # absent, or a link: not_a_file's business
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        size, head = st.st_size, os.pread(fd, 100, 0)
     except OSError:
         return None
+    finally:
+        os.close(fd)
     if 0 < size < MIN_PAGE:
         return f"{path.name} is {size} bytes, shorter than one database page: truncated"
+    if len(head) == 100 and head[:16] == b"SQLite format 3\x00":
+        raw, counter, pages, valid_for = (int.from_bytes(head[16:18], "big"), head[24:28],
+                                          int.from_bytes(head[28:32], "big"), head[92:96])
+        page = 65536 if raw == 1 else raw
+        if counter == valid_for and pages and pages * page > size:  # its own header says how long it is
+            return f"{path.name} is {size} bytes, its header says {pages * page}: truncated"
     return None
 
 
@@ -80,14 +114,28 @@ def create_private(path: Path, mode: int = DB_MODE) -> bool:
 
 
 def tighten(path: Path, mode: int = DB_MODE) -> None:
-    """Bring an existing file (and its sidecars) to ``mode`` if it is wider; ours only."""
+    """Bring an existing file (and its sidecars) to ``mode`` if it is wider; ours only, never
+    through a link."""
     for p in (path, wal_of(path), path.with_name(path.name + "-shm")):
         try:
-            st = p.stat()
-            if st.st_mode & 0o777 & ~mode and st.st_uid == os.geteuid():
-                os.chmod(p, mode)
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             continue
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and st.st_mode & 0o777 & ~mode and st.st_uid == os.geteuid():
+                os.fchmod(fd, mode)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+
+
+def lenient_text(raw: bytes) -> str:
+    """TEXT as stored: SQLite never checks UTF-8, and a card's garbage in one row must not make
+    every read of the queue fail; bytes that are not UTF-8 come back as lone surrogates, which
+    the drain refuses (services/outbox.py ``_sound``) instead of the whole read."""
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def connect_checked(path: Path, *, check: bool = True) -> sqlite3.Connection:
@@ -100,6 +148,7 @@ def connect_checked(path: Path, *, check: bool = True) -> sqlite3.Connection:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
     except (OSError, sqlite3.Error) as exc:
         raise _error(path, exc) from exc
+    conn.text_factory = lenient_text
     try:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":

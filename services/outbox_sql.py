@@ -71,14 +71,35 @@ def select_events(conn: sqlite3.Connection, since_seq: int, limit: int | None) -
         (since_seq, -1 if limit is None else limit))]
 
 
+def seq_taken(conn: sqlite3.Connection, seq: int) -> bool:
+    return conn.execute("SELECT 1 FROM messages WHERE seq = ?", (seq,)).fetchone() is not None
+
+
+def seqs_around(conn: sqlite3.Connection, rid: int) -> tuple[int, int | None]:
+    """The seqs between the sound events stored before and after row ``rid`` (None: no event after)."""
+    before = conn.execute("SELECT MAX(seq) FROM messages WHERE lane = 0 AND error IS NULL AND id < ?",
+                          (rid,)).fetchone()[0]
+    after = conn.execute("SELECT MIN(seq) FROM messages WHERE lane = 0 AND error IS NULL AND id > ?",
+                         (rid,)).fetchone()[0]
+    return (int(before or 0) + 1, None if after is None else int(after) - 1)
+
+
 def find_event(conn: sqlite3.Connection, event_id: object) -> bytes | None:
     known = conn.execute("SELECT payload FROM messages WHERE event_id = ?", (event_id,)).fetchone()
     return None if known is None else bytes(known[0])
 
 
 def purge(conn: sqlite3.Connection, before: float) -> int:
-    return int(conn.execute("DELETE FROM messages WHERE delivered IS NOT NULL AND delivered < ?",
-                            (before,)).rowcount)
+    """Delete what was delivered before ``before``; note below which seq nothing is left but what
+    was delivered (``purged_below``): a salvage then knows those seqs are not missing."""
+    count = int(conn.execute("DELETE FROM messages WHERE delivered IS NOT NULL AND delivered < ?",
+                             (before,)).rowcount)
+    if count:
+        conn.execute("INSERT INTO meta(key, value) VALUES ('purged_below', COALESCE("
+                     "(SELECT MIN(seq) FROM messages WHERE lane = 0), "
+                     "(SELECT value + 1 FROM meta WHERE key = 'last_seq'))) "
+                     "ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)")
+    return count
 
 
 def give_up(conn: sqlite3.Connection, lost: Sequence[tuple[int, str]], now: float) -> list[int]:

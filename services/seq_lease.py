@@ -15,12 +15,21 @@ The file is two fixed 32-byte slots written in place, alternately, each with a g
 a CRC: an in-place write needs no new disk blocks (it works on a full partition) and a torn
 write spoils at most the slot being written, never the other one. A second copy can live in
 another directory (the runtime directory), used when ``state_dir`` is read-only or missing.
+
+A copy is only believed when it is a regular file (opened without following a link, never a
+FIFO that would block the start) whose newest slot checks out and is plausible: a mark above
+``HIGH_LIMIT`` (a forged or bit-flipped one) would push seq past what SQLite and JSON can carry.
+A copy that is present but not believed is damage (``problems``): the outbox then rebuilds the
+mark from what else vouches and reports it (services/outbox_seq.py). A link is removed, never
+written through; the MEMORY flag outlives a restart until the outbox holds every seq issued.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 import struct
 import zlib
 from collections.abc import Sequence
@@ -34,8 +43,12 @@ NAME = "seq.lease"
 BLOCK = 100
 # generation, high, flags (bit 0: the outbox is open), crc32 of the first 20 bytes; 32 bytes
 _SLOT = struct.Struct("<QQII8x")
+SIZE = 2 * _SLOT.size
 OPEN = 1
 MEMORY = 2  # seqs were issued while the outbox could not store them: they may be nowhere on disk
+SEQ_LIMIT = 2**53 - 1  # the largest seq a JSON reader (JavaScript's numbers) holds exactly
+HIGH_LIMIT = 2**52  # a plausible mark: leaves room for every jump below SEQ_LIMIT
+_GENERATION_LIMIT = 2**62
 
 
 def _pack(generation: int, high: int, flags: int) -> bytes:
@@ -56,6 +69,45 @@ def read_slots(data: bytes) -> tuple[int, int, int] | None:
     return best
 
 
+def implausible(slot: tuple[int, int, int]) -> str | None:
+    """Why a slot that checks out still cannot be believed, or None."""
+    generation, high, flags = slot
+    if high > HIGH_LIMIT:
+        return f"holds an implausible mark ({high}, above {HIGH_LIMIT})"
+    if generation > _GENERATION_LIMIT or flags & ~(OPEN | MEMORY):
+        return f"holds an implausible slot (generation {generation}, flags {flags:#x})"
+    return None
+
+
+def read_copy(path: Path) -> tuple[tuple[int, int, int] | None, str | None]:
+    """(slot, None) for a copy that checks out; (None, why) for one that is present but cannot
+    be believed; (None, None) when there is none. Never follows a link, never blocks."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None, None  # no copy (its directory may be missing or a file): nothing to believe
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None, f"{path} is a symbolic link (refused: never followed)"
+        return None, f"{path} cannot be read: {exc.strerror or exc}"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None, f"{path} is not a regular file"
+        data = os.pread(fd, SIZE, 0)
+    except OSError as exc:
+        return None, f"{path} cannot be read: {exc.strerror or exc}"
+    finally:
+        os.close(fd)
+    slot = read_slots(data)
+    if slot is None and not data.strip(b"\0"):
+        return None, None  # created, never written (a crash right after): as if absent
+    if slot is None:
+        return None, f"{path} is unreadable (both slots fail their check)"
+    why = implausible(slot)
+    return (None, f"{path} {why}") if why else (slot, None)
+
+
 class SeqLease:
     """``high`` >= every seq issued; ``cover(seq)`` before a seq is handed out."""
 
@@ -71,22 +123,22 @@ class SeqLease:
         self.was_memory = False  # the last writer issued seqs it may not have stored
         self.flags = 0
         self.writable = False
-        self.unreadable: list[Path] = []  # copies present whose slots both fail their check
+        self.unreadable: list[Path] = []  # copies present that cannot be believed
+        self.problems: list[str] = []  # why, one line per such copy
         self._warned = False
         for path in self.paths:
-            try:
-                slot = read_slots(path.read_bytes())
-            except OSError:
-                continue
+            slot, why = read_copy(path)
             if slot is not None:
                 self.found = True
                 self.generation = max(self.generation, slot[0])
                 self.high = max(self.high, slot[1])
                 self.was_open = self.was_open or bool(slot[2] & OPEN)
                 self.was_memory = self.was_memory or bool(slot[2] & MEMORY)
-            else:
+            elif why is not None:
                 self.unreadable.append(path)
-                _LOG.error("seq lease %s is unreadable (both slots fail their check); ignored", path)
+                self.problems.append(why)
+                _LOG.error("seq lease: %s; not believed", why)
+        self.flags = MEMORY if self.was_memory else 0  # until the outbox holds every seq issued
 
     def cover(self, seq: int) -> bool:
         """Make sure the durable mark is at or above ``seq``; True if it is (now) on some disk.
@@ -106,6 +158,12 @@ class SeqLease:
         """Seqs are being issued that the outbox cannot store: the next start skips the block."""
         if not self.flags & MEMORY:
             self.flags |= MEMORY
+            self.write(self.high)
+
+    def clear_memory(self) -> None:
+        """The outbox now holds a seq at or above every one issued (and any gap is on record)."""
+        if self.flags & MEMORY:
+            self.flags &= ~MEMORY
             self.write(self.high)
 
     def write(self, high: int) -> bool:
@@ -130,15 +188,36 @@ class SeqLease:
         return self.writable
 
 
-def _write_slot(path: Path, offset: int, record: bytes) -> None:
-    created = not path.exists()
-    if created:
-        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+def _open_slot_file(path: Path) -> tuple[int, bool]:
+    """The lease file opened for writing, never through a link; (fd, created)."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        if created:
+        return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600), True
+    except FileExistsError:
+        pass
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        os.unlink(path)  # a planted link: removed (its target untouched), a real file made instead
+        _LOG.error("seq lease %s was a symbolic link: removed, never written through", path)
+        return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600), True
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{path} is not a regular file")
+    return fd, False
+
+
+def _write_slot(path: Path, offset: int, record: bytes) -> None:
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    fd, created = _open_slot_file(path)
+    try:
+        if created or os.fstat(fd).st_size != SIZE:
             os.fchmod(fd, 0o600)
-            os.write(fd, b"\0" * (2 * _SLOT.size))  # both slots' blocks allocated once, up front
+            os.ftruncate(fd, 0)  # a stray or cut file becomes two slots again
+            os.pwrite(fd, b"\0" * SIZE, 0)  # both slots' blocks allocated once, up front
         os.pwrite(fd, record, offset)
         os.fsync(fd)
     finally:

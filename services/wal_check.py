@@ -12,6 +12,9 @@ rewritten from its start after a checkpoint without being truncated.
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import struct
 from pathlib import Path
 
@@ -27,10 +30,26 @@ def _checksum(data: bytes, big_endian: bool, s0: int, s1: int) -> tuple[int, int
     return s0, s1
 
 
+def read_wal(path: Path) -> bytes:
+    """The WAL's bytes, never through a link nor from a FIFO (which would block the start)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        chunks, at = [], 0
+        while chunk := os.pread(fd, 1 << 20, at):
+            chunks.append(chunk)
+            at += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def wal_problem(path: Path) -> str | None:
     """None if the WAL at ``path`` is absent, empty or whole; else what SQLite would drop."""
     try:
-        data = path.read_bytes()
+        data = read_wal(path)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -82,7 +101,7 @@ def torn_tail(path: Path) -> bool:
     continues seq above its lease (a gap, never a repeat) instead of after its last stored seq.
     """
     try:
-        data = path.read_bytes()
+        data = read_wal(path)
     except OSError:
         return False
     if len(data) < _HEADER:

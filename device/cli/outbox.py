@@ -5,7 +5,9 @@ proves little, and a salvage moves the outbox aside. ``--check`` only reads (not
 created next to the files); ``--salvage`` does what the daemon does at start on a damaged
 outbox — quarantine (kept 0600 in ``state_dir/quarantine``), a fresh outbox, every readable
 row copied over with its seq and event_id — or copies an already quarantined FILE back in.
-Run it as the daemon's user (e.g. `sudo -u safehouse`), so the new files are the daemon's.
+Run as root, it does its work as the daemon's user (device/cli/outbox_user.py), so every file it
+leaves is the daemon's, and it never follows a link. Its reports stay recorded in the outbox:
+the daemon sends them as ``storage_damaged`` at its next start.
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ import json
 import os
 import socket
 import sqlite3
+import stat
 from pathlib import Path
 from typing import Any
 
 from safehouse.device.cli.exit_codes import EX_FAIL
+from safehouse.device.cli.outbox_user import become_daemon_user
 from safehouse.device.core.errors import EventLogError
 from safehouse.device.runtime.config import Config
 from safehouse.services.outbox import Outbox
+from safehouse.services.outbox_mark import MARK_AHEAD, read_mark
 from safehouse.services.outbox_open import preflight
-from safehouse.services.outbox_salvage import Damage, salvage_into, seq_of_damaged
+from safehouse.services.outbox_salvage import Damage, seq_of_damaged
 from safehouse.services.quarantine import FOLDER, quarantined
 from safehouse.services.seq_lease import SeqLease
 from safehouse.services.stats_open import stats_problem
@@ -31,8 +36,8 @@ from safehouse.services.stats_open import stats_problem
 HELP_CHECK = ("integrity of outbox.db, its WAL, stats.db and the seq lease, read-only; "
               "exit 1 if anything is damaged (stop the daemon first)")
 HELP_SALVAGE = ("quarantine a damaged outbox and copy every readable event (seq and event_id kept) into "
-                "a fresh one; with FILE, copy a quarantined outbox back in (stop the daemon first; run as "
-                "the daemon's user)")
+                "a fresh one; with FILE, copy a quarantined outbox back in (stop the daemon first; as root "
+                "it works as the daemon's user)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,27 +78,33 @@ def run(args: argparse.Namespace, config: Config) -> int:
 def check(state_dir: Path) -> dict[str, Any]:
     outbox = state_dir / "outbox.db"
     lease = SeqLease([state_dir])
-    problem = preflight(outbox, unclean=lease.was_open) if outbox.exists() else None
+    mark = read_mark(outbox)
+    unclean = lease.was_open or (mark is not None and mark.open)
+    problem = preflight(outbox, unclean=unclean) if outbox.exists() or outbox.is_symlink() else None
     if problem is None and outbox.exists():
         problem = _quick_check(outbox)
     last = seq_of_damaged(outbox) if outbox.exists() else 0
     stats = state_dir / "stats.db"
     stats_bad = stats_problem(stats) if stats.exists() else None
     lease_note = None
-    if lease.unreadable:  # not "not written yet": the mark that keeps seq from going back is gone
-        lease_note = (f"{lease.paths[0].name} is unreadable (both slots fail their check): if the outbox "
-                      "or its WAL is lost too, seq may start below what the precinct has seen")
+    if lease.problems:  # not "not written yet": the mark that keeps seq from going back is not believed
+        lease_note = (f"{'; '.join(lease.problems)}: the daemon continues seq above the outbox's own mark "
+                      "and reports the range that may be missing")
+    elif mark is not None and lease.found and lease.high < mark.mark - MARK_AHEAD:
+        lease_note = (f"the seq lease ({lease.high}) is older than the outbox's own mark ({mark.mark}): "
+                      "the daemon does not believe it and continues seq above the mark")
     elif not lease.found:
         lease_note = "no seq lease yet (written at the daemon's next start)"
     elif lease.high < last:
         lease_note = f"the seq lease ({lease.high}) is below the outbox's last seq ({last})"
     where = _state_dir_problem(state_dir)
+    stale = mark is not None and lease.found and lease.high < mark.mark - MARK_AHEAD
     return {"ok": where is None and problem is None and stats_bad is None and not lease.unreadable
-            and not (lease.found and lease.high < last),
+            and not (lease.found and lease.high < last) and not stale,
             "state_dir": {"path": str(state_dir), "problem": where},
             "outbox": {"path": str(outbox), "exists": outbox.exists(), "problem": problem, "last_seq": last},
             "stats": {"path": str(stats), "exists": stats.exists(), "problem": stats_bad},
-            "seq_lease": {"high": lease.high, "found": lease.found, "unclean_stop": lease.was_open,
+            "seq_lease": {"high": lease.high, "found": lease.found, "unclean_stop": unclean,
                           "note": lease_note},
             "quarantined": [str(p) for p in quarantined(state_dir / FOLDER)]}
 
@@ -148,6 +159,16 @@ def render(report: dict[str, Any]) -> str:
 
 
 def salvage(state_dir: Path, source: Path | None, *, as_json: bool) -> int:
+    if os.geteuid() == 0:
+        refused = become_daemon_user(state_dir)
+        if refused is not None:
+            print(f"refused: {refused}")
+            return EX_FAIL
+    if source is not None:
+        problem = _source_problem(source, state_dir)
+        if problem is not None:
+            print(problem)
+            return EX_FAIL
     try:
         box = Outbox(state_dir, recover=True)
     except EventLogError as exc:
@@ -158,24 +179,38 @@ def salvage(state_dir: Path, source: Path | None, *, as_json: bool) -> int:
             print(f"the outbox cannot be written: {box.fault}")
             return EX_FAIL
         if source is not None:
-            if not source.exists():
-                print(f"{source} does not exist")
-                return EX_FAIL
             box.damage.append(Damage(file="outbox.db", reason=f"salvage of {source} asked for",
                                      quarantined=source, high=seq_of_damaged(source)))
-        reports = []
-        for damage in box.damage:
-            if not damage.salvaged_done:
-                salvage_into(box, damage)
-            reports.append(damage.as_data())
+        todo = [d for d in box.damage if not d.salvaged_done]
+        box.salvage()  # the reports stay recorded in the outbox: the daemon sends them (storage_damaged)
+        reports = [d.as_data() for d in todo]
+        owed = [d.as_data() for d in box.damage if d not in todo]
     finally:
         box.close()
     if as_json:
-        print(json.dumps({"salvaged": reports}, indent=2, sort_keys=True))
-    elif not reports:
+        print(json.dumps({"salvaged": reports, "reports_owed": owed}, indent=2, sort_keys=True))
+        return 0
+    if not reports:
         print("the outbox is healthy: nothing to salvage (`safehouse outbox --check` for details)")
-    for r in [] if as_json else reports:
+    for r in reports:
         print(f"{r['file']}: {r['reason']}\n  quarantined {r['quarantined']}\n  salvaged "
               f"{r['salvaged']} row(s), {r['salvaged_events']} event(s); {r['unreadable_rows']} unreadable; "
               f"seq that may be missing: {r['missing_seq'] or 'none'}")
+    for r in owed:
+        print(f"{r['file']}: {r['reason']} (seq that may be missing: {r['missing_seq'] or 'none'}); "
+              "the daemon reports it to the precinct at its next start")
     return 0
+
+
+def _source_problem(source: Path, state_dir: Path) -> str | None:
+    """Why ``FILE`` cannot be salvaged: absent, a link, or the live outbox itself."""
+    try:
+        mode = os.lstat(source).st_mode
+    except OSError:
+        return f"{source} does not exist"
+    if stat.S_ISLNK(mode) or not stat.S_ISREG(mode):
+        return f"{source} is a symbolic link or not a file: refused (no link is followed)"
+    live = state_dir / "outbox.db"
+    if live.exists() and os.path.samefile(source, live):
+        return f"{source} is the live outbox: a salvage copies a quarantined file into it, never itself"
+    return None

@@ -55,7 +55,7 @@ def _recover(state: CoreState, outbox: Outbox, ack_timeout: float, boot_id: str,
     """Resume an alarm the previous run left open (see device/core/recovery.py)."""
     try:
         recent = outbox.events(since_seq=max(0, outbox.last_seq - RECOVERY_WINDOW))
-    except (EventLogError, ValueError) as exc:  # storage failing or garbled: start anyway
+    except (EventLogError, ValueError, OverflowError) as exc:  # storage failing or garbled: start anyway
         _LOG.error("cannot look for an alarm left open by the previous run: %s", exc)
         return state
     alarm = recover_alarm(recent, boot_id=boot_id, mono=clock.mono(), wall=clock.wall(),

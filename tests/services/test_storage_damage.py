@@ -98,8 +98,9 @@ def test_a_damaged_file_is_quarantined_salvaged_and_seq_continues_above_it(
         assert report.as_data()["salvaged_events"] == len(report.seqs)
         [done] = box.take_damage()
         assert done is report and box.take_damage() == []
-    with Outbox(tmp_path, recover=True) as box:  # the fresh file is healthy: no second report
-        assert box.damage == [] and box.append_event(fields("later"), TOPIC).seq == new.seq + 1
+        box.append_event({**fields("report", "storage_damaged"), "data": report.as_data()}, TOPIC)
+    with Outbox(tmp_path, recover=True) as box:  # the fresh file is healthy and its report sent
+        assert box.damage == [] and box.append_event(fields("later"), TOPIC).seq == new.seq + 2
 
 
 @pytest.mark.parametrize("size", [0, 1, 100, 4095])
@@ -292,7 +293,8 @@ def test_a_runtime_corruption_is_damage_not_a_full_disk(tmp_path: Path) -> None:
 
 
 def test_missing_range_starts_after_the_first_unbroken_run() -> None:
-    assert missing_range({5, 6, 7, 9}, 12) == (8, 12)
+    assert missing_range({5, 6, 7, 9}, 12, floor=5) == (8, 12)
+    assert missing_range({5, 6, 7, 9}, 12) == (1, 12)  # below the purge mark of the file, or 1
     assert missing_range(set(), 3) == (1, 3)
     assert missing_range({1, 2, 3}, 3) is None
     assert missing_range(set(), 0) is None

@@ -116,6 +116,10 @@ class OutboxBase(OutboxConnection):
                 imported = import_legacy_log(tx, self._state_dir, self._clock())
                 if self._id_floor:  # after a quarantine: new rows above every salvaged row's id
                     raise_id_floor(tx, self._id_floor)
+                floor = max([self._last_seq, *(d.high for d in self.damage)])
+                if floor:  # seqs issued from memory: the file keeps them issued once the lease
+                    # (below) no longer says so, or a crash before the next write reuses them
+                    tx.execute("UPDATE meta SET value = MAX(value, ?) WHERE key = 'last_seq'", (floor,))
             if imported:
                 retire_legacy_log(self._state_dir)  # only once the import is committed
             stored_last = int(meta_get(conn, "last_seq"))

@@ -2,30 +2,86 @@
 
 The console is the test rig's ``Subscriber`` subscribed the way the README tells a precinct
 to: MQTT 5, a persistent session (``session_expiry``) and QoS 1, so what the broker accepted
-while the console was cut off is still handed over later. The verdict compares what it
-received with what the kiosk accepted and stored: lost, duplicated, reordered.
+while the console was cut off is still handed over later. It listens to the whole
+``safehouse/`` tree, wider than a precinct needs, so a kiosk publishing where it must not
+(another kiosk's topic, taken from a planted file) is seen too. The verdict compares what it
+received with what the kiosk accepted and stored (lost, duplicated) and with the contract's
+seq rules (``chaos_order``): never backwards, never two events on one seq, in order but for
+the alarms sent from memory, every gap reported.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.chaos_order import backwards, covered_by, describe, gaps, reordered, uncovered
 from tests.rig.broker import Broker
 from tests.rig.mqtt_message import Message
 from tests.rig.subscriber import Subscriber
 
 SESSION_EXPIRY = 86400
+WATCHED = "safehouse/#"
+_FIELDS = {"event_id": str, "seq": int, "type": str, "boot_id": str, "device_id": str, "precinct": str}
 
 
-def console(broker: Broker, device_root: str) -> Subscriber:
-    return broker.subscriber([device_root + "#"], client_id="chaos-precinct", keepalive=5,
+def console(broker: Broker) -> Subscriber:
+    return broker.subscriber([WATCHED], client_id="chaos-precinct", keepalive=5,
                              session_expiry=SESSION_EXPIRY)
 
 
+def parse(message: Message) -> dict[str, Any] | str:
+    """An event as the contract shapes it, or why it is not one."""
+    try:
+        event = json.loads(message.payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        return f"not UTF-8 JSON ({exc}): {message.payload[:40]!r}"
+    if not isinstance(event, dict):
+        return f"not an object: {message.payload[:40]!r}"
+    for name, kind in _FIELDS.items():
+        if not isinstance(event.get(name), kind) or isinstance(event.get(name), bool):
+            return f"field {name} is {event.get(name)!r:.40}"
+    if not isinstance(event.get("mono"), int | float) or isinstance(event.get("mono"), bool):
+        return f"field mono is {event.get('mono')!r:.40}"
+    return event
+
+
 def arrivals(messages: list[Message], device_root: str) -> list[tuple[float, dict[str, Any]]]:
-    """(arrival time, event) for every event message, in arrival order, duplicates included."""
-    return [(m.received, m.json()) for m in messages if m.topic == device_root + "events"]
+    """(arrival time, event) for every well-formed event of this kiosk, in arrival order,
+    duplicates included."""
+    device, precinct = _ids(device_root)
+    found = []
+    for m in messages:
+        if m.topic == device_root + "events":
+            event = parse(m)
+            if isinstance(event, dict) and event["device_id"] == device and event["precinct"] == precinct:
+                found.append((m.received, event))
+    return found
+
+
+def misplaced(messages: list[Message], device_root: str) -> list[str]:
+    """Messages the kiosk must never send: off its own topics, or on its events topic but not
+    one of its events (malformed, or naming another kiosk)."""
+    device, precinct = _ids(device_root)
+    found = []
+    for m in messages:
+        if not m.topic.startswith(device_root):
+            found.append(f"{m.topic}: {m.payload[:60]!r}")
+        elif m.topic == device_root + "events":
+            event = parse(m)
+            if isinstance(event, str):
+                found.append(f"{m.topic}: {event}")
+            elif (event["device_id"], event["precinct"]) != (device, precinct):
+                found.append(f"{m.topic}: an event of {event['precinct']}/{event['device_id']}, "
+                             f"seq {event['seq']}")
+    return found
+
+
+def _ids(device_root: str) -> tuple[str, str]:
+    """(device_id, precinct) of a root ``safehouse/v1/{precinct}/{device_id}/``."""
+    parts = device_root.strip("/").split("/")
+    return parts[3], parts[2]
 
 
 def first_seen(messages: list[Message], device_root: str) -> dict[str, float]:
@@ -50,39 +106,76 @@ class Verdict:
     lost_events: list[int]          # seqs the kiosk stored that never arrived
     duplicates: int                 # redeliveries of an event_id already seen
     conflicts: list[str] = field(default_factory=list)  # one seq, two event_ids (or the reverse)
-    out_of_order: int = 0           # a first arrival whose seq is below one already seen
+    backwards: list[str] = field(default_factory=list)  # a seq below one issued before it
+    reorders: list[str] = field(default_factory=list)   # arrived after a newer event, not allowed
+    behind_memory: int = 0          # arrived after an alarm sent from memory: allowed
+    unreported_gaps: list[tuple[int, int]] = field(default_factory=list)
+    reported_gaps: list[tuple[int, int]] = field(default_factory=list)
+    misplaced: list[str] = field(default_factory=list)  # off the kiosk's topics, or not its events
     worst_delay: float = 0.0        # press -> first arrival of its alarm, seconds
     worst_alarm: str = ""
 
     @property
+    def out_of_order(self) -> int:
+        return len(self.reorders)
+
+    @property
+    def failures(self) -> list[str]:
+        """One line per broken promise (empty when the run passed)."""
+        return ([f"LOST alarm {a}" for a in self.lost_alarms]
+                + [f"LOST stored event seq {s}" for s in self.lost_events]
+                + [f"two identities: {c}" for c in self.conflicts]
+                + [f"seq backwards: {b}" for b in self.backwards]
+                + [f"out of order: {r}" for r in self.reorders]
+                + [f"seq gap {describe([g])} not reported by any storage_damaged"
+                   for g in self.unreported_gaps]
+                + [f"misplaced message: {m}" for m in self.misplaced])
+
+    @property
     def passed(self) -> bool:
-        return not (self.lost_alarms or self.lost_events or self.conflicts or self.out_of_order)
+        return not self.failures
 
 
 def judge(messages: list[Message], device_root: str, accepted: dict[str, float], presses: int,
-          stored: list[dict[str, Any]]) -> Verdict:
-    """``accepted``: alarm event_id -> when its press was made; ``stored``: the kiosk's events."""
+          stored: list[dict[str, Any]], *, durable: set[str]) -> Verdict:
+    """``accepted``: alarm event_id -> when its press was made; ``stored``: the kiosk's events;
+    ``durable``: the accepted alarms the kiosk answered as on disk."""
     received = arrivals(messages, device_root)
     first: dict[str, float] = {}
+    firsts: list[dict[str, Any]] = []
     seq_of: dict[str, int] = {}
     by_seq: dict[int, str] = {}
     conflicts: list[str] = []
-    highest, reordered = 0, 0
     for at, event in received:
-        eid, seq = event["event_id"], int(event["seq"])
+        eid, seq = event["event_id"], event["seq"]
         if by_seq.setdefault(seq, eid) != eid or seq_of.setdefault(eid, seq) != seq:
-            conflicts.append(f"seq {seq}: {by_seq[seq]} / {eid}")
-        if eid in first:
-            continue
-        first[eid] = at
-        if seq < highest:
-            reordered += 1
-        highest = max(highest, seq)
+            conflicts.append(f"seq {seq}: {by_seq[seq]} / {eid} (seq {seq_of[eid]})")
+        if eid not in first:
+            first[eid] = at
+            firsts.append(event)
+    reports = [e["data"] for e in firsts
+               if e["type"] == "storage_damaged" and isinstance(e.get("data"), dict)]
+    missing = [_range(r.get("missing_seq")) for r in reports]
+    salvaged = covered_by([(1, r["seq_high_water"]) for r in reports
+                           if isinstance(r.get("seq_high_water"), int)])
+    reorders, behind = reordered(firsts, durable, salvaged)
+    seq_gaps = gaps(seq_of.values())
+    unreported = uncovered(seq_gaps, [m for m in missing if m is not None])
     lost_alarms = sorted(eid for eid in accepted if eid not in first)
     lost_events = sorted(int(e["seq"]) for e in stored if e["event_id"] not in first)
     delays = {eid: first[eid] - at for eid, at in accepted.items() if eid in first}
     worst = max(delays, key=lambda k: delays[k], default="")
     return Verdict(presses=presses, alarms_accepted=len(accepted),
                    alarms_delivered=len(accepted) - len(lost_alarms), lost_alarms=lost_alarms,
-                   lost_events=lost_events, duplicates=len(received) - len(first), conflicts=conflicts,
-                   out_of_order=reordered, worst_delay=delays.get(worst, 0.0), worst_alarm=worst)
+                   lost_events=lost_events, duplicates=len(received) - len(first),
+                   conflicts=list(dict.fromkeys(conflicts)),
+                   backwards=backwards(firsts), reorders=reorders, behind_memory=behind,
+                   unreported_gaps=unreported, reported_gaps=uncovered(seq_gaps, unreported),
+                   misplaced=misplaced(messages, device_root),
+                   worst_delay=delays.get(worst, 0.0), worst_alarm=worst)
+
+
+def _range(value: object) -> tuple[int, int] | None:
+    if isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value):
+        return value[0], value[1]
+    return None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import secrets
 import subprocess
 import threading
@@ -29,7 +28,7 @@ from tests.rig.availability import IN_CI
 from tests.rig.blackhole import Blackhole
 from tests.rig.broker import Broker
 from tests.rig.daemon import CLI, DaemonProcess
-from tests.rig.disk import TmpfsError, fill, mount_tmpfs, remount, unmount
+from tests.rig.disk import TmpfsError, fill, garbage_header, mount_tmpfs, remount, unmount
 from tests.rig.kiosk_config import write_config
 from tests.rig.serial_pty import SerialRig
 
@@ -40,7 +39,10 @@ STATE_MB = 48  # the tmpfs behind state_dir: small enough to fill in a blink
 
 
 class World:
-    def __init__(self, folder: Path) -> None:
+    """``seed`` makes what the world breaks the same on every run (the bytes a garbled header
+    gets); ``pin`` is the volunteer's throwaway PIN."""
+
+    def __init__(self, folder: Path, *, seed: int = 0, pin: str = "") -> None:
         self.folder = folder
         self.broker = Broker(folder / "broker", log_types=("error", "warning", "notice"), persistence=True)
         self.blackhole: Blackhole | None = None
@@ -49,7 +51,8 @@ class World:
         self.state = folder / "state"
         self.state.mkdir()
         self.quota = _mount_tmpfs(self.state, STATE_MB)
-        self.pin = f"{secrets.randbelow(10**6):06d}"  # a throwaway PIN, made for this run only
+        self.seed = seed
+        self.pin = pin or f"{secrets.randbelow(10**6):06d}"  # a throwaway PIN, made for this run only
         self.daemon: DaemonProcess | None = None
         self.restarts = 0
         self.start_failures = 0
@@ -177,7 +180,7 @@ class World:
             case "outbox_corrupt" | "wal_lost":
                 if self.daemon is not None:
                     self.daemon.kill()
-                damage_outbox(self.state, step.kind, self.quota)
+                damage_outbox(self.state, step.kind, self.quota, seed=self.seed + self.applied[step.kind])
             case "clock_jump":  # the kiosk keeps the step across restarts (its SimClock file)
                 self.call("simulate", part="clock", fault="jump", seconds=float(step.arg))
 
@@ -205,7 +208,7 @@ class World:
                 self._filler.unlink(missing_ok=True)
 
 
-def damage_outbox(state: Path, kind: str, quota: bool) -> None:
+def damage_outbox(state: Path, kind: str, quota: bool, *, seed: int = 0) -> None:
     """What a failing card does to a stopped kiosk's outbox: a garbled header (the file is then
     not a database at all; the daemon quarantines it and salvages every row behind the header),
     or a lost WAL (commits since the last checkpoint gone; alarms are checkpointed when written)."""
@@ -216,8 +219,7 @@ def damage_outbox(state: Path, kind: str, quota: bool) -> None:
         if kind == "wal_lost":
             (state / "outbox.db-wal").unlink(missing_ok=True)
         elif (state / "outbox.db").exists():
-            with (state / "outbox.db").open("r+b") as f:
-                f.write(os.urandom(100))
+            garbage_header(state / "outbox.db", seed)
     except OSError as exc:  # a full disk does not stop an overwrite in place nor an unlink
         _LOG.warning("could not damage the outbox (%s): %s", kind, exc)
     finally:

@@ -148,8 +148,11 @@ def judge(messages: list[Message], device_root: str, accepted: dict[str, float],
     conflicts: list[str] = []
     for at, event in received:
         eid, seq = event["event_id"], event["seq"]
-        if by_seq.setdefault(seq, eid) != eid or seq_of.setdefault(eid, seq) != seq:
-            conflicts.append(f"seq {seq}: {by_seq[seq]} / {eid} (seq {seq_of[eid]})")
+        named, held = by_seq.setdefault(seq, eid), seq_of.setdefault(eid, seq)
+        if named != eid:
+            conflicts.append(f"seq {seq}: {named} / {eid}")
+        if held != seq:
+            conflicts.append(f"event {eid}: seq {held} / {seq}")
         if eid not in first:
             first[eid] = at
             firsts.append(event)

@@ -1,0 +1,119 @@
+"""The seq rules of the MQTT contract (docs/mqtt.md, "Events"), checked on what a precinct received.
+
+Pure functions of the received events, so the verdict depends on what the kiosk sent, never on
+how fast this machine happened to be. Each event is a dict already checked for its fields
+(``event_id``, ``seq``, ``type``, ``mono``, ``boot_id``; see ``chaos_precinct.parse``).
+
+- **Issue order**: seq never goes backwards. ``mono`` is the kiosk's monotonic clock when the
+  event was decided, and ``boot_id`` names the clock, so within one boot an event decided later
+  must hold a higher seq, whatever order the network delivered them in.
+- **Arrival order**: events arrive in seq order, with one exception the contract states. An
+  alarm or a ``storage_damaged`` report the kiosk could not write is published from memory at
+  once, so it may arrive ahead of older events; a stored alarm goes ahead that way only of the
+  events salvaged from a damaged outbox (at or below a report's ``seq_high_water``), whose
+  drain waits for the salvage. Nothing else ever arrives ahead of an older event.
+- **Gaps**: every seq the precinct never received, below the highest it did, lies in the
+  ``missing_seq`` range of some ``storage_damaged`` report.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from safehouse.device.runtime.event_writer import SENT_FROM_MEMORY
+
+Range = tuple[int, int]  # first, last (inclusive)
+
+
+def backwards(events: Iterable[dict[str, Any]]) -> list[str]:
+    """Each event holding a seq below one decided before it on the same boot (one line each)."""
+    by_boot: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
+    for e in events:
+        by_boot[e["boot_id"]].append((float(e["mono"]), e["seq"], e["event_id"]))
+    found: list[str] = []
+    for decided in by_boot.values():
+        decided.sort()
+        top, top_id = 0, ""
+        for _mono, seq, eid in decided:
+            if seq < top:
+                found.append(f"seq {seq} ({eid[:8]}) was issued after seq {top} ({top_id[:8]})")
+            elif seq > top:
+                top, top_id = seq, eid
+    return found
+
+
+def reordered(firsts: Sequence[dict[str, Any]], durable: set[str],
+              salvaged: Callable[[int], bool]) -> tuple[list[str], int]:
+    """First arrivals against the contract's order: (violations, events an unwritten alarm or
+    report went ahead of, which the contract allows). ``durable``: event ids of alarms the
+    kiosk said were on disk when it answered the press."""
+    plain, stored_alarm, top = (0, ""), (0, ""), 0
+    violations: list[str] = []
+    behind_memory = 0
+    for e in firsts:
+        seq, eid, type_ = e["seq"], e["event_id"], e["type"]
+        if seq < plain[0]:
+            violations.append(f"seq {seq} ({type_} {eid[:8]}) arrived after seq {plain[0]} ({plain[1][:8]})")
+        elif seq < stored_alarm[0] and not salvaged(seq):
+            violations.append(f"seq {seq} ({type_} {eid[:8]}) arrived after seq {stored_alarm[0]} "
+                              f"({stored_alarm[1][:8]}), an alarm that was on disk, and it was not salvaged")
+        elif seq < top:
+            behind_memory += 1
+        top = max(top, seq)
+        if type_ not in SENT_FROM_MEMORY:
+            plain = max(plain, (seq, eid))
+        elif eid in durable:
+            stored_alarm = max(stored_alarm, (seq, eid))
+    return violations, behind_memory
+
+
+def gaps(seqs: Iterable[int]) -> list[Range]:
+    """The seq ranges missing below the highest seq received (seq starts at 1)."""
+    found: list[Range] = []
+    last = 0
+    for seq in sorted(set(seqs)):
+        if seq > last + 1:
+            found.append((last + 1, seq - 1))
+        last = max(last, seq)
+    return found
+
+
+def uncovered(missing: Iterable[Range], reported: Iterable[Range]) -> list[Range]:
+    """The parts of ``missing`` that no ``reported`` range covers (interval arithmetic: a seq
+    range may be huge, so nothing here walks it number by number)."""
+    cover = _merge(reported)
+    left: list[Range] = []
+    for first, last in missing:
+        for lo, hi in cover:
+            if hi < first or lo > last:
+                continue
+            if lo > first:
+                left.append((first, lo - 1))
+            first = hi + 1
+            if first > last:
+                break
+        if first <= last:
+            left.append((first, last))
+    return left
+
+
+def _merge(ranges: Iterable[Range]) -> list[Range]:
+    merged: list[Range] = []
+    for lo, hi in sorted(r for r in ranges if r[0] <= r[1]):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def covered_by(reported: Iterable[Range]) -> Callable[[int], bool]:
+    """A test for "this seq lies in one of these ranges"."""
+    cover = _merge(reported)
+    return lambda seq: any(lo <= seq <= hi for lo, hi in cover)
+
+
+def describe(ranges: Iterable[Range]) -> str:
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in ranges) or "none"

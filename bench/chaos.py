@@ -149,7 +149,7 @@ def _table(seed: int, duration: float, world: World, with_evidence: int, v: Verd
         ("out of order within the events lane", f"{v.out_of_order}"),
         ("behind an alarm sent from memory (allowed)", f"{v.behind_memory}"),
         ("seq gaps reported (storage_damaged)", ranges(v.reported_gaps)),
-        ("seq gaps NOT reported", ranges(v.unreported_gaps)),
+        ("seq gaps NOT reported", ranges(g.seqs for g in v.unreported_gaps if g.seqs)),
         ("misplaced messages", f"{len(v.misplaced)}"),
         ("worst press -> delivery delay", f"{v.worst_delay:.2f} s (alarm {v.worst_alarm[:8] or '-'})"),
         ("kiosk restarts after kill -9", f"{world.restarts}"),

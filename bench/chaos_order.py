@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from safehouse.device.runtime.event_writer import SENT_FROM_MEMORY
@@ -27,38 +28,56 @@ from safehouse.device.runtime.event_writer import SENT_FROM_MEMORY
 Range = tuple[int, int]  # first, last (inclusive)
 
 
-def backwards(events: Iterable[dict[str, Any]]) -> list[str]:
-    """Each event holding a seq below one decided before it on the same boot (one line each)."""
+@dataclass(frozen=True)
+class Finding:
+    """One broken promise, and the events it concerns (a loop of runs traces them to the run
+    that made them); ``at`` is an arrival time when no event can be named."""
+
+    what: str
+    text: str
+    event_ids: tuple[str, ...] = ()
+    seqs: Range | None = None
+    at: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.text}"
+
+
+def backwards(events: Iterable[dict[str, Any]]) -> list[Finding]:
+    """Each event holding a seq below one decided before it on the same boot."""
     by_boot: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
     for e in events:
         by_boot[e["boot_id"]].append((float(e["mono"]), e["seq"], e["event_id"]))
-    found: list[str] = []
+    found: list[Finding] = []
     for decided in by_boot.values():
         decided.sort()
         top, top_id = 0, ""
         for _mono, seq, eid in decided:
             if seq < top:
-                found.append(f"seq {seq} ({eid[:8]}) was issued after seq {top} ({top_id[:8]})")
+                found.append(Finding("seq backwards", f"seq {seq} ({eid[:8]}) was issued after seq {top} "
+                                     f"({top_id[:8]})", (eid, top_id)))
             elif seq > top:
                 top, top_id = seq, eid
     return found
 
 
 def reordered(firsts: Sequence[dict[str, Any]], durable: set[str],
-              salvaged: Callable[[int], bool]) -> tuple[list[str], int]:
+              salvaged: Callable[[int], bool]) -> tuple[list[Finding], int]:
     """First arrivals against the contract's order: (violations, events an unwritten alarm or
     report went ahead of, which the contract allows). ``durable``: event ids of alarms the
     kiosk said were on disk when it answered the press."""
     plain, stored_alarm, top = (0, ""), (0, ""), 0
-    violations: list[str] = []
+    violations: list[Finding] = []
     behind_memory = 0
     for e in firsts:
         seq, eid, type_ = e["seq"], e["event_id"], e["type"]
         if seq < plain[0]:
-            violations.append(f"seq {seq} ({type_} {eid[:8]}) arrived after seq {plain[0]} ({plain[1][:8]})")
+            violations.append(Finding("out of order", f"seq {seq} ({type_} {eid[:8]}) arrived after seq "
+                                      f"{plain[0]} ({plain[1][:8]})", (eid, plain[1])))
         elif seq < stored_alarm[0] and not salvaged(seq):
-            violations.append(f"seq {seq} ({type_} {eid[:8]}) arrived after seq {stored_alarm[0]} "
-                              f"({stored_alarm[1][:8]}), an alarm that was on disk, and it was not salvaged")
+            violations.append(Finding("out of order", f"seq {seq} ({type_} {eid[:8]}) arrived after seq "
+                                      f"{stored_alarm[0]} ({stored_alarm[1][:8]}), an alarm that was on "
+                                      "disk, and it was not salvaged", (eid, stored_alarm[1])))
         elif seq < top:
             behind_memory += 1
         top = max(top, seq)

@@ -13,10 +13,10 @@ the alarms sent from memory, every gap reported.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bench.chaos_order import backwards, covered_by, describe, gaps, reordered, uncovered
+from bench.chaos_order import Finding, Range, backwards, covered_by, describe, gaps, reordered, uncovered
 from tests.rig.broker import Broker
 from tests.rig.mqtt_message import Message
 from tests.rig.subscriber import Subscriber
@@ -60,21 +60,24 @@ def arrivals(messages: list[Message], device_root: str) -> list[tuple[float, dic
     return found
 
 
-def misplaced(messages: list[Message], device_root: str) -> list[str]:
+def misplaced(messages: list[Message], device_root: str) -> list[Finding]:
     """Messages the kiosk must never send: off its own topics, or on its events topic but not
     one of its events (malformed, or naming another kiosk)."""
     device, precinct = _ids(device_root)
     found = []
     for m in messages:
         if not m.topic.startswith(device_root):
-            found.append(f"{m.topic}: {m.payload[:60]!r}")
+            event = parse(m)
+            named = (event["event_id"],) if isinstance(event, dict) else ()
+            found.append(Finding("misplaced", f"{m.topic}: {m.payload[:60]!r}", named, at=m.received))
         elif m.topic == device_root + "events":
             event = parse(m)
             if isinstance(event, str):
-                found.append(f"{m.topic}: {event}")
+                found.append(Finding("misplaced", f"{m.topic}: {event}", at=m.received))
             elif (event["device_id"], event["precinct"]) != (device, precinct):
-                found.append(f"{m.topic}: an event of {event['precinct']}/{event['device_id']}, "
-                             f"seq {event['seq']}")
+                found.append(Finding("misplaced", f"{m.topic}: an event of {event['precinct']}/"
+                                     f"{event['device_id']}, seq {event['seq']}", (event["event_id"],),
+                                     at=m.received))
     return found
 
 
@@ -103,15 +106,15 @@ class Verdict:
     alarms_accepted: int
     alarms_delivered: int
     lost_alarms: list[str]
-    lost_events: list[int]          # seqs the kiosk stored that never arrived
+    lost_events: list[Finding]      # events the kiosk stored that never arrived
     duplicates: int                 # redeliveries of an event_id already seen
-    conflicts: list[str] = field(default_factory=list)  # one seq, two event_ids (or the reverse)
-    backwards: list[str] = field(default_factory=list)  # a seq below one issued before it
-    reorders: list[str] = field(default_factory=list)   # arrived after a newer event, not allowed
+    conflicts: list[Finding] = field(default_factory=list)  # one seq, two event_ids (or the reverse)
+    backwards: list[Finding] = field(default_factory=list)  # a seq below one issued before it
+    reorders: list[Finding] = field(default_factory=list)   # arrived after a newer event, not allowed
     behind_memory: int = 0          # arrived after an alarm sent from memory: allowed
-    unreported_gaps: list[tuple[int, int]] = field(default_factory=list)
-    reported_gaps: list[tuple[int, int]] = field(default_factory=list)
-    misplaced: list[str] = field(default_factory=list)  # off the kiosk's topics, or not its events
+    unreported_gaps: list[Finding] = field(default_factory=list)
+    reported_gaps: list[Range] = field(default_factory=list)
+    misplaced: list[Finding] = field(default_factory=list)  # off the kiosk's topics, or not its events
     worst_delay: float = 0.0        # press -> first arrival of its alarm, seconds
     worst_alarm: str = ""
 
@@ -120,16 +123,10 @@ class Verdict:
         return len(self.reorders)
 
     @property
-    def failures(self) -> list[str]:
-        """One line per broken promise (empty when the run passed)."""
-        return ([f"LOST alarm {a}" for a in self.lost_alarms]
-                + [f"LOST stored event seq {s}" for s in self.lost_events]
-                + [f"two identities: {c}" for c in self.conflicts]
-                + [f"seq backwards: {b}" for b in self.backwards]
-                + [f"out of order: {r}" for r in self.reorders]
-                + [f"seq gap {describe([g])} not reported by any storage_damaged"
-                   for g in self.unreported_gaps]
-                + [f"misplaced message: {m}" for m in self.misplaced])
+    def failures(self) -> list[Finding]:
+        """Every broken promise (empty when the run passed)."""
+        return ([Finding("LOST alarm", eid, (eid,)) for eid in self.lost_alarms] + self.lost_events
+                + self.conflicts + self.backwards + self.reorders + self.unreported_gaps + self.misplaced)
 
     @property
     def passed(self) -> bool:
@@ -145,40 +142,48 @@ def judge(messages: list[Message], device_root: str, accepted: dict[str, float],
     firsts: list[dict[str, Any]] = []
     seq_of: dict[str, int] = {}
     by_seq: dict[int, str] = {}
-    conflicts: list[str] = []
+    conflicts: dict[str, Finding] = {}
     for at, event in received:
         eid, seq = event["event_id"], event["seq"]
         named, held = by_seq.setdefault(seq, eid), seq_of.setdefault(eid, seq)
         if named != eid:
-            conflicts.append(f"seq {seq}: {named} / {eid}")
+            conflicts.setdefault(f"seq {seq}: {named} / {eid}", Finding("two identities", "", (named, eid)))
         if held != seq:
-            conflicts.append(f"event {eid}: seq {held} / {seq}")
+            conflicts.setdefault(f"event {eid}: seq {held} / {seq}", Finding("two identities", "", (eid,)))
         if eid not in first:
             first[eid] = at
             firsts.append(event)
     reports = [e["data"] for e in firsts
                if e["type"] == "storage_damaged" and isinstance(e.get("data"), dict)]
-    missing = [_range(r.get("missing_seq")) for r in reports]
+    missing = [m for m in (_range(r.get("missing_seq")) for r in reports) if m is not None]
     salvaged = covered_by([(1, r["seq_high_water"]) for r in reports
-                           if isinstance(r.get("seq_high_water"), int)])
+                           if type(r.get("seq_high_water")) is int])
     reorders, behind = reordered(firsts, durable, salvaged)
-    seq_gaps = gaps(seq_of.values())
-    unreported = uncovered(seq_gaps, [m for m in missing if m is not None])
+    seq_gaps = gaps(by_seq)
+    unreported = uncovered(seq_gaps, missing)
     lost_alarms = sorted(eid for eid in accepted if eid not in first)
-    lost_events = sorted(int(e["seq"]) for e in stored if e["event_id"] not in first)
+    lost_events = [Finding("LOST stored event", f"seq {e['seq']} ({e['event_id']})", (str(e["event_id"]),))
+                   for e in sorted(stored, key=lambda e: int(e["seq"])) if e["event_id"] not in first]
     delays = {eid: first[eid] - at for eid, at in accepted.items() if eid in first}
     worst = max(delays, key=lambda k: delays[k], default="")
     return Verdict(presses=presses, alarms_accepted=len(accepted),
                    alarms_delivered=len(accepted) - len(lost_alarms), lost_alarms=lost_alarms,
                    lost_events=lost_events, duplicates=len(received) - len(first),
-                   conflicts=list(dict.fromkeys(conflicts)),
+                   conflicts=[replace(f, text=text) for text, f in conflicts.items()],
                    backwards=backwards(firsts), reorders=reorders, behind_memory=behind,
-                   unreported_gaps=unreported, reported_gaps=uncovered(seq_gaps, unreported),
-                   misplaced=misplaced(messages, device_root),
+                   unreported_gaps=[_unreported(g, by_seq) for g in unreported],
+                   reported_gaps=uncovered(seq_gaps, unreported), misplaced=misplaced(messages, device_root),
                    worst_delay=delays.get(worst, 0.0), worst_alarm=worst)
 
 
-def _range(value: object) -> tuple[int, int] | None:
+def _unreported(gap: Range, by_seq: dict[int, str]) -> Finding:
+    """A gap no report covers, naming the event just above it: the one issued after the jump."""
+    above = min((s for s in by_seq if s > gap[1]), default=None)
+    return Finding("unreported gap", f"seq {describe([gap])} missing, not in any storage_damaged report",
+                   () if above is None else (by_seq[above],), seqs=gap)
+
+
+def _range(value: object) -> Range | None:
     if isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value):
         return value[0], value[1]
     return None

@@ -99,9 +99,9 @@ def test_an_alarm_sent_from_memory_may_arrive_ahead_of_older_events_and_nothing_
     report_ahead = [event(1), event(4, "storage_damaged", data={"missing_seq": None}), event(2), event(3)]
     assert verdict(received(*report_ahead)).passed
     v = verdict(received(event(1), event(3, "resolved"), event(2, "ack")))  # not an alarm: never ahead
-    assert v.reorders == ["seq 2 (ack e2) arrived after seq 3 (e3)"]
+    assert [f.text for f in v.reorders] == ["seq 2 (ack e2) arrived after seq 3 (e3)"]
     v = verdict(received(event(1), event(3, "panic"), event(2)), accepted=("e3",), durable={"e3"})
-    assert v.out_of_order == 1 and "on disk" in v.reorders[0]  # a stored alarm drains in order
+    assert v.out_of_order == 1 and "on disk" in v.reorders[0].text  # a stored alarm drains in order
 
 
 def test_a_stored_alarm_may_go_ahead_only_of_events_salvaged_from_a_damaged_outbox() -> None:
@@ -110,7 +110,7 @@ def test_a_stored_alarm_may_go_ahead_only_of_events_salvaged_from_a_damaged_outb
     assert verdict(received(*salvaged), accepted=("e101",), durable={"e101"}).passed
     later = [event(1), event(101, "panic"), event(2), report, event(104, "panic"), event(103)]
     v = verdict(received(*later), accepted=("e101", "e104"), durable={"e101", "e104"})
-    assert [r.split(" (")[0] for r in v.reorders] == ["seq 103"]
+    assert [r.event_ids for r in v.reorders] == [("e103", "e104")]
 
 
 def test_a_seq_issued_after_a_higher_one_is_backwards_whatever_the_arrival_order() -> None:
@@ -119,7 +119,8 @@ def test_a_seq_issued_after_a_higher_one_is_backwards_whatever_the_arrival_order
     like an old event late behind an alarm from memory; by the kiosk's own clock it is new."""
     ran = [event(205, mono=5.0), event(313, "panic", mono=40.0), event(206, "panic", mono=58.0)]
     v = verdict(received(*ran), accepted=("e313", "e206"))
-    assert v.backwards == ["seq 206 (e206) was issued after seq 313 (e313)"] and not v.passed
+    assert [str(f) for f in v.backwards] == ["seq backwards: seq 206 (e206) was issued after seq 313 (e313)"]
+    assert v.backwards[0].event_ids == ("e206", "e313") and not v.passed
     late = [event(205, mono=5.0), event(313, "panic", mono=40.0), event(206, mono=6.0)]
     assert verdict(received(*late), accepted=("e313",)).backwards == []  # old, only late
 
@@ -128,16 +129,17 @@ def test_every_gap_is_covered_by_a_storage_damaged_report() -> None:
     report = event(201, "storage_damaged", data={"missing_seq": [3, 200], "seq_high_water": 200})
     v = verdict(received(event(1), event(2), report, event(301), event(2**60)))
     assert v.reported_gaps == [(3, 200)]
-    assert v.unreported_gaps == [(202, 300), (302, 2**60 - 1)]  # ranges: a huge gap costs nothing
-    assert "seq gap 202-300 not reported by any storage_damaged" in v.failures
+    assert [(g.seqs, g.event_ids) for g in v.unreported_gaps] == [((202, 300), ("e301",)),
+                                                                   ((302, 2**60 - 1), (f"e{2**60}",))]
+    assert "unreported gap: seq 202-300 missing, not in any storage_damaged report" in map(str, v.failures)
     assert uncovered([(1, 10)], [(2, 3), (3, 5), (9, 20)]) == [(1, 1), (6, 8)]
 
 
 def test_one_seq_never_names_two_events() -> None:
     v = verdict(received(event(1), event(2), event(2, eid="other"), event(2, eid="other")))
-    assert v.conflicts == ["seq 2: e2 / other"] and not v.passed
+    assert [f.text for f in v.conflicts] == ["seq 2: e2 / other"] and not v.passed
     v = verdict(received(event(1), event(2), event(3, eid="e2")))
-    assert v.conflicts == ["event e2: seq 2 / 3"] and not v.passed
+    assert [f.text for f in v.conflicts] == ["event e2: seq 2 / 3"] and not v.passed
 
 
 def test_what_the_kiosk_must_never_send_fails_the_run_without_breaking_the_verdict() -> None:
@@ -146,7 +148,8 @@ def test_what_the_kiosk_must_never_send_fails_the_run_without_breaking_the_verdi
                 *received(event(2, device="SH-OTHER-0001")), *received(event(7), topic=foreign)]
     v = verdict(messages)
     assert len(v.misplaced) == 5 and not v.passed, v.misplaced
-    assert any("SH-OTHER-0001" in m and "seq 2" in m for m in v.misplaced)
+    assert any("SH-OTHER-0001" in m.text and "seq 2" in m.text for m in v.misplaced)
+    assert all(m.at is not None for m in v.misplaced)  # traced by arrival time
     assert v.unreported_gaps == []  # the other kiosk's event is not one of this kiosk's seqs
 
 

@@ -20,8 +20,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.chaos_order import describe as ranges
 from bench.chaos_plan import Step, describe, plan, throwaway_pin
@@ -41,7 +42,12 @@ class People:
         self.world = world
         self.presses = 0
         self.accepted: dict[str, float] = {}  # alarm event_id -> monotonic time of its press
-        self.durable: set[str] = set()  # the accepted alarms the kiosk answered as on disk
+        self.records: dict[str, str] = {}  # alarm event_id -> where the kiosk said it stood
+
+    @property
+    def durable(self) -> set[str]:
+        """The accepted alarms the kiosk answered as on disk."""
+        return {eid for eid, record in self.records.items() if record == "durable"}
 
     def act(self, step: Step) -> None:
         w = self.world
@@ -53,8 +59,7 @@ class People:
                     self.presses += 1
                     if res["new_alarm"]:
                         self.accepted[res["alarm"]["event_id"]] = at
-                        if res.get("record") == "durable":
-                            self.durable.add(res["alarm"]["event_id"])
+                        self.records[res["alarm"]["event_id"]] = str(res.get("record"))
             case "wrong_pin":
                 w.keys(step.arg + "#")
             case "ack":
@@ -66,11 +71,17 @@ class People:
                 status = w.call("status")
                 if status is not None and status["alarm"]["state"] != "idle":
                     w.call("resolve", outcome="false_alarm", by="technician")
+            case "resolve_now":  # the back-room console, at once
+                w.call("resolve", outcome="false_alarm", by="technician")
 
 
-def _run_steps(steps: list[Step], t0: float, act: Callable[[Step], None], errors: list[str]) -> None:
+def run_steps(steps: Sequence[Step], t0: float, act: Callable[[Step], None], errors: list[str],
+              stop: threading.Event | None = None) -> None:
+    """Each step at its time after ``t0``; the rest are dropped once ``stop`` is set."""
+    stop = stop or threading.Event()
     for step in steps:
-        time.sleep(max(0.0, t0 + step.at - time.monotonic()))
+        if stop.wait(max(0.0, t0 + step.at - time.monotonic())):
+            return
         try:
             act(step)
         except Exception as exc:  # a harness failure is reported, and fails the run
@@ -94,16 +105,16 @@ def run(seed: int, duration: float, *, drain: float = 150.0, folder: Path | None
         world.start_kiosk()
         people = People(world)
         t0 = time.monotonic()
-        citizen = threading.Thread(target=_run_steps, args=(people_steps, t0, people.act, errors),
+        citizen = threading.Thread(target=run_steps, args=(people_steps, t0, people.act, errors),
                                    name="people", daemon=True)  # Ctrl-C must not wait for it
         citizen.start()
         # Faults run on this (the main) thread: the broker dies with the thread that started it
         # (PR_SET_PDEATHSIG in tests/rig/net.py), so a short-lived thread must never start it.
-        _run_steps(fault_steps, t0, world.apply, errors)
+        run_steps(fault_steps, t0, world.apply, errors)
         citizen.join()
         world.heal()
         healed = time.monotonic()
-        stored = _wait_drained(world, precinct, root, people, drain)
+        stored = wait_drained(world, precinct, root, people.accepted, drain)
         drained = time.monotonic() - healed
         received = precinct.messages()
         verdict = judge(received, root, people.accepted, people.presses, stored, durable=people.durable)
@@ -120,14 +131,15 @@ def run(seed: int, duration: float, *, drain: float = 150.0, folder: Path | None
             print(f"kept: {folder} (daemon.log, broker/mosquitto.log)")
 
 
-def _wait_drained(world: World, precinct: Subscriber, root: str, people: People,
-                  limit: float) -> list[dict[str, object]]:
-    """Wait until the precinct holds every stored event and every accepted alarm (or ``limit``)."""
+def wait_drained(world: World, precinct: Subscriber, root: str, accepted: Iterable[str],
+                 limit: float) -> list[dict[str, Any]]:
+    """Wait until the precinct holds every stored event and every accepted alarm (or ``limit``);
+    the events stored in the outbox then."""
     deadline = time.monotonic() + limit
     while True:
-        stored = [{"event_id": e.event_id, "seq": e.seq} for e in read_events(world.state)]
+        stored = [{"event_id": e.event_id, "seq": e.seq, "mono": e.mono} for e in read_events(world.state)]
         seen = first_seen(precinct.messages(), root)
-        if (all(e["event_id"] in seen for e in stored) and all(a in seen for a in people.accepted)) \
+        if (all(e["event_id"] in seen for e in stored) and all(a in seen for a in accepted)) \
                 or time.monotonic() > deadline:
             return stored
         time.sleep(0.5)

@@ -162,8 +162,8 @@ def judge(messages: list[Message], device_root: str, accepted: dict[str, float],
     seq_gaps = gaps(by_seq)
     unreported = uncovered(seq_gaps, missing)
     lost_alarms = sorted(eid for eid in accepted if eid not in first)
-    lost_events = [Finding("LOST stored event", f"seq {e['seq']} ({e['event_id']})", (str(e["event_id"]),))
-                   for e in sorted(stored, key=lambda e: int(e["seq"])) if e["event_id"] not in first]
+    lost_events = [Finding("LOST stored event", f"seq {e['seq']!r} ({e['event_id']})", (str(e["event_id"]),))
+                   for e in sorted(stored, key=_by_seq) if e["event_id"] not in first]
     delays = {eid: first[eid] - at for eid, at in accepted.items() if eid in first}
     worst = max(delays, key=lambda k: delays[k], default="")
     return Verdict(presses=presses, alarms_accepted=len(accepted),
@@ -174,6 +174,12 @@ def judge(messages: list[Message], device_root: str, accepted: dict[str, float],
                    unreported_gaps=[_unreported(g, by_seq) for g in unreported],
                    reported_gaps=uncovered(seq_gaps, unreported), misplaced=misplaced(messages, device_root),
                    worst_delay=delays.get(worst, 0.0), worst_alarm=worst)
+
+
+def _by_seq(stored: dict[str, Any]) -> tuple[bool, int, str]:
+    """Stored events by seq; one whose seq is not a number (a planted file's) last."""
+    seq = stored["seq"]
+    return type(seq) is not int, seq if type(seq) is int else 0, str(seq)
 
 
 def _unreported(gap: Range, by_seq: dict[int, str]) -> Finding:

@@ -40,9 +40,10 @@ STATE_MB = 48  # the tmpfs behind state_dir: small enough to fill in a blink
 
 class World:
     """``seed`` makes what the world breaks the same on every run (the bytes a garbled header
-    gets); ``pin`` is the volunteer's throwaway PIN."""
+    gets); ``pin`` is the volunteer's throwaway PIN; ``capture`` turns the camera and the
+    microphone on (the chaos run) or off (the power-cut loop, which restarts the daemon often)."""
 
-    def __init__(self, folder: Path, *, seed: int = 0, pin: str = "") -> None:
+    def __init__(self, folder: Path, *, seed: int = 0, pin: str = "", capture: bool = True) -> None:
         self.folder = folder
         self.broker = Broker(folder / "broker", log_types=("error", "warning", "notice"), persistence=True)
         self.blackhole: Blackhole | None = None
@@ -52,10 +53,12 @@ class World:
         self.state.mkdir()
         self.quota = _mount_tmpfs(self.state, STATE_MB)
         self.seed = seed
+        self.capture = capture
         self.pin = pin or f"{secrets.randbelow(10**6):06d}"  # a throwaway PIN, made for this run only
         self.daemon: DaemonProcess | None = None
         self.restarts = 0
         self.start_failures = 0
+        self.start_limit = 60.0  # seconds of refused starts before the kiosk is given up on
         self.applied: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()  # people actions the kiosk could not take then
         self._filler = self.state / "filler.bin"
@@ -70,8 +73,8 @@ class World:
     def start_kiosk(self) -> None:
         self.keypad.plug()
         self.config = write_config(self.folder, _extra(self.broker.url, self.keypad.kiosk,
-                                                       self.folder / "volunteers.toml"),
-                                   capture=True, id=DEVICE, precinct=PRECINCT)
+                                                       self.folder / "volunteers.toml", self.capture),
+                                   capture=self.capture, id=DEVICE, precinct=PRECINCT)
         self._enrol()
         self._start_daemon()
         self.keys(f"{self.pin}*1#")  # the volunteer checks in for duty
@@ -88,13 +91,24 @@ class World:
         if self.quota:
             unmount(self.state)
 
-    def heal(self) -> None:
-        """Mend every fault still open (each ends before the run does; this is a safety net)."""
+    def heal(self, *, start: bool = True) -> None:
+        """Mend every fault still open (each ends before the run does; this is a safety net),
+        and start the daemon if it is down (unless ``start`` is false)."""
         for kind in ("broker_blackhole", "broker_stop", "camera_hang", "keypad_unplug", "disk_full",
                      "state_readonly"):
             self._end(kind)
-        if self.daemon is None or self.daemon.proc is None or self.daemon.proc.poll() is not None:
+        if start and (self.daemon is None or self.daemon.proc is None or self.daemon.proc.poll() is not None):
             self._start_daemon()
+
+    def kill(self) -> None:
+        """kill -9 of the daemon, by PID."""
+        if self.daemon is not None:
+            self.daemon.kill()
+
+    def restart(self) -> None:
+        """Start the daemon again after a kill, as systemd's Restart= would."""
+        self._start_daemon()
+        self.restarts += 1
 
     def _enrol(self) -> None:
         res = subprocess.run([*CLI, "--config", str(self.config), "volunteer", "add", VOLUNTEER,
@@ -104,18 +118,26 @@ class World:
             raise RuntimeError(f"could not enrol the chaos volunteer: {res.stderr}")
 
     def _start_daemon(self) -> None:
-        """Start the kiosk as systemd would (Restart=always): again and again until it runs."""
-        deadline = time.monotonic() + 60
+        """Start the kiosk as systemd would (Restart=always): again and again until it runs, for
+        ``start_limit`` seconds."""
+        deadline = time.monotonic() + self.start_limit
+        refused = 0
         while True:
+            attempt = DaemonProcess(self.config, self.folder / "ctl.sock")
             try:
-                self.daemon = DaemonProcess(self.config, self.folder / "ctl.sock").start(timeout=30)
+                self.daemon = attempt.start(timeout=30)
                 return
             except pytest.fail.Exception as exc:
+                attempt.kill()  # one that runs but never answers must not run beside the next one
                 self.start_failures += 1
+                refused += 1
                 if time.monotonic() > deadline:
                     last = "\n".join(str(exc).splitlines()[-3:])
-                    raise RuntimeError(f"the kiosk did not start for 60 s; its last words:\n{last}") from None
-                _LOG.warning("the kiosk did not start; retrying in 1 s like systemd would")
+                    raise RuntimeError(f"the kiosk did not answer `safehouse status` after its start, for "
+                                       f"{self.start_limit:g} s ({refused} attempt(s)); its last words:\n"
+                                       f"{last}") from None
+                (_LOG.warning if refused == 1 else _LOG.info)(
+                    "the kiosk did not come up; retrying in 1 s like systemd would")
                 time.sleep(1.0)
 
     # --- the people's actions -------------------------------------------------------------
@@ -187,8 +209,7 @@ class World:
     def _end(self, kind: str) -> None:
         match kind:
             case "kill_daemon" | "outbox_corrupt" | "wal_lost":
-                self._start_daemon()
-                self.restarts += 1
+                self.restart()
             case "state_readonly":
                 if self.quota and read_only(self.state):
                     remount(self.state, read_only=False)
@@ -227,15 +248,16 @@ def damage_outbox(state: Path, kind: str, quota: bool, *, seed: int = 0) -> None
             remount(state, read_only=True)
 
 
-def _extra(url: str, port: Path, volunteers: Path) -> str:
-    return "\n".join([
-        "[broker]", f'url = "{url}"', "keepalive = 5",
-        "[keypad]", f'port = "{port}"', f'volunteers = "{volunteers}"', "lockout_seconds = 5",
-        "[camera]", "enabled = true", "offsets = [0.0, 1.0]", "width = 320", "height = 240", "timeout = 2.0",
-        "[microphone]", "enabled = true", "pre_roll = 2.0", "post_roll = 3.0",
-        "[evidence]", "quota_mb = 8", "hard_limit_mb = 16",
-        "[telemetry]", "interval = 5",
-        ""])
+def _extra(url: str, port: Path, volunteers: Path, capture: bool) -> str:
+    lines = ["[broker]", f'url = "{url}"', "keepalive = 5",
+             "[keypad]", f'port = "{port}"', f'volunteers = "{volunteers}"', "lockout_seconds = 5",
+             "[telemetry]", "interval = 5"]
+    if capture:
+        lines += ["[camera]", "enabled = true", "offsets = [0.0, 1.0]", "width = 320", "height = 240",
+                  "timeout = 2.0",
+                  "[microphone]", "enabled = true", "pre_roll = 2.0", "post_roll = 3.0",
+                  "[evidence]", "quota_mb = 8", "hard_limit_mb = 16"]
+    return "\n".join([*lines, ""])
 
 
 def _mount_tmpfs(path: Path, megabytes: int) -> bool:

@@ -54,8 +54,8 @@ def backwards(events: Iterable[dict[str, Any]]) -> list[Finding]:
         top, top_id = 0, ""
         for _mono, seq, eid in decided:
             if seq < top:
-                found.append(Finding("seq backwards", f"seq {seq} ({eid[:8]}) was issued after seq {top} "
-                                     f"({top_id[:8]})", (eid, top_id)))
+                found.append(Finding("seq backwards", f"seq {seq} ({short(eid)}) was issued after seq {top} "
+                                     f"({short(top_id)})", (eid, top_id)))
             elif seq > top:
                 top, top_id = seq, eid
     return found
@@ -72,11 +72,11 @@ def reordered(firsts: Sequence[dict[str, Any]], durable: set[str],
     for e in firsts:
         seq, eid, type_ = e["seq"], e["event_id"], e["type"]
         if seq < plain[0]:
-            violations.append(Finding("out of order", f"seq {seq} ({type_} {eid[:8]}) arrived after seq "
-                                      f"{plain[0]} ({plain[1][:8]})", (eid, plain[1])))
+            violations.append(Finding("out of order", f"seq {seq} ({type_} {short(eid)}) arrived after seq "
+                                      f"{plain[0]} ({short(plain[1])})", (eid, plain[1])))
         elif seq < stored_alarm[0] and not salvaged(seq):
-            violations.append(Finding("out of order", f"seq {seq} ({type_} {eid[:8]}) arrived after seq "
-                                      f"{stored_alarm[0]} ({stored_alarm[1][:8]}), an alarm that was on "
+            violations.append(Finding("out of order", f"seq {seq} ({type_} {short(eid)}) arrived after seq "
+                                      f"{stored_alarm[0]} ({short(stored_alarm[1])}), an alarm that was on "
                                       "disk, and it was not salvaged", (eid, stored_alarm[1])))
         elif seq < top:
             behind_memory += 1
@@ -132,6 +132,11 @@ def covered_by(reported: Iterable[Range]) -> Callable[[int], bool]:
     """A test for "this seq lies in one of these ranges"."""
     cover = _merge(reported)
     return lambda seq: any(lo <= seq <= hi for lo, hi in cover)
+
+
+def short(event_id: str) -> str:
+    """An event id short enough for a table: a uuid's first 8 characters, a short id whole."""
+    return event_id if len(event_id) <= 24 else event_id[:8]
 
 
 def describe(ranges: Iterable[Range]) -> str:

@@ -154,13 +154,14 @@ def _live(world: World, people: People, trial: Trial, errors: list[str]) -> Live
 
 def _trusted(received: list[Message], planted: Planted) -> list[Finding]:
     """A planted file's event, or its raw payload, reached the broker: the kiosk trusted it."""
-    found = []
+    found: dict[tuple[tuple[str, ...], str], Finding] = {}
     for m in received:
         named = tuple(eid for eid in planted.events if eid.encode() in m.payload)
         if named or NOT_JSON.encode() in m.payload:
             what = ", ".join(planted.events[eid] for eid in named) or "not_json"
-            found.append(Finding("planted file trusted", f"{what}: sent on {m.topic}", named, at=m.received))
-    return found
+            found.setdefault((named, m.topic), Finding("planted file trusted", f"{what}: sent on {m.topic}",
+                                                       named, at=m.received))
+    return list(found.values())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.chaos_order import Finding
+from bench.chaos_order import Finding, short
 from bench.chaos_order import describe as ranges
 from bench.chaos_precinct import Verdict, arrivals
 from bench.chaos_world import World
@@ -115,7 +115,7 @@ class Tracer:
             if eid[:24] in self.o.planted.events:
                 where.append(f"{eid[:24]}: planted, {self.o.planted.events[eid[:24]]}")
             elif eid in self.mono:
-                where.append(f"{eid[:8]}: {self.describe(self.trial_at(self.mono[eid]))}")
+                where.append(f"{short(eid)}: {self.describe(self.trial_at(self.mono[eid]))}")
         if f.at is not None:
             where.append(f"arrived {self.describe(self.trial_at(f.at))}")
         return "; ".join(where)

@@ -60,6 +60,7 @@ def run(seed: int, trials: int, *, drain: float = 150.0, keep: bool = False,
     lived: list[Lived] = []
     between: Counter[str] = Counter()
     dead: list[Finding] = []  # the kiosk no longer starts: the loop ends there
+    last_start = ""
     try:
         world.start_broker()
         precinct = console(world.broker)
@@ -69,12 +70,14 @@ def run(seed: int, trials: int, *, drain: float = 150.0, keep: bool = False,
         for trial in schedule:
             if trial.index:
                 _between(world, trial, planted, seed, between)
+                last_start = f"trial {trial.index}'s start, which never answered"
                 dead += _start(world, f"trial {trial.index} (started after: {faults_of(trial)})")
                 if dead:
                     break
             lived.append(_live(world, people, trial, errors))
         world.heal(start=False)  # everything mended: broker up, disk freed
         if not dead:
+            last_start = "the last start, once everything was mended"
             dead += _start(world, "once everything was mended")
         healed = time.monotonic()
         stored = wait_drained(world, precinct, ROOT, people.accepted, 0.0 if dead else drain)
@@ -84,7 +87,7 @@ def run(seed: int, trials: int, *, drain: float = 150.0, keep: bool = False,
         extra = (dead + _trusted(received, planted)
                  + [Finding("followed a link", t) for t in planted.touched()])
         outcome = Outcome(seed, schedule, lived, verdict, extra, errors, between, world, people.records,
-                          people.accepted, ROOT, received, stored, planted, drained)
+                          people.accepted, ROOT, received, stored, planted, drained, last_start)
         return verdict.passed and not extra and not errors, table(outcome)
     finally:
         if precinct is not None:

@@ -51,6 +51,7 @@ class Outcome:
     stored: list[dict[str, Any]]
     planted: Planted
     drained: float
+    last_start: str  # what ran after the last kill: the start once mended, or one that never answered
 
 
 def table(o: Outcome) -> str:
@@ -129,7 +130,7 @@ class Tracer:
 
     def describe(self, index: int | None) -> str:
         if index is None:
-            return "after mending (the last start)"
+            return self.o.last_start
         trial = self.o.schedule[index]
         after = self.o.schedule[index + 1].between if index + 1 < len(self.o.lived) else ("mended",)
         return (f"trial {index} (started after: {faults_of(trial)}; {_broker(trial.broker)}; "

@@ -39,6 +39,10 @@ def parse(message: Message) -> dict[str, Any] | str:
         return f"not UTF-8 JSON ({exc}): {message.payload[:40]!r}"
     if not isinstance(event, dict):
         return f"not an object: {message.payload[:40]!r}"
+    try:  # JSON can spell lone surrogates (\ud800); the contract's text is valid Unicode
+        json.dumps(event, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return f"text that is not valid Unicode (a lone surrogate): {message.payload[:60]!r}"
     for name, kind in _FIELDS.items():
         if not isinstance(event.get(name), kind) or isinstance(event.get(name), bool):
             return f"field {name} is {event.get(name)!r:.40}"

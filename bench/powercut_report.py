@@ -97,7 +97,7 @@ def table(o: Outcome) -> str:
     passed = not findings and not o.errors
     lines.append("verdict: " + ("PASS: nothing lost, no seq reused, every gap reported, nothing trusted"
                                 if passed else f"FAIL ({len(findings)} finding(s))"))
-    return "\n".join(lines)
+    return "\n".join(lines).encode("utf-8", "backslashreplace").decode("utf-8")  # a terminal can print it
 
 
 class Tracer:

@@ -144,10 +144,13 @@ def test_one_seq_never_names_two_events() -> None:
 
 def test_what_the_kiosk_must_never_send_fails_the_run_without_breaking_the_verdict() -> None:
     foreign = "safehouse/v1/other/SH-OTHER-0001/events"
-    messages = [*received(event(1)), *received(b"\xff not json", b"[1]", json.dumps(event(2)).encode()[:-1]),
-                *received(event(2, device="SH-OTHER-0001")), *received(event(7), topic=foreign)]
+    lone = json.dumps(event(3, eid="e3\udc00")).encode()  # valid JSON, not valid Unicode
+    garbage = (b"\xff not json", b"[1]", json.dumps(event(2)).encode()[:-1], lone)
+    messages = [*received(event(1)), *received(*garbage), *received(event(2, device="SH-OTHER-0001")),
+                *received(event(7), topic=foreign)]
     v = verdict(messages)
-    assert len(v.misplaced) == 5 and not v.passed, v.misplaced
+    assert len(v.misplaced) == 6 and not v.passed, v.misplaced
+    assert "lone surrogate" in v.misplaced[3].text
     assert any("SH-OTHER-0001" in m.text and "seq 2" in m.text for m in v.misplaced)
     assert all(m.at is not None for m in v.misplaced)  # traced by arrival time
     assert v.unreported_gaps == []  # the other kiosk's event is not one of this kiosk's seqs

@@ -9,9 +9,10 @@ how fast this machine happened to be. Each event is a dict already checked for i
   must hold a higher seq, whatever order the network delivered them in.
 - **Arrival order**: events arrive in seq order, with one exception the contract states. An
   alarm or a ``storage_damaged`` report the kiosk could not write is published from memory at
-  once, so it may arrive ahead of older events; a stored alarm goes ahead that way only of the
-  events salvaged from a damaged outbox (at or below a report's ``seq_high_water``), whose
-  drain waits for the salvage. Nothing else ever arrives ahead of an older event.
+  once, so it may arrive ahead of older events. An alarm that was on disk goes ahead that way
+  only while a damaged outbox is salvaged: from the damage (the report's ``seq_high_water``) to
+  the report the outbox sends nothing, and alarms go out from memory. Nothing else ever
+  arrives ahead of an older event.
 - **Gaps**: every seq the precinct never received, below the highest it did, lies in the
   ``missing_seq`` range of some ``storage_damaged`` report.
 """
@@ -62,30 +63,42 @@ def backwards(events: Iterable[dict[str, Any]]) -> list[Finding]:
 
 
 def reordered(firsts: Sequence[dict[str, Any]], durable: set[str],
-              salvaged: Callable[[int], bool]) -> tuple[list[Finding], int]:
-    """First arrivals against the contract's order: (violations, events an unwritten alarm or
-    report went ahead of, which the contract allows). ``durable``: event ids of alarms the
-    kiosk said were on disk when it answered the press."""
-    plain, stored_alarm, top = (0, ""), (0, ""), 0
+              held: Callable[[int, int], bool]) -> tuple[list[Finding], int]:
+    """First arrivals against the contract's order: (violations, events an alarm or report sent
+    from memory went ahead of, which the contract allows). ``durable``: event ids of alarms the
+    kiosk said were on disk when it answered the press; ``held(alarm_seq, seq)``: a salvage
+    held the drain of ``seq`` while that alarm was sent from memory anyway."""
+    plain, top = (0, ""), 0
+    stored_alarms: list[tuple[int, str]] = []
     violations: list[Finding] = []
     behind_memory = 0
     for e in firsts:
         seq, eid, type_ = e["seq"], e["event_id"], e["type"]
+        ahead = [(a, aid) for a, aid in stored_alarms if a > seq and not held(a, seq)]
         if seq < plain[0]:
             violations.append(Finding("out of order", f"seq {seq} ({type_} {short(eid)}) arrived after seq "
                                       f"{plain[0]} ({short(plain[1])})", (eid, plain[1])))
-        elif seq < stored_alarm[0] and not salvaged(seq):
+        elif ahead:
+            a, aid = max(ahead)
             violations.append(Finding("out of order", f"seq {seq} ({type_} {short(eid)}) arrived after seq "
-                                      f"{stored_alarm[0]} ({short(stored_alarm[1])}), an alarm that was on "
-                                      "disk, and it was not salvaged", (eid, stored_alarm[1])))
+                                      f"{a} ({short(aid)}), an alarm that was on disk, outside any "
+                                      "salvage a storage_damaged report names", (eid, aid)))
         elif seq < top:
             behind_memory += 1
         top = max(top, seq)
         if type_ not in SENT_FROM_MEMORY:
             plain = max(plain, (seq, eid))
         elif eid in durable:
-            stored_alarm = max(stored_alarm, (seq, eid))
+            stored_alarms.append((seq, eid))
     return violations, behind_memory
+
+
+def salvage_windows(reports: Iterable[tuple[int, int]]) -> Callable[[int, int], bool]:
+    """``held`` for ``reordered``, from (seq_high_water, seq) of each storage_damaged report: from
+    the damage to its report the outbox sends nothing, and an alarm decided meanwhile goes out
+    from memory ahead of everything the report's seq is above."""
+    windows = list(reports)
+    return lambda alarm, seq: any(high < alarm < report and seq < report for high, report in windows)
 
 
 def gaps(seqs: Iterable[int]) -> list[Range]:
@@ -126,12 +139,6 @@ def _merge(ranges: Iterable[Range]) -> list[Range]:
         else:
             merged.append((lo, hi))
     return merged
-
-
-def covered_by(reported: Iterable[Range]) -> Callable[[int], bool]:
-    """A test for "this seq lies in one of these ranges"."""
-    cover = _merge(reported)
-    return lambda seq: any(lo <= seq <= hi for lo, hi in cover)
 
 
 def short(event_id: str) -> str:

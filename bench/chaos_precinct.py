@@ -16,7 +16,16 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bench.chaos_order import Finding, Range, backwards, covered_by, describe, gaps, reordered, uncovered
+from bench.chaos_order import (
+    Finding,
+    Range,
+    backwards,
+    describe,
+    gaps,
+    reordered,
+    salvage_windows,
+    uncovered,
+)
 from tests.rig.broker import Broker
 from tests.rig.mqtt_message import Message
 from tests.rig.subscriber import Subscriber
@@ -160,9 +169,10 @@ def judge(messages: list[Message], device_root: str, accepted: dict[str, float],
     reports = [e["data"] for e in firsts
                if e["type"] == "storage_damaged" and isinstance(e.get("data"), dict)]
     missing = [m for m in (_range(r.get("missing_seq")) for r in reports) if m is not None]
-    salvaged = covered_by([(1, r["seq_high_water"]) for r in reports
-                           if type(r.get("seq_high_water")) is int])
-    reorders, behind = reordered(firsts, durable, salvaged)
+    held = salvage_windows((e["data"]["seq_high_water"], e["seq"]) for e in firsts
+                           if e["type"] == "storage_damaged" and isinstance(e.get("data"), dict)
+                           and type(e["data"].get("seq_high_water")) is int)
+    reorders, behind = reordered(firsts, durable, held)
     seq_gaps = gaps(by_seq)
     unreported = uncovered(seq_gaps, missing)
     lost_alarms = sorted(eid for eid in accepted if eid not in first)

@@ -43,7 +43,6 @@ from safehouse.services.topics import Topics
 from tests.rig.mqtt_message import Message
 from tests.rig.subscriber import Subscriber
 
-_LOG = logging.getLogger("powercut")
 ROOT = Topics(PRECINCT, DEVICE).root
 START_LIMIT = 20.0  # seconds of refused starts (one a second, as systemd) before the loop ends
 

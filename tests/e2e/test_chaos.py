@@ -104,13 +104,18 @@ def test_an_alarm_sent_from_memory_may_arrive_ahead_of_older_events_and_nothing_
     assert v.out_of_order == 1 and "on disk" in v.reorders[0].text  # a stored alarm drains in order
 
 
-def test_a_stored_alarm_may_go_ahead_only_of_events_salvaged_from_a_damaged_outbox() -> None:
-    report = event(102, "storage_damaged", data={"missing_seq": [3, 100], "seq_high_water": 100})
-    salvaged = [event(1), event(101, "panic"), event(2), report]
-    assert verdict(received(*salvaged), accepted=("e101",), durable={"e101"}).passed
-    later = [event(1), event(101, "panic"), event(2), report, event(104, "panic"), event(103)]
-    v = verdict(received(*later), accepted=("e101", "e104"), durable={"e101", "e104"})
-    assert [r.event_ids for r in v.reorders] == [("e103", "e104")]
+def test_a_stored_alarm_may_go_ahead_only_of_what_a_salvage_held_back() -> None:
+    """From the damage (seq_high_water 100) to its report (seq 103) the outbox sends nothing; an
+    alarm decided meanwhile goes out from memory, ahead of the salvaged events and of the ones
+    written in that while (found by the power-cut loop: storage_full and resolved, behind it)."""
+    report = event(103, "storage_damaged", data={"missing_seq": [3, 100], "seq_high_water": 100})
+    held = [event(1), event(102, "panic"), event(2), event(101, "storage_full"), report]
+    assert verdict(received(*held), accepted=("e102",), durable={"e102"}).passed
+    later = [event(1), event(102, "panic"), event(2), report, event(105, "panic"), event(104)]
+    v = verdict(received(*later), accepted=("e102", "e105"), durable={"e102", "e105"})
+    assert [r.event_ids for r in v.reorders] == [("e104", "e105")]
+    before = [event(1), event(3, "panic"), event(2), report]  # decided before the damage
+    assert verdict(received(*before), accepted=("e3",), durable={"e3"}).out_of_order == 1
 
 
 def test_a_seq_issued_after_a_higher_one_is_backwards_whatever_the_arrival_order() -> None:

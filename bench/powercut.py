@@ -84,7 +84,7 @@ def run(seed: int, trials: int, *, drain: float = 150.0, keep: bool = False,
         received = precinct.messages()
         verdict = judge(received, ROOT, people.accepted, people.presses, stored, durable=people.durable)
         extra = (dead + _trusted(received, planted)
-                 + [Finding("followed a link", t) for t in planted.touched()])
+                 + [Finding("followed a link", text, (eid,)) for eid, text in planted.touched()])
         outcome = Outcome(seed, schedule, lived, verdict, extra, errors, between, world, people.records,
                           people.accepted, ROOT, received, stored, planted, drained, last_start)
         return verdict.passed and not extra and not errors, table(outcome)

@@ -32,19 +32,20 @@ class Planted:
 
     bait_dir: Path
     events: dict[str, str] = field(default_factory=dict)
-    bait: dict[Path, tuple[bytes, int]] = field(default_factory=dict)  # path -> (content, mode)
+    bait: dict[Path, tuple[bytes, int, str]] = field(default_factory=dict)  # -> content, mode, event id
 
-    def touched(self) -> list[str]:
-        """Bait files that changed (content, mode or existence): a link was followed."""
+    def touched(self) -> list[tuple[str, str]]:
+        """(planted event id, what) of each bait file that changed (content, mode or existence):
+        the link planted beside that event id was followed."""
         found = []
-        for path, (content, mode) in self.bait.items():
+        for path, (content, mode, eid) in self.bait.items():
             try:
                 now = (path.read_bytes(), stat.S_IMODE(path.lstat().st_mode))
             except OSError as exc:
-                found.append(f"{path.name}: {exc.strerror}")
+                found.append((eid, f"{path.name}: {exc.strerror}"))
                 continue
             if now != (content, mode):
-                found.append(f"{path.name}: {'content' if now[0] != content else 'mode'} changed")
+                found.append((eid, f"{path.name}: {'content' if now[0] != content else 'mode'} changed"))
         return found
 
 
@@ -88,11 +89,11 @@ def plant(kinds: tuple[str, ...], runtime: Path, root: str, device: str, precinc
                                   + root.encode() + b'events", "payload": "\xc3("}')
             case "link_to_spool":  # the target is a well-formed spool file of this kiosk
                 content = _spool_text(eid, root + "events", json.dumps(mine))
-                spool.symlink_to(_bait(planted, f"spool-{eid}.json", content))
+                spool.symlink_to(_bait(planted, eid, "spool-{}.json", content))
             case "link_as_lease":
-                _replace_with_link(runtime / LEASE, _bait(planted, f"lease-{eid}", rng.randbytes(96)))
+                _replace_with_link(runtime / LEASE, _bait(planted, eid, "lease-{}", rng.randbytes(96)))
             case "link_as_command_ids":
-                target = _bait(planted, f"ids-{eid}.db", rng.randbytes(4096))
+                target = _bait(planted, eid, "ids-{}.db", rng.randbytes(4096))
                 _replace_with_link(runtime / "command_ids.db", target)
             case _:
                 raise ValueError(f"unknown hostile kind {kind!r}")
@@ -106,11 +107,11 @@ def _spool(path: Path, eid: str, topic: str, payload: str) -> None:
     path.write_bytes(_spool_text(eid, topic, payload))
 
 
-def _bait(planted: Planted, name: str, content: bytes) -> Path:
-    path = planted.bait_dir / name
+def _bait(planted: Planted, eid: str, name: str, content: bytes) -> Path:
+    path = planted.bait_dir / name.format(eid)
     path.write_bytes(content)
     os.chmod(path, 0o644)
-    planted.bait[path] = (content, 0o644)
+    planted.bait[path] = (content, 0o644, eid)
     return path
 
 

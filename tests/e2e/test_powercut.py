@@ -93,7 +93,7 @@ def test_every_hostile_kind_is_planted_where_the_kiosk_looks_and_bait_is_watched
     assert planted.touched() == []
     victim = next(iter(planted.bait))
     os.chmod(victim, 0o600)  # what a kiosk following a link to a store does to its target
-    assert planted.touched() == [f"{victim.name}: mode changed"]
+    assert planted.touched() == [(planted.bait[victim][2], f"{victim.name}: mode changed")]
 
 
 @pytest.mark.timeout(420)

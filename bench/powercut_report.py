@@ -109,6 +109,12 @@ class Tracer:
         self.mono.update({str(e["event_id"]): float(e["mono"]) for e in o.stored
                           if isinstance(e["mono"], int | float)})
         self.mono.update({e["event_id"]: float(e["mono"]) for _at, e in arrivals(o.received, o.root)})
+        self.full: set[int] = set()  # trials that ran on a full state_dir
+        full = False
+        for trial in o.schedule:
+            full = (full or "disk_full" in trial.between) and "disk_freed" not in trial.between
+            if full:
+                self.full.add(trial.index)
 
     def __call__(self, f: Finding) -> str:
         where: list[str] = []
@@ -133,7 +139,8 @@ class Tracer:
             return self.o.last_start
         trial = self.o.schedule[index]
         after = self.o.schedule[index + 1].between if index + 1 < len(self.o.lived) else ("mended",)
-        return (f"trial {index} (started after: {faults_of(trial)}; {_broker(trial.broker)}; "
+        disk = "; on a full disk" if index in self.full else ""
+        return (f"trial {index} (started after: {faults_of(trial)}{disk}; {_broker(trial.broker)}; "
                 f"kill -9 at {trial.kill_at:g} s; then: {', '.join(after) or 'nothing'})")
 
 

@@ -9,13 +9,14 @@ CONFIG ?= config/sim.toml
 # minimal image has no systemd package).
 APT_PACKAGES := mosquitto mosquitto-clients socat libportaudio2 alsa-utils libasound2-dev gcc libc6-dev openssl tzdata systemd
 
-.PHONY: run test lint typecheck pytest pytest-tz bench chaos fleet deps venv clean help
+.PHONY: run test lint typecheck pytest pytest-tz bench chaos powercut fleet deps venv clean help
 
 help:
 	@echo "make run    start the kiosk daemon on simulated hardware ($(CONFIG))"
 	@echo "make test   install what the tests need, then ruff, mypy --strict and pytest"
 	@echo "make bench  run every benchmark; writes bench/report.md and bench/report.json"
 	@echo "make chaos  the kiosk under seeded faults (SEED=1 DURATION=180); exit 1 if anything was lost"
+	@echo "make powercut  kill -9 the kiosk trial after trial, its files damaged between (SEED=1 TRIALS=100)"
 	@echo "make fleet  2,100 simulated kiosks against one local mosquitto"
 
 $(VENV)/.stamp: pyproject.toml
@@ -79,6 +80,11 @@ SEED ?= 1
 DURATION ?= 180
 chaos: venv deps
 	$(PY) -m bench.chaos --seed $(SEED) --duration $(DURATION)
+
+# The power-cut loop: the same needs as the chaos run.
+TRIALS ?= 100
+powercut: venv deps
+	$(PY) -m bench.powercut --seed $(SEED) --trials $(TRIALS)
 
 fleet: venv deps
 	$(PY) -m bench.fleet

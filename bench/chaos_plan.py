@@ -87,6 +87,16 @@ def _faults(rng: random.Random, duration: float, gap: tuple[float, float]) -> li
     return sorted(steps)
 
 
+def throwaway_pin(seed: int, people: list[Step]) -> str:
+    """The volunteer's PIN for this run: from the seed too (a replay types the same keys), and
+    never one of the wrong PINs the schedule types."""
+    rng = random.Random(f"pin {seed}")
+    wrong = {s.arg for s in people if s.kind == "wrong_pin"}
+    while (pin := f"{rng.randrange(10**6):06d}") in wrong:
+        continue
+    return pin
+
+
 def describe(steps: list[Step]) -> str:
     """The schedule as text, one step a line (printed with --plan, and diffable between seeds)."""
     return "\n".join(f"{s.at:8.3f}  {s.kind}{' ' + s.arg if s.arg and s.kind != 'wrong_pin' else ''}"

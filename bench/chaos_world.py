@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import secrets
 import subprocess
 import threading
@@ -29,7 +28,7 @@ from tests.rig.availability import IN_CI
 from tests.rig.blackhole import Blackhole
 from tests.rig.broker import Broker
 from tests.rig.daemon import CLI, DaemonProcess
-from tests.rig.disk import TmpfsError, fill, mount_tmpfs, remount, unmount
+from tests.rig.disk import TmpfsError, fill, garbage_header, mount_tmpfs, remount, unmount
 from tests.rig.kiosk_config import write_config
 from tests.rig.serial_pty import SerialRig
 
@@ -40,7 +39,11 @@ STATE_MB = 48  # the tmpfs behind state_dir: small enough to fill in a blink
 
 
 class World:
-    def __init__(self, folder: Path) -> None:
+    """``seed`` makes what the world breaks the same on every run (the bytes a garbled header
+    gets); ``pin`` is the volunteer's throwaway PIN; ``capture`` turns the camera and the
+    microphone on (the chaos run) or off (the power-cut loop, which restarts the daemon often)."""
+
+    def __init__(self, folder: Path, *, seed: int = 0, pin: str = "", capture: bool = True) -> None:
         self.folder = folder
         self.broker = Broker(folder / "broker", log_types=("error", "warning", "notice"), persistence=True)
         self.blackhole: Blackhole | None = None
@@ -49,10 +52,13 @@ class World:
         self.state = folder / "state"
         self.state.mkdir()
         self.quota = _mount_tmpfs(self.state, STATE_MB)
-        self.pin = f"{secrets.randbelow(10**6):06d}"  # a throwaway PIN, made for this run only
+        self.seed = seed
+        self.capture = capture
+        self.pin = pin or f"{secrets.randbelow(10**6):06d}"  # a throwaway PIN, made for this run only
         self.daemon: DaemonProcess | None = None
         self.restarts = 0
         self.start_failures = 0
+        self.start_limit = 60.0  # seconds of refused starts before the kiosk is given up on
         self.applied: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()  # people actions the kiosk could not take then
         self._filler = self.state / "filler.bin"
@@ -67,8 +73,8 @@ class World:
     def start_kiosk(self) -> None:
         self.keypad.plug()
         self.config = write_config(self.folder, _extra(self.broker.url, self.keypad.kiosk,
-                                                       self.folder / "volunteers.toml"),
-                                   capture=True, id=DEVICE, precinct=PRECINCT)
+                                                       self.folder / "volunteers.toml", self.capture),
+                                   capture=self.capture, id=DEVICE, precinct=PRECINCT)
         self._enrol()
         self._start_daemon()
         self.keys(f"{self.pin}*1#")  # the volunteer checks in for duty
@@ -85,13 +91,24 @@ class World:
         if self.quota:
             unmount(self.state)
 
-    def heal(self) -> None:
-        """Mend every fault still open (each ends before the run does; this is a safety net)."""
+    def heal(self, *, start: bool = True) -> None:
+        """Mend every fault still open (each ends before the run does; this is a safety net),
+        and start the daemon if it is down (unless ``start`` is false)."""
         for kind in ("broker_blackhole", "broker_stop", "camera_hang", "keypad_unplug", "disk_full",
                      "state_readonly"):
             self._end(kind)
-        if self.daemon is None or self.daemon.proc is None or self.daemon.proc.poll() is not None:
+        if start and (self.daemon is None or self.daemon.proc is None or self.daemon.proc.poll() is not None):
             self._start_daemon()
+
+    def kill(self) -> None:
+        """kill -9 of the daemon, by PID."""
+        if self.daemon is not None:
+            self.daemon.kill()
+
+    def restart(self) -> None:
+        """Start the daemon again after a kill, as systemd's Restart= would."""
+        self._start_daemon()
+        self.restarts += 1
 
     def _enrol(self) -> None:
         res = subprocess.run([*CLI, "--config", str(self.config), "volunteer", "add", VOLUNTEER,
@@ -101,18 +118,26 @@ class World:
             raise RuntimeError(f"could not enrol the chaos volunteer: {res.stderr}")
 
     def _start_daemon(self) -> None:
-        """Start the kiosk as systemd would (Restart=always): again and again until it runs."""
-        deadline = time.monotonic() + 60
+        """Start the kiosk as systemd would (Restart=always): again and again until it runs, for
+        ``start_limit`` seconds."""
+        deadline = time.monotonic() + self.start_limit
+        refused = 0
         while True:
+            attempt = DaemonProcess(self.config, self.folder / "ctl.sock")
             try:
-                self.daemon = DaemonProcess(self.config, self.folder / "ctl.sock").start(timeout=30)
+                self.daemon = attempt.start(timeout=30)
                 return
             except pytest.fail.Exception as exc:
+                attempt.kill()  # one that runs but never answers must not run beside the next one
                 self.start_failures += 1
+                refused += 1
                 if time.monotonic() > deadline:
                     last = "\n".join(str(exc).splitlines()[-3:])
-                    raise RuntimeError(f"the kiosk did not start for 60 s; its last words:\n{last}") from None
-                _LOG.warning("the kiosk did not start; retrying in 1 s like systemd would")
+                    raise RuntimeError(f"the kiosk did not answer `safehouse status` after its start, for "
+                                       f"{self.start_limit:g} s ({refused} attempt(s)); its last words:\n"
+                                       f"{last}") from None
+                (_LOG.warning if refused == 1 else _LOG.info)(
+                    "the kiosk did not come up; retrying in 1 s like systemd would")
                 time.sleep(1.0)
 
     # --- the people's actions -------------------------------------------------------------
@@ -177,15 +202,14 @@ class World:
             case "outbox_corrupt" | "wal_lost":
                 if self.daemon is not None:
                     self.daemon.kill()
-                damage_outbox(self.state, step.kind, self.quota)
+                damage_outbox(self.state, step.kind, self.quota, seed=self.seed + self.applied[step.kind])
             case "clock_jump":  # the kiosk keeps the step across restarts (its SimClock file)
                 self.call("simulate", part="clock", fault="jump", seconds=float(step.arg))
 
     def _end(self, kind: str) -> None:
         match kind:
             case "kill_daemon" | "outbox_corrupt" | "wal_lost":
-                self._start_daemon()
-                self.restarts += 1
+                self.restart()
             case "state_readonly":
                 if self.quota and read_only(self.state):
                     remount(self.state, read_only=False)
@@ -205,7 +229,7 @@ class World:
                 self._filler.unlink(missing_ok=True)
 
 
-def damage_outbox(state: Path, kind: str, quota: bool) -> None:
+def damage_outbox(state: Path, kind: str, quota: bool, *, seed: int = 0) -> None:
     """What a failing card does to a stopped kiosk's outbox: a garbled header (the file is then
     not a database at all; the daemon quarantines it and salvages every row behind the header),
     or a lost WAL (commits since the last checkpoint gone; alarms are checkpointed when written)."""
@@ -216,8 +240,7 @@ def damage_outbox(state: Path, kind: str, quota: bool) -> None:
         if kind == "wal_lost":
             (state / "outbox.db-wal").unlink(missing_ok=True)
         elif (state / "outbox.db").exists():
-            with (state / "outbox.db").open("r+b") as f:
-                f.write(os.urandom(100))
+            garbage_header(state / "outbox.db", seed)
     except OSError as exc:  # a full disk does not stop an overwrite in place nor an unlink
         _LOG.warning("could not damage the outbox (%s): %s", kind, exc)
     finally:
@@ -225,15 +248,16 @@ def damage_outbox(state: Path, kind: str, quota: bool) -> None:
             remount(state, read_only=True)
 
 
-def _extra(url: str, port: Path, volunteers: Path) -> str:
-    return "\n".join([
-        "[broker]", f'url = "{url}"', "keepalive = 5",
-        "[keypad]", f'port = "{port}"', f'volunteers = "{volunteers}"', "lockout_seconds = 5",
-        "[camera]", "enabled = true", "offsets = [0.0, 1.0]", "width = 320", "height = 240", "timeout = 2.0",
-        "[microphone]", "enabled = true", "pre_roll = 2.0", "post_roll = 3.0",
-        "[evidence]", "quota_mb = 8", "hard_limit_mb = 16",
-        "[telemetry]", "interval = 5",
-        ""])
+def _extra(url: str, port: Path, volunteers: Path, capture: bool) -> str:
+    lines = ["[broker]", f'url = "{url}"', "keepalive = 5",
+             "[keypad]", f'port = "{port}"', f'volunteers = "{volunteers}"', "lockout_seconds = 5",
+             "[telemetry]", "interval = 5"]
+    if capture:
+        lines += ["[camera]", "enabled = true", "offsets = [0.0, 1.0]", "width = 320", "height = 240",
+                  "timeout = 2.0",
+                  "[microphone]", "enabled = true", "pre_roll = 2.0", "post_roll = 3.0",
+                  "[evidence]", "quota_mb = 8", "hard_limit_mb = 16"]
+    return "\n".join([*lines, ""])
 
 
 def _mount_tmpfs(path: Path, megabytes: int) -> bool:

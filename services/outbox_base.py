@@ -213,6 +213,10 @@ class OutboxBase(OutboxConnection):
                 # closing connection leaves the read-only view blind to the rows in the -wal
                 # (the queued events then never went out). Keep sending from that view.
                 return False
+            # Writable again: the read-only view goes first. Left open after a crash (its -wal and
+            # -shm there), it keeps SQLite's shared index read-only for this whole process, and
+            # the read-write open fails ("attempt to write a readonly database") until a restart.
+            self._close_ro()
             self._recovering = True
             damaged = self.fault_kind == DAMAGED and self.fault
         try:

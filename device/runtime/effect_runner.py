@@ -148,39 +148,54 @@ class EffectRunner:
                 "dropped_from_memory": self.writer.dropped}
 
     def __call__(self, effects: Sequence[Effect]) -> bool:
+        """Each effect on its own: one that raises (a driver, the uplink, a store) is logged,
+        counted as ``effect_failed`` and skipped, and every effect after it still runs, the
+        events above all: a failing result publish once left an ack's light on and its
+        ``help_coming`` event unwritten."""
         captures: list[Capture] = []
         for effect in effects:
-            match effect:
-                case SetLight(pattern=pattern):
-                    self._set_light(pattern)
-                case Emit():
-                    self.writer.add(effect)
-                case Reject(what=what, reason=reason):
-                    self.rejections[what] += 1
-                    self.last_rejection[what] = clip_text(reason, 400)
-                    self._rejected_log.warning(what, "rejected %s: %s", what, clip_text(reason, 400))
-                case RememberCommand(id=command_id, ts=ts):
-                    self._remember(command_id, ts)
-                case Reply():
-                    self._reply(effect)
-                case Announce(event_id=event_id):
-                    self._announce(event_id)
-                case Capture():
-                    captures.append(effect)
-                case Beep(sound=sound) | SetSound(sound=sound):
-                    self._sound(sound)
-                case SetIndicator(rollcall=on):
-                    self._guard("status LED", partial(self._indicator.rollcall, on))
-                case VerifyPin(entry=entry, pin=pin, action=action):
-                    self._verify(entry, pin, action)
-                case KeepLockout():
-                    self._keep_lockout(effect)
-                case RunSelftest(source=source):
-                    self._guard("selftest", partial(self._selftester, source))
+            if isinstance(effect, Capture):
+                captures.append(effect)
+                continue
+            try:
+                self._run(effect)
+            except Exception:
+                self.rejections["effect_failed"] += 1
+                self.last_rejection["effect_failed"] = type(effect).__name__
+                _LOG.critical("%s failed; the effects after it still run", type(effect).__name__,
+                              exc_info=True)
         durable = self.writer.flush()
         for capture in captures:  # after the alarm is on disk and on its way: capture never delays it
-            self._capturer.request(capture.alarm_id, capture.test, capture.at)
+            request = partial(self._capturer.request, capture.alarm_id, capture.test, capture.at)
+            self._guard("capture", request)
         return durable
+
+    def _run(self, effect: Effect) -> None:
+        match effect:
+            case SetLight(pattern=pattern):
+                self._set_light(pattern)
+            case Emit():
+                self.writer.add(effect)
+            case Reject(what=what, reason=reason):
+                self.rejections[what] += 1
+                self.last_rejection[what] = clip_text(reason, 400)
+                self._rejected_log.warning(what, "rejected %s: %s", what, clip_text(reason, 400))
+            case RememberCommand(id=command_id, ts=ts):
+                self._remember(command_id, ts)
+            case Reply():
+                self._reply(effect)
+            case Announce(event_id=event_id):
+                self._announce(event_id)
+            case Beep(sound=sound) | SetSound(sound=sound):
+                self._sound(sound)
+            case SetIndicator(rollcall=on):
+                self._guard("status LED", partial(self._indicator.rollcall, on))
+            case VerifyPin(entry=entry, pin=pin, action=action):
+                self._verify(entry, pin, action)
+            case KeepLockout():
+                self._keep_lockout(effect)
+            case RunSelftest(source=source):
+                self._guard("selftest", partial(self._selftester, source))
 
     def _sound(self, sound: str | None) -> None:
         buzzer = self._buzzer

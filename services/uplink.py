@@ -204,8 +204,10 @@ class Uplink:
         self._set_state("connecting", "")
         link.open(s.connect_timeout, cancel=self.stopping)
         self._link = link
-        self._window.expect_birth(link.publish(self.topics.status, self._birth(), retain=True))
+        # Subscribe before saying "online": the broker handles a client's packets in order, so a
+        # console that sees "online" and sends a command at once finds the kiosk listening.
         link.subscribe(self.topics.subscriptions())
+        self._window.expect_birth(link.publish(self.topics.status, self._birth(), retain=True))
         self._set_state("online")
         _LOG.info("uplink: online at %s", s.url)
 

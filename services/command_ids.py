@@ -32,6 +32,7 @@ from safehouse.device.core import text
 from safehouse.device.core.boundedjson import MAX_ID
 from safehouse.device.core.errors import EventLogError
 from safehouse.device.core.executed_commands import CAP, ExecutedCommands, evict
+from safehouse.device.core.files import make_folders
 from safehouse.services.sqlite_tx import immediate
 
 _LOG = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class CommandIds:
         self._max = max(1, max_ids)
         self._lock = threading.Lock()
         try:
-            state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)  # umask 000 must not make it 0777
+            make_folders(state_dir, 0o750)  # every missing level 0750, whatever the umask
             self._conn = _connect(self.path)
         except CommandIdError:
             raise

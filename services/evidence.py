@@ -36,6 +36,7 @@ from typing import Any
 
 from safehouse.device.core.clock import iso_utc
 from safehouse.device.core.errors import SafehouseError
+from safehouse.device.core.files import make_folders
 from safehouse.services.evidence_evict import Delivered, Eviction, EvictionReport, ask
 from safehouse.services.evidence_fs import (
     MANIFEST,
@@ -209,7 +210,7 @@ class EvidenceStore:
     def _ensure_root(self) -> None:
         if self.root.is_dir():
             return
-        self.root.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        make_folders(self.root.parent, 0o750)  # every missing level 0750, whatever the umask
         parent_fd = open_dir(self.root.parent, follow=True)
         try:
             make_dir(parent_fd, self.root.name)

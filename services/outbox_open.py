@@ -18,6 +18,7 @@ import stat
 from pathlib import Path
 
 from safehouse.device.core.errors import EventLogError
+from safehouse.device.core.files import make_folders
 from safehouse.services.fsync import fsync_dir
 from safehouse.services.outbox_schema import ensure_schema
 from safehouse.services.storage_errors import (
@@ -142,7 +143,7 @@ def connect_checked(path: Path, *, check: bool = True) -> sqlite3.Connection:
     """Open, integrity-check and prepare the outbox at ``path``; StorageError on any failure."""
     state_dir = path.parent
     try:
-        state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)  # umask 000 must not make it 0777
+        make_folders(state_dir, 0o750)  # every missing level 0750, whatever the umask
         created = create_private(path)
         tighten(path)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)

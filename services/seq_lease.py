@@ -35,6 +35,7 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
+from safehouse.device.core.files import make_folders
 from safehouse.services.fsync import fsync_dir
 
 _LOG = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ def _open_slot_file(path: Path) -> tuple[int, bool]:
 
 def _write_slot(path: Path, offset: int, record: bytes) -> None:
     if not path.parent.exists():
-        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        make_folders(path.parent, 0o750)  # every missing level 0750, whatever the umask
     fd, created = _open_slot_file(path)
     try:
         if created or os.fstat(fd).st_size != SIZE:

@@ -30,6 +30,7 @@ from typing import Any
 
 from safehouse.device.core.closing import Closing
 from safehouse.device.core.errors import EventLogError
+from safehouse.device.core.files import make_folders
 from safehouse.services.fsync import fsync_dir
 from safehouse.services.localday import date_of as _date_of
 from safehouse.services.localday import day_bounds as _day_bounds
@@ -88,7 +89,7 @@ class DailyStats(Closing):
                 created = False
                 conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
             else:
-                state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)  # umask 000 must not make it 0777
+                make_folders(state_dir, 0o750)  # every missing level 0750, whatever the umask
                 created = create_private(self.path)
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
         except (OSError, sqlite3.Error) as exc:

@@ -9,12 +9,18 @@ could plant a file there the daemon reads back. Real daemon, real CLI, real file
 from __future__ import annotations
 
 import os
+import uuid
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from safehouse.device.cli.acceptance import Report, write_report
+from safehouse.services.command_ids import CommandIds
+from safehouse.services.evidence import EvidenceStore
+from safehouse.services.outbox import Outbox
+from safehouse.services.seq_lease import SeqLease
+from safehouse.services.stats import DailyStats
 from tests.rig.daemon import DaemonProcess
 from tests.rig.kiosk_config import write_config
 
@@ -60,3 +66,19 @@ def test_an_acceptance_report_folder_made_under_umask_000_is_not_world_writable(
         written = write_report(Report(device={"id": "SH-TEST-0001"}, started=1_800_000_000.0),
                                tmp_path / "reports" / "kiosk")
     assert too_open(tmp_path / "reports") == [] and all(p.exists() for p in written)
+
+
+def test_each_part_makes_the_folders_above_its_file_0750_under_umask_000(tmp_path: Path) -> None:
+    """Each part that makes its own folder (a tool, a test, a daemon whose state_dir was removed
+    meanwhile) makes every missing level above it 0750 too, not just the last one."""
+    def made(name: str) -> Path:
+        return tmp_path / name / "a" / "b"
+
+    with umask(0):
+        Outbox(made("outbox")).close()
+        CommandIds(made("ids")).close()
+        DailyStats(made("stats")).close()
+        SeqLease([made("lease")]).write(1)
+        EvidenceStore(made("evidence") / "evidence", quota_bytes=1 << 20,
+                      hard_limit_bytes=2 << 20).put(str(uuid.uuid4()), "a.bin", b"x")
+    assert too_open(tmp_path) == [], too_open(tmp_path)

@@ -9,8 +9,8 @@ could plant a file there the daemon reads back. Real daemon, real CLI, real file
 from __future__ import annotations
 
 import os
-import uuid
 import stat
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path

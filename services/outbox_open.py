@@ -18,7 +18,7 @@ import stat
 from pathlib import Path
 
 from safehouse.device.core.errors import EventLogError
-from safehouse.device.core.files import make_folders
+from safehouse.device.core.files import make_folders, not_plain
 from safehouse.services.fsync import fsync_dir
 from safehouse.services.outbox_schema import ensure_schema
 from safehouse.services.storage_errors import (
@@ -57,16 +57,8 @@ def preflight(path: Path, *, unclean: bool) -> str | None:
 def not_a_file(path: Path) -> str | None:
     """A link or a non-file where the database or a sidecar should be: SQLite would follow it
     (and write through it), so it is damage, moved aside as the link it is, never opened."""
-    for p in (path, wal_of(path), path.with_name(path.name + "-shm")):
-        try:
-            mode = os.lstat(p).st_mode
-        except OSError:
-            continue
-        if stat.S_ISLNK(mode):
-            return f"{p.name} is a symbolic link (never followed)"
-        if not stat.S_ISREG(mode):
-            return f"{p.name} is not a regular file"
-    return None
+    refused = not_plain(path, wal_of(path), path.with_name(path.name + "-shm"))
+    return None if refused is None else str(refused)
 
 
 def short_file(path: Path) -> str | None:

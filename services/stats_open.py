@@ -14,13 +14,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from safehouse.device.core.errors import EventLogError
-from safehouse.device.core.files import set_aside
+from safehouse.device.core.files import not_plain, set_aside
 from safehouse.services.outbox_open import short_file
 from safehouse.services.outbox_salvage import Damage
 from safehouse.services.quarantine import SIDECARS, quarantine
@@ -53,16 +52,8 @@ def stats_problem(path: Path) -> str | None:
 
 def planted(path: Path) -> str | None:
     """Why ``path`` or one of its sidecars must not be opened: a link, or not a plain file."""
-    for name in (path.name, *(path.name + s for s in SIDECARS[1:])):
-        try:
-            mode = (path.parent / name).lstat().st_mode
-        except OSError:
-            continue
-        if stat.S_ISLNK(mode):
-            return f"link: {name} is a symbolic link: not followed"
-        if not stat.S_ISREG(mode):
-            return f"not_a_file: {name} is not a regular file"
-    return None
+    refused = not_plain(*(path.with_name(path.name + s) for s in SIDECARS))
+    return None if refused is None else f"{refused.reason}: {refused}"
 
 
 def _set_aside_planted(path: Path, problem: str) -> Damage:

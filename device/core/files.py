@@ -7,6 +7,7 @@ write through the link, hang in ``open()`` or fill its memory. And the modes mus
 from the umask: ``mkdir(parents=True)`` makes the parents ``0777`` minus the umask, so a
 daemon started under umask 000 left world-writable folders above its state.
 
+- ``not_plain()``: whether a file another library opens by name is a link or not a file;
 - ``read_back()``: opened with ``O_NOFOLLOW | O_NONBLOCK``, a regular file only, at most a bound;
 - ``write_atomic()``: a temp file beside it (``O_EXCL | O_NOFOLLOW``, the exact mode), fsync,
   rename over the old one (a link in its place is replaced, never followed), fsync the folder;
@@ -67,6 +68,22 @@ def read_back(path: Path, limit: int) -> bytes:
     if size > limit:
         raise FileRefused("too_large", f"{path} holds more than {limit} bytes")
     return b"".join(chunks)
+
+
+def not_plain(*paths: Path) -> FileRefused | None:
+    """The first of ``paths`` that is there but is a link or not a regular file (looked at with
+    lstat: nothing followed), for a file another library opens by name (SQLite would follow a
+    link and write through it); None when each is a plain file or absent."""
+    for path in paths:
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            continue
+        if stat.S_ISLNK(mode):
+            return FileRefused("link", f"{path.name} is a symbolic link: not followed")
+        if not stat.S_ISREG(mode):
+            return FileRefused("not_a_file", f"{path.name} is not a regular file")
+    return None
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:

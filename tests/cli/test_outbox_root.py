@@ -15,28 +15,19 @@ from pathlib import Path
 import pytest
 
 from safehouse.services.outbox import Outbox
+from tests.cli.test_outbox_tools import stored_events
 from tests.rig.availability import unavailable
 from tests.rig.daemon import cli
 from tests.rig.disk import garbage_header
 from tests.rig.kiosk_config import write_config
 
 DAEMON_UID = DAEMON_GID = 54321
-TOPIC = "safehouse/v1/test/SH-TEST-0001/events"
 
 
 @pytest.fixture
 def as_root() -> None:
     if os.geteuid() != 0:
         unavailable("the salvage's switch to the daemon's user needs root")
-
-
-def stored_events(state: Path, n: int) -> None:
-    with Outbox(state) as box:
-        for i in range(1, n + 1):
-            box.append_event({"event_id": f"t-{i}", "device_id": "SH-TEST-0001", "precinct": "test",
-                              "type": "walk_in", "code": None, "ts": "2026-11-28T00:00:00.000Z",
-                              "clock_synced": True, "mono": 1.0, "boot_id": "b", "test": False,
-                              "data": {"note": "z" * 200}}, TOPIC)
 
 
 def give_to_daemon(state: Path) -> None:

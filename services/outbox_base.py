@@ -40,7 +40,7 @@ from safehouse.services.outbox_schema import (
 )
 from safehouse.services.outbox_seq import unvouched
 from safehouse.services.outbox_sql import raise_id_floor
-from safehouse.services.quarantine import quarantine
+from safehouse.services.quarantine import quarantine, unsalvaged
 from safehouse.services.sqlite_tx import immediate
 from safehouse.services.storage_errors import (
     DAMAGED,
@@ -55,6 +55,7 @@ from safehouse.services.storage_errors import (
 from safehouse.services.wal_check import torn_tail
 
 _LOG = logging.getLogger(__name__)
+OWED = "quarantined by a run stopped before its salvage (the disk was full); salvaged now"
 
 
 class OutboxBase(OutboxConnection):
@@ -104,10 +105,14 @@ class OutboxBase(OutboxConnection):
     def _open(self, *, quarantine_damage: bool) -> None:
         """Check, (quarantine,) open; the lock is not held: the caller makes it exclusive."""
         unclean = self._unclean
+        owed: list[Path] = []
         if self._first_open:  # what the files say about the last run, once (not after a fault)
             self._first_open = False
             file_mark = read_mark(self.path)
             unclean = unclean or (file_mark is not None and file_mark.open)
+            owed = unsalvaged(self.path) if self.lease.was_salvage else owed
+            for copy in owed:  # quarantined by a run killed before its salvage: new ids above its rows
+                self._id_floor = max(self._id_floor, max_id_of_damaged(copy) + ID_GAP)
             lost = unvouched(self.lease, self.path, self._clock())
             if lost is not None:
                 self.damage.append(lost)
@@ -136,6 +141,7 @@ class OutboxBase(OutboxConnection):
             self._stored_high = stored_last
             known = {d.key() for d in self.damage + self._taken}  # reports a killed run still owed
             self.damage += [d for d in load_reports(conn) if d.key() not in known]
+            self._owe_salvage(owed)
             if torn and stored_last < self.lease.high:
                 _LOG.warning("outbox.db-wal ends inside a frame (a write cut short): seq continues above "
                              "the lease (%d), not after the last stored seq (%d)", self.lease.high,
@@ -185,6 +191,17 @@ class OutboxBase(OutboxConnection):
             save_reports(tx, self.damage + self._taken)
         self._mark = plausible(meta_get(conn, "seq_mark")) if checkpoint(conn) else 0
 
+    def _owe_salvage(self, copies: list[Path]) -> None:
+        """Salvage the quarantined copies a killed run left unsalvaged (its report was kept only
+        in memory, on a disk too full for a fresh outbox), unless a kept report names them."""
+        named = {d.quarantined for d in self.damage + self._taken if d.quarantined is not None}
+        for copy in copies:
+            if copy not in named:
+                _LOG.critical("outbox: %s was quarantined by a run stopped before its salvage: "
+                              "salvaging it now", copy)
+                self.damage.append(Damage(file=FILENAME, reason=OWED, quarantined=copy,
+                                          high=max(self.lease.high, seq_of_damaged(copy))))
+
     def _quarantine(self, problem: str) -> None:
         high = max(self._last_seq, self.lease.high, seq_of_damaged(self.path))
         self._id_floor = max(self._id_floor, max_id_of_damaged(self.path) + ID_GAP)
@@ -196,6 +213,8 @@ class OutboxBase(OutboxConnection):
                                 f"the outbox {self.path} is damaged ({problem}) and cannot be moved "
                                 f"aside: {exc}") from exc
         self.damage.append(Damage(file=FILENAME, reason=problem, quarantined=moved, high=high))
+        if moved is not None:  # in place, on a full disk too: a kill before the salvage forgets nothing
+            self.lease.mark_salvage(True)
         _LOG.critical("outbox damaged (%s): a fresh outbox is opened, seq continues above %d", problem, high)
 
     def recover(self) -> bool:

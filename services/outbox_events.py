@@ -34,6 +34,7 @@ from safehouse.services.outbox_mark import MARK_AHEAD, checkpoint, write_mark
 from safehouse.services.outbox_salvage import SalvagedRow, adopt_row, salvage_into
 from safehouse.services.outbox_schema import insert_event, meta_get, pending_events
 from safehouse.services.outbox_seq import GAP_REASON, GARBLED, RANGES, covered, gap
+from safehouse.services.quarantine import mark_salvaged
 from safehouse.services.seq_lease import SEQ_LIMIT
 from safehouse.services.storage_errors import FULL, StorageError
 
@@ -200,8 +201,12 @@ class OutboxEvents(OutboxBase):
                 _LOG.exception("salvage of %s stopped early; what was copied is kept", damage.quarantined)
                 damage.salvaged_done = True
             done.append(damage)
-        if done:
-            self._save_reports()
+        if done and self._save_reports():  # the reports are on disk: the copies need no second salvage
+            for damage in done:
+                if damage.quarantined is not None:
+                    mark_salvaged(damage.quarantined)
+            if not self.salvage_due():
+                self.lease.mark_salvage(False)
         return done
 
     def adopt(self, rows: Sequence[SalvagedRow]) -> int:
@@ -246,10 +251,12 @@ class OutboxEvents(OutboxBase):
             self._save_reports()
         return [d for d in ready if d not in dropped]
 
-    def _save_reports(self) -> None:
+    def _save_reports(self) -> bool:
         try:
             with self._lock, self._write() as conn:
                 save_reports(conn, self.damage + self._taken)
         except EventLogError as exc:
             _LOG.warning("outbox: damage reports not recorded yet (%s): recorded at the next write", exc)
+            return False
+        return True
 

@@ -28,6 +28,7 @@ _LOG = logging.getLogger(__name__)
 FOLDER = "quarantine"
 KEEP = 3
 SIDECARS = ("", "-wal", "-shm", "-journal")
+SALVAGED = ".salvaged"  # an empty file beside a quarantined copy whose salvage is done
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
@@ -148,7 +149,7 @@ def _prune(dir_fd: int, folder: Path, path: Path, keep: int = KEEP) -> None:
     mains = sorted(n for n in os.listdir(dir_fd) if n.startswith(prefix) and n.endswith(suffix)
                    and n != path.name)
     for old in mains[:-keep] if keep > 0 else mains:
-        for sidecar in SIDECARS:
+        for sidecar in (*SIDECARS, SALVAGED):
             try:
                 os.unlink(old + sidecar, dir_fd=dir_fd)  # a link is removed, never what it names
             except FileNotFoundError:
@@ -166,3 +167,41 @@ def quarantined(folder: Path) -> list[Path]:
     if not real:
         return sorted(beside)
     return sorted([p for p in folder.iterdir() if p.suffix == ".db"] + beside)
+
+
+def mark_salvaged(copy: Path) -> bool:
+    """Leave ``SALVAGED`` beside a quarantined copy once its rows are in the live outbox, so no
+    later start salvages it again; False (logged) if it cannot be made."""
+    try:
+        folder = os.open(copy.parent, _DIR | os.O_NOFOLLOW)
+    except OSError as exc:
+        _LOG.warning("quarantine: %s not marked salvaged: %s", copy, exc.strerror or exc)
+        return False
+    try:
+        fd = os.open(copy.name + SALVAGED, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=folder)
+        os.close(fd)
+        os.fsync(folder)
+    except OSError as exc:
+        _LOG.warning("quarantine: %s not marked salvaged: %s", copy, exc.strerror or exc)
+        return False
+    finally:
+        os.close(folder)
+    return True
+
+
+def unsalvaged(path: Path) -> list[Path]:
+    """Quarantined copies of ``path`` (plain files, oldest first) not marked salvaged."""
+    prefix = f"{path.stem}-"
+    found = []
+    for copy in quarantined(path.parent / FOLDER):
+        if not copy.name.startswith(prefix) or copy.name == path.name:
+            continue
+        try:
+            plain = stat.S_ISREG(os.lstat(copy).st_mode)
+            done = os.path.lexists(copy.with_name(copy.name + SALVAGED))
+        except OSError:
+            continue
+        if plain and not done:
+            found.append(copy)
+    return found

@@ -21,7 +21,8 @@ FIFO that would block the start) whose newest slot checks out and is plausible: 
 ``HIGH_LIMIT`` (a forged or bit-flipped one) would push seq past what SQLite and JSON can carry.
 A copy that is present but not believed is damage (``problems``): the outbox then rebuilds the
 mark from what else vouches and reports it (services/outbox_seq.py). A link is removed, never
-written through; the MEMORY flag outlives a restart until the outbox holds every seq issued.
+written through; the MEMORY flag outlives a restart until the outbox holds every seq issued,
+the SALVAGE flag until every quarantined outbox is salvaged.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ _SLOT = struct.Struct("<QQII8x")
 SIZE = 2 * _SLOT.size
 OPEN = 1
 MEMORY = 2  # seqs were issued while the outbox could not store them: they may be nowhere on disk
+SALVAGE = 4  # a quarantined outbox awaits its salvage (services/quarantine.py marks those done)
 SEQ_LIMIT = 2**53 - 1  # the largest seq a JSON reader (JavaScript's numbers) holds exactly
 HIGH_LIMIT = 2**52  # a plausible mark: leaves room for every jump below SEQ_LIMIT
 _GENERATION_LIMIT = 2**62
@@ -75,7 +77,7 @@ def implausible(slot: tuple[int, int, int]) -> str | None:
     generation, high, flags = slot
     if high > HIGH_LIMIT:
         return f"holds an implausible mark ({high}, above {HIGH_LIMIT})"
-    if generation > _GENERATION_LIMIT or flags & ~(OPEN | MEMORY):
+    if generation > _GENERATION_LIMIT or flags & ~(OPEN | MEMORY | SALVAGE):
         return f"holds an implausible slot (generation {generation}, flags {flags:#x})"
     return None
 
@@ -122,6 +124,7 @@ class SeqLease:
         self.found = False  # some copy existed and checked out
         self.was_open = False  # the last writer did not close the outbox cleanly
         self.was_memory = False  # the last writer issued seqs it may not have stored
+        self.was_salvage = False  # the last writer quarantined an outbox it had not salvaged
         self.flags = 0
         self.writable = False
         self.unreadable: list[Path] = []  # copies present that cannot be believed
@@ -135,11 +138,13 @@ class SeqLease:
                 self.high = max(self.high, slot[1])
                 self.was_open = self.was_open or bool(slot[2] & OPEN)
                 self.was_memory = self.was_memory or bool(slot[2] & MEMORY)
+                self.was_salvage = self.was_salvage or bool(slot[2] & SALVAGE)
             elif why is not None:
                 self.unreadable.append(path)
                 self.problems.append(why)
                 _LOG.error("seq lease: %s; not believed", why)
-        self.flags = MEMORY if self.was_memory else 0  # until the outbox holds every seq issued
+        # until the outbox holds every seq issued / until every quarantined copy is salvaged
+        self.flags = (MEMORY if self.was_memory else 0) | (SALVAGE if self.was_salvage else 0)
 
     def cover(self, seq: int) -> bool:
         """Make sure the durable mark is at or above ``seq``; True if it is (now) on some disk.
@@ -152,8 +157,16 @@ class SeqLease:
 
     def mark(self, is_open: bool) -> bool:
         """Record whether the outbox is open (an unclean stop leaves it marked open)."""
-        self.flags = (OPEN if is_open else 0) | (self.flags & MEMORY)
+        self.flags = (OPEN if is_open else 0) | (self.flags & (MEMORY | SALVAGE))
         return self.write(self.high)
+
+    def mark_salvage(self, owed: bool) -> None:
+        """A quarantined outbox awaits its salvage (``owed``), or none does any more. Written in
+        place like the mark, so it is on the disk even when the disk is full and a fresh outbox
+        (where the salvage's report would be kept) cannot be made: a kill then forgets nothing."""
+        if bool(self.flags & SALVAGE) != owed:
+            self.flags ^= SALVAGE
+            self.write(self.high)
 
     def mark_memory(self) -> None:
         """Seqs are being issued that the outbox cannot store: the next start skips the block."""

@@ -207,12 +207,14 @@ class EventWriter:
                       oldest.seq, oldest.event_id, oldest.type, MEMORY_CAP, self.dropped)
 
     def flush(self) -> bool:
-        """Write what waits, in order; True when nothing is left in memory."""
-        for source in self.damage_sources:
-            for damage in source():
-                self._fault_event("storage_damaged", codes.STORAGE_DAMAGED, damage.as_data())
+        """Write what waits, in order; True when nothing is left in memory.
+
+        A write can reveal damage (a stored seq that skips ahead is a gap the outbox reports):
+        its report is taken and written in this same flush, not left for whatever input
+        comes next (on an idle kiosk, nothing might come before a stop)."""
+        self._take_damage()
         wrote, urgent, released = self._write_queue()
-        if self._storage_events(released):
+        if self._storage_events(released) | self._take_damage():
             more = self._write_queue()
             wrote, urgent = wrote or more[0], urgent or more[1]
         if wrote:
@@ -220,6 +222,15 @@ class EventWriter:
         if urgent:  # the alarm is on its way: now also into the database file itself
             self._sink.checkpoint()
         return not self._queue
+
+    def _take_damage(self) -> bool:
+        """A ``storage_damaged`` event for each report the sources have ready; True if any."""
+        took = False
+        for source in self.damage_sources:
+            for damage in source():
+                self._fault_event("storage_damaged", codes.STORAGE_DAMAGED, damage.as_data())
+                took = True
+        return took
 
     def _write_queue(self) -> tuple[bool, bool, int]:
         wrote = urgent = False

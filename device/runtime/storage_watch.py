@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
+from safehouse.device.core.errors import EventLogError
 from safehouse.device.core.threads import Worker
 
 _LOG = logging.getLogger(__name__)
@@ -47,11 +48,17 @@ class StorageWatch(Worker):
         self.nudge()
 
     def run(self) -> None:
+        last = ""
         while not self.stopping.is_set():
             retry: float | None = self._every
             try:
                 self._round()
                 retry = self._every if self._store.fault is not None or self._store.salvage_due() else None
+                last = ""
+            except EventLogError as exc:  # storage still failing (a salvage on a full disk): expected
+                if str(exc) != last:  # said once per kind of failure, not every round
+                    _LOG.warning("storage thread: %s; trying again every %.0f s", exc, retry or 0)
+                last = str(exc)
             except Exception:
                 _LOG.exception("storage thread: a recovery round failed; trying again")
             self._nudged.wait(retry)

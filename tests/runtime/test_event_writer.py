@@ -128,3 +128,20 @@ def test_an_event_refused_for_a_reason_other_than_storage_is_set_aside_and_the_r
     assert writer.unsettled() == ["walk-1"]  # written nowhere, sent nowhere: never "stopped cleanly"
     assert sum("SET ASIDE" in r.getMessage() for r in caplog.records) == 2
     box.close()
+
+
+def test_a_gap_a_write_reveals_is_reported_in_the_same_flush(tmp_path: Path) -> None:
+    """Found by the power-cut loop: the outbox learns of a gap when it stores the event that
+    skips ahead, after the flush has asked for reports; the report then waited for whatever
+    input came next, and on an idle kiosk a stop came first. Now it is written at once."""
+    box = Outbox(tmp_path / "state", recover=True, lease_dirs=[tmp_path / "run"])
+    writer = EventWriter(box, TOPIC, make_fields, damage_sources=[box.take_damage])
+    try:
+        for i in range(2):  # issued and never stored (held in memory, lost): seq 1 and 2
+            box.issue(make_fields(f"lost-{i}", "walk_in", None, False, {}))
+        writer.add(Emit("after", "walk_in", None))
+        assert writer.flush()
+        reports = [e for e in box.events() if e.type == "storage_damaged"]
+        assert [r.data["missing_seq"] for r in reports] == [[1, 2]], [e.summary() for e in box.events()]
+    finally:
+        box.close()

@@ -40,7 +40,7 @@ from safehouse.services.outbox_schema import (
 )
 from safehouse.services.outbox_seq import unvouched
 from safehouse.services.outbox_sql import raise_id_floor
-from safehouse.services.quarantine import quarantine, unsalvaged
+from safehouse.services.quarantine import mark_salvaged, quarantine, unsalvaged
 from safehouse.services.sqlite_tx import immediate
 from safehouse.services.storage_errors import (
     DAMAGED,
@@ -110,7 +110,7 @@ class OutboxBase(OutboxConnection):
             self._first_open = False
             file_mark = read_mark(self.path)
             unclean = unclean or (file_mark is not None and file_mark.open)
-            owed = unsalvaged(self.path) if self.lease.was_salvage else owed
+            owed = self._salvage_owed()
             for copy in owed:  # quarantined by a run killed before its salvage: new ids above its rows
                 self._id_floor = max(self._id_floor, max_id_of_damaged(copy) + ID_GAP)
             lost = unvouched(self.lease, self.path, self._clock())
@@ -190,6 +190,18 @@ class OutboxBase(OutboxConnection):
             write_mark(tx, is_open=True, mark=mark)
             save_reports(tx, self.damage + self._taken)
         self._mark = plausible(meta_get(conn, "seq_mark")) if checkpoint(conn) else 0
+
+    def _salvage_owed(self) -> list[Path]:
+        """Quarantined copies not marked salvaged that a previous run may have left unsalvaged:
+        all of them when the lease says a salvage was owed or cannot say (lost, garbled; a copy
+        salvaged twice only re-sends what the precinct de-duplicates). With a lease that says
+        none was owed, they are older firmware's copies, salvaged then: marked so now."""
+        copies = unsalvaged(self.path)
+        if self.lease.was_salvage or not self.lease.found or self.lease.problems:
+            return copies
+        for copy in copies:
+            mark_salvaged(copy)
+        return []
 
     def _owe_salvage(self, copies: list[Path]) -> None:
         """Salvage the quarantined copies a killed run left unsalvaged (its report was kept only

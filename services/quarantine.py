@@ -144,11 +144,16 @@ def _private(dir_fd: int, name: str) -> None:
 
 
 def _prune(dir_fd: int, folder: Path, path: Path, keep: int = KEEP) -> None:
-    """Delete all but the newest ``keep`` quarantined copies of ``path`` (with their sidecars)."""
+    """Delete all but the newest ``keep`` quarantined copies of ``path`` (with their sidecars),
+    never one whose salvage is not done: it may hold the only copy of an alarm. Moving a file
+    aside takes no space, so the copies a full disk keeps from being salvaged cost nothing new."""
     prefix, suffix = f"{path.stem}-", path.suffix
     mains = sorted(n for n in os.listdir(dir_fd) if n.startswith(prefix) and n.endswith(suffix)
                    and n != path.name)
     for old in mains[:-keep] if keep > 0 else mains:
+        if not _lexists(dir_fd, old + SALVAGED):
+            _LOG.warning("quarantine: the old copy %s is kept: its salvage is not done", folder / old)
+            continue
         for sidecar in (*SIDECARS, SALVAGED):
             try:
                 os.unlink(old + sidecar, dir_fd=dir_fd)  # a link is removed, never what it names

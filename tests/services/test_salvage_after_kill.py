@@ -22,12 +22,14 @@ from pathlib import Path
 import pytest
 
 from safehouse.services.outbox import Outbox
+from safehouse.services.quarantine import mark_salvaged, quarantine, unsalvaged
 from tests.rig.disk import fill, tmpfs
 
 LIFE = """
 import json, os, sys
 from pathlib import Path
 from safehouse.services.outbox import Outbox
+from safehouse.services.quarantine import mark_salvaged, quarantine, unsalvaged
 state, run, n = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 box = Outbox(state, recover=True, lease_dirs=[run])
 fields = {"device_id": "K", "precinct": "p", "type": "panic", "code": 120, "ts": "x",
@@ -70,3 +72,51 @@ def test_an_alarm_in_a_copy_quarantined_on_a_full_disk_is_salvaged_after_another
         assert report.salvaged_events == 3
     with Outbox(state, recover=True, lease_dirs=[run]) as box:  # done once: not salvaged again
         assert not box.salvage_due()
+
+
+def _copy_of(state: Path, name: str) -> Path:
+    """A real outbox file with one event, moved aside as a damaged one is."""
+    with Outbox(state / name) as box:
+        box.append_event({"event_id": f"in-{name}", "device_id": "K", "precinct": "p", "type": "panic",
+                          "code": 120, "ts": "x", "clock_synced": False, "mono": 0.0, "boot_id": "b",
+                          "test": False, "data": {}}, "t")
+    return state / name / "outbox.db"
+
+
+def test_a_copy_whose_salvage_is_not_done_is_never_pruned(tmp_path: Path) -> None:
+    """The quarantine keeps the newest three copies; an older one not yet salvaged is the only
+    place its alarms are, so it stays however many copies come after it."""
+    state = tmp_path / "state"
+    state.mkdir()
+    for i in range(5):
+        copy = _copy_of(tmp_path, f"life-{i}")
+        for suffix in ("", "-wal", "-shm"):
+            src = copy.with_name(copy.name + suffix)
+            if src.exists():
+                src.rename(state / f"outbox.db{suffix}")
+        assert quarantine(state / "outbox.db", wall=1_800_000_000.0 + 60 * i) is not None
+    assert len(unsalvaged(state / "outbox.db")) == 5  # none salvaged: none pruned
+    for copy in unsalvaged(state / "outbox.db"):
+        assert mark_salvaged(copy)
+    _copy_of(tmp_path, "life-5").rename(state / "outbox.db")
+    quarantine(state / "outbox.db", wall=1_800_000_000.0 + 600)
+    left = [p.name for p in (state / "quarantine").iterdir() if p.suffix == ".db"]
+    assert len(left) == 3, left  # salvaged ones go as before: the newest three stay
+
+
+def test_copies_left_unmarked_are_salvaged_when_the_lease_cannot_say(card: Path, tmp_path: Path) -> None:
+    """A garbled lease cannot say whether a salvage was owed: the copies are salvaged again
+    (what was sent already is de-duplicated by the precinct), never skipped."""
+    state, run, ballast = card / "state", tmp_path / "run", card / "ballast"
+    state.mkdir()
+    life(state, run, alarms=2)
+    (state / "outbox.db-wal").unlink()
+    fill(ballast)
+    life(state, run)  # quarantined, nothing salvaged
+    ballast.unlink()
+    (run / "seq.lease").unlink()
+    (state / "seq.lease").write_bytes(b"\xff" * 64)
+    with Outbox(state, recover=True, lease_dirs=[run]) as box:
+        assert box.salvage_due()
+        box.salvage()
+        assert {"alarm-0", "alarm-1"} <= {e.event_id for e in box.events()}

@@ -23,7 +23,7 @@ import pytest
 
 from safehouse.services.outbox import Outbox
 from safehouse.services.outbox_salvage import missing_range
-from safehouse.services.quarantine import FOLDER, KEEP, quarantine
+from safehouse.services.quarantine import FOLDER, KEEP, mark_salvaged, quarantine
 from safehouse.services.seq_lease import SeqLease
 from safehouse.services.stats import DailyStats
 from safehouse.services.stats_open import open_stats, stats_problem
@@ -207,6 +207,7 @@ def test_quarantine_keeps_the_newest_copies_only(tmp_path: Path) -> None:
         (tmp_path / "outbox.db-wal").write_bytes(b"w")
         moved = quarantine(tmp_path / "outbox.db", wall=1_800_000_000.0 + i)
         assert moved is not None and (moved.parent / (moved.name + "-wal")).exists()
+        mark_salvaged(moved)  # only a salvaged copy may go (see test_salvage_after_kill.py)
     kept = sorted((tmp_path / FOLDER).glob("outbox-*.db"))
     assert len(kept) == KEEP and kept[-1].name.startswith("outbox-2027")
 

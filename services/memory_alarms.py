@@ -42,6 +42,7 @@ class MemoryAlarms:
         self._published: set[str] = set()
         self._refused: dict[str, str] = {}  # event_id -> why the broker refused it
         self._spool: AlarmSpool | None = None
+        self._copies: set[str] = set()  # written to the WAL only: kept in the spool, not sent
         self.sent = 0
 
     def keep_in(self, spool: AlarmSpool) -> None:
@@ -54,6 +55,21 @@ class MemoryAlarms:
                 self._waiting[event_id] = MemoryMessage(event_id, topic, payload)
                 if self._spool is not None:
                     self._spool.keep(event_id, payload)
+
+    def keep_copy(self, event_id: str, payload: bytes) -> None:
+        """A copy of an alarm that IS written, but only to the outbox's WAL (its checkpoint
+        failed): kept in the spool, never published from here, so the next start takes it back
+        if the WAL is lost; ``drop_copies()`` once a checkpoint got it into the database file."""
+        with self._cond:
+            if self._spool is not None and event_id not in self._waiting:
+                self._spool.keep(event_id, payload)
+                self._copies.add(event_id)
+
+    def drop_copies(self) -> None:
+        with self._cond:
+            for event_id in self._copies - set(self._waiting):
+                self._drop(event_id)
+            self._copies.clear()
 
     def _drop(self, event_id: str) -> None:
         if self._spool is not None:

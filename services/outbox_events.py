@@ -139,16 +139,19 @@ class OutboxEvents(OutboxBase):
         if seq >= self._last_seq:
             self.lease.clear_memory()
 
-    def checkpoint(self) -> None:
+    def checkpoint(self) -> bool:
         """Copy the WAL into the database file (after an alarm is written and on its way): an
-        alarm then survives even the loss of the WAL. Best effort; never blocks a writer."""
+        alarm then survives even the loss of the WAL. Best effort; never blocks a writer. False
+        when the alarm may still be in the WAL only (a full disk cannot grow the file)."""
         if self._recovering or self.fault is not None:
-            return
+            return False
         try:
             with self._lock, self._reading() as conn:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                busy, log, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except EventLogError as exc:
             _LOG.warning("outbox: checkpoint after an alarm failed: %s", exc)
+            return False
+        return not busy and done >= log
 
     def append_event(self, fields: Mapping[str, Any], topic: str) -> Event:
         """Assign the next seq and store the event durably; return it once committed.

@@ -59,7 +59,7 @@ class EventSink(Protocol):
     def admit(self, fields: Mapping[str, Any]) -> None: ...
     def issue(self, fields: Mapping[str, Any]) -> Event: ...
     def store(self, event: Event, topic: str, *, delivered: bool = False) -> Event: ...
-    def checkpoint(self) -> None: ...
+    def checkpoint(self) -> bool: ...
     def salvage_due(self) -> bool: ...
 
 
@@ -133,6 +133,7 @@ class EventWriter:
         self._handed: set[str] = set()  # event ids handed to the memory queue
         self._listener_failing = False
         self.dropped = 0
+        self._written_alarms: list[Event] = []  # in this flush: checkpointed, or kept in /run too
 
     @property
     def pending(self) -> int:
@@ -220,8 +221,23 @@ class EventWriter:
         if wrote:
             self.messenger.wake(urgent)
         if urgent:  # the alarm is on its way: now also into the database file itself
-            self._sink.checkpoint()
+            self._checkpoint()
+        self._written_alarms.clear()
         return not self._queue
+
+    def _checkpoint(self) -> None:
+        """Into the database file, so a lost WAL cannot take the alarm. When that fails (a full
+        disk cannot grow the file), each alarm just written is also copied into the runtime
+        folder, where the next start takes it back (services/alarm_spool.py), until a later
+        checkpoint gets everything into the file. It is not sent from memory: it is on disk, in
+        its place in the queue."""
+        if self._sink.checkpoint():
+            self.memory.drop_copies()
+            return
+        for event in self._written_alarms:
+            _LOG.warning("alarm #%d %s is in the outbox's WAL only (checkpoint failed): copied into the "
+                         "runtime folder until a checkpoint succeeds", event.seq, event.event_id)
+            self.memory.keep_copy(event.event_id, event.to_json().encode("utf-8"))
 
     def _take_damage(self) -> bool:
         """A ``storage_damaged`` event for each report the sources have ready; True if any."""
@@ -260,6 +276,8 @@ class EventWriter:
                 self.memory.stored(event.event_id)
             self._handed.discard(event.event_id)
             wrote, urgent = True, urgent or event.type in ALARM_TYPES
+            if event.type in ALARM_TYPES:
+                self._written_alarms.append(event)
             self._near_full()
         if not self._queue and self._failing is not None:
             _LOG.warning("storage works again: every event kept in memory is written")

@@ -8,6 +8,8 @@ usable again; no broker here: what would be published is what the memory queue h
 from __future__ import annotations
 
 import logging
+import sqlite3
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,9 @@ import pytest
 from safehouse.device.core.effects import Emit
 from safehouse.device.core.events import Event
 from safehouse.device.runtime.event_writer import MEMORY_CAP, EventWriter
+from safehouse.device.runtime.storage_recovery import take_back_left_alarms
+from safehouse.services.alarm_spool import AlarmSpool
+from safehouse.services.memory_alarms import MemoryAlarms
 from safehouse.services.outbox import Outbox
 
 TOPIC = "safehouse/v1/p/K/events"
@@ -145,3 +150,66 @@ def test_a_gap_a_write_reveals_is_reported_in_the_same_flush(tmp_path: Path) -> 
         assert [r.data["missing_seq"] for r in reports] == [[1, 2]], [e.summary() for e in box.events()]
     finally:
         box.close()
+
+
+def test_an_alarm_left_in_the_wal_only_is_copied_into_the_runtime_folder_until_checkpointed(
+        tmp_path: Path) -> None:
+    """Found by the power-cut loop (seed 1, trial 66): on a full disk the checkpoint after an
+    alarm failed, the alarm stayed in the WAL only, and a lost WAL took it. When the checkpoint
+    cannot copy an alarm into the database file (here a reader holds it back, as a full disk or
+    a technician's `safehouse events` can), the alarm is copied into the runtime folder, where
+    the next start takes it back; it stays queued in its place (not sent ahead from memory)."""
+    state, run = tmp_path / "state", tmp_path / "run"
+    box = Outbox(state, recover=True, lease_dirs=[run])
+    memory = MemoryAlarms()
+    memory.keep_in(AlarmSpool(run))
+    writer = EventWriter(box, TOPIC, make_fields, memory=memory)
+    reader = sqlite3.connect(state / "outbox.db", isolation_level=None)
+    copy = run / "unsent-alarm-alarm-1.json"
+    try:
+        writer.add(Emit("quiet", "walk_in", None))
+        assert writer.flush()
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM messages").fetchall()  # a read snapshot held open
+        writer.add(Emit("alarm-1", "panic", 120))
+        assert writer.flush()
+        assert copy.exists() and memory.unsent(set()) == []  # kept, not sent ahead of the queue
+        assert writer.unsettled() == []  # it is on disk (in the WAL): a stop is still clean
+        assert [r.event_id for r in box.pending(5)] == ["quiet", "alarm-1"]
+        reader.execute("ROLLBACK")
+        writer.add(Emit("alarm-2", "panic", 120))
+        assert writer.flush()  # this checkpoint gets both into the file: the copy goes
+        assert not copy.exists() and not (run / "unsent-alarm-alarm-2.json").exists()
+    finally:
+        reader.close()
+        box.close()
+
+
+def test_the_copy_of_an_alarm_a_lost_wal_took_is_taken_back_at_the_next_start(tmp_path: Path) -> None:
+    """The other half: the WAL goes (deleted after a crash) with the alarm in it; the next start
+    finds the copy in the runtime folder and the alarm is in the outbox again, same seq and id."""
+    state, run = tmp_path / "state", tmp_path / "run"
+    box = Outbox(state, recover=True, lease_dirs=[run])
+    memory = MemoryAlarms()
+    memory.keep_in(AlarmSpool(run))
+    writer = EventWriter(box, TOPIC, make_fields, memory=memory)
+    reader = sqlite3.connect(state / "outbox.db", isolation_level=None)
+    writer.add(Emit("quiet", "walk_in", None))
+    assert writer.flush()
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM messages").fetchall()
+    alarm = str(uuid.uuid4())  # a real event id, as the core makes (the start checks it)
+    writer.add(Emit(alarm, "panic", 120))
+    assert writer.flush()
+    seq = box.last_seq
+    before = (state / "outbox.db").read_bytes()  # the database file without the alarm
+    reader.close()
+    box.close()
+    (state / "outbox.db").write_bytes(before)  # as a kill -9 left it, and then the WAL was lost
+    (state / "outbox.db-wal").unlink(missing_ok=True)
+    again = Outbox(state, recover=True, lease_dirs=[run])
+    try:
+        take_back_left_alarms(MemoryAlarms(), again, run, topic=TOPIC, device_id="K", precinct="p")
+        assert {e.event_id: e.seq for e in again.events()}.get(alarm) == seq
+    finally:
+        again.close()
